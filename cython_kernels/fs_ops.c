@@ -1,0 +1,204 @@
+/* Implementation of fs_ops.h. See the header for shapes and sources. */
+#include "fs_ops.h"
+#include "fs_quants.h"
+#include "fs_vecdot.h"
+#include "fs_half.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
+
+/* Weight rows per work item: 16 rows of a few hundred bytes stay in L1 while every token of the
+ * batch is dotted with them. */
+#define TILE_ROWS 16
+
+void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
+    const int64_t n_in = w->n_in, n_out = w->n_out;
+    const size_t act_bytes = fs_act_row_bytes(w->type, n_in);
+    const int64_t n_tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
+    #pragma omp parallel num_threads(n_threads)
+    {
+        #pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tok; t++)
+            fs_quantize_act(w->type, x + t * n_in, act + t * act_bytes, n_in);
+        /* implicit barrier: every activation row is quantized before any dot product */
+        #pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < n_tiles; tile++) {
+            const int64_t r0 = tile * TILE_ROWS;
+            const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
+            const uint8_t *rows = w->data + r0 * w->row_bytes;
+            for (int64_t t = 0; t < n_tok; t++)
+                fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
+        }
+    }
+}
+
+int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) {
+    for (int64_t t = 0; t < n_tok; t++) {
+        float *row = out + t * emb->n_in;
+        if (fs_dequantize_row(emb->type, emb->data + (int64_t)tokens[t] * emb->row_bytes, row, emb->n_in) != 0)
+            return -1;
+        if (scale != 1.0f)
+            for (int64_t i = 0; i < emb->n_in; i++) row[i] *= scale;
+    }
+    return 0;
+}
+
+void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * n;
+        float *o = out + r * n;
+        /* As ggml_compute_forward_rms_norm_f32: squares in float, summed in double (ggml_float). */
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        const float s = 1.0f / sqrtf((float)(sum / n) + eps);
+        if (w)
+            for (int64_t i = 0; i < n; i++) o[i] = (xr[i] * s) * w[i];
+        else
+            for (int64_t i = 0; i < n; i++) o[i] = xr[i] * s;
+    }
+}
+
+void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
+             float base, float freq_scale, int neox) {
+    const int half = n_rot / 2;
+    /* theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, as ggml_rope_cache_init
+     * computes it, so positions rotate by exactly the angles llama.cpp uses. */
+    const float theta_scale = powf(base, -2.0f / (float)n_rot);
+    for (int64_t t = 0; t < n_tok; t++) {
+        float theta = (float)pos[t];
+        for (int i = 0; i < half; i++) {
+            const float th = freq_scale * theta;
+            const float c = cosf(th), s = sinf(th);
+            theta *= theta_scale;
+            for (int h = 0; h < n_head; h++) {
+                float *v = x + (t * n_head + h) * (int64_t)head_dim;
+                const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+                const float x0 = v[i0], x1 = v[i1];
+                v[i0] = x0 * c - x1 * s;
+                v[i1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/* f16 -> f32 through a table (256 KiB), filled once by fs_ops_init. */
+static float f16_table[1 << 16];
+
+void fs_ops_init(void) {
+    for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = fp16_to_fp32((uint16_t)i);
+}
+
+static inline float h2f(uint16_t h) { return f16_table[h]; }
+
+void fs_to_f16(const float *x, uint16_t *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
+}
+
+/* dot of two f16 vectors with float accumulation, in the lane order of ggml_vec_dot_f16's AVX2
+ * path (4 x 8 FMA accumulators over steps of 32, GGML_F32x8_REDUCE). n is a multiple of 32 for
+ * every supported head size; a remainder is added at the end as ggml does. */
+FS_DISPATCH
+static float dot_f16(const uint16_t *x, const uint16_t *y, int n) {
+    float acc[4][8] = {{0}};
+    const int np = n & ~31;
+    for (int i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 8; l++)
+                acc[j][l] = fmaf(h2f(x[i + j * 8 + l]), h2f(y[i + j * 8 + l]), acc[j][l]);
+    float t0[4];
+    for (int l = 0; l < 8; l++) {
+        acc[0][l] += acc[2][l];
+        acc[1][l] += acc[3][l];
+        acc[0][l] += acc[1][l];
+    }
+    for (int l = 0; l < 4; l++) t0[l] = acc[0][l] + acc[0][l + 4];
+    double sum = (double)((t0[0] + t0[1]) + (t0[2] + t0[3]));
+    for (int i = np; i < n; i++) sum += (double)(h2f(x[i]) * h2f(y[i]));
+    return (float)sum;
+}
+
+void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                  float *work, int n_threads) {
+    const int group = n_head / n_head_kv;
+    const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
+    const int64_t q_stride = (int64_t)n_head * head_dim;
+    #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
+    for (int64_t t = 0; t < n_tok; t++) {
+        for (int h = 0; h < n_head; h++) {
+            /* per-thread work: q as f16 (head_dim halves), the f16 output accumulator */
+            uint16_t *q16 = (uint16_t *)(work + (int64_t)omp_get_thread_num() * 2 * head_dim);
+            uint16_t *acc = q16 + head_dim;
+            const int64_t p = pos0 + t;
+            const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+            const int64_t kv_off = (int64_t)(h / group) * head_dim;
+            fs_to_f16(q + t * q_stride + (int64_t)h * head_dim, q16, head_dim);
+            memset(acc, 0, sizeof(uint16_t) * head_dim);
+            /* Online softmax over the visible cache rows, accumulating V in f16 as
+             * ggml_compute_forward_flash_attn_ext_f16 does for an F16 cache. */
+            float M = -INFINITY, S = 0.0f;
+            for (int64_t j = first; j <= p; j++) {
+                const float s = dot_f16(k_cache + j * kv_stride + kv_off, q16, head_dim) * scale;
+                const uint16_t *vj = v_cache + j * kv_stride + kv_off;
+                float ms = 1.0f, vs = 1.0f;
+                if (s > M) {
+                    const float m_old = M;
+                    M = s;
+                    ms = expf(m_old - M);
+                    for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(h2f(acc[d]) * ms);
+                } else {
+                    vs = expf(s - M);
+                }
+                for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(fmaf(h2f(vj[d]), vs, h2f(acc[d])));
+                S = S * ms + vs;
+            }
+            const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+            float *o = out + t * q_stride + (int64_t)h * head_dim;
+            for (int d = 0; d < head_dim; d++) o[d] = h2f(acc[d]) * inv;
+        }
+    }
+}
+
+void fs_gated_act(float *gate, const float *up, int64_t n, int act) {
+    if (act == 0) {
+        for (int64_t i = 0; i < n; i++) {
+            const float g = gate[i];
+            gate[i] = g / (1.0f + expf(-g)) * up[i];
+        }
+    } else {
+        /* GELU, tanh approximation (Hendrycks & Gimpel 2016). ggml evaluates it through an f16
+         * table (GGML_GELU_FP16 in ggml-cpu/vec.h): the input is rounded to f16 and the result
+         * too; done the same way here so Gemma follows llama.cpp's greedy path. */
+        const float k = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < n; i++) {
+            const float g = gate[i];
+            float y;
+            if (g <= -10.0f) {
+                y = 0.0f;
+            } else if (g >= 10.0f) {
+                y = g;
+            } else {
+                const float x = h2f(fp32_to_fp16(g));
+                y = h2f(fp32_to_fp16(0.5f * x * (1.0f + tanhf(k * x * (1.0f + 0.044715f * x * x)))));
+            }
+            gate[i] = y * up[i];
+        }
+    }
+}
+
+void fs_add(float *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+void fs_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+void fs_softcap(float *x, float cap, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+}

@@ -1,0 +1,75 @@
+/* Transformer building blocks on float32 activations: quantized matmul, RMSNorm, RoPE, attention,
+ * gated activations. Plain C with OpenMP; every function is safe to call without the GIL.
+ *
+ * Shapes are row-major: an activation batch is (n_tok, n) with rows contiguous.
+ */
+#ifndef FS_OPS_H
+#define FS_OPS_H
+
+#include "fs_common.h"
+
+/* A weight matrix as stored in the GGUF file: n_out rows of n_in elements, each row row_bytes long
+ * in GGML type `type` (ggml ne[0] = n_in, ne[1] = n_out). */
+typedef struct {
+    const uint8_t *data;
+    int type;
+    int64_t n_in;
+    int64_t n_out;
+    size_t row_bytes;
+} fs_weight;
+
+/* Bytes of activation scratch fs_matmul needs per token: enough for any weight type's 8-bit (or
+ * F32) quantized activation row of n_in values. */
+#define FS_MATMUL_ACT_BYTES(n_in) ((size_t)(n_in) * 4 + 64)
+
+/* y (n_tok, n_out) = x (n_tok, n_in) @ W^T, W (n_out, n_in).
+ * As llama.cpp's CPU backend: each activation row is quantized once to the weight type's
+ * vec_dot_type (Q8_0, Q8_1, Q8_K, F16 ...), then integer dot products run per block
+ * (fs_vecdot.h). Rows of W are split across threads; each output element is summed in a fixed
+ * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes. */
+void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads);
+
+/* out[i] = emb[tokens[i]] * scale, out (n_tok, n_in). Returns -1 on an unsupported type. */
+int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out);
+
+/* RMSNorm of each of n_rows rows of length n (Zhang & Sennrich 2019, as ggml_rms_norm):
+ * out = x / sqrt(mean(x^2) + eps) * w. w may be NULL (no weight). In place allowed. */
+void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps);
+
+/* Rotary position embedding (Su et al. 2021) applied in place to x (n_tok, n_head, head_dim) on the
+ * first n_rot dims of each head, position pos[t] for token t. neox=0 rotates adjacent pairs
+ * (2i, 2i+1) (GGML_ROPE_TYPE_NORM, llama); neox=1 rotates (i, i + n_rot/2) (GGML_ROPE_TYPE_NEOX,
+ * gemma, qwen). theta_i = pos * freq_scale * base^(-2i/n_rot), as ggml's rope. */
+void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
+             float base, float freq_scale, int neox);
+
+/* Causal multi-head attention with grouped KV heads over an f16 KV cache, computed as llama.cpp's
+ * CPU flash attention does (q rounded to f16, f16 dot products, online softmax, f16 accumulator).
+ * q (n_tok, n_head * head_dim) for positions pos0 .. pos0 + n_tok - 1;
+ * k_cache, v_cache (n_ctx, n_head_kv * head_dim) f16, rows 0 .. pos0 + n_tok - 1 filled;
+ * out (n_tok, n_head * head_dim). Token at position p sees cache rows j <= p, and with window > 0
+ * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
+ * work: n_threads * 2 * head_dim floats of scratch. */
+void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                  float *work, int n_threads);
+
+/* y = f16(x) over n values, round to nearest even. */
+void fs_to_f16(const float *x, uint16_t *y, int64_t n);
+
+/* Fill the f16 -> f32 table; call once before any other function here. */
+void fs_ops_init(void);
+
+/* gate = act(gate) * up, elementwise over n values; act 0 = SiLU, 1 = GELU (tanh approximation). */
+void fs_gated_act(float *gate, const float *up, int64_t n, int act);
+
+/* dst += src over n values. */
+void fs_add(float *dst, const float *src, int64_t n);
+
+/* x *= s over n values. */
+void fs_scale(float *x, float s, int64_t n);
+
+/* x = tanh(x / cap) * cap over n values (Gemma 2 logit soft-capping). */
+void fs_softcap(float *x, float cap, int64_t n);
+
+#endif

@@ -1,0 +1,108 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Python entry points to the quantized dot-product kernels (``fs_vecdot.c``), for tests and
+benchmarks.
+
+The kernels work as llama.cpp's CPU backend: the activation row is first quantized to the weight
+type's "vec_dot_type" (Q8_0, Q8_1 or Q8_K blocks, or F16 / BF16 / F32), then each weight row is
+dotted with it block by block in integers. See ``fs_vecdot.h`` for the formats and sources.
+
+Other Cython modules use the C functions directly (``from cython_kernels.vecdot cimport
+fs_vec_dot_rows``); see ``vecdot.pxd``.
+"""
+import time
+
+import numpy as np
+
+from libc.stdint cimport int64_t, uint8_t
+
+from cython_kernels.quants cimport fs_row_bytes, fs_type_supported
+
+
+def impl():
+    """The implementation in use: ``"avx2"`` or ``"portable"`` (chosen once per process; set the
+    environment variable ``FIRESIDE_CPU=portable`` before the first call to force the portable
+    one)."""
+    return fs_vecdot_impl().decode("ascii")
+
+
+def act_row_bytes(int wtype, int64_t n):
+    """Bytes of one activation row of ``n`` floats quantized for weights of GGML type ``wtype``.
+    Raises ValueError if the type is unsupported or ``n`` is not a multiple of its block size."""
+    cdef size_t nb = fs_act_row_bytes(wtype, n)
+    if nb == 0 and n != 0:
+        raise ValueError(f"unsupported weight type {wtype} or row length {n} not a multiple of its block size")
+    return int(nb)
+
+
+def quantize_act(int wtype, x):
+    """Quantize the float32 activation row ``x`` (1-D) into ``wtype``'s vec_dot_type.
+
+    Returns:
+        np.ndarray: uint8 array of ``act_row_bytes(wtype, len(x))`` bytes.
+    """
+    cdef const float[::1] xv = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    cdef int64_t n = xv.shape[0]
+    cdef size_t nbytes = act_row_bytes(wtype, n)
+    out = np.empty(nbytes, dtype=np.uint8)
+    cdef uint8_t[::1] ov = out
+    if n > 0:
+        with nogil:
+            fs_quantize_act(wtype, &xv[0], &ov[0], n)
+    return out
+
+
+def vec_dot_rows(int wtype, w, x):
+    """Dot every row of a weight matrix with an activation row, as ggml does.
+
+    Args:
+        wtype: GGML type id of the weights.
+        w: uint8 array of shape ``(n_rows, row_bytes)``, C-contiguous (e.g. ``GGUFFile.tensor(name).data``),
+            each row holding ``len(x)`` elements of ``wtype`` (``row_bytes`` may exceed the
+            minimum; the rest of the row is ignored).
+        x: float32 activation row (1-D).
+
+    Returns:
+        np.ndarray: float32 array of shape ``(n_rows,)``. The GIL is released while computing.
+    """
+    return _vec_dot_rows(wtype, w, x, 0)
+
+
+def bench_vec_dot_rows(int wtype, w, x, int repeat):
+    """Seconds per call of the C kernel fs_vec_dot_rows on these arguments, averaged over
+    ``repeat`` back-to-back calls made without returning to Python (for benchmarks: the Python
+    wrapper's own overhead is left out). The activation is quantized once, outside the timing."""
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    return _vec_dot_rows(wtype, w, x, repeat)
+
+
+cdef _vec_dot_rows(int wtype, w, x, int repeat):
+    if not fs_type_supported(wtype):
+        raise ValueError(f"unsupported weight type {wtype}")
+    w = np.asarray(w)
+    if w.dtype != np.uint8 or w.ndim != 2:
+        raise ValueError(f"w must be a 2-D uint8 array (n_rows, row_bytes), got {w.dtype} of shape {w.shape}")
+    w = np.ascontiguousarray(w)
+    cdef const uint8_t[:, ::1] wv = w
+    cdef const float[::1] xv = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    cdef int64_t n = xv.shape[0]
+    cdef int64_t n_rows = wv.shape[0]
+    cdef size_t row_bytes = wv.shape[1]
+    act = quantize_act(wtype, x)
+    if fs_row_bytes(wtype, n) > row_bytes:
+        raise ValueError(f"rows of {row_bytes} bytes cannot hold {n} elements of type {wtype}")
+    out = np.zeros(n_rows, dtype=np.float32)
+    cdef float[::1] ov = out
+    cdef const uint8_t[::1] av = act
+    cdef int i
+    if n_rows == 0 or n == 0:
+        return out if repeat == 0 else 0.0
+    if repeat == 0:
+        with nogil:
+            fs_vec_dot_rows(wtype, &wv[0, 0], row_bytes, n_rows, &av[0], n, &ov[0])
+        return out
+    t0 = time.perf_counter()
+    with nogil:
+        for i in range(repeat):
+            fs_vec_dot_rows(wtype, &wv[0, 0], row_bytes, n_rows, &av[0], n, &ov[0])
+    return (time.perf_counter() - t0) / repeat

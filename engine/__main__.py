@@ -1,0 +1,6 @@
+"""``python -m engine`` runs the ``fireside`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

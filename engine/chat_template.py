@@ -1,0 +1,262 @@
+"""Chat templates: turn a list of messages into the prompt text a model was trained on.
+
+The template is the file's ``tokenizer.chat_template`` (Jinja), rendered the way transformers'
+``apply_chat_template`` does: a sandboxed, immutable Jinja environment with ``trim_blocks`` and
+``lstrip_blocks``, the ``loopcontrols`` extension, ``{% generation %}`` blocks, the ``raise_exception``
+and ``strftime_now`` globals, a ``tojson`` filter that keeps non-ASCII characters, and the variables
+``messages``, ``add_generation_prompt``, ``bos_token``, ``eos_token`` (plus ``unk_token``/``pad_token``
+when the vocabulary has them, ``tools``/``documents`` defaulting to ``None``, and any extra keyword).
+
+Files without a template get a built-in one: Gemma's turn format for the ``gemma``/``gemma2``/``gemma3``
+architectures, ChatML otherwise.
+
+BOS: some templates render ``{{ bos_token }}`` themselves (Llama 3, Gemma's own template), others do
+not (ChatML, the built-in Gemma fallback, which leaves BOS to the tokenizer). Encode a rendered prompt
+with :meth:`ChatTemplate.encode`, which adds the tokenizer's BOS only if the text does not already start
+with it - llama.cpp's rule - so a prompt never gets two.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+GEMMA_ARCHITECTURES = frozenset({"gemma", "gemma2", "gemma3", "gemma3n"})
+
+# Gemma's official template (google/gemma-3-*-it), without its leading ``{{ bos_token }}``: the tokenizer
+# adds BOS (add_bos_token is true). A system prompt is folded into the first user turn.
+GEMMA_TEMPLATE = """\
+{%- if messages and messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<start_of_turn>model\\n' }}
+{%- endif -%}
+"""
+
+CHATML_TEMPLATE = """\
+{%- for message in messages -%}
+    {{ '<|im_start|>' + message['role'] + '\\n' }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] }}
+    {%- else -%}
+        {%- for item in message['content'] if item['type'] == 'text' -%}{{ item['text'] }}{%- endfor -%}
+    {%- endif -%}
+    {{ '<|im_end|>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<|im_start|>assistant\\n' }}
+{%- endif -%}
+"""
+
+
+class ChatTemplateError(ValueError):
+    """A chat template cannot be compiled or rendered; the message says where and why."""
+
+
+class _TemplateException(jinja2.TemplateError):
+    """Raised by the template itself through ``raise_exception``."""
+
+
+def _raise_exception(message: str) -> None:
+    raise _TemplateException(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+class _GenerationBlock(Extension):
+    """``{% generation %}...{% endgeneration %}`` (used by transformers to mark assistant text): the
+    body is rendered as is."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.CallBlock(self.call_method("_render", []), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """transformers' environment, except that an unsafe attribute (``__class__``, ``mro``...) raises
+    at once instead of quietly rendering as an empty string."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str):
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> _Environment:
+    env = _Environment(trim_blocks=True, lstrip_blocks=True,
+                       extensions=[_GenerationBlock, "jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """Line of the template where a render error happened (Jinja maps its frames to template lines)."""
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _describe(exc: BaseException) -> str:
+    lineno = _template_line(exc)
+    where = f" (template line {lineno})" if lineno else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+class ChatTemplate:
+    """A compiled chat template.
+
+    Attributes:
+        source: the template text used.
+        is_fallback: True when the file had no template and a built-in one is used.
+        bos_token, eos_token: texts passed to the template (``""`` when the vocabulary has none).
+    """
+
+    def __init__(self, source: str, tokenizer: "Tokenizer | None" = None, *, is_fallback: bool = False,
+                 name: str = "chat template"):
+        self.source = source
+        self.is_fallback = is_fallback
+        self.tokenizer = tokenizer
+        self._name = name
+        self.special_tokens: dict[str, str] = {}
+        if tokenizer is not None:
+            for key, tid in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id),
+                             ("unk_token", getattr(tokenizer, "unk_id", None))):
+                if tid is not None:
+                    self.special_tokens[key] = tokenizer.token_text(tid)
+        self.special_tokens.setdefault("bos_token", "")
+        self.special_tokens.setdefault("eos_token", "")
+        self.bos_token = self.special_tokens["bos_token"]
+        self.eos_token = self.special_tokens["eos_token"]
+        try:
+            self._template = _environment().from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ChatTemplateError(f"{name} has a syntax error at line {exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise ChatTemplateError(f"{name} cannot be compiled: {_describe(exc)}") from None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict, tokenizer: "Tokenizer") -> "ChatTemplate":
+        """The file's ``tokenizer.chat_template``, or a built-in one picked by ``general.architecture``.
+
+        Raises:
+            ChatTemplateError: the file's template does not compile.
+        """
+        source = metadata.get("tokenizer.chat_template")
+        if isinstance(source, str) and source.strip():
+            return cls(source, tokenizer, name="the model's chat template (tokenizer.chat_template)")
+        arch = str(metadata.get("general.architecture", ""))
+        if arch in GEMMA_ARCHITECTURES:
+            return cls(GEMMA_TEMPLATE, tokenizer, is_fallback=True, name="built-in Gemma chat template")
+        return cls(CHATML_TEMPLATE, tokenizer, is_fallback=True, name="built-in ChatML chat template")
+
+    def render(self, messages: list[dict], *, add_generation_prompt: bool = True, **kwargs: Any) -> str:
+        """The prompt text for ``messages`` (``[{"role": "user", "content": "Hi"}, ...]``).
+
+        Extra keyword arguments become template variables (``tools``, ``enable_thinking``...).
+
+        Raises:
+            ChatTemplateError: the template failed (it raised an exception itself, touched something the
+                sandbox forbids, or hit a bug); the message names the cause and the template line.
+        """
+        variables: dict[str, Any] = {"tools": None, "documents": None, **self.special_tokens}
+        variables.update(kwargs)
+        variables["messages"] = messages
+        variables["add_generation_prompt"] = add_generation_prompt
+        try:
+            return self._template.render(**variables)
+        except _TemplateException as exc:
+            raise ChatTemplateError(f"{self._name} refused the conversation: {exc}"
+                                    + (f" (template line {_template_line(exc)})" if _template_line(exc) else "")
+                                    ) from None
+        except SecurityError as exc:
+            raise ChatTemplateError(f"{self._name} tried an unsafe operation, blocked by the sandbox: "
+                                    f"{_describe(exc)}") from None
+        except jinja2.TemplateError as exc:
+            raise ChatTemplateError(f"{self._name} failed: {_describe(exc)}") from None
+        except Exception as exc:  # errors raised from Python code the template calls (bad indexing...)
+            raise ChatTemplateError(f"{self._name} failed: {_describe(exc)}") from None
+
+    def renders_bos(self) -> bool:
+        """Whether rendered prompts start with the BOS text (then do not add BOS again when encoding)."""
+        if not self.bos_token:
+            return False
+        for probe in ([{"role": "user", "content": "Hi"}],
+                      [{"role": "system", "content": "Hi"}, {"role": "user", "content": "Hi"}]):
+            try:
+                return self.render(probe).startswith(self.bos_token)
+            except ChatTemplateError:
+                continue
+        return False
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt: control tokens in it are parsed, and the tokenizer's BOS is
+        added only if the text does not already start with the BOS text (no double BOS)."""
+        if self.tokenizer is None:
+            raise ChatTemplateError("this chat template has no tokenizer to encode with")
+        tok = self.tokenizer
+        add_special = not (self.bos_token and tok.add_bos and text.startswith(self.bos_token))
+        return tok.encode(text, add_special=add_special, parse_special=True)
+
+    def __repr__(self) -> str:
+        return f"ChatTemplate({self._name}, {len(self.source)} chars)"

@@ -1,0 +1,171 @@
+"""Text generation: prefill the prompt, then sample and decode one token at a time.
+
+Follows mlx-lm's ``generate_step`` shape: a generator of tokens, with prefill progress reported
+through a callback and a stop flag checked between tokens (the GUI and the server use it).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from .context import Context
+from .sampling import Sampler
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """One generated token and the text it completes (may be ``""`` while a UTF-8 character or a
+    possible stop string is still pending)."""
+
+    id: int
+    text: str
+
+
+@dataclass
+class GenerationStats:
+    """Counts and timings of one generation.
+
+    Attributes:
+        n_prompt: prompt tokens; n_reused: of those, taken from the KV cache without processing.
+        n_generated: tokens sampled (the stop token included).
+        prefill_s, decode_s: wall time in seconds.
+        finish_reason: ``"stop"`` (EOS/EOT or a stop string), ``"length"`` (max_tokens or context full),
+            ``"cancelled"`` (the stop flag).
+        context_full: the context window filled up before max_tokens.
+    """
+
+    n_prompt: int = 0
+    n_reused: int = 0
+    n_generated: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    finish_reason: str = ""
+    context_full: bool = False
+    text: str = ""
+
+    @property
+    def prefill_tps(self) -> float:
+        """Prompt tokens processed per second (reused tokens excluded)."""
+        n = self.n_prompt - self.n_reused
+        return n / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        """Generated tokens per second, the first (sampled from the prefill's logits) excluded."""
+        n = max(self.n_generated - 1, 0)
+        return n / self.decode_s if self.decode_s > 0 else 0.0
+
+
+@dataclass
+class Generation:
+    """An iterable generation; iterate for :class:`GeneratedToken`, then read :attr:`stats`."""
+
+    _it: Iterator[GeneratedToken]
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __iter__(self) -> Iterator[GeneratedToken]:
+        return self._it
+
+    def text(self) -> str:
+        """Run to the end and return the whole generated text."""
+        return "".join(t.text for t in self)
+
+
+def _stop_cut(text: str, stops: Sequence[str]) -> tuple[int | None, int]:
+    """Return (index of the first complete stop string or None, length of the text safe to emit)."""
+    first = None
+    for s in stops:
+        i = text.find(s)
+        if i >= 0 and (first is None or i < first):
+            first = i
+    if first is not None:
+        return first, first
+    # Hold back a tail that could still grow into a stop string.
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return None, len(text) - hold
+
+
+def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_tokens: int = 256,
+             stop: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Generation:
+    """Generate a continuation of ``prompt_tokens``.
+
+    Args:
+        ctx: the context (its cache is reused for the common prefix).
+        prompt_tokens: prompt ids (BOS included if the model wants one).
+        sampler: chooses tokens.
+        max_tokens: most tokens to generate (< 0: until the context is full).
+        stop: stop strings; the text stops before the first one and it is not emitted.
+        progress: prefill progress callback ``(done, total)`` in tokens.
+        should_stop: polled between tokens; returning True ends with finish_reason "cancelled".
+
+    Returns:
+        :class:`Generation`; the work happens while iterating it.
+
+    Raises (while iterating):
+        ContextFullError: the prompt alone does not fit in n_ctx.
+    """
+    stats = GenerationStats(n_prompt=len(prompt_tokens))
+    tok = ctx.model.tokenizer
+    eog = tok.eog_ids
+    stops = [s for s in stop if s]
+
+    def run() -> Iterator[GeneratedToken]:
+        t0 = time.perf_counter()
+        logits, stats.n_reused = ctx.prefill(prompt_tokens, progress)
+        stats.prefill_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        history = list(prompt_tokens)
+        decoder = tok.stream_decoder()
+        pending = ""  # decoded text not yet emitted (could start a stop string)
+        emitted: list[str] = []
+        limit = max_tokens if max_tokens >= 0 else ctx.n_ctx
+        try:
+            while True:
+                if should_stop is not None and should_stop():
+                    stats.finish_reason = "cancelled"
+                    break
+                if stats.n_generated >= limit:
+                    stats.finish_reason = "length"
+                    break
+                token = sampler.sample(logits, history)
+                stats.n_generated += 1
+                history.append(token)
+                if token in eog:
+                    stats.finish_reason = "stop"
+                    break
+                pending += decoder.push(token)
+                cut, safe = _stop_cut(pending, stops)
+                if cut is not None:
+                    emitted.append(pending[:cut])
+                    yield GeneratedToken(token, pending[:cut])
+                    pending = ""
+                    stats.finish_reason = "stop"
+                    break
+                out, pending = pending[:safe], pending[safe:]
+                emitted.append(out)
+                yield GeneratedToken(token, out)
+                if len(ctx.tokens) >= ctx.n_ctx:
+                    stats.finish_reason = "length"
+                    stats.context_full = True
+                    break
+                if stats.n_generated >= limit:
+                    stats.finish_reason = "length"
+                    break
+                logits = ctx.decode(token)
+            if stats.finish_reason in ("length", "cancelled"):
+                tail = pending + decoder.flush()
+                if tail:
+                    emitted.append(tail)
+                    yield GeneratedToken(-1, tail)
+        finally:
+            stats.decode_s = time.perf_counter() - t1
+            stats.text = "".join(emitted)
+
+    return Generation(run(), stats)

@@ -1,0 +1,300 @@
+"""Read a GGUF file: metadata, tensor directory, and memory-mapped tensor data (never copied).
+
+Format: the GGUF spec (ggml `docs/gguf.md`): magic ``GGUF``, uint32 version (2 or 3), uint64 tensor
+count, uint64 metadata count, the metadata key/value pairs, the tensor infos (name, n_dims, dims
+ne[0..n_dims), ggml type, offset relative to the aligned data section), then the tensor data.
+
+The type ids, value-type ids and block sizes come from the ``gguf`` package (``gguf.GGUFValueType``,
+``gguf.GGMLQuantizationType``, ``gguf.GGML_QUANT_SIZES``). The header itself is walked here rather than
+with ``gguf.GGUFReader`` because that reader builds one numpy view per array element: on Gemma 3's
+262,144-token vocabulary it took 18 s on the development machine, against about 0.2 s here.
+``tests/test_gguf_file.py`` checks this parser against ``gguf.GGUFReader`` on both starter models.
+
+Every problem raises :class:`GGUFError` with one message naming the file and the problem.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+DEFAULT_ALIGNMENT = 32
+# Sanity bounds so a corrupt count fails fast instead of looping for minutes.
+_MAX_COUNT = 1 << 24
+_MAX_DIMS = 4
+
+# numpy dtypes of the scalar value types, little-endian (GGUF spec).
+_SCALAR_FORMATS: dict[int, str] = {
+    gguf.GGUFValueType.UINT8: "<u1",
+    gguf.GGUFValueType.INT8: "<i1",
+    gguf.GGUFValueType.UINT16: "<u2",
+    gguf.GGUFValueType.INT16: "<i2",
+    gguf.GGUFValueType.UINT32: "<u4",
+    gguf.GGUFValueType.INT32: "<i4",
+    gguf.GGUFValueType.FLOAT32: "<f4",
+    gguf.GGUFValueType.BOOL: "<u1",
+    gguf.GGUFValueType.UINT64: "<u8",
+    gguf.GGUFValueType.INT64: "<i8",
+    gguf.GGUFValueType.FLOAT64: "<f8",
+}
+
+
+class GGUFError(ValueError):
+    """A file is not a usable GGUF model; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def ggml_type_name(ggml_type: int) -> str:
+    """Return the GGML name of a type id (``12`` -> ``"Q4_K"``), or ``"type <id>"`` if unknown."""
+    try:
+        return gguf.GGMLQuantizationType(ggml_type).name
+    except ValueError:
+        return f"type {ggml_type}"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's directory entry and its memory-mapped bytes.
+
+    Attributes:
+        name: GGUF tensor name, e.g. ``blk.0.attn_q.weight``.
+        ne: ggml dimensions, innermost first (``ne[0]`` is the row length).
+        ggml_type: GGML type id (see ``gguf.GGMLQuantizationType``).
+        offset: absolute byte offset of the data in the file.
+        n_bytes: size of the data in bytes.
+        data: uint8 view of the data, shape ``(n_rows, row_bytes)``, read-only, backed by the mmap.
+    """
+
+    name: str
+    ne: tuple[int, ...]
+    ggml_type: int
+    offset: int
+    n_bytes: int
+    data: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Logical shape in numpy order (outermost first), e.g. ``(n_out, n_in)`` for a weight."""
+        return tuple(reversed(self.ne))
+
+    @property
+    def type_name(self) -> str:
+        """GGML type name, e.g. ``"Q4_K"``."""
+        return ggml_type_name(self.ggml_type)
+
+    @property
+    def n_elements(self) -> int:
+        """Number of scalar elements."""
+        return int(np.prod(self.ne, dtype=np.int64))
+
+
+class _Cursor:
+    """Bounds-checked little-endian reader over the mapped file."""
+
+    def __init__(self, buf: memoryview, path: Path):
+        self.buf = buf
+        self.pos = 0
+        self.path = path
+
+    def need(self, n: int, what: str) -> None:
+        if self.pos + n > len(self.buf):
+            raise GGUFError(self.path, f"file is truncated (ends while reading {what} at byte {self.pos})")
+
+    def unpack(self, fmt: str, what: str) -> Any:
+        size = struct.calcsize(fmt)
+        self.need(size, what)
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += size
+        return value
+
+    def string(self, what: str) -> str:
+        n = self.unpack("<Q", what)
+        self.need(n, what)
+        raw = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GGUFError(self.path, f"{what} is not valid UTF-8 (byte {self.pos - n + exc.start})") from None
+
+
+class GGUFFile:
+    """A GGUF file opened read-only and memory-mapped.
+
+    Loading reads only the header; tensor bytes stay in the page cache and are viewed, never copied
+    or dequantized (weights are read by the kernels straight from the mapping).
+
+    Attributes:
+        path: the file's path.
+        version: GGUF version (2 or 3).
+        metadata: key -> value. Scalars are Python ``int``/``float``/``bool``/``str``; arrays of
+            strings are ``list[str]``; numeric arrays are 1-D numpy arrays.
+        tensors: name -> :class:`TensorInfo`, in file order. Empty for vocab-only files.
+        file_size: size in bytes.
+
+    Raises:
+        GGUFError: not a GGUF file, unsupported version, truncated or corrupt header, tensor data past
+            the end of the file, inconsistent tensor sizes, unknown tensor type.
+        OSError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            self.file_size = f.seek(0, 2)
+            if self.file_size < 4:
+                raise GGUFError(self.path, "not a GGUF file (too small to hold a header)")
+            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            self._parse()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- parsing -----------------------------------------------------------------------------
+    def _parse(self) -> None:
+        cur = _Cursor(memoryview(self._mmap), self.path)
+        if bytes(cur.buf[:4]) != GGUF_MAGIC:
+            raise GGUFError(self.path, f"not a GGUF file (magic is {bytes(cur.buf[:4])!r}, expected b'GGUF')")
+        cur.pos = 4
+        self.version = cur.unpack("<I", "version")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise GGUFError(
+                self.path, f"unsupported GGUF version {self.version} (supported: {', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
+        n_tensors = cur.unpack("<Q", "tensor count")
+        n_kv = cur.unpack("<Q", "metadata count")
+        if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
+            raise GGUFError(self.path, f"corrupt header (tensor count {n_tensors}, metadata count {n_kv})")
+
+        self.metadata: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = cur.string("a metadata key")
+            vtype = cur.unpack("<I", f"the type of {key}")
+            self.metadata[key] = self._read_value(cur, vtype, key)
+
+        infos = []
+        for _ in range(n_tensors):
+            name = cur.string("a tensor name")
+            n_dims = cur.unpack("<I", f"tensor {name}")
+            if not 1 <= n_dims <= _MAX_DIMS:
+                raise GGUFError(self.path, f"corrupt tensor info: {name} has {n_dims} dimensions")
+            ne = tuple(cur.unpack("<Q", f"tensor {name}") for _ in range(n_dims))
+            ggml_type = cur.unpack("<I", f"tensor {name}")
+            offset = cur.unpack("<Q", f"tensor {name}")
+            infos.append((name, ne, ggml_type, offset))
+
+        alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
+        if alignment <= 0 or alignment & (alignment - 1):
+            raise GGUFError(self.path, f"corrupt header: general.alignment {alignment} is not a power of two")
+        self.alignment = alignment
+        self.data_offset = -(-cur.pos // alignment) * alignment
+        self.tensors: dict[str, TensorInfo] = {}
+        for name, ne, ggml_type, offset in infos:
+            self.tensors[name] = self._tensor_info(name, ne, ggml_type, offset)
+
+    def _read_value(self, cur: _Cursor, vtype: int, key: str) -> Any:
+        if vtype == gguf.GGUFValueType.STRING:
+            return cur.string(f"the value of {key}")
+        if vtype in _SCALAR_FORMATS:
+            dtype = np.dtype(_SCALAR_FORMATS[vtype])
+            cur.need(dtype.itemsize, f"the value of {key}")
+            value = np.frombuffer(cur.buf, dtype, 1, cur.pos)[0].item()
+            cur.pos += dtype.itemsize
+            return bool(value) if vtype == gguf.GGUFValueType.BOOL else value
+        if vtype == gguf.GGUFValueType.ARRAY:
+            etype = cur.unpack("<I", f"the array type of {key}")
+            count = cur.unpack("<Q", f"the array length of {key}")
+            if count > _MAX_COUNT * 4:
+                raise GGUFError(self.path, f"corrupt metadata: {key} claims {count} elements")
+            if etype == gguf.GGUFValueType.STRING:
+                return [cur.string(f"element {i} of {key}") for i in range(count)]
+            if etype in _SCALAR_FORMATS:
+                dtype = np.dtype(_SCALAR_FORMATS[etype])
+                cur.need(dtype.itemsize * count, f"the array {key}")
+                arr = np.frombuffer(cur.buf, dtype, count, cur.pos)
+                cur.pos += dtype.itemsize * count
+                return arr.astype(bool) if etype == gguf.GGUFValueType.BOOL else arr
+            if etype == gguf.GGUFValueType.ARRAY:
+                return [self._read_value(cur, etype, key) for _ in range(count)]
+            raise GGUFError(self.path, f"corrupt metadata: {key} has unknown array element type {etype}")
+        raise GGUFError(self.path, f"corrupt metadata: {key} has unknown value type {vtype}")
+
+    def _tensor_info(self, name: str, ne: tuple[int, ...], ggml_type: int, offset: int) -> TensorInfo:
+        try:
+            qtype = gguf.GGMLQuantizationType(ggml_type)
+        except ValueError:
+            raise GGUFError(self.path, f"tensor {name} has unknown GGML type id {ggml_type}") from None
+        block_elems, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        if ne[0] % block_elems:
+            raise GGUFError(
+                self.path,
+                f"inconsistent tensor {name}: row length {ne[0]} is not a multiple of {qtype.name}'s block size {block_elems}",
+            )
+        row_bytes = ne[0] // block_elems * block_bytes
+        n_rows = int(np.prod(ne[1:], dtype=np.int64)) if len(ne) > 1 else 1
+        n_bytes = row_bytes * n_rows
+        start = self.data_offset + offset
+        if offset % self.alignment:
+            raise GGUFError(self.path, f"corrupt tensor info: {name} is not aligned to {self.alignment} bytes")
+        if start + n_bytes > self.file_size:
+            raise GGUFError(
+                self.path,
+                f"file is truncated: tensor {name} needs bytes up to {start + n_bytes:,} but the file has {self.file_size:,}",
+            )
+        data = np.frombuffer(self._mmap, np.uint8, n_bytes, start).reshape(n_rows, row_bytes)
+        return TensorInfo(name, ne, ggml_type, start, n_bytes, data)
+
+    # -- access ------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return a metadata value, or ``default`` when the key is absent."""
+        return self.metadata.get(key, default)
+
+    def require(self, key: str) -> Any:
+        """Return a metadata value.
+
+        Raises:
+            GGUFError: the key is absent.
+        """
+        if key not in self.metadata:
+            raise GGUFError(self.path, f"missing metadata key {key}")
+        return self.metadata[key]
+
+    def tensor(self, name: str) -> TensorInfo:
+        """Return a tensor by GGUF name.
+
+        Raises:
+            GGUFError: no tensor of that name.
+        """
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise GGUFError(self.path, f"missing tensor {name}") from None
+
+    def close(self) -> None:
+        """Release the mapping. Views taken from it must not be used afterwards."""
+        self.tensors = {}
+        mm, self._mmap = getattr(self, "_mmap", None), None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                # numpy views still reference the mapping; it is unmapped when they are collected.
+                pass
+
+    def __enter__(self) -> "GGUFFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

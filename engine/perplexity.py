@@ -1,0 +1,81 @@
+"""Perplexity by llama.cpp's method (``tools/perplexity/perplexity.cpp``, ``perplexity()``).
+
+The text is tokenized once (BOS added where the model adds one) and cut into chunks of n_ctx tokens;
+the first token of each chunk is replaced by BOS where the model adds one; each chunk is evaluated
+from an empty cache and only its second half is scored (the first half is context). The value after
+each chunk is exp(mean NLL) over all tokens scored so far.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .context import Context
+
+
+@dataclass
+class PerplexityResult:
+    """Result of :func:`perplexity`.
+
+    Attributes:
+        ppl: final perplexity.
+        stderr: its standard error (llama.cpp's ``±``, from the NLL's variance).
+        running: perplexity after each chunk.
+        n_tokens: tokens scored.
+    """
+
+    ppl: float
+    stderr: float
+    running: list[float] = field(default_factory=list)
+    n_tokens: int = 0
+
+
+def perplexity(ctx: Context, text: str, *, n_chunks: int | None = None,
+               on_chunk: Callable[[int, float], None] | None = None) -> PerplexityResult:
+    """Compute perplexity of ``text`` with chunks of ``ctx.n_ctx`` tokens.
+
+    Args:
+        ctx: a context; its n_ctx is the chunk size.
+        text: the text to score.
+        n_chunks: at most this many chunks (default: all that fit).
+        on_chunk: called as ``on_chunk(chunk_index, running_ppl)`` after each chunk.
+
+    Raises:
+        ValueError: the text has fewer than 2 * n_ctx tokens.
+    """
+    tok = ctx.model.tokenizer
+    tokens = tok.encode(text, add_special=True)
+    n_ctx = ctx.n_ctx
+    if len(tokens) < 2 * n_ctx:
+        raise ValueError(f"the text has {len(tokens)} tokens; at least 2 * n_ctx = {2 * n_ctx} are needed")
+    total = len(tokens) // n_ctx
+    if n_chunks is not None:
+        total = min(total, n_chunks)
+    first = n_ctx // 2
+    nll_sum = nll2_sum = 0.0
+    count = 0
+    running = []
+    for i in range(total):
+        chunk = tokens[i * n_ctx : (i + 1) * n_ctx]
+        if tok.add_bos and tok.bos_id is not None:
+            chunk[0] = tok.bos_id
+        logits = ctx.eval_logits(chunk, first)  # (n_ctx - first, n_vocab), rows for positions first..n_ctx-1
+        rows = logits[:-1].astype(np.float64)  # position j predicts token j + 1
+        targets = np.asarray(chunk[first + 1 :])
+        mx = rows.max(axis=1)
+        logsumexp = mx + np.log(np.exp(rows - mx[:, None]).sum(axis=1))
+        nll = logsumexp - rows[np.arange(len(targets)), targets]
+        nll_sum += float(nll.sum())
+        nll2_sum += float((nll * nll).sum())
+        count += len(targets)
+        ppl = math.exp(nll_sum / count)
+        running.append(ppl)
+        if on_chunk is not None:
+            on_chunk(i, ppl)
+    mean = nll_sum / count
+    var = nll2_sum / count - mean * mean
+    stderr = math.sqrt(max(var, 0.0) / max(count - 1, 1)) * running[-1]
+    return PerplexityResult(ppl=running[-1], stderr=stderr, running=running, n_tokens=count)

@@ -1,0 +1,44 @@
+"""Build the compiled kernels (Cython + small C files).
+
+Flags are chosen per platform so the build never depends on ``-march=native`` being right for the
+machine that runs it: the C kernels carry their own per-function CPU dispatch (see
+``cython_kernels/fs_common.h``), so one binary runs on any x86-64 and uses AVX2/FMA where present.
+"""
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _compile_args():
+    if sys.platform == "win32":
+        return ["/O2", "/openmp"], []
+    if sys.platform == "darwin":
+        # Apple clang has no bundled OpenMP: the kernels fall back to one thread there.
+        return ["-O3", "-std=c11", "-ffp-contract=off"], []
+    # -ffp-contract=off: keep float rounding identical across the dispatch variants, so results
+    # do not depend on whether the CPU has FMA.
+    return ["-O3", "-std=gnu11", "-fopenmp", "-ffp-contract=off"], ["-fopenmp"]
+
+
+cflags, ldflags = _compile_args()
+common = dict(
+    include_dirs=["cython_kernels", numpy.get_include()],
+    extra_compile_args=cflags,
+    extra_link_args=ldflags,
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+)
+
+KERNEL_C = ["cython_kernels/fs_quants.c", "cython_kernels/fs_vecdot.c", "cython_kernels/fs_ops.c"]
+extensions = [
+    Extension(f"cython_kernels.{name}", [f"cython_kernels/{name}.pyx", *KERNEL_C], **common)
+    for name in ("quants", "vecdot", "forward")
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True},
+    )
+)

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real starter models, fetched by `make models` into FIRESIDE_MODELS.
+
+A missing model file fails the test with a clear message; it is never skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = Path(os.environ.get("FIRESIDE_MODELS", ROOT / ".cache" / "models"))
+REFERENCE_DIR = ROOT.parent / "shared" / "reference"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+def model_path(filename: str) -> Path:
+    """Path of a starter model; fails the test if it has not been fetched."""
+    path = MODELS_DIR / filename
+    if not path.is_file():
+        pytest.fail(f"starter model {path} is missing: run `make models` (or `fireside fetch-starter --all`)")
+    return path
+
+
+def reference_file(name: str) -> Path:
+    """A file under ../shared/reference; fails the test if absent."""
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        pytest.fail(f"reference file {path} is missing (it lives in ../shared/reference beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    return model_path(SMOLLM2_FILE)
+
+
+@pytest.fixture(scope="session")
+def gemma3_path() -> Path:
+    return model_path(GEMMA3_FILE)
+
+
+@pytest.fixture(scope="session", params=[SMOLLM2_FILE, GEMMA3_FILE], ids=["smollm2", "gemma3"])
+def any_model_path(request) -> Path:
+    return model_path(request.param)
+
+
+@pytest.fixture(scope="session")
+def token_ids_reference() -> dict:
+    return json.loads(reference_file("token_ids.json").read_text())
+
+
+_loaded: dict = {}
+
+
+def loaded_model(filename: str):
+    """Load a starter model once per test session (loading is cheap, but keeps tests quick)."""
+    from engine.model import load_model
+
+    if filename not in _loaded:
+        _loaded[filename] = load_model(model_path(filename))
+    return _loaded[filename]
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return loaded_model(SMOLLM2_FILE)
+
+
+@pytest.fixture(scope="session")
+def gemma3():
+    return loaded_model(GEMMA3_FILE)

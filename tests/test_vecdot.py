@@ -1,0 +1,638 @@
+"""Quantized dot products (cython_kernels/fs_vecdot.c), checked against gguf-py's numpy reference.
+
+The kernels work as llama.cpp's CPU backend: the activation row is quantized to the weight type's
+vec_dot_type (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants, F16/BF16/F32 for
+the float types), then each weight row is dotted with it block by block in integers. Checks:
+
+* activation bytes: Q8_0 and Q8_1 are quantized as llama.cpp's x86 SIMD ``quantize_row_q8_0`` /
+  ``quantize_row_q8_1`` do (ggml-cpu/arch/x86/quants.c: id = 127 / amax, round half to even), which
+  is what llama.cpp runs on the machines we compare against; they equal
+  ``gguf.quants.quantize(x, Q8_0)`` (the reference: id = 1 / d, roundf) except where the two
+  roundings differ (exact .5 ties, and rare last-bit differences of x * id). Q8_K equals a numpy
+  transcription of quantize_row_q8_K_ref (nearest_int, half to even); F16 equals numpy's float16
+  cast, BF16 gguf-py's BF16 quantizer.
+* "exact operands": the kernel's result equals the float64 dot product of the dequantized weights
+  with the dequantized *quantized* activation (for Q4_1/Q5_1 with ggml's stored s = d * sum(qs) in
+  the min term) to float32 rounding: |err| <= 2e-5 * sum |w| |x_q|.
+* against ``gguf.quants.dequantize(w) @ x`` in float64 with the unquantized x: the activation's
+  quantization error is bounded per element by max|x| of its block times 1/254 (rounding to a grid
+  of max/127) + 1/1024 (fp16 rounding of d and s), so the stated tolerance is
+  sum_i (|w_i| [+ 2 |m_block| for Q4_1/Q5_1]) * blockmax|x|_i * (1/254 + 1/1024)
+  + 2e-5 * sum |w| |x| (F16: 2^-11 |x_i| instead, BF16: 2^-8 |x_i|, F32: float rounding only).
+* bit for bit against ggml: a numpy transcription of ggml's float operation order (the scalar
+  ``*_generic`` functions for the portable implementation; the AVX2 functions, with their 8-lane
+  accumulators, FMAs and horizontal sums, for the AVX2 one) must give exactly the kernel's float32
+  result. The integer block sums are exact, so this checks the lane split and the operation order
+  that make the result agree with llama.cpp's.
+* the AVX2 and the portable implementations agree to float summation order (portable run in a
+  subprocess with FIRESIDE_CPU=portable).
+* real weights from both starter models, one tensor per type (a missing model fails the test).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize, quantize
+
+from cython_kernels import vecdot
+from engine.gguf_file import GGUFFile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ALL_TYPES = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K]
+K_TYPES = (T.Q4_K, T.Q5_K, T.Q6_K)
+VEC_DOT_TYPE = {
+    T.F32: T.F32, T.F16: T.F16, T.BF16: T.BF16,
+    T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0,
+    T.Q4_1: T.Q8_1, T.Q5_1: T.Q8_1,
+    T.Q4_K: T.Q8_K, T.Q5_K: T.Q8_K, T.Q6_K: T.Q8_K,
+}
+ACT_BLOCK = {T.Q8_0: (32, 34), T.Q8_1: (32, 36), T.Q8_K: (256, 292)}  # elements, bytes
+
+
+# -- numpy references -----------------------------------------------------------------------
+
+def _q8_x86(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x86 quantize_row_q8_0/q8_1: d = amax / 127, id = 127 / amax, qs = rint(x * id) (half to even)."""
+    b = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(b).max(axis=1, keepdims=True)
+    d = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(amax == 0, np.float32(0), np.float32(127) / amax).astype(np.float32)
+    q = np.rint((b * inv).astype(np.float32)).astype(np.int8)
+    return b, d, q
+
+
+def ref_q8_0(x: np.ndarray) -> np.ndarray:
+    """Q8_0 activation block bytes as llama.cpp's x86 quantize_row_q8_0 writes them."""
+    _, d, q = _q8_x86(x)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
+
+
+def ref_q8_1(x: np.ndarray) -> np.ndarray:
+    """Q8_1 as x86 quantize_row_q8_1: as Q8_0 plus s = fp16(float32(sum qs) * d) with the float32 d."""
+    _, d, q = _q8_x86(x)
+    s = (q.astype(np.int32).sum(axis=1, keepdims=True).astype(np.float32) * d).astype(np.float32)
+    return np.concatenate(
+        [d.astype(np.float16).view(np.uint8), s.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1
+    ).reshape(-1)
+
+
+def ref_q8_k(x: np.ndarray) -> np.ndarray:
+    """quantize_row_q8_K_ref: max = the first element of largest |x|; iscale = -127 / max;
+    qs = min(127, round-half-even(iscale * x)); d = 1 / iscale (float32); bsums of 16."""
+    out = []
+    for b in x.astype(np.float32).reshape(-1, 256):
+        i = int(np.argmax(np.abs(b)))
+        if b[i] == 0:
+            d, q = np.float32(0), np.zeros(256, np.int8)
+        else:
+            iscale = np.float32(-127) / b[i]
+            q = np.minimum(127, np.rint((iscale * b).astype(np.float32))).astype(np.int8)
+            d = np.float32(1) / iscale
+        bsums = q.astype(np.int32).reshape(16, 16).sum(axis=1).astype(np.int16)
+        out += [np.array([d], np.float32).view(np.uint8), q.view(np.uint8), bsums.view(np.uint8)]
+    return np.concatenate(out)
+
+
+def act_blocks(vdt: T, act: np.ndarray, n: int) -> dict:
+    """Decode a quantized activation row: float64 values x_q (and for Q8_1 the per-block d, s)."""
+    if vdt == T.F32:
+        return {"xq": act.view(np.float32).astype(np.float64)}
+    if vdt == T.F16:
+        return {"xq": act.view(np.float16).astype(np.float64)}
+    if vdt == T.BF16:
+        return {"xq": (act.view(np.uint16).astype(np.uint32) << 16).view(np.float32).astype(np.float64)}
+    qk, bs = ACT_BLOCK[vdt]
+    blocks = act.reshape(n // qk, bs)
+    if vdt == T.Q8_K:
+        d = blocks[:, :4].copy().view(np.float32).astype(np.float64)
+        q = blocks[:, 4:260].view(np.int8).astype(np.float64)
+        return {"xq": (q * d).reshape(-1)}
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float64)
+    qoff = 2 if vdt == T.Q8_0 else 4
+    q = blocks[:, qoff:].view(np.int8).astype(np.float64)
+    res = {"xq": (q * d).reshape(-1), "qsum": q.sum(axis=1), "d": d[:, 0]}
+    if vdt == T.Q8_1:
+        res["s"] = blocks[:, 2:4].copy().view(np.float16).astype(np.float64)[:, 0]
+    return res
+
+
+def block_mins(wtype: T, w: np.ndarray, n: int) -> np.ndarray:
+    """The per-block f16 minimum m of Q4_1 / Q5_1 weight rows, shape (n_rows, n // 32)."""
+    bs = gguf.GGML_QUANT_SIZES[wtype][1]
+    blocks = np.ascontiguousarray(w[:, : (n // 32) * bs]).reshape(w.shape[0], n // 32, bs)
+    return blocks[:, :, 2:4].copy().view(np.float16).astype(np.float64)[:, :, 0]
+
+
+def weight_floats(wtype: T, w: np.ndarray, n: int) -> np.ndarray:
+    """gguf.quants.dequantize of the weight rows, float64 (n_rows, n)."""
+    nbytes = gguf.quants.quant_shape_to_byte_shape((n,), wtype)[0]
+    raw = np.ascontiguousarray(w[:, :nbytes])
+    return dequantize(raw, wtype).reshape(w.shape[0], n).astype(np.float64)
+
+
+def check_against_references(wtype: T, w: np.ndarray, x: np.ndarray, got: np.ndarray) -> float:
+    """Asserts the exact-operand and the unquantized-x tolerances; returns the error relative to
+    sum |w| |x| (for information)."""
+    n = x.size
+    vdt = VEC_DOT_TYPE[wtype]
+    act = vecdot.quantize_act(int(wtype), x)
+    dec = act_blocks(vdt, act, n)
+    W = weight_floats(wtype, w, n)
+    x64 = x.astype(np.float64)
+    xq = dec["xq"]
+
+    # (1) exact operands, ggml's semantics
+    exact = W @ xq
+    if vdt == T.Q8_1:  # ggml uses the stored s instead of d16 * sum(qs) in the min term
+        m = block_mins(wtype, w, n)
+        exact += m @ (dec["s"] - dec["d"] * dec["qsum"])
+    scale_q = np.abs(W) @ np.abs(xq) + 1e-30
+    err_q = np.abs(got.astype(np.float64) - exact)
+    assert np.all(err_q <= 2e-5 * scale_q), (wtype.name, n, float(np.max(err_q / scale_q)))
+
+    # (2) unquantized activation: the bound from the activation's quantization step
+    ref = W @ x64
+    scale = np.abs(W) @ np.abs(x64) + 1e-30
+    if vdt in ACT_BLOCK:
+        qk = ACT_BLOCK[vdt][0]
+        bmax = np.repeat(np.abs(x64).reshape(-1, qk).max(axis=1), qk)
+        mag = np.abs(W)
+        if vdt == T.Q8_1:
+            mag = mag + 2 * np.repeat(np.abs(block_mins(wtype, w, n)), 32, axis=1)
+        bound = (mag @ bmax) * (1 / 254 + 1 / 1024) + 2e-5 * scale
+    elif vdt == T.F16:
+        bound = scale * (2.0**-11 + 2e-5)
+    elif vdt == T.BF16:
+        bound = scale * (2.0**-8 + 2e-5)
+    else:
+        bound = scale * 2e-5
+    err = np.abs(got.astype(np.float64) - ref)
+    assert np.all(err <= bound), (wtype.name, n, float(np.max(err / bound)))
+    return float(np.max(err / scale))
+
+
+# -- bit-exact transcription of ggml's float operations -------------------------------------------
+
+F32 = np.float32
+
+
+def _f16(blocks: np.ndarray, off: int) -> np.ndarray:
+    return np.ascontiguousarray(blocks[:, off : off + 2]).view(np.float16)[:, 0].astype(np.float32)
+
+
+def _nibbles(qs: np.ndarray) -> np.ndarray:
+    """16 bytes per block -> 32 values: low nibbles first, then high nibbles."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int64)
+
+
+def _scale_min_k4(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """get_scale_min_k4 for all 8 sub-blocks of every block: (nb, 12) -> sc, mn (nb, 8)."""
+    s = s.astype(np.int64)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, mn
+
+
+def decode_weight_row(wtype: T, row: np.ndarray, n: int) -> dict:
+    """Integer quants and float scales of one weight row (layouts of ggml-common.h)."""
+    qk, bs = gguf.GGML_QUANT_SIZES[wtype]
+    b = row[: (n // qk) * bs].reshape(n // qk, bs)
+    if wtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0):
+        d = _f16(b, 0)
+        if wtype == T.Q8_0:
+            return {"d": d, "q": b[:, 2:].view(np.int8).astype(np.int64)}
+        has_m = wtype in (T.Q4_1, T.Q5_1)
+        off = 4 if has_m else 2
+        res = {"d": d, "m": _f16(b, 2) if has_m else None}
+        if wtype in (T.Q4_0, T.Q4_1):
+            q = _nibbles(b[:, off:])
+        else:
+            qh = np.ascontiguousarray(b[:, off : off + 4]).view("<u4")[:, 0].astype(np.int64)
+            q = _nibbles(b[:, off + 4 :]) | (((qh[:, None] >> np.arange(32)) & 1) << 4)
+        res["q"] = q - {T.Q4_0: 8, T.Q5_0: 16}.get(wtype, 0)
+        return res
+    if wtype in (T.Q4_K, T.Q5_K):
+        sc, mn = _scale_min_k4(b[:, 4:16])
+        qs = b[:, 16:144] if wtype == T.Q4_K else b[:, 48:176]
+        q = np.empty((b.shape[0], 256), np.int64)
+        for c in range(4):
+            chunk = qs[:, 32 * c : 32 * c + 32].astype(np.int64)
+            q[:, 64 * c : 64 * c + 32] = chunk & 0x0F
+            q[:, 64 * c + 32 : 64 * c + 64] = chunk >> 4
+            if wtype == T.Q5_K:
+                qh = b[:, 16:48].astype(np.int64)
+                q[:, 64 * c : 64 * c + 32] += ((qh >> (2 * c)) & 1) << 4
+                q[:, 64 * c + 32 : 64 * c + 64] += ((qh >> (2 * c + 1)) & 1) << 4
+        return {"d": _f16(b, 0), "dmin": _f16(b, 2), "q": q, "sc": np.repeat(sc, 32, axis=1), "mn": mn}
+    # Q6_K
+    ql, qh = b[:, 0:128].astype(np.int64), b[:, 128:192].astype(np.int64)
+    q = np.empty((b.shape[0], 256), np.int64)
+    for h in range(2):
+        lo, hi, hb = ql[:, 64 * h : 64 * h + 32], ql[:, 64 * h + 32 : 64 * h + 64], qh[:, 32 * h : 32 * h + 32]
+        q[:, 128 * h + 0 : 128 * h + 32] = (lo & 0x0F) | (((hb >> 0) & 3) << 4)
+        q[:, 128 * h + 32 : 128 * h + 64] = (hi & 0x0F) | (((hb >> 2) & 3) << 4)
+        q[:, 128 * h + 64 : 128 * h + 96] = (lo >> 4) | (((hb >> 4) & 3) << 4)
+        q[:, 128 * h + 96 : 128 * h + 128] = (hi >> 4) | (((hb >> 6) & 3) << 4)
+    scales = b[:, 192:208].view(np.int8).astype(np.int64)
+    return {"d": _f16(b, 208), "q": q - 32, "sc": np.repeat(scales, 16, axis=1)}
+
+
+def decode_act(vdt: T, act: np.ndarray, n: int) -> dict:
+    qk, bs = ACT_BLOCK[vdt]
+    b = act.reshape(n // qk, bs)
+    if vdt == T.Q8_K:
+        return {"d": np.ascontiguousarray(b[:, 0:4]).view(np.float32)[:, 0], "q": b[:, 4:260].view(np.int8).astype(np.int64),
+                "bsums": np.ascontiguousarray(b[:, 260:292]).view("<i2").astype(np.int64)}
+    off = 2 if vdt == T.Q8_0 else 4
+    return {"d": _f16(b, 0), "s": _f16(b, 2) if vdt == T.Q8_1 else None, "q": b[:, off:].view(np.int8).astype(np.int64)}
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """float32 fused multiply-add, correctly rounded, elementwise: a * b is exact in float64; the
+    rounding error of the float64 sum is recovered with TwoSum, and it only matters when the float64
+    sum falls exactly halfway between two float32 values."""
+    a, b, c = (np.asarray(v, np.float32) for v in (a, b, c))
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    t = s - p
+    err = (p - (s - t)) + (c64 - t)
+    r = s.astype(np.float32)
+    r64 = r.astype(np.float64)
+    lo = np.where(r64 <= s, r, np.nextafter(r, np.float32(-np.inf)))
+    hi = np.where(r64 >= s, r, np.nextafter(r, np.float32(np.inf)))
+    mid = (lo.astype(np.float64) + hi.astype(np.float64)) / 2
+    tie = (s == mid) & (r64 != s)
+    return np.where(tie & (err > 0), hi, np.where(tie & (err < 0), lo, r)).astype(np.float32)
+
+
+def hsum_float_8(v: np.ndarray) -> np.float32:
+    """ggml hsum_float_8: (hi + lo), then lanes (0 + 2, 1 + 3), then lane 0 + lane 1."""
+    r = (v[4:] + v[:4]).astype(np.float32)
+    return F32(F32(r[0] + r[2]) + F32(r[1] + r[3]))
+
+
+def _float_rows(t: T, raw: np.ndarray) -> np.ndarray:
+    if t == T.F32:
+        return raw.view(np.float32)
+    if t == T.F16:
+        return raw.view(np.float16).astype(np.float32)
+    return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int) -> np.float32:
+    """ggml's result for one row: ``impl`` "portable" = the scalar generic code (ggml-cpu/quants.c,
+    vec.cpp without SIMD), "avx2" = the __AVX2__ code (arch/x86/quants.c, vec.cpp with GGML_F32x8)."""
+    avx2 = impl == "avx2"
+    vdt = VEC_DOT_TYPE[wtype]
+    if vdt in (T.F32, T.F16, T.BF16):
+        x = _float_rows(wtype, row[: n * (4 if wtype == T.F32 else 2)])
+        y = _float_rows(vdt, act)
+        if not avx2:  # products in float, summed in double, in order
+            return F32(np.cumsum((x * y).astype(np.float64))[-1]) if n else F32(0)
+        npr = n & ~31
+        if wtype == T.BF16:  # 4 x 8 lanes of c = x * y + c (no FMA); c1 = (c1 + c3) + (c2 + c4); hsum
+            c = np.zeros((4, 8), np.float32)
+            for i in range(0, npr, 32):
+                c = ((x[i : i + 32] * y[i : i + 32]).reshape(4, 8) + c).astype(np.float32)
+            c1 = ((c[0] + c[2]) + (c[1] + c[3])).astype(np.float32)
+            total = float(hsum_float_8(c1))
+            for i in range(npr, n):
+                total += float(F32(x[i] * y[i]))
+            return F32(total)
+        s = np.zeros((4, 8), np.float32)  # GGML_F32x8 FMA accumulators, GGML_F32x8_REDUCE
+        for i in range(0, npr, 32):
+            s = fma32(x[i : i + 32].reshape(4, 8), y[i : i + 32].reshape(4, 8), s)
+        s0 = ((s[0] + s[2]) + (s[1] + s[3])).astype(np.float32)
+        t0 = (s0[:4] + s0[4:]).astype(np.float32)
+        res = F32(F32(t0[0] + t0[1]) + F32(t0[2] + t0[3]))
+        if wtype == T.F32:  # float leftovers
+            for i in range(npr, n):
+                res = F32(res + F32(x[i] * y[i]))
+            return res
+        total = float(res)  # F16: double leftovers
+        for i in range(npr, n):
+            total += float(F32(x[i] * y[i]))
+        return F32(total)
+
+    W = decode_weight_row(wtype, row, n)
+    A = decode_act(vdt, act, n)
+    nb = W["q"].shape[0]
+    if wtype in K_TYPES:
+        prod = W["sc"] * W["q"] * A["q"]  # exact integers, (nb, 256)
+        msum = None
+        if wtype != T.Q6_K:  # bsums[j] * min[j / 2]
+            if avx2:  # madd(mins, hadd(bsums)): 4 lanes
+                q8s = A["bsums"].reshape(nb, 8, 2).sum(axis=2)
+                msum = (W["mn"] * q8s).reshape(nb, 4, 2).sum(axis=2)
+            else:
+                msum = (A["bsums"] * np.repeat(W["mn"], 2, axis=1)).sum(axis=1)
+        if not avx2:  # lane = element % 8
+            lanes = prod.reshape(nb, 32, 8).sum(axis=1).astype(np.float32)
+            sums = np.zeros(8, np.float32)
+            sumf = F32(0)
+            for i in range(nb):
+                d = F32(W["d"][i] * A["d"][i])
+                sums = (sums + (d * lanes[i]).astype(np.float32)).astype(np.float32)
+                if msum is not None:
+                    dmin = F32(W["dmin"][i] * A["d"][i])
+                    sumf = F32(sumf - F32(dmin * F32(msum[i])))
+            for l in range(8):
+                sumf = F32(sumf + sums[l])
+            return sumf
+        lanes = prod.reshape(nb, 8, 8, 4).sum(axis=(1, 3)).astype(np.float32)  # lane = (e % 32) // 4
+        acc = np.zeros(8, np.float32)
+        acc_m = np.zeros(4, np.float32)
+        summs = F32(0)
+        for i in range(nb):
+            d = F32(A["d"][i] * W["d"][i])
+            if wtype == T.Q4_K:
+                acc_m = fma32(F32(-A["d"][i] * W["dmin"][i]), msum[i].astype(np.float32), acc_m)
+            elif wtype == T.Q5_K:
+                summs = F32(summs + F32(F32(-A["d"][i] * W["dmin"][i]) * F32(msum[i].sum())))
+            acc = fma32(d, lanes[i], acc)
+        res = hsum_float_8(acc)
+        if wtype == T.Q4_K:
+            return F32(res + F32(F32(acc_m[0] + acc_m[2]) + F32(acc_m[1] + acc_m[3])))
+        return F32(res + summs) if wtype == T.Q5_K else res
+
+    prod = W["q"] * A["q"]  # (nb, 32)
+    has_m = wtype in (T.Q4_1, T.Q5_1)
+    if not avx2:
+        sumi = prod.sum(axis=1)
+        sumf = F32(0)
+        for i in range(nb):
+            dx, dy, si = W["d"][i], A["d"][i], F32(sumi[i])
+            if wtype == T.Q4_0:
+                term = F32(F32(si * dx) * dy)
+            elif wtype == T.Q8_0:
+                term = F32(si * F32(dx * dy))
+            else:
+                term = F32(F32(dx * dy) * si)
+                if has_m:
+                    term = F32(term + F32(W["m"][i] * A["s"][i]))
+            sumf = F32(sumf + term)
+        return sumf
+    lanes = prod.reshape(nb, 8, 4).sum(axis=2).astype(np.float32)  # lane k = elements 4k .. 4k+3
+    acc = np.zeros(8, np.float32)
+    summs = F32(0)
+    for i in range(nb):
+        if has_m:
+            summs = F32(summs + F32(W["m"][i] * A["s"][i]))
+        acc = fma32(F32(W["d"][i] * A["d"][i]), lanes[i], acc)
+    res = hsum_float_8(acc)
+    return F32(res + summs) if has_m else res
+
+
+# -- test data --------------------------------------------------------------------------------
+
+def make_x(n: int, rng: np.random.Generator) -> np.ndarray:
+    """An activation row with uneven block magnitudes, an all-zero block, negative maxima and an
+    outlier, like real hidden states."""
+    x = rng.standard_normal(n).astype(np.float32)
+    x *= np.repeat(rng.uniform(0.05, 3.0, size=(n + 31) // 32), 32)[:n].astype(np.float32)
+    if n >= 64:
+        x[32:64] = 0.0
+    x[rng.integers(n)] = np.float32(-25.0)
+    return x
+
+
+def make_weights(wtype: T, n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Weight rows as uint8 (n_rows, row_bytes): gguf-py quantizes F32/F16/BF16/Q4_0/Q4_1/Q5_0/
+    Q5_1/Q8_0; it has no quantizer for the K-quants, whose blocks are random bytes with finite
+    f16 scales (every bit pattern of the other fields is a valid block)."""
+    if wtype in K_TYPES:
+        bs = gguf.GGML_QUANT_SIZES[wtype][1]
+        raw = rng.integers(0, 256, size=(n_rows, n // 256, bs), dtype=np.uint8)
+        d = rng.uniform(2e-4, 2e-3, size=(n_rows, n // 256, 1)).astype(np.float16).view(np.uint8)
+        if wtype == T.Q6_K:
+            raw[:, :, 208:210] = d
+        else:
+            raw[:, :, 0:2] = d
+            raw[:, :, 2:4] = rng.uniform(1e-4, 1e-3, size=(n_rows, n // 256, 1)).astype(np.float16).view(np.uint8)
+        return raw.reshape(n_rows, -1)
+    w = (rng.standard_normal((n_rows, n)) * 0.05).astype(np.float32)
+    w[:, : n // 3] += np.float32(0.02)  # nonzero block means for the Q4_1/Q5_1 minimum
+    q = quantize(w, wtype)
+    return np.ascontiguousarray(q).view(np.uint8).reshape(n_rows, -1)
+
+
+def synthetic_cases() -> list[tuple[str, T, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(1234)
+    cases = []
+    for t in ALL_TYPES:
+        sizes = [256, 512, 2816]
+        if t not in K_TYPES:
+            sizes.append(96)
+        if t in (T.F32, T.F16, T.BF16):
+            sizes += [40, 8]  # leftovers after the 32-element SIMD steps
+        for n in sizes:
+            n_rows = 13 if n == 512 else 7
+            cases.append((f"{t.name}-{n}", t, make_weights(t, n_rows, n, rng), make_x(n, rng)))
+    return cases
+
+
+SYNTHETIC = synthetic_cases()
+
+# One tensor per type of the starter models (name, expected type).
+REAL_TENSORS = {
+    "gemma": [
+        ("blk.0.attn_q.weight", T.Q5_0),
+        ("blk.0.attn_output.weight", T.Q4_K),
+        ("blk.0.ffn_down.weight", T.Q6_K),
+        ("blk.0.attn_v.weight", T.Q8_0),
+    ],
+    "smollm2": [("blk.0.ffn_up.weight", T.Q4_1), ("token_embd.weight", T.Q8_0)],
+}
+
+
+@pytest.fixture(scope="module")
+def real_cases(gemma3_path, smollm2_path):
+    rng = np.random.default_rng(99)
+    cases = []
+    for key, path in (("gemma", gemma3_path), ("smollm2", smollm2_path)):
+        gf = GGUFFile(path)
+        for name, expected in REAL_TENSORS[key]:
+            t = gf.tensor(name)
+            assert t.ggml_type == int(expected), (name, t.type_name)
+            n_rows, n = t.data.shape[0], t.ne[0]
+            rows = sorted({0, 1, 2, n_rows // 3, n_rows // 2 + 1, n_rows - 2, n_rows - 1})
+            w = np.ascontiguousarray(t.data[rows])
+            cases.append((f"{key}:{name}", expected, w, make_x(n, rng)))
+        gf.close()
+    return cases
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+def test_act_row_bytes():
+    for t in ALL_TYPES:
+        vdt = VEC_DOT_TYPE[t]
+        n = 512
+        expected = {T.F32: 4 * n, T.F16: 2 * n, T.BF16: 2 * n}.get(vdt)
+        if expected is None:
+            qk, bs = ACT_BLOCK[vdt]
+            expected = n // qk * bs
+        assert vecdot.act_row_bytes(int(t), n) == expected
+    assert vecdot.act_row_bytes(int(T.F16), 3) == 6
+    with pytest.raises(ValueError):
+        vecdot.act_row_bytes(int(T.Q4_K), 32)
+    with pytest.raises(ValueError):
+        vecdot.act_row_bytes(int(T.Q2_K), 256)
+    with pytest.raises(ValueError):
+        vecdot.vec_dot_rows(int(T.Q4_0), np.zeros((2, 17), np.uint8), np.zeros(32, np.float32))
+
+
+def test_q8_0_activation_bytes():
+    rng = np.random.default_rng(5)
+    x = make_x(2816, rng)
+    # Exact ties: amax = 127 gives d = 1, so x itself is rounded; .5 goes to the even neighbour.
+    ties = np.array([127.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 100.5, -126.5] + [0.25] * 23, np.float32)
+    x[:32] = ties
+    got = vecdot.quantize_act(int(T.Q8_0), x)
+    assert np.array_equal(got, ref_q8_0(x))
+    q = got[2:34].view(np.int8)
+    assert list(q[:9]) == [127, 0, 0, 2, -2, 2, -2, 100, -126]  # half to even, as _mm256_round_ps
+    # Against gguf's reference quantizer: same scales, quants equal but for rounding corner cases.
+    ref = np.ascontiguousarray(quantize(x, T.Q8_0)).reshape(-1, 34)
+    mine = got.reshape(-1, 34)
+    assert np.array_equal(ref[:, :2], mine[:, :2])
+    differ = ref[1:, 2:].view(np.int8).astype(int) - mine[1:, 2:].view(np.int8).astype(int)
+    assert np.abs(differ).max() <= 1 and np.count_nonzero(differ) <= differ.size // 1000
+    # The same activation format serves Q4_0 and Q5_0.
+    for t in (T.Q4_0, T.Q5_0):
+        assert np.array_equal(vecdot.quantize_act(int(t), x), got)
+
+
+def test_q8_1_and_q8_k_activation_bytes():
+    rng = np.random.default_rng(6)
+    x = make_x(2816, rng)
+    x[:32] = np.array([127.0, 0.5, -0.5, 2.5, -2.5] + [0.1] * 27, np.float32)
+    for t in (T.Q4_1, T.Q5_1):
+        assert np.array_equal(vecdot.quantize_act(int(t), x), ref_q8_1(x))
+    x[256:512] = 0.0  # an all-zero super-block: d = 0, qs = 0, bsums = 0
+    x[512] = -40.0  # a negative maximum: iscale > 0
+    x[1024:1026] = [30.0, -30.0]  # equal |x|: the first one sets the sign
+    for t in K_TYPES:
+        assert np.array_equal(vecdot.quantize_act(int(t), x), ref_q8_k(x))
+
+
+def test_float_activation_bytes():
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(4096) * np.exp(rng.uniform(-30, 12, 4096))).astype(np.float32)
+    x[:8] = [0.0, -0.0, 65504.0, 65520.0, -1e6, 6e-8, 2.98e-8, 3e-5]  # max, overflow, subnormals
+    with np.errstate(over="ignore"):  # numpy warns on the float16 overflow that is being tested
+        f16 = x.astype(np.float16)
+    assert np.array_equal(vecdot.quantize_act(int(T.F16), x), f16.view(np.uint8))
+    assert np.array_equal(vecdot.quantize_act(int(T.BF16), x), quantize(x, T.BF16).reshape(-1))
+    assert np.array_equal(vecdot.quantize_act(int(T.F32), x), x.view(np.uint8))
+
+
+@pytest.mark.parametrize("case", SYNTHETIC, ids=[c[0] for c in SYNTHETIC])
+def test_vec_dot_synthetic(case):
+    _, t, w, x = case
+    got = vecdot.vec_dot_rows(int(t), w, x)
+    assert got.dtype == np.float32 and got.shape == (w.shape[0],)
+    check_against_references(t, w, x, got)
+
+
+def test_vec_dot_real_weights(real_cases):
+    for label, t, w, x in real_cases:
+        got = vecdot.vec_dot_rows(int(t), w, x)
+        rel = check_against_references(t, w, x, got)
+        assert rel < 0.05, (label, rel)
+
+
+def test_padded_rows_and_threads():
+    """Rows may be longer than the data they hold; many threads may call at once."""
+    rng = np.random.default_rng(8)
+    w = make_weights(T.Q4_K, 33, 512, rng)
+    x = make_x(512, rng)
+    expected = vecdot.vec_dot_rows(int(T.Q4_K), w, x)
+    padded = np.concatenate([w, np.full((w.shape[0], 7), 0xFF, np.uint8)], axis=1)
+    assert np.array_equal(vecdot.vec_dot_rows(int(T.Q4_K), padded, x), expected)
+    results = [None] * 8
+
+    def work(i):
+        results[i] = [vecdot.vec_dot_rows(int(T.Q4_K), w, x) for _ in range(20)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in results:
+        for y in r:
+            assert np.array_equal(y, expected)
+
+
+_PORTABLE_SCRIPT = """
+import sys
+import numpy as np
+from cython_kernels import vecdot
+assert vecdot.impl() == "portable", vecdot.impl()
+data = np.load(sys.argv[1])
+out = {}
+for key in data.files:
+    if key.startswith("w_"):
+        name = key[2:]
+        out["y_" + name] = vecdot.vec_dot_rows(int(data["t_" + name]), data[key], data["x_" + name])
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def impl_results(real_cases, tmp_path_factory) -> dict:
+    """{implementation name: [float32 results per case]} for the implementation this process runs
+    and, when that is AVX2, for the portable one too (run in a subprocess with
+    FIRESIDE_CPU=portable, since the choice is made once per process)."""
+    cases = SYNTHETIC + real_cases
+    results = {vecdot.impl(): [vecdot.vec_dot_rows(int(t), w, x) for _, t, w, x in cases]}
+    if "portable" not in results:
+        tmp = tmp_path_factory.mktemp("vecdot")
+        arrays = {}
+        for i, (_, t, w, x) in enumerate(cases):
+            arrays[f"w_{i}"], arrays[f"x_{i}"], arrays[f"t_{i}"] = w, x, np.array(int(t))
+        np.savez(tmp / "in.npz", **arrays)
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, FIRESIDE_CPU="portable", PYTHONPATH=pythonpath)
+        proc = subprocess.run(
+            [sys.executable, "-c", _PORTABLE_SCRIPT, str(tmp / "in.npz"), str(tmp / "out.npz")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        out = np.load(tmp / "out.npz")
+        results["portable"] = [out[f"y_{i}"] for i in range(len(cases))]
+    return results
+
+
+def test_bit_identical_to_ggml(impl_results, real_cases):
+    """Every result equals, bit for bit, ggml's float operation sequence for that implementation."""
+    cases = SYNTHETIC + real_cases
+    assert set(impl_results) <= {"avx2", "portable"}
+    for impl, outs in impl_results.items():
+        for (label, t, w, x), got in zip(cases, outs):
+            act = vecdot.quantize_act(int(t), x)
+            expected = np.array([emulate_ggml(impl, t, w[r], act, x.size) for r in range(w.shape[0])], np.float32)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (impl, label, got, expected)
+
+
+def test_avx2_matches_portable(impl_results, real_cases):
+    if "avx2" not in impl_results:
+        pytest.skip(f"this CPU / build runs the {vecdot.impl()} implementation only")
+    cases = SYNTHETIC + real_cases
+    for (label, t, w, x), fast, slow in zip(cases, impl_results["avx2"], impl_results["portable"]):
+        xq = act_blocks(VEC_DOT_TYPE[t], vecdot.quantize_act(int(t), x), x.size)["xq"]
+        scale = np.abs(weight_floats(t, w, x.size)) @ np.abs(xq) + 1e-30
+        diff = np.abs(fast.astype(np.float64) - slow.astype(np.float64))
+        assert np.all(diff <= 1e-5 * scale), (label, float(np.max(diff / scale)))
