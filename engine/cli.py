@@ -8,14 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
+from .chat_template import ChatTemplateError
 from .context import Context, ContextFullError
 from .generate import GenerationStats, generate
 from .gguf_file import GGUFError
 from .paths import list_models, models_dir
 from .sampling import Sampler, SamplerParams
+from .tokenizer import TokenizerError
 from .starter_models import DEFAULT_STARTER, STARTER_MODELS, StarterModelError, ensure_starter_model
 
 
@@ -83,8 +86,14 @@ def _sampler(args: argparse.Namespace) -> Sampler:
 def _open(args: argparse.Namespace) -> Context:
     from .model import load_model  # imported late: `fireside models` must not need the kernels
 
-    return Context(load_model(resolve_model(args.model)), n_ctx=args.n_ctx, n_batch=args.n_batch,
-                   n_threads=args.n_threads)
+    path = resolve_model(args.model)
+    t0 = time.perf_counter()
+    model = load_model(path)
+    ctx = Context(model, n_ctx=args.n_ctx, n_batch=args.n_batch, n_threads=args.n_threads)
+    print(f"fireside: loaded {path.name} ({model.info.architecture}, {model.info.quantization}, "
+          f"{model.info.file_size / 2**20:.0f} MiB) in {(time.perf_counter() - t0) * 1e3:.0f} ms; "
+          f"n_ctx = {ctx.n_ctx}, n_threads = {ctx.n_threads}", file=sys.stderr)
+    return ctx
 
 
 def print_timings(stats: GenerationStats, file=sys.stderr) -> None:
@@ -135,8 +144,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return 0
         messages.append({"role": "user", "content": line.rstrip("\n")})
         prompt = model.chat_template.render(messages, add_generation_prompt=True)
-        tokens = model.chat_template.encode(prompt) if hasattr(model.chat_template, "encode") else \
-            model.tokenizer.encode(prompt, add_special=True)
+        tokens = model.chat_template.encode(prompt)
         gen = generate(ctx, tokens, sampler=sampler, max_tokens=args.max_tokens, stop=args.stop)
         for piece in gen:
             sys.stdout.write(piece.text)
@@ -247,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (CLIError, GGUFError, ContextFullError, StarterModelError, FileNotFoundError) as exc:
+    except (CLIError, GGUFError, ContextFullError, StarterModelError, TokenizerError, ChatTemplateError,
+            FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -65,7 +65,7 @@ def test_prompt_longer_than_context():
 
 
 def test_chat_uses_template_and_answers(smollm2_path):
-    out = fireside("chat", "-m", str(smollm2_path), "--temp", "0", "-n", "24", "--system", "You are terse.",
+    out = fireside("chat", "-m", str(smollm2_path), "--temp", "0", "-n", "24", "--system", "You are a helpful assistant.",
                    stdin="What is the capital of France?\n\n")
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout

@@ -101,12 +101,12 @@ def test_second_chat_turn_reuses_the_cache(smollm2):
     greedy = Sampler(SamplerParams(temperature=0))
     tmpl = smollm2.chat_template
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    first_prompt = smollm2.tokenizer.encode(tmpl.render(messages), add_special=True)
+    first_prompt = tmpl.encode(tmpl.render(messages))
     gen = generate(ctx, first_prompt, sampler=greedy, max_tokens=16)
     reply = gen.text()
     assert gen.stats.n_reused == 0
     messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": "And of Italy?"}]
-    second_prompt = smollm2.tokenizer.encode(tmpl.render(messages), add_special=True)
+    second_prompt = tmpl.encode(tmpl.render(messages))
     gen2 = generate(ctx, second_prompt, sampler=greedy, max_tokens=8)
     gen2.text()
     assert gen2.stats.n_reused >= len(first_prompt)
@@ -117,7 +117,7 @@ def test_second_chat_turn_reuses_the_cache(smollm2):
 
 def test_stop_on_eos_and_stop_strings(smollm2):
     tmpl = smollm2.chat_template
-    prompt = smollm2.tokenizer.encode(tmpl.render([{"role": "user", "content": "Say hello."}]), add_special=True)
+    prompt = tmpl.encode(tmpl.render([{"role": "user", "content": "Say hello."}]))
     gen = generate(Context(smollm2, n_ctx=512), prompt, sampler=Sampler(SamplerParams(temperature=0)),
                    max_tokens=200)
     text = gen.text()
