@@ -12,13 +12,27 @@
  *                                     helpers bytes_from_nibbles_32, bytes_from_bits_32,
  *                                     mul_sum_i8_pairs_float, mul_sum_us8_pairs_float, hsum_float_8
  *   ggml/src/ggml-cpu/vec.cpp         ggml_vec_dot_f32, ggml_vec_dot_f16, ggml_vec_dot_bf16
+ *   ggml/src/ggml-cpu/repack.cpp      ggml_repack_get_optimal_repack_type, tensor_traits::
+ *                                     forward_mul_mat, the *_generic gemv / gemm / quantize_mat
+ *   ggml/src/ggml-cpu/arch/x86/repack.cpp  ggml_gemv_q4_K_8x8_q8_K, ggml_gemm_q4_K_8x8_q8_K,
+ *                                     gemv_q4_b32_8x8_q8_0_lut_avx, gemm_q4_b32_8x8_q8_0_lut_avx,
+ *                                     ggml_quantize_mat_q8_K_4x8, ggml_quantize_mat_q8_0_4x8
+ *                                     (read at ggml-org/ggml d99724f2, = llama.cpp's ggml/src)
  *   ggml/src/ggml-cpu/simd-mappings.h GGML_F32x8 / GGML_F32Cx8 (AVX: 4 accumulators of 8 lanes,
  *                                     GGML_F32x8_REDUCE), GGML_FP32_TO_FP16, GGML_FP32_TO_BF16
  *
  * Layout of this file: scalar helpers; the activation quantizers (one implementation for every
  * CPU, so the quantized bytes never depend on the machine); the portable dot products (ggml's
- * generic code, float operations in the same order); the AVX2 dot products (ggml's AVX2 code:
- * same integer lanes, same FMAs, same horizontal sums); dispatch and the public functions.
+ * generic code, float operations in the same order); the portable repacked Q4_0 / Q4_K products
+ * (llama.cpp's x86 repack kernels, see there); the AVX2 dot products (ggml's AVX2 code: same
+ * integer lanes, same FMAs, same horizontal sums) and repacked products; dispatch and the public
+ * functions.
+ *
+ * Q4_0 and Q4_K: fs_vec_dot_rows gives the bits of llama.cpp's x86 AVX2 repacked gemv (what
+ * llama.cpp runs for those tensors when their row count is a multiple of 8) in both
+ * implementations; fs_vec_dot_rows_gemm the bits of its gemm (tokens in groups of 4);
+ * fs_vec_dot_rows_norepack those of ggml_vec_dot as for the other types. Checked bit for bit
+ * against ggml built from source (AVX2, mul_mat with the weight in the CPU repack buffer).
  */
 #include "fs_vecdot.h"
 #include "fs_half.h"
@@ -119,15 +133,20 @@ static inline int nearest_int(float fval) {
     return (int)(i & 0x007FFFFFu) - 0x00400000;
 }
 
-/* The 12 packed bytes of 6-bit scales and mins of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4,
- * and the utmp/kmask shuffle of the vec_dot code, which yields the same 16 bytes). */
+/* The 12 packed bytes of 6-bit scales and mins of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4),
+ * unpacked with the 32-bit utmp / kmask shuffle of ggml's vec_dot code (same 16 bytes):
+ * sc[j] = s[j] & 63, mn[j] = s[j + 4] & 63, sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4,
+ * mn[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4 for j < 4. */
 static inline void scale_min_k4(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = (uint8_t)(s[j] & 63);
-        mn[j] = (uint8_t)(s[j + 4] & 63);
-        sc[j + 4] = (uint8_t)((s[j + 8] & 15) | ((s[j] >> 6) << 4));
-        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
-    }
+    const uint32_t kmask1 = 0x3f3f3f3fu, kmask2 = 0x0f0f0f0fu, kmask3 = 0x03030303u;
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & kmask1;
+    o[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    o[2] = u[1] & kmask1;
+    o[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    memcpy(sc, o, 8);
+    memcpy(mn, o + 2, 8);
 }
 
 /* ---- activation quantization (ggml-quants.c, *_ref) --------------------------------------- */
@@ -431,6 +450,118 @@ FS_VD_INLINE float dot_q6_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
     return sumf;
 }
 
+/* ---- portable: llama.cpp's x86 repacked matrix products (ggml-cpu/repack.cpp) ------------- */
+/* On x86 with AVX2, llama.cpp keeps Q4_0 and Q4_K weight tensors whose row count ne[1] is a
+ * multiple of 8 in an interleaved layout (repack.cpp, ggml_repack_get_optimal_repack_type:
+ * q4_0_8x8_q8_0, q4_K_8x8_q8_K) and multiplies them in tensor_traits::forward_mul_mat, not with
+ * ggml_vec_dot_*: activation rows 0 .. ne11 - ne11 % 4 are quantized 4 at a time
+ * (ggml_quantize_mat_q8_K_4x8 / ggml_quantize_mat_q8_0_4x8) and multiplied in groups of 4 by
+ * ggml_gemm_*_8x8; the last ne11 % 4 rows are quantized by the type's from_float
+ * (quantize_row_q8_K = quantize_row_q8_K_ref; x86 quantize_row_q8_0) and multiplied one at a time
+ * by ggml_gemv_*_8x8. The interleaved layout only moves bytes; what matters is the float arithmetic
+ * per output element, which the x86 code (arch/x86/repack.cpp) does as follows (I, M: exact int32
+ * sums; fma: one rounding; d products in float):
+ *
+ *   Q4_K, gemv (ggml_gemv_q4_K_8x8_q8_K, AVX2): per super-block
+ *     I = sum_j sc[j] * sum_{k in sub-block j} q4[k] * q8[k]          (j = 0..7, 32 elements each)
+ *     M = sum_j mn[j] * (bsums[2j] + bsums[2j+1])
+ *     acc  = fma((float)I, fp16(x.d)    * y.d, acc)
+ *     accm = fma((float)M, fp16(x.dmin) * y.d, accm)
+ *   out = acc - accm                       (no horizontal sum: one output per SIMD lane)
+ *
+ *   Q4_K, gemm (ggml_gemm_q4_K_8x8_q8_K, AVX2 and AVX512 paths alike): the same, but the two FMAs
+ *   are taken once per 64 elements (c = 0..3 within each super-block, in order):
+ *     I_c = sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1)
+ *     M_c = mn[2c] * (bsums[4c] + bsums[4c+1]) + mn[2c+1] * (bsums[4c+2] + bsums[4c+3])
+ *     acc = fma((float)I_c, fp16(x.d) * y.d, acc); accm = fma((float)M_c, fp16(x.dmin) * y.d, accm)
+ *   so gemm and gemv round differently (4 FMAs per super-block instead of 1).
+ *
+ *   Q4_0 (gemv_q4_b32_8x8_q8_0_lut_avx and gemm_q4_b32_8x8_q8_0_lut_avx, AVX2 / AVX512 alike):
+ *   per block of 32, acc = fma((float)I, fp16(x.d) * fp16(y.d), acc); out = acc. gemm == gemv.
+ *
+ * Activations: ggml_quantize_mat_q8_0_4x8 (AVX2) computes the same bytes as x86
+ * quantize_row_q8_0 (quant_q8_0 above). ggml_quantize_mat_q8_K_4x8 (AVX2) equals
+ * quantize_row_q8_K_ref except for the sign of the scale: it takes iscale = -127 / amax when +amax
+ * occurs in the super-block and +127 / amax otherwise, while the reference takes the sign of the
+ * first element of largest magnitude. They differ only when both +amax and -amax occur with -amax
+ * first, and then d, every qs and every bsum are exactly negated, which leaves every product in
+ * the formulas above, and so every output, unchanged (up to the sign of an exact zero). So the
+ * activation bytes of fs_quantize_act serve gemm and gemv alike.
+ *
+ * C's fmaf is a correctly rounded fused multiply-add, as _mm256_fmadd_ps is, so these portable
+ * versions give the same bits as the AVX2 ones. */
+
+/* q4 * q8 summed over each of the 8 sub-blocks (32 elements) of one Q4_K super-block. */
+FS_VD_INLINE void q4_k_subblock_dots(const uint8_t *x, const int8_t *q8, int32_t dots[8]) {
+    const uint8_t *q4 = x + 16;
+    for (int c = 0; c < 4; c++) {
+        int8_t lo[QK], hi[QK];
+        for (int l = 0; l < QK; l++) {
+            lo[l] = (int8_t)(q4[32 * c + l] & 0x0F);
+            hi[l] = (int8_t)(q4[32 * c + l] >> 4);
+        }
+        dots[2 * c] = block_dot_i8(lo, q8 + 64 * c);
+        dots[2 * c + 1] = block_dot_i8(hi, q8 + 64 * c + 32);
+    }
+}
+
+/* The repacked Q4_K product of one row; per_chunk = 0: gemv, 1: gemm (see above). */
+FS_VD_INLINE float dot_q4_k_repack_c(const uint8_t *x, const uint8_t *y, int64_t n, int per_chunk) {
+    const int64_t nb = n / QK_K;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        const float d = rd_f16(x) * yd;        /* _mm256_mul_ps(col_scale_f32, row_scale_f32) */
+        const float dmin = rd_f16(x + 2) * yd; /* _mm256_mul_ps(col_dmin_f32, row_scale_f32) */
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        int32_t dots[8];
+        q4_k_subblock_dots(x, (const int8_t *)(y + Q8K_QS), dots);
+        int32_t isum[4], msum[4];
+        for (int c = 0; c < 4; c++) {
+            isum[c] = sc[2 * c] * dots[2 * c] + sc[2 * c + 1] * dots[2 * c + 1];
+            msum[c] = mn[2 * c] * (bsums[4 * c] + bsums[4 * c + 1]) + mn[2 * c + 1] * (bsums[4 * c + 2] + bsums[4 * c + 3]);
+        }
+        if (per_chunk) {
+            for (int c = 0; c < 4; c++) {
+                acc = fmaf((float)isum[c], d, acc);
+                accm = fmaf((float)msum[c], dmin, accm);
+            }
+        } else {
+            acc = fmaf((float)(isum[0] + isum[1] + isum[2] + isum[3]), d, acc);
+            accm = fmaf((float)(msum[0] + msum[1] + msum[2] + msum[3]), dmin, accm);
+        }
+    }
+    return acc - accm;
+}
+
+FS_VD_INLINE float dot_q4_k_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_c(x, y, n, 0);
+}
+
+FS_VD_INLINE float dot_q4_k_gemm_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_c(x, y, n, 1);
+}
+
+/* The repacked Q4_0 product (gemv and gemm): acc = fma(sumi, dx * dy, acc) per block. */
+FS_VD_INLINE float dot_q4_0_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const uint8_t *qs = x + 2;
+        int8_t a[QK];
+        for (int j = 0; j < QK / 2; j++) {
+            a[j] = (int8_t)((qs[j] & 0x0F) - 8);
+            a[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
+        }
+        const int sumi = block_dot_i8(a, (const int8_t *)(y + 2));
+        acc = fmaf((float)sumi, rd_f16(x) * rd_f16(y), acc);
+    }
+    return acc;
+}
+
 /* ggml_vec_dot_f32 / _f16 / _bf16 without SIMD: each product rounded to float, summed in double
  * (ggml_float), the total rounded to float. */
 FS_VD_INLINE float dot_f32_c(const uint8_t *x, const uint8_t *y, int64_t n) {
@@ -470,6 +601,9 @@ FS_ROWS(rows_q5_0_c, dot_q5_0_c, )
 FS_ROWS(rows_q5_1_c, dot_q5_1_c, )
 FS_ROWS(rows_q8_0_c, dot_q8_0_c, )
 FS_ROWS(rows_q4_k_c, dot_q4_k_c, )
+FS_ROWS(rows_q4_0_gemv_c, dot_q4_0_gemv_c, )
+FS_ROWS(rows_q4_k_gemv_c, dot_q4_k_gemv_c, )
+FS_ROWS(rows_q4_k_gemm_c, dot_q4_k_gemm_c, )
 FS_ROWS(rows_q5_k_c, dot_q5_k_c, )
 FS_ROWS(rows_q6_k_c, dot_q6_k_c, )
 
@@ -646,6 +780,126 @@ static inline FS_AVX2_FN float dot_q4_k_avx2(const uint8_t *x, const uint8_t *y,
     acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
     acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
     return hsum_f32x8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+/* ---- AVX2: the repacked products (see "llama.cpp's x86 repacked matrix products" above) ---- */
+/* These keep ggml_vec_dot's integer work per row (same maddubs / madd lanes), then reduce the
+ * int32 lanes exactly to the block sums that the 8-column repacked kernels convert to float; the
+ * float work per row is then a chain of FMAs (one row per SIMD lane in llama.cpp, and in the
+ * 4-row loops below; the single-row functions here serve the leftover rows). */
+
+static inline FS_AVX2_FN int32_t hsum_i32x4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+}
+
+static inline FS_AVX2_FN int32_t hsum_i32x8(__m256i v) {
+    return hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+/* a * b + c with one rounding (one lane of _mm256_fmadd_ps). */
+static inline FS_AVX2_FN float fma_f32(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+/* Elements 64c .. 64c + 64 of a Q4_K super-block times y, scaled by their sub-block scales, as
+ * 8 int32 lanes whose sum is sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1). */
+static inline FS_AVX2_FN __m256i q4_k_chunk_lanes(const uint8_t *q4, const int8_t *q8, const uint8_t *sc, int c) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+    const __m256i q4l = _mm256_and_si256(q4bits, m4);
+    const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+    const __m256i q8l = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c));
+    const __m256i q8h = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32));
+    const __m256i p16l = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), _mm256_maddubs_epi16(q4l, q8l));
+    const __m256i p16h = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), _mm256_maddubs_epi16(q4h, q8h));
+    return _mm256_add_epi32(p16l, p16h);
+}
+
+/* [fp16(x.d) * y.d, fp16(x.dmin) * y.d, 0, 0]: x.d and x.dmin are the first 4 bytes of the block. */
+static inline FS_AVX2_FN __m128 q4_k_d_dmin(const uint8_t *x, float yd) {
+    int32_t dd;
+    memcpy(&dd, x, sizeof dd);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dd)), _mm_set1_ps(yd));
+}
+
+/* ggml_gemv_q4_K_8x8_q8_K (x86): acc = fma(I, d * y.d, acc), accm = fma(M, dmin * y.d, accm) per
+ * super-block; out = acc - accm. Both FMAs are taken at once in lanes 0 and 1 of one vector: the
+ * exact int32 sums are reduced to [I, M, I, M] (hadd of the 4 lanes of the scaled products with
+ * the 4 lanes of the min products, then hadd again). */
+static inline FS_AVX2_FN float dot_q4_k_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    __m128 acc = _mm_setzero_ps(); /* lane 0: acc, lane 1: accm */
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const __m128 dd = q4_k_d_dmin(x, rd_f32(y));
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const __m128i mprod = kq_min_prod(mn, y);
+        const uint8_t *q4 = x + 16;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i sumi = q4_k_chunk_lanes(q4, q8, sc, 0);
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 1));
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 2));
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 3));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
+        __m128i im = _mm_hadd_epi32(s4, mprod);
+        im = _mm_hadd_epi32(im, im);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(im), dd, acc);
+    }
+    return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
+}
+
+/* Lanes 0..3: the sums of the 8 int32 lanes of a, b, c, d (exact). */
+static inline FS_AVX2_FN __m128i hsum_i32x8x4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    const __m128i b4 = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    const __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    const __m128i d4 = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    return _mm_hadd_epi32(_mm_hadd_epi32(a4, b4), _mm_hadd_epi32(c4, d4));
+}
+
+/* ggml_gemm_q4_K_8x8_q8_K (x86): the same FMAs once per 64 elements c = 0..3, in order, with
+ * I_c = sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1) and M_c = lane c of
+ * kq_min_prod = mn[2c] * (bsums[4c] + bsums[4c+1]) + mn[2c+1] * (bsums[4c+2] + bsums[4c+3]).
+ * Lanes 0 / 1 of acc are acc / accm as in the gemv; each step feeds [I_c, M_c] to them. */
+static inline FS_AVX2_FN float dot_q4_k_gemm_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        __m128 dd = q4_k_d_dmin(x, rd_f32(y));
+        dd = _mm_movelh_ps(dd, dd); /* [d, dmin, d, dmin] */
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const __m128 m = _mm_cvtepi32_ps(kq_min_prod(mn, y));
+        const uint8_t *q4 = x + 16;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        const __m128 i = _mm_cvtepi32_ps(hsum_i32x8x4(q4_k_chunk_lanes(q4, q8, sc, 0), q4_k_chunk_lanes(q4, q8, sc, 1),
+                                                      q4_k_chunk_lanes(q4, q8, sc, 2), q4_k_chunk_lanes(q4, q8, sc, 3)));
+        const __m128 im01 = _mm_unpacklo_ps(i, m); /* [I0, M0, I1, M1] */
+        const __m128 im23 = _mm_unpackhi_ps(i, m); /* [I2, M2, I3, M3] */
+        acc = _mm_fmadd_ps(im01, dd, acc);
+        acc = _mm_fmadd_ps(_mm_movehl_ps(im01, im01), dd, acc);
+        acc = _mm_fmadd_ps(im23, dd, acc);
+        acc = _mm_fmadd_ps(_mm_movehl_ps(im23, im23), dd, acc);
+    }
+    return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
+}
+
+/* gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx for Q4_0 (x86):
+ * acc = fma(sumi, dx * dy, acc) per block of 32. */
+static inline FS_AVX2_FN float dot_q4_0_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const float d = h2f(x) * h2f(y);
+        const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        const int32_t sumi = hsum_i32x8(_mm256_madd_epi16(_mm256_set1_epi16(1), p16));
+        acc = fma_f32((float)sumi, d, acc);
+    }
+    return acc;
 }
 
 /* ggml_vec_dot_q5_K_q8_K (AVX2): as Q4_K with the fifth bits added (bit 2c / 2c + 1 of qh[l] shifted
@@ -827,6 +1081,110 @@ FS_ROWS(rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
 FS_ROWS(rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
 FS_ROWS(rows_q6_k_avx2, dot_q6_k_avx2, FS_AVX2_FN)
 
+/* Row loops of the repacked products: 4 rows at a time, one row per lane of the float vectors
+ * (as llama.cpp's kernels hold 8 columns per register; each lane does the operations of the
+ * single-row functions above, so the grouping does not change any bit), the activation loaded
+ * once for the 4 rows; leftover rows one at a time. */
+
+/* [fp16 at p0, p1, p2, p3] as floats. */
+static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    return _mm_cvtph_ps(_mm_setr_epi16((short)rd_u16(p0), (short)rd_u16(p1), (short)rd_u16(p2), (short)rd_u16(p3), 0, 0, 0, 0));
+}
+
+/* The 32 products (q - 8) * y of one Q4_0 block as 8 int32 lanes. */
+static inline FS_AVX2_FN __m256i q4_0_block_lanes(const uint8_t *x, __m256i qy) {
+    const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+    return _mm256_madd_epi16(_mm256_set1_epi16(1), p16);
+}
+
+static FS_AVX2_FN void rows_q4_0_gemv_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    const int64_t nb = n / QK;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
+        const uint8_t *y = act;
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q4_0, x1 += B_Q4_0, x2 += B_Q4_0, x3 += B_Q4_0, y += B_Q8_0) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+            const __m128i sumi = hsum_i32x8x4(q4_0_block_lanes(x0, qy), q4_0_block_lanes(x1, qy),
+                                              q4_0_block_lanes(x2, qy), q4_0_block_lanes(x3, qy));
+            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), _mm_set1_ps(h2f(y)));
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(sumi), d, acc);
+        }
+        _mm_storeu_ps(out + r, acc);
+    }
+    for (; r < n_rows; r++) out[r] = dot_q4_0_gemv_avx2(w + (size_t)r * row_bytes, act, n);
+}
+
+/* Integer parts of one Q4_K super-block of one row: chunk[c] = q4_k_chunk_lanes (the scaled
+ * products of elements 64c .. 64c + 64 as 8 int32 lanes); returns kq_min_prod (4 lanes). */
+static inline FS_AVX2_FN __m128i q4_k_block_ints(const uint8_t *x, const uint8_t *y, __m256i chunk[4]) {
+    uint8_t sc[8], mn[8];
+    scale_min_k4(x + 4, sc, mn);
+    const uint8_t *q4 = x + 16;
+    const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+    for (int c = 0; c < 4; c++) chunk[c] = q4_k_chunk_lanes(q4, q8, sc, c);
+    return kq_min_prod(mn, y);
+}
+
+/* Q4_K, 4 rows: per super-block (gemv) or per 64 elements (gemm),
+ * acc = fma(I, fp16(x.d) * y.d, acc), accm = fma(M, fp16(x.dmin) * y.d, accm); out = acc - accm. */
+static inline FS_AVX2_FN void rows_q4_k_repack_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
+                                                    const uint8_t *act, int64_t n, float *out, int per_chunk) {
+    const int64_t nb = n / QK_K;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
+        const uint8_t *y = act;
+        __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q4_K, x1 += B_Q4_K, x2 += B_Q4_K, x3 += B_Q4_K, y += B_Q8_K) {
+            const __m128 yd = _mm_set1_ps(rd_f32(y));
+            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), yd);
+            const __m128 dmin = _mm_mul_ps(h2f_x4(x0 + 2, x1 + 2, x2 + 2, x3 + 2), yd);
+            __m256i k0[4], k1[4], k2[4], k3[4];
+            __m128i m0 = q4_k_block_ints(x0, y, k0), m1 = q4_k_block_ints(x1, y, k1);
+            __m128i m2 = q4_k_block_ints(x2, y, k2), m3 = q4_k_block_ints(x3, y, k3);
+            if (per_chunk) {
+                /* transpose: mc[c] = [lane c of m0, m1, m2, m3] = M_c of the 4 rows */
+                const __m128i t0 = _mm_unpacklo_epi32(m0, m1), t1 = _mm_unpacklo_epi32(m2, m3);
+                const __m128i t2 = _mm_unpackhi_epi32(m0, m1), t3 = _mm_unpackhi_epi32(m2, m3);
+                const __m128i mc[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3),
+                                       _mm_unpackhi_epi64(t2, t3)};
+                for (int c = 0; c < 4; c++) {
+                    const __m128i ic = hsum_i32x8x4(k0[c], k1[c], k2[c], k3[c]);
+                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(ic), d, acc);
+                    accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mc[c]), dmin, accm);
+                }
+            } else {
+                const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(k0[0], k0[1]), _mm256_add_epi32(k0[2], k0[3]));
+                const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(k1[0], k1[1]), _mm256_add_epi32(k1[2], k1[3]));
+                const __m256i s2 = _mm256_add_epi32(_mm256_add_epi32(k2[0], k2[1]), _mm256_add_epi32(k2[2], k2[3]));
+                const __m256i s3 = _mm256_add_epi32(_mm256_add_epi32(k3[0], k3[1]), _mm256_add_epi32(k3[2], k3[3]));
+                const __m128i msum = _mm_hadd_epi32(_mm_hadd_epi32(m0, m1), _mm_hadd_epi32(m2, m3));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum_i32x8x4(s0, s1, s2, s3)), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), dmin, accm);
+            }
+        }
+        _mm_storeu_ps(out + r, _mm_sub_ps(acc, accm));
+    }
+    for (; r < n_rows; r++) {
+        const uint8_t *x = w + (size_t)r * row_bytes;
+        out[r] = per_chunk ? dot_q4_k_gemm_avx2(x, act, n) : dot_q4_k_gemv_avx2(x, act, n);
+    }
+}
+
+static FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 0);
+}
+
+static FS_AVX2_FN void rows_q4_k_gemm_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 1);
+}
+
 #endif /* FS_VD_AVX2 */
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -905,40 +1263,84 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n) {
     }
 }
 
-void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
-                     float *out) {
+/* Which product a call reproduces (for the types llama.cpp repacks on x86: Q4_0, Q4_K). */
+enum { MODE_GEMV = 0, MODE_GEMM = 1, MODE_NOREPACK = 2 };
+
+typedef void (*fs_rows_fn)(const uint8_t *, size_t, int64_t, const uint8_t *, int64_t, float *);
+
+static void vd_rows(int mode, int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                    int64_t n, float *out) {
     if (fs_act_row_bytes(wtype, n) == 0 || n_rows <= 0) return;
     const uint8_t *a = (const uint8_t *)act;
+    fs_rows_fn f = NULL;
 #if FS_VD_AVX2
     if (vd_impl() == IMPL_AVX2) {
         switch (wtype) {
-        case FS_F32: rows_f32_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_F16: rows_f16_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_BF16: rows_bf16_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q4_0: rows_q4_0_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q4_1: rows_q4_1_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q5_0: rows_q5_0_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q5_1: rows_q5_1_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q8_0: rows_q8_0_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q4_K: rows_q4_k_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q5_K: rows_q5_k_avx2(w, row_bytes, n_rows, a, n, out); return;
-        case FS_Q6_K: rows_q6_k_avx2(w, row_bytes, n_rows, a, n, out); return;
+        case FS_F32: f = rows_f32_avx2; break;
+        case FS_F16: f = rows_f16_avx2; break;
+        case FS_BF16: f = rows_bf16_avx2; break;
+        case FS_Q4_0: f = mode == MODE_NOREPACK ? rows_q4_0_avx2 : rows_q4_0_gemv_avx2; break;
+        case FS_Q4_1: f = rows_q4_1_avx2; break;
+        case FS_Q5_0: f = rows_q5_0_avx2; break;
+        case FS_Q5_1: f = rows_q5_1_avx2; break;
+        case FS_Q8_0: f = rows_q8_0_avx2; break;
+        case FS_Q4_K:
+            f = mode == MODE_NOREPACK ? rows_q4_k_avx2 : mode == MODE_GEMM ? rows_q4_k_gemm_avx2 : rows_q4_k_gemv_avx2;
+            break;
+        case FS_Q5_K: f = rows_q5_k_avx2; break;
+        case FS_Q6_K: f = rows_q6_k_avx2; break;
         default: return;
         }
+        f(w, row_bytes, n_rows, a, n, out);
+        return;
     }
 #endif
     switch (wtype) {
-    case FS_F32: rows_f32_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_F16: rows_f16_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_BF16: rows_bf16_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q4_0: rows_q4_0_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q4_1: rows_q4_1_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q5_0: rows_q5_0_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q5_1: rows_q5_1_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q8_0: rows_q8_0_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q4_K: rows_q4_k_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q5_K: rows_q5_k_c(w, row_bytes, n_rows, a, n, out); return;
-    case FS_Q6_K: rows_q6_k_c(w, row_bytes, n_rows, a, n, out); return;
+    case FS_F32: f = rows_f32_c; break;
+    case FS_F16: f = rows_f16_c; break;
+    case FS_BF16: f = rows_bf16_c; break;
+    case FS_Q4_0: f = mode == MODE_NOREPACK ? rows_q4_0_c : rows_q4_0_gemv_c; break;
+    case FS_Q4_1: f = rows_q4_1_c; break;
+    case FS_Q5_0: f = rows_q5_0_c; break;
+    case FS_Q5_1: f = rows_q5_1_c; break;
+    case FS_Q8_0: f = rows_q8_0_c; break;
+    case FS_Q4_K: f = mode == MODE_NOREPACK ? rows_q4_k_c : mode == MODE_GEMM ? rows_q4_k_gemm_c : rows_q4_k_gemv_c; break;
+    case FS_Q5_K: f = rows_q5_k_c; break;
+    case FS_Q6_K: f = rows_q6_k_c; break;
     default: return;
     }
+    f(w, row_bytes, n_rows, a, n, out);
+}
+
+/* Q4_0 and Q4_K give the bits of llama.cpp's x86 repacked ggml_gemv_*_8x8 (one activation row
+ * at a time), on every CPU; the other types those of ggml_vec_dot_* (AVX2 or generic). */
+void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
+                     float *out) {
+    vd_rows(MODE_GEMV, wtype, w, row_bytes, n_rows, act, n, out);
+}
+
+/* Not (yet) declared in fs_vecdot.h; same arguments and contract as fs_vec_dot_rows.
+ *
+ * fs_vec_dot_rows_gemm: the bits of llama.cpp's repacked ggml_gemm_*_8x8, which llama.cpp uses for
+ * the activation rows (tokens) 0 .. n_tok - n_tok % 4 of a batch (groups of 4); the last
+ * n_tok % 4 rows go through gemv (fs_vec_dot_rows). Only Q4_K differs from fs_vec_dot_rows (its
+ * gemm takes the FMAs per 64 elements instead of per 256); for every other type the call is
+ * fs_vec_dot_rows.
+ *
+ * fs_vec_dot_rows_norepack: ggml_vec_dot_* for every type, Q4_0 / Q4_K included (AVX2 or generic
+ * code as fs_vec_dot_rows picks): what llama.cpp computes for a Q4_0 / Q4_K tensor it does not
+ * repack (row count ne[1] not a multiple of 8, repacking disabled, or no AVX2). */
+void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
+                          float *out);
+void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                              int64_t n, float *out);
+
+void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
+                          float *out) {
+    vd_rows(MODE_GEMM, wtype, w, row_bytes, n_rows, act, n, out);
+}
+
+void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                              int64_t n, float *out) {
+    vd_rows(MODE_NOREPACK, wtype, w, row_bytes, n_rows, act, n, out);
 }

@@ -145,3 +145,32 @@ def test_generation_stops_when_context_fills(smollm2):
     gen.text()
     assert gen.stats.context_full and gen.stats.finish_reason == "length"
     assert len(ctx.tokens) == 24
+
+
+def test_forward_pass_releases_the_gil(smollm2):
+    """While the model evaluates a long batch on one kernel thread, a pure-Python thread keeps
+    running. If the forward pass held the GIL, the counter would stand still for the whole call."""
+    import threading
+    import time
+
+    tokens = smollm2.tokenizer.encode("The history of the city goes back a long way. " * 12, add_special=True)
+    ctx = Context(smollm2, n_ctx=1024, n_batch=512, n_threads=1)
+
+    def count_for(seconds: float) -> int:
+        n, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            n += 1
+        return n
+
+    solo = count_for(0.3) / 0.3
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (ctx.eval_logits(tokens, len(tokens) - 1), done.set()))
+    t0 = time.perf_counter()
+    worker.start()
+    n = 0
+    while not done.is_set():
+        n += 1
+    elapsed = time.perf_counter() - t0
+    worker.join()
+    assert elapsed > 0.2, "the batch was too short to measure"
+    assert n / elapsed > 0.3 * solo, f"Python thread ran at {n / elapsed / solo:.0%} of its solo speed"

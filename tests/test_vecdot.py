@@ -23,13 +23,18 @@ the float types), then each weight row is dotted with it block by block in integ
   ``*_generic`` functions for the portable implementation; the AVX2 functions, with their 8-lane
   accumulators, FMAs and horizontal sums, for the AVX2 one) must give exactly the kernel's float32
   result. The integer block sums are exact, so this checks the lane split and the operation order
-  that make the result agree with llama.cpp's.
+  that make the result agree with llama.cpp's. Q4_0 and Q4_K are the exception: llama.cpp on x86
+  with AVX2 repacks them and multiplies with ggml_gemv_* / ggml_gemm_* (ggml-cpu/repack.cpp,
+  arch/x86/repack.cpp), whose arithmetic both implementations reproduce: ``fs_vec_dot_rows`` gives
+  the gemv bits, ``fs_vec_dot_rows_gemm`` the gemm bits and ``fs_vec_dot_rows_norepack`` the
+  ggml_vec_dot bits (the last two are not in the Cython module yet and are called through ctypes).
 * the AVX2 and the portable implementations agree to float summation order (portable run in a
-  subprocess with FIRESIDE_CPU=portable).
+  subprocess with FIRESIDE_CPU=portable), and bit for bit for the repacked products.
 * real weights from both starter models, one tensor per type (a missing model fails the test).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -49,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ALL_TYPES = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K]
 K_TYPES = (T.Q4_K, T.Q5_K, T.Q6_K)
+REPACKED = (T.Q4_0, T.Q4_K)  # llama.cpp's x86 AVX2 repack (q4_0_8x8_q8_0, q4_K_8x8_q8_K)
+MODES = ("gemv", "gemm", "norepack")  # fs_vec_dot_rows, fs_vec_dot_rows_gemm, fs_vec_dot_rows_norepack
 VEC_DOT_TYPE = {
     T.F32: T.F32, T.F16: T.F16, T.BF16: T.BF16,
     T.Q4_0: T.Q8_0, T.Q5_0: T.Q8_0, T.Q8_0: T.Q8_0,
@@ -290,11 +297,42 @@ def _float_rows(t: T, raw: np.ndarray) -> np.ndarray:
     return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int) -> np.float32:
+def emulate_repack(wtype: T, W: dict, A: dict, gemm: bool) -> np.float32:
+    """llama.cpp's x86 repacked products (arch/x86/repack.cpp), per output element. Q4_0
+    (gemv_q4_b32_8x8_q8_0_lut_avx, gemm alike): acc = fma(sumi, dx * dy, acc) per block of 32.
+    Q4_K: acc = fma(I, x.d * y.d, acc), accm = fma(M, x.dmin * y.d, accm), out = acc - accm, with
+    I = sum of scale * q4 * q8 and M = sum of min * (sum of the two bsums of the sub-block) taken
+    per super-block by ggml_gemv_q4_K_8x8_q8_K and per 64 elements by ggml_gemm_q4_K_8x8_q8_K."""
+    nb = W["q"].shape[0]
+    if wtype == T.Q4_0:
+        sumi = (W["q"] * A["q"]).sum(axis=1)
+        acc = F32(0)
+        for i in range(nb):
+            acc = fma32(F32(sumi[i]), F32(W["d"][i] * A["d"][i]), acc)
+        return F32(acc)
+    isum = (W["sc"] * W["q"] * A["q"]).reshape(nb, 4, 64).sum(axis=2)  # exact, per 64 elements
+    q8s = A["bsums"].reshape(nb, 8, 2).sum(axis=2)  # per sub-block of 32
+    msum = (W["mn"] * q8s).reshape(nb, 4, 2).sum(axis=2)
+    if not gemm:
+        isum, msum = isum.sum(axis=1, keepdims=True), msum.sum(axis=1, keepdims=True)
+    acc, accm = F32(0), F32(0)
+    for i in range(nb):
+        d, dmin = F32(W["d"][i] * A["d"][i]), F32(W["dmin"][i] * A["d"][i])
+        for c in range(isum.shape[1]):
+            acc = fma32(F32(isum[i, c]), d, acc)
+            accm = fma32(F32(msum[i, c]), dmin, accm)
+    return F32(F32(acc) - F32(accm))
+
+
+def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int, mode: str = "gemv") -> np.float32:
     """ggml's result for one row: ``impl`` "portable" = the scalar generic code (ggml-cpu/quants.c,
-    vec.cpp without SIMD), "avx2" = the __AVX2__ code (arch/x86/quants.c, vec.cpp with GGML_F32x8)."""
+    vec.cpp without SIMD), "avx2" = the __AVX2__ code (arch/x86/quants.c, vec.cpp with GGML_F32x8).
+    For Q4_0 / Q4_K, ``mode`` "gemv" / "gemm" is the x86 repacked product (both implementations),
+    "norepack" ggml_vec_dot as for the other types."""
     avx2 = impl == "avx2"
     vdt = VEC_DOT_TYPE[wtype]
+    if wtype in REPACKED and mode != "norepack":
+        return emulate_repack(wtype, decode_weight_row(wtype, row, n), decode_act(vdt, act, n), mode == "gemm")
     if vdt in (T.F32, T.F16, T.BF16):
         x = _float_rows(wtype, row[: n * (4 if wtype == T.F32 else 2)])
         y = _float_rows(vdt, act)
@@ -392,6 +430,29 @@ def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int) 
         acc = fma32(F32(W["d"][i] * A["d"][i]), lanes[i], acc)
     res = hsum_float_8(acc)
     return F32(res + summs) if has_m else res
+
+
+# -- the entry points not in the Cython module (yet), through ctypes ---------------------------------
+
+_C_FUNCS = {"gemv": "fs_vec_dot_rows", "gemm": "fs_vec_dot_rows_gemm", "norepack": "fs_vec_dot_rows_norepack"}
+
+
+def c_vec_dot_rows(mode: str, wtype: T, w: np.ndarray, act: np.ndarray, n: int) -> np.ndarray:
+    """out[r] = dot(w[r], act) by the C function for ``mode``, on an already quantized activation."""
+    f = getattr(ctypes.CDLL(vecdot.__file__), _C_FUNCS[mode])
+    f.restype = None
+    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                  ctypes.c_void_p]
+    w = np.ascontiguousarray(w, dtype=np.uint8)
+    act = np.ascontiguousarray(act, dtype=np.uint8)
+    out = np.zeros(w.shape[0], np.float32)
+    f(int(wtype), w.ctypes.data, w.shape[1], w.shape[0], act.ctypes.data, n, out.ctypes.data)
+    return out
+
+
+def all_modes(t: T, w: np.ndarray, x: np.ndarray) -> dict:
+    act = vecdot.quantize_act(int(t), x)
+    return {m: c_vec_dot_rows(m, t, w, act, x.size) for m in MODES}
 
 
 # -- test data --------------------------------------------------------------------------------
@@ -580,13 +641,17 @@ _PORTABLE_SCRIPT = """
 import sys
 import numpy as np
 from cython_kernels import vecdot
+from tests.test_vecdot import MODES, all_modes
 assert vecdot.impl() == "portable", vecdot.impl()
 data = np.load(sys.argv[1])
 out = {}
 for key in data.files:
     if key.startswith("w_"):
         name = key[2:]
-        out["y_" + name] = vecdot.vec_dot_rows(int(data["t_" + name]), data[key], data["x_" + name])
+        t, w, x = int(data["t_" + name]), data[key], data["x_" + name]
+        out["y_" + name] = vecdot.vec_dot_rows(t, w, x)
+        for mode, y in all_modes(t, w, x).items():
+            out[mode + "_" + name] = y
 np.savez(sys.argv[2], **out)
 """
 
@@ -595,9 +660,14 @@ np.savez(sys.argv[2], **out)
 def impl_results(real_cases, tmp_path_factory) -> dict:
     """{implementation name: [float32 results per case]} for the implementation this process runs
     and, when that is AVX2, for the portable one too (run in a subprocess with
-    FIRESIDE_CPU=portable, since the choice is made once per process)."""
+    FIRESIDE_CPU=portable, since the choice is made once per process). The lists are those of
+    vecdot.vec_dot_rows; "<impl>/<mode>" keys hold those of the C entry point for each mode."""
     cases = SYNTHETIC + real_cases
-    results = {vecdot.impl(): [vecdot.vec_dot_rows(int(t), w, x) for _, t, w, x in cases]}
+    impl = vecdot.impl()
+    results = {impl: [vecdot.vec_dot_rows(int(t), w, x) for _, t, w, x in cases]}
+    per_mode = [all_modes(t, w, x) for _, t, w, x in cases]
+    for mode in MODES:
+        results[f"{impl}/{mode}"] = [r[mode] for r in per_mode]
     if "portable" not in results:
         tmp = tmp_path_factory.mktemp("vecdot")
         arrays = {}
@@ -613,26 +683,83 @@ def impl_results(real_cases, tmp_path_factory) -> dict:
         assert proc.returncode == 0, proc.stderr
         out = np.load(tmp / "out.npz")
         results["portable"] = [out[f"y_{i}"] for i in range(len(cases))]
+        for mode in MODES:
+            results[f"portable/{mode}"] = [out[f"{mode}_{i}"] for i in range(len(cases))]
     return results
 
 
 def test_bit_identical_to_ggml(impl_results, real_cases):
-    """Every result equals, bit for bit, ggml's float operation sequence for that implementation."""
+    """Every result equals, bit for bit, ggml's float operation sequence for that implementation
+    (and, for Q4_0 / Q4_K, for the product each entry point reproduces)."""
     cases = SYNTHETIC + real_cases
-    assert set(impl_results) <= {"avx2", "portable"}
-    for impl, outs in impl_results.items():
+    assert {k.split("/")[0] for k in impl_results} <= {"avx2", "portable"}
+    for key, outs in impl_results.items():
+        impl, _, mode = key.partition("/")
+        if mode and mode != "norepack" and mode != "gemm":
+            continue  # "<impl>/gemv" is the list of "<impl>", checked equal below
         for (label, t, w, x), got in zip(cases, outs):
             act = vecdot.quantize_act(int(t), x)
-            expected = np.array([emulate_ggml(impl, t, w[r], act, x.size) for r in range(w.shape[0])], np.float32)
-            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (impl, label, got, expected)
+            expected = np.array([emulate_ggml(impl, t, w[r], act, x.size, mode or "gemv") for r in range(w.shape[0])],
+                                np.float32)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (key, label, got, expected)
+        if not mode:
+            for got, via_c in zip(outs, impl_results[f"{impl}/gemv"]):
+                assert np.array_equal(got.view(np.uint32), via_c.view(np.uint32))
+
+
+def test_repack_modes(impl_results, real_cases):
+    """gemm and norepack differ from gemv only where llama.cpp's products differ: gemm only for
+    Q4_K, norepack only for Q4_0 and Q4_K; and there they do differ (on some outputs)."""
+    cases = SYNTHETIC + real_cases
+    impls = {k.split("/")[0] for k in impl_results}
+    for impl in impls:
+        differs = {("gemm", T.Q4_K): False, ("norepack", T.Q4_K): False, ("norepack", T.Q4_0): False}
+        for i, (label, t, w, x) in enumerate(cases):
+            gemv = impl_results[f"{impl}/gemv"][i].view(np.uint32)
+            for mode in ("gemm", "norepack"):
+                same = np.array_equal(gemv, impl_results[f"{impl}/{mode}"][i].view(np.uint32))
+                if (mode, t) in differs:
+                    differs[(mode, t)] |= not same
+                else:
+                    assert same, (impl, mode, label)
+        assert all(differs.values()), (impl, differs)
+
+
+def test_q8_k_4x8_sign_choice_gives_same_result():
+    """ggml_quantize_mat_q8_K_4x8 (the activations of llama.cpp's gemm rows) takes iscale = -127 / amax
+    whenever +amax occurs in the super-block, quantize_row_q8_K_ref the sign of the first element of
+    largest |x|: with -amax first, the 4x8 bytes are the reference ones with d, qs and bsums negated.
+    The products of every mode are then bit for bit the same."""
+    rng = np.random.default_rng(11)
+    n = 512
+    x = make_x(n, rng)
+    x[3], x[100] = -30.0, 30.0  # -amax first in super-block 0
+    x[300], x[400] = -28.0, 28.0  # and in super-block 1
+    act = vecdot.quantize_act(int(T.Q4_K), x)
+    blocks = act.reshape(2, 292)
+    assert np.all(blocks[:, :4].copy().view(np.float32) > 0)  # reference: iscale = -127 / -amax > 0
+    neg = blocks.copy()
+    neg[:, :4] = (-blocks[:, :4].copy().view(np.float32)).view(np.uint8)
+    neg[:, 4:260] = (-blocks[:, 4:260].view(np.int8)).view(np.uint8)
+    neg[:, 260:292] = (-blocks[:, 260:292].copy().view("<i2")).view(np.uint8)
+    neg = neg.reshape(-1)
+    for t in K_TYPES:
+        w = make_weights(t, 16, n, rng)
+        for mode in MODES:
+            a = c_vec_dot_rows(mode, t, w, act, n)
+            b = c_vec_dot_rows(mode, t, w, neg, n)
+            assert np.array_equal(a, b), (t.name, mode)  # == also equates +0 and -0
 
 
 def test_avx2_matches_portable(impl_results, real_cases):
     if "avx2" not in impl_results:
         pytest.skip(f"this CPU / build runs the {vecdot.impl()} implementation only")
     cases = SYNTHETIC + real_cases
-    for (label, t, w, x), fast, slow in zip(cases, impl_results["avx2"], impl_results["portable"]):
-        xq = act_blocks(VEC_DOT_TYPE[t], vecdot.quantize_act(int(t), x), x.size)["xq"]
-        scale = np.abs(weight_floats(t, w, x.size)) @ np.abs(xq) + 1e-30
-        diff = np.abs(fast.astype(np.float64) - slow.astype(np.float64))
-        assert np.all(diff <= 1e-5 * scale), (label, float(np.max(diff / scale)))
+    for mode in MODES:
+        for (label, t, w, x), fast, slow in zip(cases, impl_results[f"avx2/{mode}"], impl_results[f"portable/{mode}"]):
+            if t in REPACKED and mode != "norepack":  # the repacked products: same bits everywhere
+                assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32)), (mode, label)
+            xq = act_blocks(VEC_DOT_TYPE[t], vecdot.quantize_act(int(t), x), x.size)["xq"]
+            scale = np.abs(weight_floats(t, w, x.size)) @ np.abs(xq) + 1e-30
+            diff = np.abs(fast.astype(np.float64) - slow.astype(np.float64))
+            assert np.all(diff <= 1e-5 * scale), (mode, label, float(np.max(diff / scale)))
