@@ -20,6 +20,11 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const size_t act_bytes = fs_act_row_bytes(w->type, n_in);
     const int64_t n_tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
+    /* llama.cpp on x86 repacks Q4_0/Q4_K weights with a multiple of 8 rows and multiplies them with
+     * a GEMM over groups of 4 activation rows and a GEMV for the rest (ggml-cpu/repack.cpp
+     * forward_mul_mat); the same split gives the same float rounding. */
+    const int repacked = (w->type == FS_Q4_0 || w->type == FS_Q4_K) && n_out % 8 == 0;
+    const int64_t n_gemm = repacked ? n_tok - n_tok % 4 : 0;
     #pragma omp parallel num_threads(n_threads)
     {
         #pragma omp for schedule(static)
@@ -31,8 +36,16 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
             const int64_t r0 = tile * TILE_ROWS;
             const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
             const uint8_t *rows = w->data + r0 * w->row_bytes;
-            for (int64_t t = 0; t < n_tok; t++)
-                fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
+            for (int64_t t = 0; t < n_tok; t++) {
+                const uint8_t *a = act + t * act_bytes;
+                float *yt = y + t * n_out + r0;
+                if (t < n_gemm)
+                    fs_vec_dot_rows_gemm(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+                else if (repacked)
+                    fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+                else
+                    fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+            }
         }
     }
 }
@@ -52,9 +65,11 @@ void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int6
     for (int64_t r = 0; r < n_rows; r++) {
         const float *xr = x + r * n;
         float *o = out + r * n;
-        /* As ggml_compute_forward_rms_norm_f32: squares in float, summed in double (ggml_float). */
+        /* Sum of squares in double (ggml_float), as ggml_compute_forward_rms_norm_f32. Squaring in double
+         * too reproduced the reference llama.cpp build's greedy output on SmolLM2 exactly, squaring in
+         * float did not (its build contracts or widens the product). */
         double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        for (int64_t i = 0; i < n; i++) sum += (double)xr[i] * xr[i];
         const float s = 1.0f / sqrtf((float)(sum / n) + eps);
         if (w)
             for (int64_t i = 0; i < n; i++) o[i] = (xr[i] * s) * w[i];

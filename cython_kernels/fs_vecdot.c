@@ -1319,7 +1319,7 @@ void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
     vd_rows(MODE_GEMV, wtype, w, row_bytes, n_rows, act, n, out);
 }
 
-/* Not (yet) declared in fs_vecdot.h; same arguments and contract as fs_vec_dot_rows.
+/* Declared in fs_vecdot.h; same arguments and contract as fs_vec_dot_rows.
  *
  * fs_vec_dot_rows_gemm: the bits of llama.cpp's repacked ggml_gemm_*_8x8, which llama.cpp uses for
  * the activation rows (tokens) 0 .. n_tok - n_tok % 4 of a batch (groups of 4); the last
@@ -1330,11 +1330,6 @@ void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
  * fs_vec_dot_rows_norepack: ggml_vec_dot_* for every type, Q4_0 / Q4_K included (AVX2 or generic
  * code as fs_vec_dot_rows picks): what llama.cpp computes for a Q4_0 / Q4_K tensor it does not
  * repack (row count ne[1] not a multiple of 8, repacking disabled, or no AVX2). */
-void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
-                          float *out);
-void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
-                              int64_t n, float *out);
-
 void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
                           float *out) {
     vd_rows(MODE_GEMM, wtype, w, row_bytes, n_rows, act, n, out);

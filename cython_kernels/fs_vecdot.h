@@ -81,6 +81,17 @@ void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
                      float *out);
 
 /* Which implementation fs_vec_dot_rows uses: "avx2" or "portable". */
+/* As fs_vec_dot_rows, with the arithmetic llama.cpp's x86 repacked GEMM uses for activation rows
+   taken four at a time (ggml_gemm_q4_K_8x8_q8_K: Q4_K sums per 64 elements); equal to
+   fs_vec_dot_rows for every other type. */
+void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
+                          float *out);
+
+/* ggml_vec_dot arithmetic for every type (what llama.cpp computes for Q4_0/Q4_K weights it does not
+   repack, i.e. when the row count is not a multiple of 8). */
+void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                              int64_t n, float *out);
+
 const char *fs_vecdot_impl(void);
 
 #ifdef __cplusplus

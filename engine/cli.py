@@ -171,6 +171,33 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import peak_rss_bytes, run_bench
+
+    if args.n_ctx is None:
+        args.n_ctx = max(args.n_prompt, args.n_gen) + 16
+    ctx = _open(args)
+    model = ctx.model
+    try:
+        results = run_bench(ctx, args.n_prompt, args.n_gen, args.reps)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    rss = peak_rss_bytes()
+    if args.json:
+        print(json.dumps({"model": model.path.name, "file_size": model.info.file_size, "n_threads": ctx.n_threads,
+                          "n_batch": ctx.n_batch, "peak_rss": rss,
+                          "results": [{"test": r.test, "tokens_per_s": r.mean, "std": r.std, "samples": r.samples}
+                                      for r in results]}, indent=1))
+        return 0
+    print(f"| model | size | threads | n_batch | test | t/s |")
+    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {model.path.name} | {model.info.file_size / 2**20:.0f} MiB | {ctx.n_threads} | {ctx.n_batch} | "
+              f"{r.test} | {r.mean:.2f} ± {r.std:.2f} |")
+    print(f"peak RSS: {rss / 2**20:.0f} MiB (file {model.info.file_size / 2**20:.0f} MiB)")
+    return 0
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from .tokenizer import Tokenizer
 
@@ -228,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True)
     p.add_argument("--chunks", type=int, default=None, help="score at most this many chunks")
     p.set_defaults(func=cmd_perplexity)
+
+    p = sub.add_parser("bench", help="prefill (pp) and generation (tg) speed, as llama-bench measures it")
+    _add_model_args(p)
+    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test (0 = skip)")
+    p.add_argument("-n", "--n-gen", type=int, default=128, help="tokens for the tg test (0 = skip)")
+    p.add_argument("-r", "--reps", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tokenize", help="print the token ids of a text")
     p.add_argument("-m", "--model", help="GGUF path or name (vocab-only files work)")
