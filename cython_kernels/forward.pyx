@@ -15,7 +15,7 @@ from libc.stdlib cimport calloc, free
 
 from cython_kernels.ops cimport (
     fs_weight, fs_matmul, fs_get_rows, fs_rmsnorm, fs_rope, fs_attention, fs_gated_act, fs_add,
-    fs_softcap, fs_scale, fs_to_f16, fs_ops_init, FS_MATMUL_ACT_BYTES,
+    fs_softcap, fs_scale, fs_to_f16, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
 )
 
 fs_ops_init()
@@ -159,7 +159,7 @@ cdef class ForwardContext:
     cdef float[:, ::1] hg           # (n_batch, n_ff) gate, then act(gate) * up
     cdef float[:, ::1] hu           # (n_batch, n_ff)
     cdef uint8_t[::1] act           # n_batch * FS_MATMUL_ACT_BYTES(max n_in): quantized activations
-    cdef float[::1] attn_work       # (n_threads * 2 * head_dim) attention scratch
+    cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx) attention scratch
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
 
     def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads):
@@ -181,7 +181,7 @@ cdef class ForwardContext:
         self.hu = np.zeros((n_batch, c.n_ff), np.float32)
         max_in = max(c.n_embd, c.n_ff, c.n_head * c.head_dim)
         self.act = np.zeros(n_batch * FS_MATMUL_ACT_BYTES(max_in), np.uint8)
-        self.attn_work = np.zeros(n_threads * 2 * c.head_dim, np.float32)
+        self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
@@ -258,7 +258,7 @@ cdef class ForwardContext:
             fs_to_f16(k, kc + pos0 * kv, n * kv)   # K, V rows of this batch into the f16 cache
             fs_to_f16(v, vc + pos0 * kv, n * kv)
             fs_attention(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, L.window,
-                         att, &self.attn_work[0], nth)
+                         att, &self.attn_work[0], self.n_ctx, nth)
             fs_matmul(&L.wo, att, n, xb, act, nth)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
             if L.post_attn_norm != NULL:
                 fs_rmsnorm(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps)

@@ -137,44 +137,89 @@ static float dot_f16(const uint16_t *x, const uint16_t *y, int n) {
     return (float)sum;
 }
 
+/* One query head over cache rows first..p, as ggml_compute_forward_flash_attn_ext_f16_one_chunk does
+ * for an F16 cache (the path llama.cpp takes for batches under GGML_FA_TILE_Q = 64 queries): q
+ * rounded to f16, f16 dot products, online softmax, the output accumulated in f16. */
+FS_DISPATCH
+static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
+                           int head_dim, float scale, int64_t first, int64_t p, uint16_t *q16, uint16_t *acc,
+                           float *out) {
+    fs_to_f16(q, q16, head_dim);
+    memset(acc, 0, sizeof(uint16_t) * head_dim);
+    float M = -INFINITY, S = 0.0f;
+    for (int64_t j = first; j <= p; j++) {
+        const float s = dot_f16(k_cache + j * kv_stride, q16, head_dim) * scale;
+        const uint16_t *vj = v_cache + j * kv_stride;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(h2f(acc[d]) * ms);
+        } else {
+            vs = expf(s - M);
+        }
+        for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(fmaf(h2f(vj[d]), vs, h2f(acc[d])));
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int d = 0; d < head_dim; d++) out[d] = h2f(acc[d]) * inv;
+}
+
+/* One query head with float accumulation, as llama.cpp's tiled flash attention (batches of at least
+ * 64 queries) keeps q, the scores and the output in f32: scores, softmax, then the weighted sum of
+ * V rows. scores: p + 1 floats of scratch. */
+FS_DISPATCH
+static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
+                           int head_dim, float scale, int64_t first, int64_t p, float *scores, float *acc,
+                           float *out) {
+    float M = -INFINITY;
+    for (int64_t j = first; j <= p; j++) {
+        const uint16_t *kj = k_cache + j * kv_stride;
+        float s8[8] = {0};
+        for (int d = 0; d < head_dim; d += 8)
+            for (int l = 0; l < 8; l++) s8[l] = fmaf(q[d + l], h2f(kj[d + l]), s8[l]);
+        const float s = (((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]))) * scale;
+        scores[j] = s;
+        M = s > M ? s : M;
+    }
+    double S = 0.0;
+    for (int64_t j = first; j <= p; j++) {
+        scores[j] = expf(scores[j] - M);
+        S += scores[j];
+    }
+    memset(acc, 0, sizeof(float) * head_dim);
+    for (int64_t j = first; j <= p; j++) {
+        const uint16_t *vj = v_cache + j * kv_stride;
+        const float w = scores[j];
+        for (int d = 0; d < head_dim; d++) acc[d] = fmaf(h2f(vj[d]), w, acc[d]);
+    }
+    const float inv = (float)(1.0 / S);
+    for (int d = 0; d < head_dim; d++) out[d] = acc[d] * inv;
+}
+
 void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                   int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                  float *work, int n_threads) {
+                  float *work, int64_t n_ctx, int n_threads) {
     const int group = n_head / n_head_kv;
     const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
     const int64_t q_stride = (int64_t)n_head * head_dim;
+    const int tiled = n_tok >= FS_FA_TILE_Q;
     #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
     for (int64_t t = 0; t < n_tok; t++) {
         for (int h = 0; h < n_head; h++) {
-            /* per-thread work: q as f16 (head_dim halves), the f16 output accumulator */
-            uint16_t *q16 = (uint16_t *)(work + (int64_t)omp_get_thread_num() * 2 * head_dim);
-            uint16_t *acc = q16 + head_dim;
+            float *w = work + (int64_t)omp_get_thread_num() * FS_ATTN_WORK_FLOATS(head_dim, n_ctx);
             const int64_t p = pos0 + t;
             const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
             const int64_t kv_off = (int64_t)(h / group) * head_dim;
-            fs_to_f16(q + t * q_stride + (int64_t)h * head_dim, q16, head_dim);
-            memset(acc, 0, sizeof(uint16_t) * head_dim);
-            /* Online softmax over the visible cache rows, accumulating V in f16 as
-             * ggml_compute_forward_flash_attn_ext_f16 does for an F16 cache. */
-            float M = -INFINITY, S = 0.0f;
-            for (int64_t j = first; j <= p; j++) {
-                const float s = dot_f16(k_cache + j * kv_stride + kv_off, q16, head_dim) * scale;
-                const uint16_t *vj = v_cache + j * kv_stride + kv_off;
-                float ms = 1.0f, vs = 1.0f;
-                if (s > M) {
-                    const float m_old = M;
-                    M = s;
-                    ms = expf(m_old - M);
-                    for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(h2f(acc[d]) * ms);
-                } else {
-                    vs = expf(s - M);
-                }
-                for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(fmaf(h2f(vj[d]), vs, h2f(acc[d])));
-                S = S * ms + vs;
-            }
-            const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+            const float *qh = q + t * q_stride + (int64_t)h * head_dim;
             float *o = out + t * q_stride + (int64_t)h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] = h2f(acc[d]) * inv;
+            if (tiled)
+                attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
+                               w + head_dim, w, o);
+            else
+                attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
+                               (uint16_t *)w, (uint16_t *)w + head_dim, o);
         }
     }
 }

@@ -43,16 +43,25 @@ void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int6
 void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
              float base, float freq_scale, int neox);
 
-/* Causal multi-head attention with grouped KV heads over an f16 KV cache, computed as llama.cpp's
- * CPU flash attention does (q rounded to f16, f16 dot products, online softmax, f16 accumulator).
+/* Batches of at least this many queries take the float-accumulating path (llama.cpp's
+ * GGML_FA_TILE_Q, ggml-cpu/common.h). */
+#define FS_FA_TILE_Q 64
+
+/* Scratch floats fs_attention needs per thread. */
+#define FS_ATTN_WORK_FLOATS(head_dim, n_ctx) ((int64_t)(head_dim) + (int64_t)(n_ctx) + 16)
+
+/* Causal multi-head attention with grouped KV heads over an f16 KV cache, with llama.cpp's CPU
+ * flash-attention numerics: under FS_FA_TILE_Q queries, q rounded to f16, f16 dot products, online
+ * softmax and an f16 accumulator (..._f16_one_chunk); from FS_FA_TILE_Q queries on, f32 q, scores
+ * and output (the tiled path; our summation order there is our own).
  * q (n_tok, n_head * head_dim) for positions pos0 .. pos0 + n_tok - 1;
  * k_cache, v_cache (n_ctx, n_head_kv * head_dim) f16, rows 0 .. pos0 + n_tok - 1 filled;
  * out (n_tok, n_head * head_dim). Token at position p sees cache rows j <= p, and with window > 0
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
- * work: n_threads * 2 * head_dim floats of scratch. */
+ * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx) floats of scratch. */
 void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                   int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                  float *work, int n_threads);
+                  float *work, int64_t n_ctx, int n_threads);
 
 /* y = f16(x) over n values, round to nearest even. */
 void fs_to_f16(const float *x, uint16_t *y, int64_t n);

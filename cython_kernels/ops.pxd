@@ -11,6 +11,7 @@ cdef extern from "fs_ops.h" nogil:
         size_t row_bytes
 
     size_t FS_MATMUL_ACT_BYTES(int64_t n_in)
+    int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx)
 
     void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) noexcept
     int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) noexcept
@@ -19,7 +20,7 @@ cdef extern from "fs_ops.h" nogil:
                  float base, float freq_scale, int neox) noexcept
     void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                      float *work, int n_threads) noexcept
+                      float *work, int64_t n_ctx, int n_threads) noexcept
     void fs_to_f16(const float *x, uint16_t *y, int64_t n) noexcept
     void fs_ops_init() noexcept
     void fs_gated_act(float *gate, const float *up, int64_t n, int act) noexcept
