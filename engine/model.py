@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
 import numpy as np
 
 from cython_kernels.forward import CompiledModel
@@ -37,7 +38,7 @@ class ModelInfo:
         name: ``general.name`` or the file stem.
         architecture: ``general.architecture``.
         n_params: parameter count (sum of tensor elements).
-        quantization: the most common GGML type among 2-D weights, e.g. ``"Q4_K"``.
+        quantization: the file type, e.g. ``"Q4_K_M"`` (``general.file_type``).
         file_size: bytes.
         n_ctx_train: trained context length in tokens.
         has_chat_template: whether the file carries ``tokenizer.chat_template``.
@@ -96,16 +97,24 @@ def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
     return dequantize(t.data.reshape(1, -1), t.ggml_type, (n,))
 
 
+def _quantization(gf: GGUFFile) -> str:
+    """``general.file_type`` as llama.cpp names it (``Q4_K_M``); else the most common 2-D type."""
+    try:
+        return gguf.LlamaFileType(int(gf.metadata["general.file_type"])).name.removeprefix("MOSTLY_")
+    except (KeyError, ValueError, TypeError):
+        counts: dict[str, int] = {}
+        for t in gf.tensors.values():
+            if len(t.ne) >= 2:
+                counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
+        return max(counts, key=counts.get) if counts else "?"
+
+
 def _info(gf: GGUFFile, hp: HParams) -> ModelInfo:
-    counts: dict[str, int] = {}
-    for t in gf.tensors.values():
-        if len(t.ne) >= 2:
-            counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
     return ModelInfo(
         name=str(gf.get("general.name", gf.path.stem)),
         architecture=hp.arch,
         n_params=sum(t.n_elements for t in gf.tensors.values()),
-        quantization=max(counts, key=counts.get) if counts else "?",
+        quantization=_quantization(gf),
         file_size=gf.file_size,
         n_ctx_train=hp.n_ctx_train,
         has_chat_template="tokenizer.chat_template" in gf.metadata,
