@@ -244,18 +244,24 @@ FS_VD_INLINE int block_dot_i8(const int8_t *a, const int8_t *b) {
     return sumi;
 }
 
+/* Integer dot of one Q4_0 block (nibbles - 8: low nibbles are elements 0..15, high 16..31) with
+ * one Q8_0 block; the vec_dot and repack products differ only in how they accumulate it. */
+FS_VD_INLINE int q4_0_block_sumi(const uint8_t *x, const uint8_t *y) {
+    const uint8_t *qs = x + 2;
+    int8_t a[QK];
+    for (int j = 0; j < QK / 2; j++) {
+        a[j] = (int8_t)((qs[j] & 0x0F) - 8);
+        a[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
+    }
+    return block_dot_i8(a, (const int8_t *)(y + 2));
+}
+
 /* ggml_vec_dot_q4_0_q8_0_generic: sumf += sumi * dx * dy. */
 FS_VD_INLINE float dot_q4_0_c(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK;
     float sumf = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
-        const uint8_t *qs = x + 2;
-        int8_t a[QK];
-        for (int j = 0; j < QK / 2; j++) {
-            a[j] = (int8_t)((qs[j] & 0x0F) - 8);
-            a[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
-        }
-        const int sumi = block_dot_i8(a, (const int8_t *)(y + 2));
+        const int sumi = q4_0_block_sumi(x, y);
         sumf += (float)sumi * rd_f16(x) * rd_f16(y);
     }
     return sumf;
@@ -550,13 +556,7 @@ FS_VD_INLINE float dot_q4_0_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n
     const int64_t nb = n / QK;
     float acc = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
-        const uint8_t *qs = x + 2;
-        int8_t a[QK];
-        for (int j = 0; j < QK / 2; j++) {
-            a[j] = (int8_t)((qs[j] & 0x0F) - 8);
-            a[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
-        }
-        const int sumi = block_dot_i8(a, (const int8_t *)(y + 2));
+        const int sumi = q4_0_block_sumi(x, y);
         acc = fmaf((float)sumi, rd_f16(x) * rd_f16(y), acc);
     }
     return acc;
