@@ -177,9 +177,12 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
     for (int64_t j = first; j <= p; j++) {
         const uint16_t *kj = k_cache + j * kv_stride;
         float s8[8] = {0};
-        for (int d = 0; d < head_dim; d += 8)
+        const int d8 = head_dim & ~7;
+        for (int d = 0; d < d8; d += 8)
             for (int l = 0; l < 8; l++) s8[l] = fmaf(q[d + l], h2f(kj[d + l]), s8[l]);
-        const float s = (((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]))) * scale;
+        float dot = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
+        for (int d = d8; d < head_dim; d++) dot = fmaf(q[d], h2f(kj[d]), dot); /* head sizes not a multiple of 8 */
+        const float s = dot * scale;
         scores[j] = s;
         M = s > M ? s : M;
     }
