@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from .context import Context
 from .sampling import Sampler
 
@@ -16,10 +18,17 @@ from .sampling import Sampler
 @dataclass(frozen=True)
 class GeneratedToken:
     """One generated token and the text it completes (may be ``""`` while a UTF-8 character or a
-    possible stop string is still pending)."""
+    possible stop string is still pending).
+
+    ``logprob`` (natural log, of the model's raw distribution before penalties and truncation) and
+    ``top_logprobs`` (the k most likely ``(id, logprob)`` pairs, best first) are filled in only when
+    :func:`generate` is called with ``logprobs=k``; ``id`` is -1 for a final flush of held-back text.
+    """
 
     id: int
     text: str
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -91,9 +100,22 @@ def _stop_cut(text: str, stops: Sequence[str]) -> tuple[int | None, int]:
     return None, len(text) - hold
 
 
+def _logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """Log-softmax of float32 ``logits`` (n_vocab,): the chosen token's value and the top ``k`` pairs."""
+    x = logits.astype(np.float64)
+    m = float(np.max(x))
+    lse = m + float(np.log(np.sum(np.exp(x - m))))
+    top: tuple[tuple[int, float], ...] = ()
+    if k > 0:
+        idx = np.argpartition(-x, min(k, x.size - 1))[:k]
+        idx = idx[np.argsort(-x[idx], kind="stable")]
+        top = tuple((int(i), float(x[i] - lse)) for i in idx)
+    return float(x[token] - lse), top
+
+
 def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_tokens: int = 256,
              stop: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> Generation:
+             should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> Generation:
     """Generate a continuation of ``prompt_tokens``.
 
     Args:
@@ -104,6 +126,8 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
         stop: stop strings; the text stops before the first one and it is not emitted.
         progress: prefill progress callback ``(done, total)`` in tokens.
         should_stop: polled between tokens; returning True ends with finish_reason "cancelled".
+        logprobs: when not None, attach each token's log-probability and the ``logprobs`` most likely
+            alternatives (0 = only the chosen token's) to every :class:`GeneratedToken`.
 
     Returns:
         :class:`Generation`; the work happens while iterating it.
@@ -135,6 +159,7 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
                     stats.finish_reason = "length"
                     break
                 token = sampler.sample(logits, history)
+                lp, top = _logprobs(logits, token, logprobs) if logprobs is not None else (None, ())
                 stats.n_generated += 1
                 history.append(token)
                 if token in eog:
@@ -144,13 +169,13 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
                 cut, safe = _stop_cut(pending, stops)
                 if cut is not None:
                     emitted.append(pending[:cut])
-                    yield GeneratedToken(token, pending[:cut])
+                    yield GeneratedToken(token, pending[:cut], lp, top)
                     pending = ""
                     stats.finish_reason = "stop"
                     break
                 out, pending = pending[:safe], pending[safe:]
                 emitted.append(out)
-                yield GeneratedToken(token, out)
+                yield GeneratedToken(token, out, lp, top)
                 if len(ctx.tokens) >= ctx.n_ctx:
                     stats.finish_reason = "length"
                     stats.context_full = True
