@@ -8,7 +8,10 @@ export FIRESIDE_MODELS ?= $(CURDIR)/.cache/models
 KERNEL_SOURCES := $(wildcard cython_kernels/*.pyx cython_kernels/*.pxd cython_kernels/*.c cython_kernels/*.h)
 PROMPT ?= Once upon a time, in a small village by the sea,
 
-.PHONY: install models run test clean
+STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
+
+.PHONY: install models run test clean serve screenshot bench package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +32,29 @@ run: install models
 
 test: install models
 	$(PY) -m pytest -q
+
+# The OpenAI-compatible server on the starter model, for a person to try (Ctrl+C stops it).
+serve: install models
+	$(PY) -m engine serve -m $(STARTER)
+
+# The main window with a short real conversation, rendered to a PNG (offscreen Qt).
+screenshot: install models
+	QT_QPA_PLATFORM=offscreen $(PY) -m gui.screenshot -m $(STARTER) -o build/screenshot.png
+
+# Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models.
+bench: install models
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) -m engine bench -m $(STARTER) -t 2 --vs-llama-cpp
+	$(PY) -m engine bench -m $(GEMMA) -t 2 --vs-llama-cpp
+
+# The Linux PyInstaller bundle (build/package/), and the icons it carries.
+package: install models
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[package]'
+	$(PY) packaging/build.py linux
+
+assets: install
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[package]'
+	$(PY) assets/make_icons.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info cython_kernels/*.so cython_kernels/forward.c cython_kernels/quants.c

