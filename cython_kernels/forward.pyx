@@ -159,7 +159,7 @@ cdef class ForwardContext:
     cdef float[:, ::1] hg           # (n_batch, n_ff) gate, then act(gate) * up
     cdef float[:, ::1] hu           # (n_batch, n_ff)
     cdef uint8_t[::1] act           # n_batch * FS_MATMUL_ACT_BYTES(max n_in): quantized activations
-    cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx) attention scratch
+    cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) attention scratch
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
 
     def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads):
@@ -181,7 +181,7 @@ cdef class ForwardContext:
         self.hu = np.zeros((n_batch, c.n_ff), np.float32)
         max_in = max(c.n_embd, c.n_ff, c.n_head * c.head_dim)
         self.act = np.zeros(n_batch * FS_MATMUL_ACT_BYTES(max_in), np.uint8)
-        self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx), np.float32)
+        self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx, c.n_head // c.n_head_kv), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):

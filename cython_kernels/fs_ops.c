@@ -201,17 +201,144 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
     for (int d = 0; d < head_dim; d++) out[d] = acc[d] * inv;
 }
 
+#if FS_HAVE_AVX2_CODE
+#include <immintrin.h>
+
+/* exp(x) for 8 floats, x <= 0 (softmax after subtracting the maximum): x = n ln2 + r with
+ * |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial (relative error about 1e-7), times 2^n built in
+ * the exponent bits; x below -87 (2^n would be subnormal) gives 0. */
+static inline FS_AVX2_FN __m256 exp_neg_f32x8(__m256 x) {
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), tiny);
+}
+
+static inline FS_AVX2_FN __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline FS_AVX2_FN float hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* Float-accumulating attention of nq <= 4 query heads that share one KV head and one causal range
+ * first..p (the heads of a GQA group at one token): each K and V row is converted from f16 once
+ * (F16C) and used by all nq queries. head_dim % 8 == 0. scores: nq * (p + 1) floats of scratch. */
+static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, int nq, const uint16_t *k_cache,
+                                         const uint16_t *v_cache, int64_t kv_stride, int head_dim, float scale,
+                                         int64_t first, int64_t p, float *scores, float *out, int64_t out_head_stride) {
+    const int64_t len = p - first + 1;
+    float *sc[4];
+    for (int i = 0; i < nq; i++) sc[i] = scores + i * len;
+    /* scores = q . k * scale, and their maxima */
+    float M[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int64_t j = 0; j < len; j++) {
+        const uint16_t *kj = k_cache + (first + j) * kv_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < head_dim; d += 8) {
+            const __m256 k8 = load_f16x8(kj + d);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), k8, a0);
+            if (nq > 1) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + q_head_stride + d), k8, a1);
+            if (nq > 2) a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 2 * q_head_stride + d), k8, a2);
+            if (nq > 3) a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 3 * q_head_stride + d), k8, a3);
+        }
+        const __m256 acc[4] = {a0, a1, a2, a3};
+        for (int i = 0; i < nq; i++) {
+            const float s = hsum8(acc[i]) * scale;
+            sc[i][j] = s;
+            M[i] = s > M[i] ? s : M[i];
+        }
+    }
+    /* softmax numerators and their sums */
+    float inv[4];
+    for (int i = 0; i < nq; i++) {
+        const __m256 m8 = _mm256_set1_ps(M[i]);
+        __m256 s8 = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= len; j += 8) {
+            const __m256 e = exp_neg_f32x8(_mm256_sub_ps(_mm256_loadu_ps(sc[i] + j), m8));
+            _mm256_storeu_ps(sc[i] + j, e);
+            s8 = _mm256_add_ps(s8, e);
+        }
+        float S = hsum8(s8);
+        for (; j < len; j++) {
+            sc[i][j] = expf(sc[i][j] - M[i]);
+            S += sc[i][j];
+        }
+        inv[i] = 1.0f / S;
+    }
+    /* out = sum_j w_j v_j / S, 16 output dims at a time held in registers for the nq heads */
+    for (int d = 0; d < head_dim; d += 16) {
+        const int two = d + 16 <= head_dim;
+        __m256 o[4][2];
+        for (int i = 0; i < 4; i++) o[i][0] = o[i][1] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < len; j++) {
+            const uint16_t *vj = v_cache + (first + j) * kv_stride + d;
+            const __m256 v0 = load_f16x8(vj);
+            const __m256 v1 = two ? load_f16x8(vj + 8) : _mm256_setzero_ps();
+            for (int i = 0; i < nq; i++) {
+                const __m256 w = _mm256_broadcast_ss(sc[i] + j);
+                o[i][0] = _mm256_fmadd_ps(w, v0, o[i][0]);
+                o[i][1] = _mm256_fmadd_ps(w, v1, o[i][1]);
+            }
+        }
+        for (int i = 0; i < nq; i++) {
+            const __m256 s = _mm256_set1_ps(inv[i]);
+            float *oi = out + i * out_head_stride + d;
+            _mm256_storeu_ps(oi, _mm256_mul_ps(o[i][0], s));
+            if (two) _mm256_storeu_ps(oi + 8, _mm256_mul_ps(o[i][1], s));
+        }
+    }
+}
+#endif
+
 void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                   int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
                   float *work, int64_t n_ctx, int n_threads) {
     const int group = n_head / n_head_kv;
     const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
     const int64_t q_stride = (int64_t)n_head * head_dim;
+    const int64_t work_per_thread = FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group);
     const int tiled = n_tok >= FS_FA_TILE_Q;
+#if FS_HAVE_AVX2_CODE
+    if (tiled && head_dim % 8 == 0 && fs_use_avx2()) {
+        /* one work item = one token and one group of up to 4 query heads sharing a KV head */
+        const int n_sub = (group + 3) / 4;
+        #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
+        for (int64_t t = 0; t < n_tok; t++) {
+            for (int u = 0; u < n_head_kv * n_sub; u++) {
+                float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
+                const int g = u / n_sub, h0 = g * group + (u % n_sub) * 4;
+                const int nq = g * group + group - h0 < 4 ? g * group + group - h0 : 4;
+                const int64_t p = pos0 + t;
+                const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+                attend_group_avx2(q + t * q_stride + (int64_t)h0 * head_dim, head_dim, nq,
+                                  k_cache + (int64_t)g * head_dim, v_cache + (int64_t)g * head_dim, kv_stride,
+                                  head_dim, scale, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
+            }
+        }
+        return;
+    }
+#endif
     #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
     for (int64_t t = 0; t < n_tok; t++) {
         for (int h = 0; h < n_head; h++) {
-            float *w = work + (int64_t)omp_get_thread_num() * FS_ATTN_WORK_FLOATS(head_dim, n_ctx);
+            float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
             const int64_t p = pos0 + t;
             const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
             const int64_t kv_off = (int64_t)(h / group) * head_dim;

@@ -47,18 +47,21 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
  * GGML_FA_TILE_Q, ggml-cpu/common.h). */
 #define FS_FA_TILE_Q 64
 
-/* Scratch floats fs_attention needs per thread. */
-#define FS_ATTN_WORK_FLOATS(head_dim, n_ctx) ((int64_t)(head_dim) + (int64_t)(n_ctx) + 16)
+/* Scratch floats fs_attention needs per thread, for query heads sharing a KV head in groups of
+ * `group` (n_head / n_head_kv): scores of up to 4 heads at once, or one head's output and scores. */
+#define FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) \
+    ((int64_t)(head_dim) + ((group) < 4 ? (int64_t)(group) < 1 ? 1 : (int64_t)(group) : 4) * (int64_t)(n_ctx) + 16)
 
 /* Causal multi-head attention with grouped KV heads over an f16 KV cache, with llama.cpp's CPU
  * flash-attention numerics: under FS_FA_TILE_Q queries, q rounded to f16, f16 dot products, online
  * softmax and an f16 accumulator (..._f16_one_chunk); from FS_FA_TILE_Q queries on, f32 q, scores
- * and output (the tiled path; our summation order there is our own).
+ * and output (the tiled path; our summation order there is our own: with AVX2 the query heads of a
+ * GQA group are done together, each f16 K/V row converted once, and exp is a polynomial).
  * q (n_tok, n_head * head_dim) for positions pos0 .. pos0 + n_tok - 1;
  * k_cache, v_cache (n_ctx, n_head_kv * head_dim) f16, rows 0 .. pos0 + n_tok - 1 filled;
  * out (n_tok, n_head * head_dim). Token at position p sees cache rows j <= p, and with window > 0
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
- * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx) floats of scratch. */
+ * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch. */
 void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                   int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
                   float *work, int64_t n_ctx, int n_threads);

@@ -56,12 +56,10 @@
 
 /* The AVX2 code needs GCC or clang (target attribute, __builtin_cpu_supports, <cpuid.h>); clang in
  * MSVC mode (clang-cl) is left out because its <immintrin.h> hides AVX unless built with -mavx. */
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(_MSC_VER) && !defined(FS_VECDOT_NO_AVX2)
+#if FS_HAVE_AVX2_CODE
 #define FS_VD_AVX2 1
 #include <cpuid.h>
 #include <immintrin.h>
-#define FS_AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #else
 #define FS_VD_AVX2 0
 #endif
@@ -1220,6 +1218,8 @@ static int vd_impl(void) { return IMPL_PORTABLE; }
 #endif
 
 const char *fs_vecdot_impl(void) { return vd_impl() == IMPL_AVX2 ? "avx2" : "portable"; }
+
+int fs_use_avx2(void) { return vd_impl() == IMPL_AVX2; }
 
 size_t fs_act_row_bytes(int wtype, int64_t n) {
     const int64_t be = fs_block_elems(wtype);

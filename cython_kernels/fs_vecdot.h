@@ -94,6 +94,10 @@ void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int
 
 const char *fs_vecdot_impl(void);
 
+/* 1 when the hand-written AVX2 code runs (the CPU has AVX2, FMA and F16C, and FIRESIDE_CPU is not
+ * "portable"); the choice is made once, at the first call. */
+int fs_use_avx2(void);
+
 #ifdef __cplusplus
 }
 #endif

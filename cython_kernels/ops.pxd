@@ -11,7 +11,7 @@ cdef extern from "fs_ops.h" nogil:
         size_t row_bytes
 
     size_t FS_MATMUL_ACT_BYTES(int64_t n_in)
-    int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx)
+    int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx, int group)
 
     void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) noexcept
     int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) noexcept
