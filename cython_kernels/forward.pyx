@@ -283,3 +283,43 @@ cdef class ForwardContext:
     def kv_cache(self):
         """Return (k_cache, v_cache) as numpy arrays (n_layer, n_ctx, n_head_kv * head_dim) float16."""
         return np.asarray(self.k_cache).view(np.float16), np.asarray(self.v_cache).view(np.float16)
+
+
+def matmul(int wtype, w, x, int n_threads=1):
+    """``y = x @ W^T`` with the engine's quantized matmul (``fs_matmul``), for tests and benchmarks.
+
+    Args:
+        wtype: GGML type id of the weights.
+        w: uint8 (n_out, row_bytes) C-contiguous, each row ``n_in`` elements of ``wtype``.
+        x: float32 (n_tok, n_in) activations.
+        n_threads: OpenMP threads.
+
+    Returns:
+        float32 (n_tok, n_out). Runs with the GIL released.
+
+    Raises:
+        ValueError: wrong dtypes or shapes, or ``n_in`` not a multiple of the type's block size.
+    """
+    from cython_kernels.vecdot import act_row_bytes
+    w = np.ascontiguousarray(w)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if w.dtype != np.uint8 or w.ndim != 2 or x.ndim != 2:
+        raise ValueError("w must be uint8 (n_out, row_bytes) and x float32 (n_tok, n_in)")
+    act_row_bytes(wtype, x.shape[1])  # validates the type and n_in
+    cdef const uint8_t[:, ::1] wv = w
+    cdef const float[:, ::1] xv = x
+    cdef fs_weight W
+    W.data = &wv[0, 0]
+    W.type = wtype
+    W.n_in = x.shape[1]
+    W.n_out = w.shape[0]
+    W.row_bytes = w.shape[1]
+    cdef int64_t n_tok = x.shape[0]
+    y = np.zeros((n_tok, W.n_out), np.float32)
+    cdef float[:, ::1] yv = y
+    act = np.zeros(max(n_tok, 1) * FS_MATMUL_ACT_BYTES(W.n_in), np.uint8)
+    cdef uint8_t[::1] av = act
+    if n_tok > 0:
+        with nogil:
+            fs_matmul(&W, &xv[0, 0], n_tok, &yv[0, 0], &av[0], n_threads)
+    return y

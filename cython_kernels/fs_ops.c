@@ -25,6 +25,8 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
      * forward_mul_mat); the same split gives the same float rounding. */
     const int repacked = (w->type == FS_Q4_0 || w->type == FS_Q4_K) && n_out % 8 == 0;
     const int64_t n_gemm = repacked ? n_tok - n_tok % 4 : 0;
+    /* Register-tiled kernels (same bits as the row-by-row ones) where the type has one. */
+    const int tiled = !repacked && fs_vec_dot_tiled(w->type);
     #pragma omp parallel num_threads(n_threads)
     {
         #pragma omp for schedule(static)
@@ -36,6 +38,10 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
             const int64_t r0 = tile * TILE_ROWS;
             const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
             const uint8_t *rows = w->data + r0 * w->row_bytes;
+            if (tiled) {
+                fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
+                continue;
+            }
             for (int64_t t = 0; t < n_tok; t++) {
                 const uint8_t *a = act + t * act_bytes;
                 float *yt = y + t * n_out + r0;

@@ -1183,6 +1183,191 @@ static FS_AVX2_FN void rows_q4_k_gemm_avx2(const uint8_t *w, size_t row_bytes, i
     rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 1);
 }
 
+/* ---- register-tiled products (several weight rows x several activation rows) ---------------
+ *
+ * tinyBLAS's idea (llama.cpp ggml/src/ggml-cpu/llamafile/sgemm.cpp): hold an RM x RN tile of
+ * accumulators in registers and walk the blocks once, so each weight block is unpacked once for RN
+ * activation rows and each activation block loaded once for RM weight rows. Every (row, activation)
+ * pair keeps its own 8-lane accumulator and scalar sums and sees exactly the operations of the
+ * single-pair functions above, in the same order, so the results are bit for bit those of
+ * fs_vec_dot_rows_norepack. */
+
+/* The int8 weight values of one 32-element block (signed for the Q8_0-activation types, unsigned
+ * 0..31 for Q4_1 / Q5_1), as the single-pair functions unpack them. */
+FS_VD_INLINE FS_AVX2_FN __m256i unpack_block32(int type, const uint8_t *x) {
+    switch (type) {
+    case FS_Q4_0: return _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+    case FS_Q5_0:
+        return _mm256_or_si256(nibbles_32(x + 6), _mm256_andnot_si256(bits_32(x + 2), _mm256_set1_epi8((char)0xF0)));
+    case FS_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
+    case FS_Q4_1: return nibbles_32(x + 4);
+    default: /* FS_Q5_1 */
+        return _mm256_or_si256(nibbles_32(x + 8), _mm256_and_si256(bits_32(x + 4), _mm256_set1_epi8(0x10)));
+    }
+}
+
+FS_VD_INLINE int block32_bytes(int type) {
+    switch (type) {
+    case FS_Q4_0: return B_Q4_0;
+    case FS_Q5_0: return B_Q5_0;
+    case FS_Q8_0: return B_Q8_0;
+    case FS_Q4_1: return B_Q4_1;
+    default: return B_Q5_1;
+    }
+}
+
+/* out[j * os + i] = dot(weight row i, activation row j), i < RM, j < RN, for the 32-element block
+ * types. RM and RN are compile-time constants at every call site, so the tile lives in registers. */
+FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab, int64_t nb,
+                                    float *out, int64_t os, const int RM, const int RN) {
+    const int q81 = type == FS_Q4_1 || type == FS_Q5_1; /* activations in Q8_1 (d, s, qs) */
+    const int xbs = block32_bytes(type), ybs = q81 ? B_Q8_1 : B_Q8_0, yq = q81 ? 4 : 2;
+    __m256 acc[4][4];
+    float summs[4][4];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+            summs[i][j] = 0.0f;
+        }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[4];
+        float dy[4], sy[4];
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * ybs;
+            qy[j] = _mm256_loadu_si256((const __m256i *)(y + yq));
+            dy[j] = h2f(y);
+            if (q81) sy[j] = h2f(y + 2);
+        }
+        for (int i = 0; i < RM; i++) {
+            const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
+            const __m256i qx = unpack_block32(type, x);
+            const float dx = h2f(x);
+            if (q81) {
+                const float mx = h2f(x + 2);
+                for (int j = 0; j < RN; j++) {
+                    summs[i][j] += mx * sy[j];
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), us8_quads(qx, qy[j]), acc[i][j]);
+                }
+            } else {
+                const __m256i ax = _mm256_sign_epi8(qx, qx);
+                for (int j = 0; j < RN; j++) {
+                    const __m256 q = us8_quads(ax, _mm256_sign_epi8(qy[j], qx));
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), q, acc[i][j]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) out[(size_t)j * os + i] = q81 ? hsum_f32x8(acc[i][j]) + summs[i][j] : hsum_f32x8(acc[i][j]);
+}
+
+/* The 8 int32 lanes of one half (128 elements) of a Q6_K block times activation qs q8 (as
+ * dot_q6_k_avx2 sums them), the weight bits already unpacked into q4[4] and scales into sc16[4]. */
+FS_VD_INLINE FS_AVX2_FN __m256i q6_k_half_lanes(const __m256i q4[4], const __m256i sc16[4], const int8_t *yh) {
+    const __m256i m32s = _mm256_set1_epi8(32);
+    __m256i p[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(yh + 32 * k));
+        p[k] = _mm256_madd_epi16(sc16[k], _mm256_sub_epi16(_mm256_maddubs_epi16(q4[k], q8), _mm256_maddubs_epi16(m32s, q8)));
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+}
+
+/* Q6_K: one weight row x RN activation rows; the row's 6-bit values and scales are unpacked once
+ * per half block for all RN rows. Same operations per pair as dot_q6_k_avx2. */
+FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out, int64_t os,
+                                       const int RN) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
+        const float dx = h2f(x + 208);
+        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
+        __m256i sumi[4];
+        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i sc16[4], q4[4];
+            for (int k = 0; k < 4; k++) {
+                const long long i2 = 2 * (4 * h + k);
+                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+                sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+            }
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+            const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            q4[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+            q4[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+            q4[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+            q4[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+            for (int j = 0; j < RN; j++) {
+                const int8_t *yh = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + 128 * h;
+                sumi[j] = _mm256_add_epi32(sumi[j], q6_k_half_lanes(q4, sc16, yh));
+            }
+        }
+        for (int j = 0; j < RN; j++) {
+            const float d = rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K) * dx;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+#define TILE_RM 4 /* weight rows per register tile (32-element block types) */
+#define TILE_RN 3 /* activation rows per register tile */
+
+static FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                  int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK;
+    for (int64_t j = 0; j < n_act; j += TILE_RN) {
+        const int64_t rn = n_act - j < TILE_RN ? n_act - j : TILE_RN;
+        const uint8_t *aj = a + (size_t)j * ab;
+        float *oj = out + j * os;
+        int64_t i = 0;
+        for (; i + TILE_RM <= n_rows; i += TILE_RM) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 3);
+            else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 2);
+            else tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 1);
+        }
+        for (; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 3);
+            else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 2);
+            else tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 1);
+        }
+    }
+}
+
+/* One function per type so that `type` is a constant inside each (the switch folds away). */
+#define FS_TILE32_FN(name, TYPE)                                                                          \
+    static FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,  \
+                                int64_t n_act, int64_t n, float *out, int64_t os) {                        \
+        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os);                                         \
+    }
+FS_TILE32_FN(tiles_q4_0_avx2, FS_Q4_0)
+FS_TILE32_FN(tiles_q4_1_avx2, FS_Q4_1)
+FS_TILE32_FN(tiles_q5_0_avx2, FS_Q5_0)
+FS_TILE32_FN(tiles_q5_1_avx2, FS_Q5_1)
+FS_TILE32_FN(tiles_q8_0_avx2, FS_Q8_0)
+
+static FS_AVX2_FN void tiles_q6_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                       int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    for (int64_t j = 0; j < n_act; j += 4) {
+        const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+        for (int64_t i = 0; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;
+            float *o = out + j * os + i;
+            if (rn == 4) tile_q6_k(wi, aj, ab, nb, o, os, 4);
+            else if (rn == 3) tile_q6_k(wi, aj, ab, nb, o, os, 3);
+            else if (rn == 2) tile_q6_k(wi, aj, ab, nb, o, os, 2);
+            else tile_q6_k(wi, aj, ab, nb, o, os, 1);
+        }
+    }
+}
+
 #endif /* FS_VD_AVX2 */
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -1338,4 +1523,44 @@ void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
 void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
                               int64_t n, float *out) {
     vd_rows(MODE_NOREPACK, wtype, w, row_bytes, n_rows, act, n, out);
+}
+
+typedef void (*tiles_fn)(const uint8_t *, size_t, int64_t, const uint8_t *, size_t, int64_t, int64_t, float *, int64_t);
+
+int fs_vec_dot_tiled(int wtype) {
+#if FS_VD_AVX2
+    if (vd_impl() == IMPL_AVX2)
+        switch (wtype) {
+        case FS_Q4_0: case FS_Q4_1: case FS_Q5_0: case FS_Q5_1: case FS_Q8_0: case FS_Q6_K: return 1;
+        default: return 0;
+        }
+#endif
+    (void)wtype;
+    return 0;
+}
+
+void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, size_t act_bytes,
+                     int64_t n_act, int64_t n, float *out, int64_t out_stride) {
+    const int64_t be = fs_block_elems(wtype);
+    if (be == 0 || n <= 0 || n % be != 0) return;
+    const uint8_t *a = (const uint8_t *)act;
+#if FS_VD_AVX2
+    tiles_fn f = NULL;
+    if (vd_impl() == IMPL_AVX2)
+        switch (wtype) {
+        case FS_Q4_0: f = tiles_q4_0_avx2; break;
+        case FS_Q4_1: f = tiles_q4_1_avx2; break;
+        case FS_Q5_0: f = tiles_q5_0_avx2; break;
+        case FS_Q5_1: f = tiles_q5_1_avx2; break;
+        case FS_Q8_0: f = tiles_q8_0_avx2; break;
+        case FS_Q6_K: f = tiles_q6_k_avx2; break;
+        default: break;
+        }
+    if (f != NULL) {
+        f(w, row_bytes, n_rows, a, act_bytes, n_act, n, out, out_stride);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < n_act; t++)
+        vd_rows(MODE_NOREPACK, wtype, w, row_bytes, n_rows, a + (size_t)t * act_bytes, n, out + t * out_stride);
 }

@@ -92,6 +92,16 @@ void fs_vec_dot_rows_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
 void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
                               int64_t n, float *out);
 
+/* out[t * out_stride + r] = dot(weight row r, activation row t) for r < n_rows, t < n_act, where
+ * activation row t starts at act + t * act_bytes: bit for bit fs_vec_dot_rows_norepack for each t,
+ * computed with register tiles (several weight rows times several activation rows per pass over the
+ * blocks; llamafile's tinyBLAS idea) where fs_vec_dot_tiled(wtype) is 1, row by row otherwise. */
+void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, size_t act_bytes,
+                     int64_t n_act, int64_t n, float *out, int64_t out_stride);
+
+/* 1 if fs_vec_dot_tile has a register-tiled kernel for wtype on this CPU. */
+int fs_vec_dot_tiled(int wtype);
+
 const char *fs_vecdot_impl(void);
 
 /* 1 when the hand-written AVX2 code runs (the CPU has AVX2, FMA and F16C, and FIRESIDE_CPU is not
