@@ -110,11 +110,20 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
 /* f16 -> f32 through a table (256 KiB), filled once by fs_ops_init. */
 static float f16_table[1 << 16];
 
-void fs_ops_init(void) {
-    for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = fp16_to_fp32((uint16_t)i);
+static inline float h2f(uint16_t h) { return f16_table[h]; }
+
+/* f16 GELU of every f16 input, as ggml's table_gelu_f16 (ggml-cpu.c ggml_cpu_init). */
+static uint16_t gelu_table[1 << 16];
+
+static float gelu_f32(float x) {
+    const float k = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * x * (1.0f + 0.044715f * x * x)));
 }
 
-static inline float h2f(uint16_t h) { return f16_table[h]; }
+void fs_ops_init(void) {
+    for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = fp16_to_fp32((uint16_t)i);
+    for (uint32_t i = 0; i < (1u << 16); i++) gelu_table[i] = fp32_to_fp16(gelu_f32(h2f((uint16_t)i)));
+}
 
 void fs_to_f16(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
@@ -369,19 +378,17 @@ void fs_gated_act(float *gate, const float *up, int64_t n, int act) {
     } else {
         /* GELU, tanh approximation (Hendrycks & Gimpel 2016). ggml evaluates it through an f16
          * table (GGML_GELU_FP16 in ggml-cpu/vec.h): the input is rounded to f16 and the result
-         * too; done the same way here so Gemma follows llama.cpp's greedy path. */
-        const float k = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+         * too. The same table is used here (filled by fs_ops_init), so Gemma follows llama.cpp's
+         * greedy path; outside [-10, 10] ggml returns 0 or x unrounded. */
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             float y;
-            if (g <= -10.0f) {
+            if (g <= -10.0f)
                 y = 0.0f;
-            } else if (g >= 10.0f) {
+            else if (g >= 10.0f)
                 y = g;
-            } else {
-                const float x = h2f(fp32_to_fp16(g));
-                y = h2f(fp32_to_fp16(0.5f * x * (1.0f + tanhf(k * x * (1.0f + 0.044715f * x * x)))));
-            }
+            else
+                y = h2f(gelu_table[fp32_to_fp16(g)]);
             gate[i] = y * up[i];
         }
     }

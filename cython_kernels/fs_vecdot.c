@@ -1315,7 +1315,7 @@ FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_
 }
 
 #define TILE_RM 4 /* weight rows per register tile (32-element block types) */
-#define TILE_RN 3 /* activation rows per register tile */
+#define TILE_RN 4 /* activation rows per register tile */
 
 static FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                   int64_t n_act, int64_t n, float *out, int64_t os) {
@@ -1327,13 +1327,15 @@ static FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t
         int64_t i = 0;
         for (; i + TILE_RM <= n_rows; i += TILE_RM) {
             const uint8_t *wi = w + (size_t)i * rb;
-            if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 3);
+            if (rn == 4) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 4);
+            else if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 3);
             else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 2);
             else tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 1);
         }
         for (; i < n_rows; i++) {
             const uint8_t *wi = w + (size_t)i * rb;
-            if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 3);
+            if (rn == 4) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 4);
+            else if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 3);
             else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 2);
             else tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 1);
         }
