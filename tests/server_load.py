@@ -1,0 +1,134 @@
+"""Load check of the local server (a script, not a test): time to first token and tokens per second for
+one client, then for several concurrent clients, through the official ``openai`` client with streaming.
+
+    .venv/bin/python tests/server_load.py                       # starts its own server on the starter model
+    .venv/bin/python tests/server_load.py --url http://127.0.0.1:8080 --api-key KEY   # an existing server
+
+All requests go through the server's single FIFO slot, so with N clients the later ones wait: their time
+to first token includes the queue, and the aggregate rate is what the one slot delivers.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import openai  # noqa: E402
+
+PROMPTS = ["Write a short story about a lighthouse keeper.", "Explain how rain forms.",
+           "Describe a busy market in the morning.", "Give advice to a new gardener.",
+           "Tell me about the history of bread.", "Describe the planet Mars.",
+           "Write a letter to a friend about a trip.", "Explain why the sky is blue."]
+
+
+@dataclass
+class Result:
+    ttft_s: float  # request sent -> first content token
+    total_s: float  # request sent -> stream finished
+    n_tokens: int  # completion tokens (from the usage chunk)
+
+    @property
+    def decode_tps(self) -> float:
+        """Tokens per second after the first token (the stream's own generation rate)."""
+        span = self.total_s - self.ttft_s
+        return (self.n_tokens - 1) / span if span > 0 and self.n_tokens > 1 else 0.0
+
+
+def one_request(client: openai.OpenAI, model: str, prompt: str, max_tokens: int) -> Result:
+    """One streamed greedy chat completion, timed."""
+    t0 = time.perf_counter()
+    ttft = None
+    n = 0
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                            max_tokens=max_tokens, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    for chunk in stream:
+        if ttft is None and chunk.choices and chunk.choices[0].delta.content:
+            ttft = time.perf_counter() - t0
+        if chunk.usage is not None:
+            n = chunk.usage.completion_tokens
+    total = time.perf_counter() - t0
+    return Result(ttft if ttft is not None else total, total, n)
+
+
+def run_clients(client: openai.OpenAI, model: str, n_clients: int, max_tokens: int) -> tuple[list[Result], float]:
+    """``n_clients`` threads each send one request at the same moment; returns results and wall time."""
+    results: list[Result | None] = [None] * n_clients
+    barrier = threading.Barrier(n_clients)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = one_request(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in results if r is not None], time.perf_counter() - t0
+
+
+def report(label: str, results: list[Result], wall_s: float) -> None:
+    ttft = [r.ttft_s * 1e3 for r in results]
+    tokens = sum(r.n_tokens for r in results)
+    print(f"{label:>10} | {len(results):7d} | {statistics.median(ttft):11.0f} | {max(ttft):8.0f} | "
+          f"{statistics.median(r.decode_tps for r in results):14.1f} | {tokens / wall_s:15.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", help="base URL of a running server (default: start one in this process)")
+    p.add_argument("--api-key", default="none")
+    p.add_argument("-m", "--model", default=None, help="model for the in-process server (default: starter)")
+    p.add_argument("-c", "--ctx-size", type=int, default=1024)
+    p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("-n", "--max-tokens", type=int, default=64)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3, help="sequential requests for the 1-client case")
+    args = p.parse_args(argv)
+
+    server = scheduler = None
+    url = args.url
+    if url is None:
+        from engine.cli import resolve_model
+        from engine.model import load_model
+        from engine.scheduler import Scheduler
+        from engine.server.runner import InProcessServer
+
+        model = load_model(resolve_model(args.model))
+        scheduler = Scheduler(model, n_ctx=args.ctx_size, n_threads=args.threads, max_queue=max(16, args.clients))
+        server = InProcessServer(lambda: (model, scheduler), port=0)
+        server.start()
+        url = server.url
+        print(f"in-process server at {url}: {Path(model.path).name}, n_ctx {scheduler.n_ctx}, "
+              f"{scheduler.n_threads} threads")
+    try:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
+        model_id = client.models.list().data[0].id
+        one_request(client, model_id, "Hello", 4)  # warm-up: first-touch of the weights, thread pools
+        print(f"model {model_id}, max_tokens {args.max_tokens}, greedy, streamed\n")
+        print("   clients | requests | TTFT med ms | max ms | decode tok/s med | aggregate tok/s")
+        print("---------- | -------- | ----------- | ------ | --------------- | ---------------")
+        seq: list[Result] = []
+        t0 = time.perf_counter()
+        for i in range(args.repeats):
+            seq.append(one_request(client, model_id, PROMPTS[i % len(PROMPTS)], args.max_tokens))
+        report("1", seq, time.perf_counter() - t0)
+        results, wall = run_clients(client, model_id, args.clients, args.max_tokens)
+        report(str(args.clients), results, wall)
+    finally:
+        if server is not None:
+            server.stop()
+            scheduler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
