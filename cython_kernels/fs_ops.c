@@ -42,12 +42,12 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
                 fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
                 continue;
             }
-            for (int64_t t = 0; t < n_tok; t++) {
+            if (n_gemm > 0)
+                fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act, act_bytes, n_gemm, n_in, y + r0, n_out);
+            for (int64_t t = n_gemm; t < n_tok; t++) {
                 const uint8_t *a = act + t * act_bytes;
                 float *yt = y + t * n_out + r0;
-                if (t < n_gemm)
-                    fs_vec_dot_rows_gemm(w->type, rows, w->row_bytes, nr, a, n_in, yt);
-                else if (repacked)
+                if (repacked)
                     fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, a, n_in, yt);
                 else
                     fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, a, n_in, yt);

@@ -1314,6 +1314,68 @@ FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
 }
 
+/* Q4_K with the arithmetic of llama.cpp's repacked gemm (dot_q4_k_gemm_avx2): one weight row x RN
+ * activation rows; the row's scales and nibbles are unpacked once per super-block for all RN rows.
+ * The per-64-element integer sums I_c and M_c are exact whatever the order they are added in, and
+ * the float operations on them are those of dot_q4_k_gemm_avx2, so the bits are the same. */
+FS_VD_INLINE FS_AVX2_FN void tile_q4_k_gemm(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                            int64_t os, const int RN) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m128 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K) {
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        int32_t dd32;
+        memcpy(&dd32, x, sizeof dd32);
+        const __m128 dxm = _mm_cvtph_ps(_mm_cvtsi32_si128(dd32)); /* [x.d, x.dmin, 0, 0] */
+        __m256i ql[4], qh[4];
+        for (int c = 0; c < 4; c++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * c));
+            ql[c] = _mm256_and_si256(bits, m4);
+            qh[c] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        }
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_K;
+            const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+            __m256i lanes[4];
+            for (int c = 0; c < 4; c++) {
+                const __m256i pl = _mm256_maddubs_epi16(ql[c], _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+                const __m256i ph = _mm256_maddubs_epi16(qh[c], _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+                lanes[c] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl),
+                                            _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+            }
+            const __m128 i = _mm_cvtepi32_ps(hsum_i32x8x4(lanes[0], lanes[1], lanes[2], lanes[3]));
+            const __m128 m = _mm_cvtepi32_ps(kq_min_prod(mn, y));
+            __m128 dd = _mm_mul_ps(dxm, _mm_set1_ps(rd_f32(y)));
+            dd = _mm_movelh_ps(dd, dd); /* [d, dmin, d, dmin] */
+            const __m128 im01 = _mm_unpacklo_ps(i, m);
+            const __m128 im23 = _mm_unpackhi_ps(i, m);
+            acc[j] = _mm_fmadd_ps(im01, dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(_mm_movehl_ps(im01, im01), dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(im23, dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(_mm_movehl_ps(im23, im23), dd, acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = _mm_cvtss_f32(_mm_sub_ss(acc[j], _mm_movehdup_ps(acc[j])));
+}
+
+static FS_AVX2_FN void tiles_q4_k_gemm_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                            int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    for (int64_t j = 0; j < n_act; j += 4) {
+        const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+        for (int64_t i = 0; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;
+            float *o = out + j * os + i;
+            if (rn == 4) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 4);
+            else if (rn == 3) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 3);
+            else if (rn == 2) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 2);
+            else tile_q4_k_gemm(wi, aj, ab, nb, o, os, 1);
+        }
+    }
+}
+
 #define TILE_RM 4 /* weight rows per register tile (32-element block types) */
 #define TILE_RN 4 /* activation rows per register tile */
 
@@ -1539,6 +1601,21 @@ int fs_vec_dot_tiled(int wtype) {
 #endif
     (void)wtype;
     return 0;
+}
+
+void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                          size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride) {
+    const int64_t be = fs_block_elems(wtype);
+    if (be == 0 || n <= 0 || n % be != 0) return;
+    const uint8_t *a = (const uint8_t *)act;
+#if FS_VD_AVX2
+    if (wtype == FS_Q4_K && vd_impl() == IMPL_AVX2) {
+        tiles_q4_k_gemm_avx2(w, row_bytes, n_rows, a, act_bytes, n_act, n, out, out_stride);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < n_act; t++)
+        vd_rows(MODE_GEMM, wtype, w, row_bytes, n_rows, a + (size_t)t * act_bytes, n, out + t * out_stride);
 }
 
 void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, size_t act_bytes,

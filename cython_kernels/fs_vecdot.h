@@ -99,6 +99,11 @@ void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int
 void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, size_t act_bytes,
                      int64_t n_act, int64_t n, float *out, int64_t out_stride);
 
+/* As fs_vec_dot_tile, with fs_vec_dot_rows_gemm's arithmetic (llama.cpp's repacked gemm) for every
+ * activation row; register-tiled for Q4_K with AVX2. */
+void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                          size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride);
+
 /* 1 if fs_vec_dot_tile has a register-tiled kernel for wtype on this CPU. */
 int fs_vec_dot_tiled(int wtype);
 
