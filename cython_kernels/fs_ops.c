@@ -251,6 +251,54 @@ static inline FS_AVX2_FN float hsum8(__m256 x) {
     return _mm_cvtss_f32(r);
 }
 
+/* attend_f16_acc with F16C: the same operations in the same order (ggml's AVX2 ggml_vec_dot_f16,
+ * ggml_vec_scale_f16 and ggml_vec_mad_f16 convert with vcvtph2ps / vcvtps2ph, round to nearest
+ * even, exactly as the scalar emulation does), so the bits are equal. head_dim % 32 == 0. */
+static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                                           int64_t kv_stride, int head_dim, float scale, int64_t first, int64_t p,
+                                           uint16_t *q16, uint16_t *acc, float *out) {
+    for (int d = 0; d < head_dim; d += 8)
+        _mm_storeu_si128((__m128i *)(q16 + d), _mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT));
+    memset(acc, 0, sizeof(uint16_t) * head_dim);
+    float M = -INFINITY, S = 0.0f;
+    for (int64_t j = first; j <= p; j++) {
+        const uint16_t *kj = k_cache + j * kv_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < head_dim; i += 32) {
+            a0 = _mm256_fmadd_ps(load_f16x8(kj + i), load_f16x8(q16 + i), a0);
+            a1 = _mm256_fmadd_ps(load_f16x8(kj + i + 8), load_f16x8(q16 + i + 8), a1);
+            a2 = _mm256_fmadd_ps(load_f16x8(kj + i + 16), load_f16x8(q16 + i + 16), a2);
+            a3 = _mm256_fmadd_ps(load_f16x8(kj + i + 24), load_f16x8(q16 + i + 24), a3);
+        }
+        a0 = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+        float t0[8];
+        _mm256_storeu_ps(t0, a0);
+        const float s = (float)(double)(((t0[0] + t0[4]) + (t0[1] + t0[5])) + ((t0[2] + t0[6]) + (t0[3] + t0[7]))) * scale;
+        const uint16_t *vj = v_cache + j * kv_stride;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float m_old = M;
+            M = s;
+            ms = expf(m_old - M);
+            const __m256 m8 = _mm256_set1_ps(ms);
+            for (int d = 0; d < head_dim; d += 8)
+                _mm_storeu_si128((__m128i *)(acc + d),
+                                 _mm256_cvtps_ph(_mm256_mul_ps(load_f16x8(acc + d), m8), _MM_FROUND_TO_NEAREST_INT));
+        } else {
+            vs = expf(s - M);
+        }
+        const __m256 v8 = _mm256_set1_ps(vs);
+        for (int d = 0; d < head_dim; d += 8)
+            _mm_storeu_si128((__m128i *)(acc + d),
+                             _mm256_cvtps_ph(_mm256_fmadd_ps(load_f16x8(vj + d), v8, load_f16x8(acc + d)),
+                                             _MM_FROUND_TO_NEAREST_INT));
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int d = 0; d < head_dim; d += 8)
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(load_f16x8(acc + d), _mm256_set1_ps(inv)));
+}
+
 /* Float-accumulating attention of nq <= 4 query heads that share one KV head and one causal range
  * first..p (the heads of a GQA group at one token): each K and V row is converted from f16 once
  * (F16C) and used by all nq queries. head_dim % 8 == 0. scores: nq * (p + 1) floats of scratch. */
@@ -331,6 +379,7 @@ void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k
     const int64_t work_per_thread = FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group);
     const int tiled = n_tok >= FS_FA_TILE_Q;
 #if FS_HAVE_AVX2_CODE
+    const int f16_avx2 = !tiled && head_dim % 32 == 0 && fs_use_avx2();
     if (tiled && head_dim % 8 == 0 && fs_use_avx2()) {
         /* one work item = one token and one group of up to 4 query heads sharing a KV head */
         const int n_sub = (group + 3) / 4;
@@ -362,6 +411,11 @@ void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k
             if (tiled)
                 attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
                                w + head_dim, w, o);
+#if FS_HAVE_AVX2_CODE
+            else if (f16_avx2)
+                attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
+                                    (uint16_t *)w, (uint16_t *)w + head_dim, o);
+#endif
             else
                 attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
                                (uint16_t *)w, (uint16_t *)w + head_dim, o);
