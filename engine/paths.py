@@ -7,6 +7,7 @@ repository's git-ignored ``.cache/models`` so development runs and tests share o
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -26,11 +27,51 @@ def models_dir() -> Path:
     return path
 
 
-def list_models(folder: Path | None = None) -> list[Path]:
-    """Return the ``.gguf`` files in the models folder, sorted by name.
+def bundled_model_dirs(executable: str | Path | None = None, frozen: bool | None = None,
+                       platform: str | None = None) -> list[Path]:
+    """Folders of a packaged app where a ``.gguf`` placed by hand is also found.
+
+    Weights never go inside the executable; a model copied next to the packaged executable (the
+    PyInstaller onedir folder), or into ``Fireside.app/Contents/Resources`` on macOS, is picked up
+    beside the models folder. From a source checkout (not frozen) there are none.
 
     Args:
-        folder: folder to list; defaults to :func:`models_dir`.
+        executable: the running executable (default ``sys.executable``).
+        frozen: whether this is a packaged app (default: PyInstaller's ``sys.frozen``).
+        platform: ``sys.platform`` value (default: this one).
+
+    Returns:
+        Existing folders, without duplicates, in search order.
     """
-    folder = models_dir() if folder is None else folder
-    return sorted(p for p in folder.glob("*.gguf") if p.is_file())
+    frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
+    if not frozen:
+        return []
+    exe_dir = Path(sys.executable if executable is None else executable).resolve().parent
+    dirs = [exe_dir]
+    platform = sys.platform if platform is None else platform
+    # macOS bundle: Fireside.app/Contents/MacOS/Fireside; resources live in Contents/Resources.
+    if platform == "darwin" and exe_dir.name == "MacOS" and exe_dir.parent.name == "Contents":
+        dirs.append(exe_dir.parent / "Resources")
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d not in seen:
+            seen.append(d)
+    return seen
+
+
+def list_models(folder: Path | None = None) -> list[Path]:
+    """Return the ``.gguf`` files in a folder, sorted by name.
+
+    Args:
+        folder: folder to list; defaults to the models folder (:func:`models_dir`) followed by the
+            packaged app's folders (:func:`bundled_model_dirs`), a file name found in the models
+            folder hiding the same name elsewhere.
+    """
+    if folder is not None:
+        return sorted(p for p in folder.glob("*.gguf") if p.is_file())
+    found: dict[str, Path] = {}
+    for d in (models_dir(), *bundled_model_dirs()):
+        for p in sorted(d.glob("*.gguf")):
+            if p.is_file():
+                found.setdefault(p.name, p)
+    return sorted(found.values(), key=lambda p: p.name)

@@ -1,0 +1,305 @@
+"""The "Download model" dialog: pick a Hugging Face repository and one of its .gguf files, download it.
+
+The network work (listing, downloading) runs in :class:`DownloadWorker`, a QObject on its own QThread
+(docs/STYLE.md 11): the dialog asks it through queued signals and hears back through signals; the
+worker never touches widgets. Cancel is a ``threading.Event`` checked between chunks; the partial
+file stays in the models folder and the next Download of the same file resumes it (HTTP Range).
+All the download logic is :mod:`engine.download`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QHBoxLayout, QHeaderView, QLabel,
+                               QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from engine import download as dl
+from engine.paths import models_dir as default_models_dir
+
+_PROGRESS_STEPS = 1000  # QProgressBar is int-based: show per-mille, not bytes (files pass 2 GiB)
+_FILE_ROLE = Qt.ItemDataRole.UserRole + 1
+# Threads of closed dialogs whose worker is still inside a network call: kept referenced until they end.
+_orphans: set[QThread] = set()
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
+class DownloadWorker(QObject):
+    """Lists and downloads in its own thread. Call the slots through queued signals; ``cancel`` directly.
+
+    Signals:
+        listed(repo_id, files): the repository's files, a ``list[engine.download.RemoteFile]``.
+        progress(p): an :class:`engine.download.Progress` (download, then verify).
+        done(path): the verified file.
+        cancelled(): the download stopped on request; its partial file is kept.
+        failed(message): one user-facing line.
+    """
+
+    listed = Signal(str, object)
+    progress = Signal(object)
+    done = Signal(str)
+    cancelled = Signal()
+    failed = Signal(str)
+
+    def __init__(self, endpoint: str | None = None):
+        super().__init__()
+        self.endpoint = endpoint
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the running download at the next chunk (thread-safe)."""
+        self._cancel.set()
+
+    @Slot(str)
+    def list_files(self, repo_id: str) -> None:
+        try:
+            files = dl.list_gguf_files(repo_id, endpoint=self.endpoint)
+        except dl.DownloadError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # never let an exception escape the worker thread
+            self.failed.emit(f"listing {repo_id} failed: {type(exc).__name__}: {exc}")
+        else:
+            self.listed.emit(repo_id, files)
+
+    @Slot(str, str, str)
+    def download(self, repo_id: str, filename: str, dest_dir: str) -> None:
+        self._cancel.clear()
+        last = [0.0, ""]  # time and phase of the last progress signal
+
+        def report(p: dl.Progress) -> None:
+            # At most ~20 signals a second (a fast link reads hundreds of chunks a second), plus every
+            # phase change and the last chunk.
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or p.phase != last[1] or p.done == p.total:
+                last[0], last[1] = now, p.phase
+                self.progress.emit(p)
+
+        try:
+            path = dl.download_gguf(repo_id, filename, dest_dir=dest_dir, endpoint=self.endpoint,
+                                    on_progress=report, cancel=self._cancel)
+        except dl.DownloadCancelled:
+            self.cancelled.emit()
+        except dl.DownloadError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:
+            self.failed.emit(f"downloading {filename} failed: {type(exc).__name__}: {exc}")
+        else:
+            self.done.emit(str(path))
+
+
+class DownloadDialog(QDialog):
+    """Download a GGUF model from Hugging Face into the models folder.
+
+    Args:
+        parent: parent widget.
+        models_dir: destination folder (default :func:`engine.paths.models_dir`).
+        endpoint: hub URL (default ``HF_ENDPOINT`` or https://huggingface.co); tests point it at a local hub.
+
+    Signals:
+        downloaded(path): a model file was downloaded and verified; ``path`` is its location.
+    """
+
+    downloaded = Signal(str)
+    _list_requested = Signal(str)
+    _download_requested = Signal(str, str, str)
+
+    def __init__(self, parent: QWidget | None = None, models_dir: str | Path | None = None,
+                 endpoint: str | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Download model")
+        self.resize(720, 460)
+        self.models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
+        self._busy = False
+        self._listed_repo: str | None = None
+
+        self.repo = QComboBox(editable=True)
+        self.repo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.repo.lineEdit().setPlaceholderText("owner/name, e.g. bartowski/Llama-3.2-1B-Instruct-GGUF")
+        for m in dl.CURATED_MODELS:
+            self.repo.addItem(m.repo_id, m.filename)
+            self.repo.setItemData(self.repo.count() - 1, m.label, Qt.ItemDataRole.ToolTipRole)
+        self.repo.setCurrentIndex(-1)
+        self.list_button = QPushButton("List files")
+        self.hint = QLabel("Suggested: small chat models that Fireside runs. Or type any repository id.")
+        self.hint.setWordWrap(True)
+
+        self.files = QTreeWidget()
+        self.files.setHeaderLabels(["File", "Quantization", "Size"])
+        self.files.setRootIsDecorated(False)
+        self.files.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.files.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, _PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.status = QLabel(f"Models folder: {self.models_dir}")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.download_button = QPushButton("Download")
+        self.cancel_button = QPushButton("Cancel")
+        self.close_button = QPushButton("Close")
+        self.download_button.setDefault(True)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Repository"))
+        top.addWidget(self.repo, 1)
+        top.addWidget(self.list_button)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for b in (self.download_button, self.cancel_button, self.close_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.files, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+
+        self._thread = QThread()
+        self._thread.setObjectName("fireside-download")
+        self._worker = DownloadWorker(endpoint)
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._list_requested.connect(self._worker.list_files)
+        self._download_requested.connect(self._worker.download)
+        self._worker.listed.connect(self._on_listed)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.done.connect(self._on_done)
+        self._worker.cancelled.connect(self._on_cancelled)
+        self._worker.failed.connect(self._on_failed)
+        self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:  # the app quitting with the dialog open: stop the thread before Qt tears down
+            app.aboutToQuit.connect(self._stop_worker)
+
+        self.list_button.clicked.connect(self.list_files)
+        self.repo.lineEdit().returnPressed.connect(self.list_files)
+        self.repo.activated.connect(self._on_curated)
+        self.files.itemSelectionChanged.connect(self._update_buttons)
+        self.files.itemDoubleClicked.connect(lambda *_: self.start_download())
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_button.clicked.connect(self.cancel_download)
+        self.close_button.clicked.connect(self.reject)
+        self._update_buttons()
+
+    # -- actions ---------------------------------------------------------------------------------------
+    def repo_id(self) -> str:
+        return self.repo.currentText().strip()
+
+    @Slot()
+    def list_files(self) -> None:
+        """List the .gguf files of the repository in the field (in the worker thread)."""
+        repo_id = self.repo_id()
+        if not repo_id or self._busy:
+            return
+        self.files.clear()
+        self._listed_repo = None
+        self._set_busy(True, f"Listing the .gguf files of {repo_id}…")
+        self._list_requested.emit(repo_id)
+
+    @Slot()
+    def start_download(self) -> None:
+        """Download (or resume) the selected file."""
+        f = self.selected_file()
+        if f is None or self._busy or self._listed_repo is None:
+            return
+        self.progress.setValue(0)
+        self._set_busy(True, f"Downloading {f.name} ({_size(f.size)})…")
+        self._download_requested.emit(self._listed_repo, f.path, str(self.models_dir))
+
+    @Slot()
+    def cancel_download(self) -> None:
+        """Stop the download; what arrived is kept for a resume."""
+        self._worker.cancel()
+        self.status.setText("Cancelling…")
+
+    def selected_file(self) -> dl.RemoteFile | None:
+        items = self.files.selectedItems()
+        return items[0].data(0, _FILE_ROLE) if items else None
+
+    # -- worker results ----------------------------------------------------------------------------------
+    @Slot(int)
+    def _on_curated(self, index: int) -> None:
+        self.hint.setText(self.repo.itemData(index, Qt.ItemDataRole.ToolTipRole) or "")
+        self.list_files()
+
+    @Slot(str, object)
+    def _on_listed(self, repo_id: str, files: list) -> None:
+        self._listed_repo = repo_id
+        preferred = next((m.filename for m in dl.CURATED_MODELS if m.repo_id == repo_id), None)
+        default = dl.choose_default(files, preferred)
+        for f in files:
+            item = QTreeWidgetItem([f.path, f.quant or "?", _size(f.size)])
+            item.setData(0, _FILE_ROLE, f)
+            item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.files.addTopLevelItem(item)
+            if f is default:
+                item.setSelected(True)
+                self.files.scrollToItem(item)
+        self._set_busy(False, f"{len(files)} file(s) in {repo_id}. Q4_K_M is a good balance of size and quality.")
+
+    @Slot(object)
+    def _on_progress(self, p: dl.Progress) -> None:
+        if p.phase == "verify":  # the bar stays full while the sha256 is checked
+            self.status.setText(f"Checking the file: {_size(p.done)} of {_size(p.total)}")
+            return
+        if p.total:
+            self.progress.setValue(round(_PROGRESS_STEPS * p.done / p.total))
+        self.status.setText(f"Downloading: {_size(p.done)} of {_size(p.total)}")
+
+    @Slot(str)
+    def _on_done(self, path: str) -> None:
+        self.progress.setValue(_PROGRESS_STEPS)
+        self._set_busy(False, f"Saved {Path(path).name} in {Path(path).parent}")
+        self.downloaded.emit(path)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        f = self.selected_file()
+        part = dl.partial_download(f.path, self.models_dir) if f else None
+        kept = f"{_size(part[0])} kept; " if part else ""
+        self._set_busy(False, f"Cancelled: {kept}Resume continues where it stopped.")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._set_busy(False, f"Error: {message}")
+
+    # -- state -------------------------------------------------------------------------------------------
+    def _set_busy(self, busy: bool, message: str) -> None:
+        self._busy = busy
+        self.status.setText(message)
+        self._update_buttons()
+
+    @Slot()
+    def _update_buttons(self) -> None:
+        f = self.selected_file()
+        part = dl.partial_download(f.path, self.models_dir) if f is not None else None
+        self.download_button.setText("Resume" if part else "Download")
+        self.download_button.setEnabled(not self._busy and f is not None)
+        self.cancel_button.setEnabled(self._busy)
+        self.list_button.setEnabled(not self._busy)
+        self.repo.setEnabled(not self._busy)
+
+    def done(self, result: int) -> None:
+        """Closing stops a running download (kept for a resume) and ends the worker thread."""
+        self._stop_worker()
+        super().done(result)
+
+    @Slot()
+    def _stop_worker(self) -> None:
+        self._worker.cancel()
+        self._thread.quit()
+        if not self._thread.wait(2000):
+            # Still inside a network call (e.g. a listing retrying): let it finish on its own, referenced.
+            thread = self._thread
+            _orphans.add(thread)
+            thread.finished.connect(lambda: _orphans.discard(thread))
