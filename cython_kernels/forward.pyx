@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free
 
 from cython_kernels.ops cimport (
-    fs_weight, fs_matmul, fs_get_rows, fs_rmsnorm, fs_rope, fs_attention, fs_gated_act, fs_add,
+    fs_weight, fs_matmul, fs_matmul_multi, fs_get_rows, fs_rmsnorm, fs_rope, fs_attention, fs_gated_act, fs_add,
     fs_softcap, fs_scale, fs_to_f16, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
 )
 
@@ -236,6 +236,8 @@ cdef class ForwardContext:
         cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
         cdef int32_t *pos = &self.pos[0]
         cdef int rows
+        cdef const fs_weight *ws[3]
+        cdef float *ys[3]
 
         fs_get_rows(&self.model.tok_embd, tokens, n, c.embd_scale, x)   # x (n, n_embd)
         for l in range(c.n_layer):
@@ -244,9 +246,10 @@ cdef class ForwardContext:
             vc = &self.v_cache[l, 0, 0]
             # -- attention --
             fs_rmsnorm(x, L.attn_norm, xb, n, c.n_embd, c.eps)
-            fs_matmul(&L.wq, xb, n, q, act, nth)   # Wq (n_head*hd, n_embd) @ xb -> q (n, n_head*hd)
-            fs_matmul(&L.wk, xb, n, k, act, nth)   # -> k (n, n_head_kv*hd)
-            fs_matmul(&L.wv, xb, n, v, act, nth)   # -> v (n, n_head_kv*hd)
+            # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ xb -> q, k, v in one pass
+            ws[0] = &L.wq; ws[1] = &L.wk; ws[2] = &L.wv
+            ys[0] = q; ys[1] = k; ys[2] = v
+            fs_matmul_multi(ws, ys, 3, xb, n, act, nth)
             if L.q_norm != NULL:
                 fs_rmsnorm(q, L.q_norm, q, n * c.n_head, c.head_dim, c.eps)
             if L.k_norm != NULL:
@@ -265,8 +268,9 @@ cdef class ForwardContext:
             fs_add(x, xb, n * c.n_embd)
             # -- feed-forward: down(act(gate(h)) * up(h)) --
             fs_rmsnorm(x, L.ffn_norm, xb, n, c.n_embd, c.eps)
-            fs_matmul(&L.w_gate, xb, n, hg, act, nth)  # (n, n_ff)
-            fs_matmul(&L.w_up, xb, n, hu, act, nth)    # (n, n_ff)
+            ws[0] = &L.w_gate; ws[1] = &L.w_up      # gate, up (n_ff, n_embd) @ xb -> hg, hu (n, n_ff)
+            ys[0] = hg; ys[1] = hu
+            fs_matmul_multi(ws, ys, 2, xb, n, act, nth)
             fs_gated_act(hg, hu, n * c.n_ff, c.act)
             fs_matmul(&L.w_down, hg, n, xb, act, nth)  # Wdown (n_embd, n_ff) -> (n, n_embd)
             if L.post_ffn_norm != NULL:

@@ -16,44 +16,67 @@ static int omp_get_thread_num(void) { return 0; }
  * batch is dotted with them. */
 #define TILE_ROWS 16
 
-void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
+/* Rows of one weight tile times every token, written into y (n_tok, n_out) at column r0. */
+static void matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
-    const size_t act_bytes = fs_act_row_bytes(w->type, n_in);
-    const int64_t n_tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
+    const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
+    const uint8_t *rows = w->data + r0 * w->row_bytes;
     /* llama.cpp on x86 repacks Q4_0/Q4_K weights with a multiple of 8 rows and multiplies them with
      * a GEMM over groups of 4 activation rows and a GEMV for the rest (ggml-cpu/repack.cpp
      * forward_mul_mat); the same split gives the same float rounding. */
     const int repacked = (w->type == FS_Q4_0 || w->type == FS_Q4_K) && n_out % 8 == 0;
+    if (!repacked && fs_vec_dot_tiled(w->type)) {
+        /* register-tiled kernels, same bits as the row-by-row ones */
+        fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
+        return;
+    }
     const int64_t n_gemm = repacked ? n_tok - n_tok % 4 : 0;
-    /* Register-tiled kernels (same bits as the row-by-row ones) where the type has one. */
-    const int tiled = !repacked && fs_vec_dot_tiled(w->type);
+    if (n_gemm > 0)
+        fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act, act_bytes, n_gemm, n_in, y + r0, n_out);
+    for (int64_t t = n_gemm; t < n_tok; t++) {
+        const uint8_t *a = act + t * act_bytes;
+        float *yt = y + t * n_out + r0;
+        if (repacked)
+            fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+        else
+            fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+    }
+}
+
+void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                     uint8_t *act, int n_threads) {
+    if (n_w < 1) return;
+    const int64_t n_in = ws[0]->n_in;
+    const int format = fs_act_format(ws[0]->type);
+    for (int k = 1; k < n_w; k++)
+        if (ws[k]->n_in != n_in || fs_act_format(ws[k]->type) != format) {
+            for (int m = 0; m < n_w; m++) fs_matmul(ws[m], x, n_tok, ys[m], act, n_threads);
+            return;
+        }
+    const size_t act_bytes = fs_act_row_bytes(ws[0]->type, n_in);
+    int64_t first_tile[FS_MATMUL_MAX_MULTI + 1];
+    first_tile[0] = 0;
+    for (int k = 0; k < n_w && k < FS_MATMUL_MAX_MULTI; k++)
+        first_tile[k + 1] = first_tile[k] + (ws[k]->n_out + TILE_ROWS - 1) / TILE_ROWS;
+    const int nw = n_w < FS_MATMUL_MAX_MULTI ? n_w : FS_MATMUL_MAX_MULTI;
+    const int64_t n_tiles = first_tile[nw];
     #pragma omp parallel num_threads(n_threads)
     {
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_tok; t++)
-            fs_quantize_act(w->type, x + t * n_in, act + t * act_bytes, n_in);
+            fs_quantize_act(ws[0]->type, x + t * n_in, act + t * act_bytes, n_in);
         /* implicit barrier: every activation row is quantized before any dot product */
         #pragma omp for schedule(static)
         for (int64_t tile = 0; tile < n_tiles; tile++) {
-            const int64_t r0 = tile * TILE_ROWS;
-            const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
-            const uint8_t *rows = w->data + r0 * w->row_bytes;
-            if (tiled) {
-                fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
-                continue;
-            }
-            if (n_gemm > 0)
-                fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act, act_bytes, n_gemm, n_in, y + r0, n_out);
-            for (int64_t t = n_gemm; t < n_tok; t++) {
-                const uint8_t *a = act + t * act_bytes;
-                float *yt = y + t * n_out + r0;
-                if (repacked)
-                    fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, a, n_in, yt);
-                else
-                    fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, a, n_in, yt);
-            }
+            int k = 0;
+            while (tile >= first_tile[k + 1]) k++;
+            matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
         }
     }
+}
+
+void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
+    fs_matmul_multi(&w, &y, 1, x, n_tok, act, n_threads);
 }
 
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) {

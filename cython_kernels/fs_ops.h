@@ -29,6 +29,16 @@ typedef struct {
  * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes. */
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads);
 
+/* Most weights fs_matmul_multi multiplies in one pass. */
+#define FS_MATMUL_MAX_MULTI 4
+
+/* ys[k] (n_tok, ws[k]->n_out) = x @ ws[k]^T for k < n_w <= FS_MATMUL_MAX_MULTI weights with the same
+ * n_in (Q, K and V; gate and up): one parallel region, the activation rows quantized once when the
+ * weights share an activation format (fs_act_format), else one fs_matmul per weight. Same bits as
+ * separate fs_matmul calls. */
+void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                     uint8_t *act, int n_threads);
+
 /* out[i] = emb[tokens[i]] * scale, out (n_tok, n_in). Returns -1 on an unsupported type. */
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out);
 

@@ -1470,6 +1470,23 @@ const char *fs_vecdot_impl(void) { return vd_impl() == IMPL_AVX2 ? "avx2" : "por
 
 int fs_use_avx2(void) { return vd_impl() == IMPL_AVX2; }
 
+int fs_act_format(int wtype) {
+    switch (wtype) {
+    case FS_Q4_0:
+    case FS_Q5_0:
+    case FS_Q8_0: return FS_Q8_0;
+    case FS_Q4_1:
+    case FS_Q5_1: return 9; /* GGML_TYPE_Q8_1 */
+    case FS_Q4_K:
+    case FS_Q5_K:
+    case FS_Q6_K: return 15; /* GGML_TYPE_Q8_K */
+    case FS_F32:
+    case FS_F16:
+    case FS_BF16: return wtype;
+    default: return -1;
+    }
+}
+
 size_t fs_act_row_bytes(int wtype, int64_t n) {
     const int64_t be = fs_block_elems(wtype);
     if (be == 0 || n < 0 || n % be != 0) return 0;

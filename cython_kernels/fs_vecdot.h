@@ -109,6 +109,11 @@ int fs_vec_dot_tiled(int wtype);
 
 const char *fs_vecdot_impl(void);
 
+/* The GGML type id of the activation format fs_quantize_act writes for weights of type wtype
+ * (Q8_0, Q8_1, Q8_K, F32, F16 or BF16), -1 if unsupported: two weight types with the same format
+ * can share one quantized activation row. */
+int fs_act_format(int wtype);
+
 /* 1 when the hand-written AVX2 code runs (the CPU has AVX2, FMA and F16C, and FIRESIDE_CPU is not
  * "portable"); the choice is made once, at the first call. */
 int fs_use_avx2(void);
