@@ -16,6 +16,8 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QHBoxLayout, QHeaderView, QLabel,
                                QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from gui.signals import emit
+
 from engine import download as dl
 from engine.paths import models_dir as default_models_dir
 
@@ -62,11 +64,11 @@ class DownloadWorker(QObject):
         try:
             files = dl.list_gguf_files(repo_id, endpoint=self.endpoint)
         except dl.DownloadError as exc:
-            self.failed.emit(str(exc))
+            emit(self.failed, str(exc))
         except Exception as exc:  # never let an exception escape the worker thread
-            self.failed.emit(f"listing {repo_id} failed: {type(exc).__name__}: {exc}")
+            emit(self.failed, f"listing {repo_id} failed: {type(exc).__name__}: {exc}")
         else:
-            self.listed.emit(repo_id, files)
+            emit(self.listed, repo_id, files)
 
     @Slot(str, str, str)
     def download(self, repo_id: str, filename: str, dest_dir: str) -> None:
@@ -79,19 +81,19 @@ class DownloadWorker(QObject):
             now = time.monotonic()
             if now - last[0] >= 0.05 or p.phase != last[1] or p.done == p.total:
                 last[0], last[1] = now, p.phase
-                self.progress.emit(p)
+                emit(self.progress, p)
 
         try:
             path = dl.download_gguf(repo_id, filename, dest_dir=dest_dir, endpoint=self.endpoint,
                                     on_progress=report, cancel=self._cancel)
         except dl.DownloadCancelled:
-            self.cancelled.emit()
+            emit(self.cancelled)
         except dl.DownloadError as exc:
-            self.failed.emit(str(exc))
+            emit(self.failed, str(exc))
         except Exception as exc:
-            self.failed.emit(f"downloading {filename} failed: {type(exc).__name__}: {exc}")
+            emit(self.failed, f"downloading {filename} failed: {type(exc).__name__}: {exc}")
         else:
-            self.done.emit(str(path))
+            emit(self.done, str(path))
 
 
 class DownloadDialog(QDialog):
@@ -204,7 +206,7 @@ class DownloadDialog(QDialog):
         self.files.clear()
         self._listed_repo = None
         self._set_busy(True, f"Listing the .gguf files of {repo_id}…")
-        self._list_requested.emit(repo_id)
+        emit(self._list_requested, repo_id)
 
     @Slot()
     def start_download(self) -> None:
@@ -214,7 +216,7 @@ class DownloadDialog(QDialog):
             return
         self.progress.setValue(0)
         self._set_busy(True, f"Downloading {f.name} ({_size(f.size)})…")
-        self._download_requested.emit(self._listed_repo, f.path, str(self.models_dir))
+        emit(self._download_requested, self._listed_repo, f.path, str(self.models_dir))
 
     @Slot()
     def cancel_download(self) -> None:
@@ -260,7 +262,7 @@ class DownloadDialog(QDialog):
     def _on_done(self, path: str) -> None:
         self.progress.setValue(_PROGRESS_STEPS)
         self._set_busy(False, f"Saved {Path(path).name} in {Path(path).parent}")
-        self.downloaded.emit(path)
+        emit(self.downloaded, path)
 
     @Slot()
     def _on_cancelled(self) -> None:

@@ -1,0 +1,40 @@
+"""A message strip at the top of the window: errors (bad model file, context full) and notices.
+
+Messages stay until closed or replaced: no modal dialog stops the user (or a test) from going on.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+
+
+class Banner(QFrame):
+    """Shows one message with a close button; ``kind`` "error" or "info" picks the colours (theme.py)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(self, text="✕", autoRaise=True, toolTip="Dismiss")
+        close.clicked.connect(self.hide)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(12, 6, 6, 6)
+        row.addWidget(self.label, 1)
+        row.addWidget(close)
+        self.kind = ""
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        """Show ``text``; ``kind`` is "error" or "info"."""
+        self.kind = kind
+        self.setObjectName("errorBanner" if kind == "error" else "infoBanner")
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.label.setText(text)
+        self.show()
+
+    def text(self) -> str:
+        """The message shown, or "" when hidden."""
+        return "" if self.isHidden() else self.label.text()

@@ -1,0 +1,239 @@
+"""The engine side of the window: a QObject on its own QThread that loads models and runs chat turns.
+
+The window talks to it only through signals. Loading (``load_model`` + a new
+:class:`~engine.scheduler.Scheduler`) and prompt building run in the worker's thread; the tokens come
+from the Scheduler's engine thread, the same one the in-process server submits to, and are relayed
+with Qt signals (queued into the GUI thread, so the window never blocks on the engine).
+
+Request ids tie the events to the chat turn that asked for them: the window ignores ids it no
+longer waits for.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from engine.context import ContextFullError
+from engine.generate import GenerationStats
+from engine.gguf_file import GGUFError
+from engine.model import load_model
+from engine.sampling import SamplerParams
+from engine.scheduler import GenerationRequest, Scheduler
+from .signals import emit
+
+LOAD_STAGES = ("Checking the file", "Reading the weights", "Creating the context")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the window learns about a model once it is ready.
+
+    Attributes:
+        path: the ``.gguf`` file; info: its :class:`engine.model.ModelInfo`;
+        n_ctx, n_threads: of the new Scheduler; load_s: seconds the load took.
+    """
+
+    path: str
+    info: object
+    n_ctx: int
+    n_threads: int
+    load_s: float
+
+
+def context_overflow_message(n_prompt: int, n_ctx: int) -> str:
+    """The message shown when a conversation no longer fits the context window."""
+    return (f"This conversation is {n_prompt} tokens long, which does not fit the context window "
+            f"({n_ctx} tokens, with room for the reply). Start a new chat, delete or edit earlier messages, "
+            f"or raise the context size in Settings.")
+
+
+class EngineWorker(QObject):
+    """Owns the loaded model and its Scheduler. Create it, ``moveToThread``, start the thread.
+
+    Public methods are safe to call from the GUI thread; they either queue work into the worker's
+    thread (``load``, ``generate``) or touch only thread-safe objects (``cancel``, ``engine``).
+    """
+
+    load_started = Signal(str)                   # path
+    load_progress = Signal(str, int, int)        # stage text, stage index (1..), number of stages
+    model_loaded = Signal(object)                # LoadedModel
+    load_failed = Signal(str, str)               # path, message for the user
+    reply_started = Signal(int)                  # request id: prefill begins
+    prompt_progress = Signal(int, int, int)      # request id, prompt tokens done, total
+    token = Signal(int, str)                     # request id, text piece (non-empty)
+    finished = Signal(int, object)               # request id, GenerationStats
+    failed = Signal(int, str)                    # request id, message for the user
+
+    _load_requested = Signal(str, int, int)
+    _generate_requested = Signal(int, object, object, int)
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self._model = None
+        self._scheduler = None
+        self._jobs: dict[int, object] = {}
+        self._cancelled: set[int] = set()
+        self._ids = itertools.count(1)
+        self._load_requested.connect(self._do_load)
+        self._generate_requested.connect(self._do_generate)
+
+    # Called from the GUI thread ------------------------------------------------------------------
+
+    def load(self, path: str | Path, n_ctx: int = 0, n_threads: int = 0) -> None:
+        """Load ``path`` in the worker thread (0 = default n_ctx / all cores); stops running replies first.
+
+        Emits ``load_started``, ``load_progress``..., then ``model_loaded`` or ``load_failed`` (the
+        previous model stays loaded on failure).
+        """
+        self.cancel_all()
+        emit(self._load_requested, str(path), int(n_ctx), int(n_threads))
+
+    def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int) -> int:
+        """Queue a chat turn; returns its request id. ``messages`` are ``{"role", "content"}`` dicts,
+        the system prompt first if any. Events arrive as ``reply_started``, ``token``..., then
+        ``finished`` or ``failed``."""
+        req_id = next(self._ids)
+        emit(self._generate_requested, req_id, list(messages), params, int(max_tokens))
+        return req_id
+
+    def cancel(self, req_id: int) -> None:
+        """Stop a chat turn, queued or running (it finishes with finish_reason "cancelled")."""
+        with self._lock:
+            self._cancelled.add(req_id)
+            job = self._jobs.get(req_id)
+        if job is not None:
+            job.cancel()
+
+    def cancel_all(self) -> None:
+        """Stop every chat turn of the window and anything queued on the scheduler."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+            sched = self._scheduler
+        for job in jobs:
+            job.cancel()
+        if sched is not None:
+            sched.cancel_all()
+
+    def engine(self):
+        """``(model, scheduler)`` of the loaded model, or None (the in-process server's ``get_engine``)."""
+        with self._lock:
+            return (self._model, self._scheduler) if self._scheduler is not None else None
+
+    def shutdown(self) -> None:
+        """Close the scheduler (after the worker's thread has stopped)."""
+        with self._lock:
+            sched, self._scheduler, self._model = self._scheduler, None, None
+        if sched is not None:
+            sched.close()
+
+    # Worker thread -------------------------------------------------------------------------------
+
+    @Slot(str, int, int)
+    def _do_load(self, path: str, n_ctx: int, n_threads: int) -> None:
+        emit(self.load_started, path)
+        t0 = time.perf_counter()
+        p = Path(path).expanduser().absolute()
+        try:
+            emit(self.load_progress, LOAD_STAGES[0], 1, len(LOAD_STAGES))
+            _check_file(p)
+            with self._lock:
+                current = self._model
+            if current is not None and Path(current.path).resolve() == p.resolve():
+                model = current  # same file, new context settings: no need to map it again
+            else:
+                emit(self.load_progress, LOAD_STAGES[1], 2, len(LOAD_STAGES))
+                model = load_model(p)
+            emit(self.load_progress, LOAD_STAGES[2], 3, len(LOAD_STAGES))
+            scheduler = Scheduler(model, n_ctx=n_ctx or None, n_threads=n_threads or None)
+        except Exception as exc:  # noqa: BLE001 - any failure is reported and the old model stays
+            emit(self.load_failed, path, _load_error_message(p, exc))
+            return
+        with self._lock:
+            old, self._model, self._scheduler = self._scheduler, model, scheduler
+        if old is not None:
+            old.close()
+        emit(self.model_loaded, LoadedModel(str(p), model.info, scheduler.n_ctx, scheduler.n_threads,
+                                           time.perf_counter() - t0))
+
+    @Slot(int, object, object, int)
+    def _do_generate(self, req_id: int, messages: list, params: SamplerParams, max_tokens: int) -> None:
+        with self._lock:
+            model, sched = self._model, self._scheduler
+            cancelled = req_id in self._cancelled
+        if cancelled:
+            emit(self.finished, req_id, GenerationStats(finish_reason="cancelled"))
+            return
+        if sched is None:
+            emit(self.failed, req_id, "No model is loaded: drop a .gguf file here or use File > Open model.")
+            return
+        try:
+            text = model.chat_template.render(messages, add_generation_prompt=True)
+            tokens = model.chat_template.encode(text)
+        except Exception as exc:  # noqa: BLE001 - template or tokenizer errors are the model file's
+            emit(self.failed, req_id, f"The model's chat template could not format this conversation: {exc}")
+            return
+        if len(tokens) >= sched.n_ctx:
+            emit(self.failed, req_id, context_overflow_message(len(tokens), sched.n_ctx))
+            return
+        request = GenerationRequest(tokens, params, max_tokens=max_tokens)
+        try:
+            with self._lock:
+                job = sched.submit(request, on_event=lambda ev: self._relay(req_id, ev))
+                self._jobs[req_id] = job
+                if req_id in self._cancelled:
+                    job.cancel()
+        except Exception as exc:  # noqa: BLE001 - queue full or shutting down
+            emit(self.failed, req_id, f"The engine could not take this request: {exc}")
+
+    def _relay(self, req_id: int, event) -> None:
+        """Runs on the Scheduler's engine thread: turn a job event into a signal."""
+        kind, payload = event
+        if kind == "token":
+            if payload.text:
+                emit(self.token, req_id, payload.text)
+        elif kind == "progress":
+            emit(self.prompt_progress, req_id, *payload)
+        elif kind == "start":
+            emit(self.reply_started, req_id)
+        elif kind in ("done", "error"):
+            with self._lock:
+                self._jobs.pop(req_id, None)
+                self._cancelled.discard(req_id)
+            if kind == "done":
+                emit(self.finished, req_id, payload)
+            elif isinstance(payload, ContextFullError):
+                emit(self.failed, req_id, f"The context window is full: {payload}. Start a new chat or raise "
+                                         f"the context size in Settings.")
+            else:
+                emit(self.failed, req_id, f"Generation failed: {payload}")
+
+
+def _check_file(p: Path) -> None:
+    """Quick checks before mapping the file: exists, is a file, starts with the GGUF magic.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, ValueError: with a message for the user.
+    """
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder, not a .gguf model file")
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":  # GGUF spec: every file starts with the 4 bytes "GGUF"
+        raise ValueError(f"{p.name} is not a GGUF model file (a GGUF file starts with 'GGUF'). "
+                         f"Download models in the .gguf format.")
+
+
+def _load_error_message(p: Path, exc: Exception) -> str:
+    if isinstance(exc, GGUFError):
+        return f"Could not load {p.name}: {exc.problem}"
+    if isinstance(exc, MemoryError):
+        return f"Could not load {p.name}: not enough memory for this model and context size."
+    return f"Could not load {p.name}: {exc}"

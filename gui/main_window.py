@@ -1,0 +1,609 @@
+"""The main window: conversations on the left, the chat in the centre, model and speed in the status bar.
+
+All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread; this class
+only reacts to its signals, so the event loop stays free while a model loads or a reply streams.
+"""
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
+                               QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
+
+from .banner import Banner
+from .chat_view import ChatView
+from .conversations import ConversationStore
+from .engine_worker import EngineWorker, LoadedModel
+from .input_box import InputBox
+from .model_card import ModelCard
+from .server_control import ServerControl
+from .settings import AppSettings, Settings
+from .signals import emit
+from .sidebar import Sidebar
+from .theme import apply_theme
+from .welcome import WelcomePage
+
+TITLE_CHARS = 48
+# Engine threads of windows not shut down yet. A QThread destroyed while running aborts the process, so
+# the threads are not children of their window and are stopped at exit if a window was never closed.
+_live_threads: dict[QThread, EngineWorker] = {}
+
+
+@atexit.register
+def _stop_engine_threads() -> None:
+    for thread, worker in list(_live_threads.items()):
+        worker.cancel_all()
+        thread.quit()
+        thread.wait()
+        worker.shutdown()
+    _live_threads.clear()
+
+
+@dataclass
+class PendingReply:
+    """A reply being generated. ``widget`` is None once its conversation is no longer shown."""
+
+    req_id: int
+    conv_id: int
+    widget: object | None
+    parts: list[str] = field(default_factory=list)
+
+
+class MainWindow(QMainWindow):
+    """Fireside's window.
+
+    Args:
+        model_path: a ``.gguf`` to load at once (else the model of the last session, if any).
+        settings: the settings store (default: :class:`Settings` on QSettings).
+        store: the conversations (default: SQLite in the data dir).
+
+    Signals (for tests and embedding): ``model_ready(LoadedModel)``, ``model_failed(message)``,
+    ``reply_finished(GenerationStats)``, ``reply_failed(message)``.
+    """
+
+    model_ready = Signal(object)
+    model_failed = Signal(str)
+    reply_finished = Signal(object)
+    reply_failed = Signal(str)
+
+    def __init__(self, model_path: str | None = None, settings: Settings | None = None,
+                 store: ConversationStore | None = None):
+        super().__init__()
+        self.setWindowTitle("Fireside")
+        self.setAcceptDrops(True)
+        # Delete the widgets in the GUI thread when closed, not whenever (and on whichever thread)
+        # Python's cycle collector gets to the wrapper.
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.settings = settings or Settings()
+        self.app_settings = self.settings.load()
+        self.store = store or ConversationStore()
+        self.loaded: LoadedModel | None = None
+        self.loading: str | None = None
+        self.conv_id: int | None = None
+        self.pending: PendingReply | None = None
+        self._detached: dict[int, PendingReply] = {}
+
+        self.worker = EngineWorker()
+        self.engine_thread = QThread()
+        self.engine_thread.setObjectName("fireside-gui-worker")
+        self.worker.moveToThread(self.engine_thread)
+        _live_threads[self.engine_thread] = self.worker
+        self.engine_thread.start()
+        self.server = ServerControl(self.worker.engine)
+        self._connect_worker()
+        self._build_ui()
+        self._build_menus()
+        self._restore_window()
+
+        convs = self.store.list()
+        self._refresh_sidebar()
+        if convs:
+            self.open_conversation(convs[0].id)
+        self._update_page()
+        path = model_path or self.settings.last_model()
+        if path:
+            self.open_model(path)
+        if self.app_settings.server_enabled:
+            QTimer.singleShot(0, self._apply_server)
+
+    # Construction --------------------------------------------------------------------------------
+
+    def _connect_worker(self) -> None:
+        w = self.worker
+        w.load_progress.connect(self._on_load_progress)
+        w.model_loaded.connect(self._on_model_loaded)
+        w.load_failed.connect(self._on_load_failed)
+        w.token.connect(self._on_token)
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        w.prompt_progress.connect(self._on_prompt_progress)
+
+    def _build_ui(self) -> None:
+        self.sidebar = Sidebar(self)
+        self.sidebar.new_requested.connect(self.new_chat)
+        self.sidebar.selected.connect(self.open_conversation)
+        self.sidebar.renamed.connect(self._rename)
+        self.sidebar.delete_requested.connect(self.delete_conversation)
+
+        self.banner = Banner(self)
+        self.load_label = QLabel(self)
+        self.load_bar = QProgressBar(self, maximumWidth=220, textVisible=False)
+        self.load_bar.setRange(0, 0)  # busy: load_model reports no progress
+        load_row = QHBoxLayout()
+        load_row.setContentsMargins(12, 4, 12, 4)
+        load_row.addWidget(self.load_label, 1)
+        load_row.addWidget(self.load_bar)
+        self.load_strip = QWidget(self)
+        self.load_strip.setLayout(load_row)
+        self.load_strip.hide()
+
+        self.welcome = WelcomePage(self)
+        self.welcome.open_requested.connect(self.choose_model_file)
+        self.welcome.model_chosen.connect(self.open_model)
+        self.model_card = ModelCard(self)
+        self.chat_view = ChatView(self)
+        self.chat_view.edit_submitted.connect(self.edit_and_resend)
+        self.chat_view.regenerate_requested.connect(self.regenerate)
+        self.input = InputBox(self)
+        self.input.submitted.connect(self.send_message)
+        self.send_button = QPushButton("Send", self)
+        self.send_button.setMinimumWidth(80)
+        self.send_button.clicked.connect(self._send_or_stop)
+        input_row = QHBoxLayout()
+        input_row.setContentsMargins(16, 4, 16, 12)
+        input_row.addWidget(self.input, 1)
+        input_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        chat_page = QWidget(self)
+        chat_box = QVBoxLayout(chat_page)
+        chat_box.setContentsMargins(0, 0, 0, 0)
+        chat_box.setSpacing(0)
+        chat_box.addWidget(self.model_card)
+        chat_box.addWidget(self.chat_view, 1)
+        chat_box.addLayout(input_row)
+        self.chat_page = chat_page
+        self.pages = QStackedWidget(self)
+        self.pages.addWidget(self.welcome)
+        self.pages.addWidget(chat_page)
+
+        centre = QWidget(self)
+        centre_box = QVBoxLayout(centre)
+        centre_box.setContentsMargins(0, 0, 0, 0)
+        centre_box.setSpacing(0)
+        banner_row = QHBoxLayout()  # all-hidden layouts take no space, margins included
+        banner_row.setContentsMargins(8, 8, 8, 0)
+        banner_row.addWidget(self.banner)
+        centre_box.addLayout(banner_row)
+        centre_box.addWidget(self.load_strip)
+        centre_box.addWidget(self.pages, 1)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(centre)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([240, 860])
+        self.setCentralWidget(self.splitter)
+
+        self.status_model = QLabel("No model", self)
+        self.status_speed = QLabel("", self)
+        self.status_context = QLabel("", self)
+        self.status_server = QLabel("", self)
+        for lbl in (self.status_model, self.status_speed, self.status_context, self.status_server):
+            lbl.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(lbl)
+        self.welcome.refresh(self.settings.models_folder())
+        self._show_no_model_card()
+
+    def _build_menus(self) -> None:
+        def action(menu, text, slot, shortcut=None):
+            a = QAction(text, self)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            self.addAction(a)  # shortcuts work even with the menu bar hidden
+            return a
+
+        m = self.menuBar().addMenu("&File")
+        self.new_action = action(m, "&New chat", self.new_chat, "Ctrl+N")
+        action(m, "&Open model…", self.choose_model_file, "Ctrl+O")
+        self.recent_menu = m.addMenu("Recent models")
+        m.addSeparator()
+        self.settings_action = action(m, "&Settings…", self.open_settings, "Ctrl+,")
+        m.addSeparator()
+        action(m, "&Quit", self.close, "Ctrl+Q")
+        m = self.menuBar().addMenu("&Chat")
+        action(m, "Focus the input", self.focus_input, "Ctrl+L")
+        self.stop_action = action(m, "&Stop", self.stop, "Esc")
+        self.regenerate_action = action(m, "&Regenerate", self.regenerate, "Ctrl+R")
+        action(m, "System &prompt for this chat…", self.edit_system_prompt)
+        m.addSeparator()
+        action(m, "Rename chat", self.sidebar.rename_current, "F2")
+        action(m, "Delete chat", lambda: self.sidebar.delete_current())
+        self._refresh_recent()
+        self._set_generating(False)
+
+    def _restore_window(self) -> None:
+        state = self.settings.window_state()
+        if "geometry" not in state or not self.restoreGeometry(state["geometry"]):
+            self.resize(1100, 720)
+        if "state" in state:
+            self.restoreState(state["state"])
+        if "splitter" in state:
+            self.splitter.restoreState(state["splitter"])
+
+    # Models --------------------------------------------------------------------------------------
+
+    def choose_model_file(self) -> None:
+        """File > Open model: pick a .gguf and load it."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", str(self.settings.models_folder()),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path: str | Path) -> None:
+        """Check and load ``path`` in the engine thread; a running reply is stopped first."""
+        self.stop()
+        self.banner.hide()
+        self.loading = str(path)
+        self.load_label.setText(f"Loading {Path(path).name}…")
+        self.load_strip.show()
+        s = self.app_settings
+        self.worker.load(path, s.n_ctx, s.n_threads)
+        self._update_page()
+
+    def _on_load_progress(self, stage: str, step: int, n_steps: int) -> None:
+        if self.engine_thread is None:  # closed: late events from the engine are dropped
+            return
+        name = Path(self.loading).name if self.loading else "the model"
+        self.load_label.setText(f"Loading {name}: {stage} ({step}/{n_steps})…")
+
+    def _on_model_loaded(self, loaded: LoadedModel) -> None:
+        if self.engine_thread is None:
+            return
+        self.loaded = loaded
+        if self.loading is None or _same_file(self.loading, loaded.path):  # else a newer load is under way
+            self.loading = None
+            self.load_strip.hide()
+        self.model_card.show_model(loaded.info, loaded.n_ctx)
+        self.status_model.setText(f"{loaded.info.name} ({loaded.info.quantization})")
+        self.setWindowTitle(f"{loaded.info.name} – Fireside")
+        self.status_context.setText(f"Context 0 / {loaded.n_ctx}")
+        self.settings.add_recent_model(loaded.path)
+        self.settings.set_last_model(loaded.path)
+        self._refresh_recent()
+        self._update_page()
+        self.statusBar().showMessage(f"Loaded {Path(loaded.path).name} in {loaded.load_s:.1f} s", 5000)
+        emit(self.model_ready, loaded)
+
+    def _on_load_failed(self, path: str, message: str) -> None:
+        if self.engine_thread is None:
+            return
+        if self.loading is None or _same_file(self.loading, path):
+            self.loading = None
+            self.load_strip.hide()
+        if self.loaded is not None:
+            message += f"\n{self.loaded.info.name} is still loaded."
+        self.banner.show_message(message, "error")
+        self._update_page()
+        emit(self.model_failed, message)
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_models()
+        for p in recent:
+            a = self.recent_menu.addAction(Path(p).name)
+            a.setToolTip(p)
+            a.triggered.connect(lambda _=False, path=p: self.open_model(path))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _show_no_model_card(self) -> None:
+        self.model_card.title.setText("No model loaded")
+        self.model_card.details.setText("Drop a .gguf file onto the window, or use File > Open model (Ctrl+O).")
+
+    # Conversations -------------------------------------------------------------------------------
+
+    def new_chat(self) -> None:
+        """Start a new conversation (saved when its first message is sent)."""
+        self._detach_pending()
+        self.conv_id = None
+        self.chat_view.clear()
+        self.sidebar.set_conversations(self.store.list(), None)
+        self._update_page()
+        self.focus_input()
+
+    def open_conversation(self, conv_id: int) -> None:
+        """Show a saved conversation; a reply being generated elsewhere is stopped (and saved)."""
+        if conv_id == self.conv_id:
+            return
+        if self.store.get(conv_id) is None:
+            return
+        self._detach_pending()
+        self.conv_id = conv_id
+        self.chat_view.set_messages(self.store.messages(conv_id))
+        if self.sidebar.current_id() != conv_id:
+            self.sidebar.set_conversations(self.store.list(), conv_id)
+        self._update_page()
+
+    def delete_conversation(self, conv_id: int) -> None:
+        if conv_id == self.conv_id:
+            self._detach_pending()
+            self.conv_id = None
+            self.chat_view.clear()
+        self.store.delete(conv_id)
+        self._refresh_sidebar()
+        self._update_page()
+
+    def _rename(self, conv_id: int, title: str) -> None:
+        self.store.rename(conv_id, title)
+
+    def edit_system_prompt(self) -> None:
+        """Chat > System prompt: override the default system prompt for this conversation."""
+        conv = self._ensure_conversation("New chat")
+        current = conv.system_prompt if conv.system_prompt is not None else self.app_settings.system_prompt
+        text, ok = QInputDialog.getMultiLineText(self, "System prompt", "System prompt for this chat "
+                                                 "(empty: none):", current)
+        if ok:
+            text = text.strip()
+            self.store.set_system_prompt(conv.id, None if text == self.app_settings.system_prompt else text)
+
+    def _ensure_conversation(self, first_text: str):
+        if self.conv_id is not None and (conv := self.store.get(self.conv_id)) is not None:
+            return conv
+        line = " ".join(first_text.split())
+        title = line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
+        conv = self.store.create(title)
+        self.conv_id = conv.id
+        self._refresh_sidebar()
+        return conv
+
+    def _refresh_sidebar(self) -> None:
+        self.sidebar.set_conversations(self.store.list(), self.conv_id)
+
+    # Chat turns ----------------------------------------------------------------------------------
+
+    def send_message(self, text: str) -> None:
+        """Send a user message and start the reply (Enter in the input box)."""
+        text = text.strip()
+        if not text or self.pending is not None:
+            return
+        if self.loaded is None:
+            self.banner.show_message("Load a model first: drop a .gguf file here or use File > Open model.", "info")
+            return
+        conv = self._ensure_conversation(text)
+        msg = self.store.append(conv.id, "user", text)
+        self.chat_view.add_message("user", text, msg.position)
+        self.input.clear()
+        self._start_reply()
+
+    def regenerate(self) -> None:
+        """Replace the last reply with a new one."""
+        if self.pending is not None or self.conv_id is None or self.loaded is None:
+            return
+        msgs = self.store.messages(self.conv_id)
+        if not msgs:
+            return
+        if msgs[-1].role == "assistant":
+            self.store.truncate(self.conv_id, msgs[-1].position)
+            self.chat_view.truncate(msgs[-1].position)
+        self._start_reply()
+
+    def edit_and_resend(self, position: int, text: str) -> None:
+        """Replace the user message at ``position``, drop what followed it, and reply again."""
+        if self.pending is not None or self.conv_id is None:
+            return
+        self.store.update(self.conv_id, position, text)
+        self.store.truncate(self.conv_id, position + 1)
+        self.chat_view.set_messages(self.store.messages(self.conv_id))
+        if self.loaded is not None:
+            self._start_reply()
+
+    def stop(self) -> None:
+        """Stop the reply being generated (Esc); the text so far is kept."""
+        if self.pending is not None:
+            self.worker.cancel(self.pending.req_id)
+
+    def _send_or_stop(self) -> None:
+        if self.pending is not None:
+            self.stop()
+        else:
+            self.send_message(self.input.toPlainText())
+
+    def _start_reply(self) -> None:
+        conv = self.store.get(self.conv_id)
+        system = conv.system_prompt if conv.system_prompt is not None else self.app_settings.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else [])
+        history = self.store.messages(conv.id)
+        messages += [m.as_chat() for m in history]
+        try:
+            params = self.app_settings.sampler_params()
+        except ValueError as exc:
+            self.banner.show_message(f"Invalid sampling settings: {exc}", "error")
+            return
+        self.banner.hide()
+        widget = self.chat_view.begin_stream(len(history))
+        req_id = self.worker.generate(messages, params, self.app_settings.max_tokens)
+        self.pending = PendingReply(req_id, conv.id, widget)
+        self.status_speed.setText("Reading the prompt…")
+        self._set_generating(True)
+
+    def _find(self, req_id: int) -> PendingReply | None:
+        if self.engine_thread is None:
+            return None
+        if self.pending is not None and self.pending.req_id == req_id:
+            return self.pending
+        return self._detached.get(req_id)
+
+    def _on_prompt_progress(self, req_id: int, done: int, total: int) -> None:
+        if self.pending is not None and self.pending.req_id == req_id and total > 64:
+            self.status_speed.setText(f"Reading the prompt {done}/{total}…")
+
+    def _on_token(self, req_id: int, text: str) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        p.parts.append(text)
+        if p is self.pending:
+            self.chat_view.append_stream(text)
+            if len(p.parts) == 1:
+                self.status_speed.setText("Generating…")
+
+    def _on_finished(self, req_id: int, stats) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        text = "".join(p.parts)
+        kept = bool(text.strip()) or stats.finish_reason != "cancelled"
+        if kept and self.store.get(p.conv_id) is not None:
+            self.store.append(p.conv_id, "assistant", text)
+        if p is self.pending:
+            self.pending = None
+            if kept:
+                self.chat_view.end_stream(text)
+            else:
+                self.chat_view.remove_last()
+            self._set_generating(False)
+            if stats.n_generated:
+                self.status_speed.setText(f"{stats.decode_tps:.1f} tokens/s")
+            if self.loaded is not None and stats.n_prompt:
+                self.status_context.setText(f"Context {stats.n_prompt + stats.n_generated} / {self.loaded.n_ctx}")
+            if stats.context_full:
+                self.banner.show_message("The context window is full, so the reply was cut short. Start a new "
+                                         "chat or raise the context size in Settings.", "info")
+            self._refresh_sidebar()
+            emit(self.reply_finished, stats)
+        else:
+            self._detached.pop(req_id, None)
+
+    def _on_failed(self, req_id: int, message: str) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        if p is self.pending:
+            self.pending = None
+            self.chat_view.remove_last()
+            self._set_generating(False)
+            self.status_speed.setText("")
+            self.banner.show_message(message, "error")
+            emit(self.reply_failed, message)
+        else:
+            self._detached.pop(req_id, None)
+
+    def _detach_pending(self) -> None:
+        """Stop the running reply and let it finish in the background (it is saved to its conversation)."""
+        if self.pending is not None:
+            p, self.pending = self.pending, None
+            self.worker.cancel(p.req_id)
+            p.widget = None
+            self._detached[p.req_id] = p
+            self.chat_view.end_stream()
+            self._set_generating(False)
+
+    def _set_generating(self, on: bool) -> None:
+        self.send_button.setText("Stop" if on else "Send")
+        self.send_button.setToolTip("Stop (Esc)" if on else "Send (Enter)")
+        self.stop_action.setEnabled(on)
+        self.regenerate_action.setEnabled(not on)
+        self.chat_view.set_busy(on)
+
+    def focus_input(self) -> None:
+        """Ctrl+L."""
+        if self.pages.currentWidget() is self.chat_page:
+            self.input.setFocus()
+
+    def _update_page(self) -> None:
+        has_messages = bool(self.chat_view.messages)
+        show_chat = self.loaded is not None or self.loading is not None or has_messages
+        self.pages.setCurrentWidget(self.chat_page if show_chat else self.welcome)
+        if self.loaded is None:
+            self._show_no_model_card()
+            if self.loading:
+                self.model_card.title.setText(f"Loading {Path(self.loading).name}…")
+
+    # Settings and server -------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        """Ctrl+,: edit the settings; they apply when the dialog is accepted."""
+        from .settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.app_settings, self)
+        if dlg.exec():
+            self.apply_settings(dlg.values())
+
+    def apply_settings(self, new: AppSettings) -> None:
+        """Save and apply settings: theme, models folder, server, and a context rebuilt if needed."""
+        old, self.app_settings = self.app_settings, new
+        self.settings.save(new)
+        if new.theme != old.theme:
+            apply_theme(QApplication.instance(), new.theme)
+        if new.models_dir != old.models_dir:
+            self.welcome.refresh(self.settings.models_folder())
+        if self.loaded is not None and (new.n_ctx, new.n_threads) != (old.n_ctx, old.n_threads):
+            self.open_model(self.loaded.path)  # same file: only the Scheduler/context is rebuilt
+        server_keys = ("server_enabled", "server_host", "server_port", "server_api_key")
+        if any(getattr(new, k) != getattr(old, k) for k in server_keys):
+            self._apply_server()
+
+    def _apply_server(self) -> None:
+        s = self.app_settings
+        error = self.server.apply(s.server_enabled, s.server_host, s.server_port, s.server_api_key)
+        if error:
+            self.banner.show_message(error, "error")
+            self.app_settings = replace(s, server_enabled=False)
+            self.settings.save(self.app_settings)
+        url = self.server.url
+        self.status_server.setText(f"API: {url}/v1" if url else "")
+
+    # Qt events -----------------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if _dropped_file(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if _dropped_file(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = _dropped_file(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.open_model(path)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.save_window_state(geometry=self.saveGeometry(), state=self.saveState(),
+                                        splitter=self.splitter.saveState())
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the server, the reply and the engine; safe to call twice."""
+        if self.engine_thread is None:
+            return
+        self.server.stop()
+        self.pending = None
+        self._detached.clear()
+        self.worker.cancel_all()
+        self.engine_thread.quit()
+        self.engine_thread.wait()
+        _live_threads.pop(self.engine_thread, None)
+        self.engine_thread = None
+        self.worker.shutdown()
+        self.store.close()
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return Path(a).expanduser().absolute() == Path(b).expanduser().absolute()
+
+
+def _dropped_file(mime) -> str | None:
+    """The first local file among dropped URLs, or None."""
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            return url.toLocalFile()
+    return None
