@@ -5,3 +5,11 @@ orchestrates it between tokens. It never imports Qt.
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# numpy's OpenBLAS keeps its own worker threads spinning after each BLAS call; the engine does no
+# BLAS work per token (the kernels are ours), and spinning threads on a 2-core laptop take CPU from
+# the forward pass (seen in perf during decode). Must be set before numpy is first imported; an
+# explicit user setting wins.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
