@@ -27,8 +27,10 @@ $(FIRESIDE_MODELS)/.fetched: $(VENV)/.installed engine/starter_models.py
 
 models: $(FIRESIDE_MODELS)/.fetched
 
+# The desktop app on the starter model; with no display (no DISPLAY/WAYLAND_DISPLAY, no QT_QPA_PLATFORM)
+# it says so and runs the terminal chat instead.
 run: install models
-	$(PY) -m engine run -p "$(PROMPT)" -n 96
+	$(PY) -m engine gui --terminal-fallback $(STARTER)
 
 test: install models
 	$(PY) -m pytest -q
@@ -41,11 +43,12 @@ serve: install models
 screenshot: install models
 	QT_QPA_PLATFORM=offscreen $(PY) -m gui.screenshot -m $(STARTER) -o build/screenshot.png
 
-# Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models.
+# Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models;
+# pp4096 on SmolLM2 checks that a long prompt is not dominated by attention.
 bench: install models
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
-	$(PY) -m engine bench -m $(STARTER) -t 2 --vs-llama-cpp
-	$(PY) -m engine bench -m $(GEMMA) -t 2 --vs-llama-cpp
+	$(PY) -c 'import llama_cpp' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(PY) -m engine bench -m $(STARTER) -t 2 -p 512,4096 -n 128 --vs-llama-cpp
+	$(PY) -m engine bench -m $(GEMMA) -t 2 -p 512 -n 128 --vs-llama-cpp
 
 # The Linux PyInstaller bundle (build/package/), and the icons it carries.
 package: install models

