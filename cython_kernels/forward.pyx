@@ -12,8 +12,11 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free
+from cython.parallel cimport parallel
 
 from cython_kernels.ops cimport (
+    fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team, fs_get_rows_team,
+    fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team, fs_softcap_team,
     fs_weight, fs_matmul, fs_matmul_multi, fs_get_rows, fs_rmsnorm, fs_rope, fs_attention, fs_gated_act, fs_add,
     fs_softcap, fs_scale, fs_to_f16, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
 )
@@ -236,53 +239,56 @@ cdef class ForwardContext:
         cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
         cdef int32_t *pos = &self.pos[0]
         cdef int rows
-        cdef const fs_weight *ws[3]
-        cdef float *ys[3]
+        cdef fs_team team
 
-        fs_get_rows(&self.model.tok_embd, tokens, n, c.embd_scale, x)   # x (n, n_embd)
-        for l in range(c.n_layer):
-            L = &self.model.layers[l]
-            kc = &self.k_cache[l, 0, 0]
-            vc = &self.v_cache[l, 0, 0]
-            # -- attention --
-            fs_rmsnorm(x, L.attn_norm, xb, n, c.n_embd, c.eps)
-            # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ xb -> q, k, v in one pass
-            ws[0] = &L.wq; ws[1] = &L.wk; ws[2] = &L.wv
-            ys[0] = q; ys[1] = k; ys[2] = v
-            fs_matmul_multi(ws, ys, 3, xb, n, act, nth)
-            if L.q_norm != NULL:
-                fs_rmsnorm(q, L.q_norm, q, n * c.n_head, c.head_dim, c.eps)
-            if L.k_norm != NULL:
-                fs_rmsnorm(k, L.k_norm, k, n * c.n_head_kv, c.head_dim, c.eps)
-            fs_rope(q, n, c.n_head, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale, c.rope_neox)
-            fs_rope(k, n, c.n_head_kv, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale, c.rope_neox)
-            if c.attn_scale_on_q:
-                fs_scale(q, c.attn_scale, n * c.n_head * c.head_dim)
-            fs_to_f16(k, kc + pos0 * kv, n * kv)   # K, V rows of this batch into the f16 cache
-            fs_to_f16(v, vc + pos0 * kv, n * kv)
-            fs_attention(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, L.window,
-                         att, &self.attn_work[0], self.n_ctx, nth)
-            fs_matmul(&L.wo, att, n, xb, act, nth)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
-            if L.post_attn_norm != NULL:
-                fs_rmsnorm(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps)
-            fs_add(x, xb, n * c.n_embd)
-            # -- feed-forward: down(act(gate(h)) * up(h)) --
-            fs_rmsnorm(x, L.ffn_norm, xb, n, c.n_embd, c.eps)
-            ws[0] = &L.w_gate; ws[1] = &L.w_up      # gate, up (n_ff, n_embd) @ xb -> hg, hu (n, n_ff)
-            ys[0] = hg; ys[1] = hu
-            fs_matmul_multi(ws, ys, 2, xb, n, act, nth)
-            fs_gated_act(hg, hu, n * c.n_ff, c.act)
-            fs_matmul(&L.w_down, hg, n, xb, act, nth)  # Wdown (n_embd, n_ff) -> (n, n_embd)
-            if L.post_ffn_norm != NULL:
-                fs_rmsnorm(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps)
-            fs_add(x, xb, n * c.n_embd)
-        if logits == NULL:
-            return
-        rows = n - logits_from
-        fs_rmsnorm(x + logits_from * c.n_embd, self.model.output_norm, xb, rows, c.n_embd, c.eps)
-        fs_matmul(&self.model.output, xb, rows, logits, act, nth)  # (rows, n_vocab)
-        if c.logit_softcap > 0:
-            fs_softcap(logits, c.logit_softcap, rows * c.n_vocab)
+        fs_team_init(&team, nth)
+        # One parallel region for the whole pass (llama.cpp's graph compute): every thread runs this
+        # sequence; each op does its share and ends with a team barrier (fs_team in fs_ops.h).
+        with parallel(num_threads=nth):
+            fs_team_start(&team)
+            fs_get_rows_team(&self.model.tok_embd, tokens, n, c.embd_scale, x, &team)   # x (n, n_embd)
+            for l in range(c.n_layer):
+                L = &self.model.layers[l]
+                kc = &self.k_cache[l, 0, 0]
+                vc = &self.v_cache[l, 0, 0]
+                # -- attention --
+                fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, &team)
+                # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ xb -> q, k, v in one pass
+                fs_matmul3_team(&L.wq, &L.wk, &L.wv, xb, n, q, k, v, act, &team)
+                if L.q_norm != NULL:
+                    fs_rmsnorm_team(q, L.q_norm, q, n * c.n_head, c.head_dim, c.eps, &team)
+                if L.k_norm != NULL:
+                    fs_rmsnorm_team(k, L.k_norm, k, n * c.n_head_kv, c.head_dim, c.eps, &team)
+                fs_rope_team(q, n, c.n_head, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale, c.rope_neox,
+                             &team)
+                fs_rope_team(k, n, c.n_head_kv, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale,
+                             c.rope_neox, &team)
+                if c.attn_scale_on_q:
+                    fs_scale_team(q, c.attn_scale, n * c.n_head * c.head_dim, &team)
+                fs_to_f16_team(k, kc + pos0 * kv, n * kv, &team)   # K, V rows of this batch into the f16 cache
+                fs_to_f16_team(v, vc + pos0 * kv, n * kv, &team)
+                fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, L.window,
+                                  att, &self.attn_work[0], self.n_ctx, &team)
+                fs_matmul_team(&L.wo, att, n, xb, act, &team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
+                if L.post_attn_norm != NULL:
+                    fs_rmsnorm_team(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps, &team)
+                fs_add_team(x, xb, n * c.n_embd, &team)
+                # -- feed-forward: down(act(gate(h)) * up(h)) --
+                fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, &team)
+                # gate, up (n_ff, n_embd) @ xb -> hg, hu (n, n_ff)
+                fs_matmul2_team(&L.w_gate, &L.w_up, xb, n, hg, hu, act, &team)
+                fs_gated_act_team(hg, hu, n * c.n_ff, c.act, &team)
+                fs_matmul_team(&L.w_down, hg, n, xb, act, &team)  # Wdown (n_embd, n_ff) -> (n, n_embd)
+                if L.post_ffn_norm != NULL:
+                    fs_rmsnorm_team(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps, &team)
+                fs_add_team(x, xb, n * c.n_embd, &team)
+            if logits != NULL:
+                rows = n - logits_from
+                fs_rmsnorm_team(x + logits_from * c.n_embd, self.model.output_norm, xb, rows, c.n_embd, c.eps,
+                                &team)
+                fs_matmul_team(&self.model.output, xb, rows, logits, act, &team)  # (rows, n_vocab)
+                if c.logit_softcap > 0:
+                    fs_softcap_team(logits, c.logit_softcap, rows * c.n_vocab, &team)
 
     def kv_cache(self):
         """Return (k_cache, v_cache) as numpy arrays (n_layer, n_ctx, n_head_kv * head_dim) float16."""

@@ -6,11 +6,70 @@
 
 #include <math.h>
 #include <string.h>
+#include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
 #else
 static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
+
+/* ---- fs_team: one parallel region for a whole forward pass ------------------------------------
+ * Barriers between ops spin briefly, then yield the CPU (sched_yield) until the last thread
+ * arrives: within a forward pass the gaps are microseconds, and a waiting thread that went to sleep
+ * (as libgomp's barrier does after GOMP_SPINCOUNT spins) would cost a wake-up of tens of
+ * microseconds per op; yielding rather than spinning hard keeps a busy machine usable. Between
+ * forward passes the region ends and libgomp's idle workers sleep. (llama.cpp's threadpool does the
+ * same: ggml_barrier spins inside a graph, ggml-cpu.c.) */
+#define FS_TEAM_SPIN 4000
+
+void fs_team_init(fs_team *t, int n_threads) {
+    atomic_store(&t->arrived, 0);
+    atomic_store(&t->gen, 0u);
+    t->n = n_threads;
+}
+
+void fs_team_start(fs_team *t) {
+    /* The team may be smaller than asked for (nested regions, thread limits): count its members. */
+    #pragma omp single
+    t->n = omp_get_num_threads();
+    /* implicit barrier of single: every thread sees n */
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void fs_team_sync(fs_team *t) {
+    if (t == NULL) {
+        #pragma omp barrier
+        return;
+    }
+    if (t->n <= 1) return;
+    const unsigned gen = atomic_load_explicit(&t->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&t->arrived, 1, memory_order_acq_rel) == t->n - 1) {
+        atomic_store_explicit(&t->arrived, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->gen, 1u, memory_order_acq_rel);
+        return;
+    }
+    for (int i = 0; atomic_load_explicit(&t->gen, memory_order_acquire) == gen; i++) {
+        if (i < FS_TEAM_SPIN)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* [lo, hi) of n items for this thread of the team (static split). */
+static inline void team_range(int64_t n, int64_t *lo, int64_t *hi) {
+    const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    *lo = n * tid / nth;
+    *hi = n * (tid + 1) / nth;
+}
 
 /* Weight rows per work item: 16 rows of a few hundred bytes stay in L1 while every token of the
  * batch is dotted with them. */
@@ -43,36 +102,68 @@ static void matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size
     }
 }
 
-void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                     uint8_t *act, int n_threads) {
-    if (n_w < 1) return;
+/* Quantize the activations once, then every tile of every weight; called by each thread of a team. */
+static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int nw, const float *x, int64_t n_tok,
+                              uint8_t *act, fs_team *team) {
     const int64_t n_in = ws[0]->n_in;
-    const int format = fs_act_format(ws[0]->type);
-    for (int k = 1; k < n_w; k++)
-        if (ws[k]->n_in != n_in || fs_act_format(ws[k]->type) != format) {
-            for (int m = 0; m < n_w; m++) fs_matmul(ws[m], x, n_tok, ys[m], act, n_threads);
-            return;
-        }
     const size_t act_bytes = fs_act_row_bytes(ws[0]->type, n_in);
     int64_t first_tile[FS_MATMUL_MAX_MULTI + 1];
     first_tile[0] = 0;
-    for (int k = 0; k < n_w && k < FS_MATMUL_MAX_MULTI; k++)
-        first_tile[k + 1] = first_tile[k] + (ws[k]->n_out + TILE_ROWS - 1) / TILE_ROWS;
-    const int nw = n_w < FS_MATMUL_MAX_MULTI ? n_w : FS_MATMUL_MAX_MULTI;
+    for (int k = 0; k < nw; k++) first_tile[k + 1] = first_tile[k] + (ws[k]->n_out + TILE_ROWS - 1) / TILE_ROWS;
     const int64_t n_tiles = first_tile[nw];
-    #pragma omp parallel num_threads(n_threads)
-    {
-        #pragma omp for schedule(static)
-        for (int64_t t = 0; t < n_tok; t++)
-            fs_quantize_act(ws[0]->type, x + t * n_in, act + t * act_bytes, n_in);
-        /* implicit barrier: every activation row is quantized before any dot product */
-        #pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < n_tiles; tile++) {
-            int k = 0;
-            while (tile >= first_tile[k + 1]) k++;
-            matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
-        }
+    #pragma omp for schedule(static) nowait
+    for (int64_t t = 0; t < n_tok; t++)
+        fs_quantize_act(ws[0]->type, x + t * n_in, act + t * act_bytes, n_in);
+    fs_team_sync(team); /* every activation row is quantized before any dot product */
+    #pragma omp for schedule(static) nowait
+    for (int64_t tile = 0; tile < n_tiles; tile++) {
+        int k = 0;
+        while (tile >= first_tile[k + 1]) k++;
+        matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
     }
+    fs_team_sync(team);
+}
+
+/* 1 if the weights can share one quantized activation (same n_in and activation format). */
+static int shareable(const fs_weight *const *ws, int n_w) {
+    if (n_w < 1 || n_w > FS_MATMUL_MAX_MULTI) return 0;
+    for (int k = 1; k < n_w; k++)
+        if (ws[k]->n_in != ws[0]->n_in || fs_act_format(ws[k]->type) != fs_act_format(ws[0]->type)) return 0;
+    return 1;
+}
+
+void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                          uint8_t *act, fs_team *team) {
+    if (shareable(ws, n_w)) {
+        matmul_multi_body(ws, ys, n_w, x, n_tok, act, team);
+        return;
+    }
+    for (int k = 0; k < n_w; k++) matmul_multi_body(&ws[k], &ys[k], 1, x, n_tok, act, team);
+}
+
+void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team) {
+    fs_matmul_multi_team(&w, &y, 1, x, n_tok, act, team);
+}
+
+void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0, float *y1,
+                     uint8_t *act, fs_team *team) {
+    const fs_weight *ws[2] = {w0, w1};
+    float *ys[2] = {y0, y1};
+    fs_matmul_multi_team(ws, ys, 2, x, n_tok, act, team);
+}
+
+void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x, int64_t n_tok,
+                     float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) {
+    const fs_weight *ws[3] = {w0, w1, w2};
+    float *ys[3] = {y0, y1, y2};
+    fs_matmul_multi_team(ws, ys, 3, x, n_tok, act, team);
+}
+
+void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                     uint8_t *act, int n_threads) {
+    if (n_w < 1) return;
+    #pragma omp parallel num_threads(n_threads)
+    fs_matmul_multi_team(ws, ys, n_w, x, n_tok, act, NULL);
 }
 
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
@@ -393,9 +484,9 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
 }
 #endif
 
-void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                  float *work, int64_t n_ctx, int n_threads) {
+void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                       float *work, int64_t n_ctx, fs_team *team) {
     const int group = n_head / n_head_kv;
     const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
     const int64_t q_stride = (int64_t)n_head * head_dim;
@@ -406,7 +497,7 @@ void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k
     if (tiled && head_dim % 8 == 0 && fs_use_avx2()) {
         /* one work item = one token and one group of up to 4 query heads sharing a KV head */
         const int n_sub = (group + 3) / 4;
-        #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
+        #pragma omp for schedule(dynamic, 1) collapse(2) nowait
         for (int64_t t = 0; t < n_tok; t++) {
             for (int u = 0; u < n_head_kv * n_sub; u++) {
                 float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
@@ -419,10 +510,11 @@ void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k
                                   head_dim, scale, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
             }
         }
+        fs_team_sync(team);
         return;
     }
 #endif
-    #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) collapse(2)
+    #pragma omp for schedule(dynamic, 1) collapse(2) nowait
     for (int64_t t = 0; t < n_tok; t++) {
         for (int h = 0; h < n_head; h++) {
             float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
@@ -444,6 +536,15 @@ void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k
                                (uint16_t *)w, (uint16_t *)w + head_dim, o);
         }
     }
+    fs_team_sync(team);
+}
+
+void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                  float *work, int64_t n_ctx, int n_threads) {
+    #pragma omp parallel num_threads(n_threads)
+    fs_attention_team(q, n_tok, pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, window, out, work,
+                      n_ctx, NULL);
 }
 
 void fs_gated_act(float *gate, const float *up, int64_t n, int act) {
@@ -481,4 +582,76 @@ void fs_scale(float *x, float s, int64_t n) {
 
 void fs_softcap(float *x, float cap, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+}
+
+/* ---- team versions of the small ops: each thread takes its share of rows / elements, then the
+ * team synchronizes (the results are the same as the single-threaded functions': every row or
+ * element is computed by exactly the same code). */
+
+int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team) {
+    int64_t lo, hi;
+    team_range(n_tok, &lo, &hi);
+    const int rc = hi > lo ? fs_get_rows(emb, tokens + lo, hi - lo, scale, out + lo * emb->n_in) : 0;
+    fs_team_sync(team);
+    return rc;
+}
+
+void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team) {
+    int64_t lo, hi;
+    team_range(n_rows, &lo, &hi);
+    if (hi > lo) fs_rmsnorm(x + lo * n, w, out + lo * n, hi - lo, n, eps);
+    fs_team_sync(team);
+}
+
+void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
+                  float freq_scale, int neox, fs_team *team) {
+    int64_t lo, hi;
+    team_range(n_tok, &lo, &hi);
+    if (hi > lo)
+        fs_rope(x + lo * n_head * (int64_t)head_dim, hi - lo, n_head, head_dim, n_rot, pos + lo, base, freq_scale, neox);
+    fs_team_sync(team);
+}
+
+/* Elementwise ops split in chunks of whole cache lines (16 floats) so threads never share one. */
+static inline void team_chunk(int64_t n, int64_t *lo, int64_t *hi) {
+    const int64_t blocks = (n + 15) / 16;
+    int64_t b0, b1;
+    team_range(blocks, &b0, &b1);
+    *lo = b0 * 16 < n ? b0 * 16 : n;
+    *hi = b1 * 16 < n ? b1 * 16 : n;
+}
+
+void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team) {
+    int64_t lo, hi;
+    team_chunk(n, &lo, &hi);
+    if (hi > lo) fs_to_f16(x + lo, y + lo, hi - lo);
+    fs_team_sync(team);
+}
+
+void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team) {
+    int64_t lo, hi;
+    team_chunk(n, &lo, &hi);
+    if (hi > lo) fs_gated_act(gate + lo, up + lo, hi - lo, act);
+    fs_team_sync(team);
+}
+
+void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team) {
+    int64_t lo, hi;
+    team_chunk(n, &lo, &hi);
+    if (hi > lo) fs_add(dst + lo, src + lo, hi - lo);
+    fs_team_sync(team);
+}
+
+void fs_scale_team(float *x, float s, int64_t n, fs_team *team) {
+    int64_t lo, hi;
+    team_chunk(n, &lo, &hi);
+    if (hi > lo) fs_scale(x + lo, s, hi - lo);
+    fs_team_sync(team);
+}
+
+void fs_softcap_team(float *x, float cap, int64_t n, fs_team *team) {
+    int64_t lo, hi;
+    team_chunk(n, &lo, &hi);
+    if (hi > lo) fs_softcap(x + lo, cap, hi - lo);
+    fs_team_sync(team);
 }

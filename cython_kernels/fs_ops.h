@@ -8,6 +8,8 @@
 
 #include "fs_common.h"
 
+#include <stdatomic.h>
+
 /* A weight matrix as stored in the GGUF file: n_out rows of n_in elements, each row row_bytes long
  * in GGML type `type` (ggml ne[0] = n_in, ne[1] = n_out). */
 typedef struct {
@@ -28,6 +30,22 @@ typedef struct {
  * (fs_vecdot.h). Rows of W are split across threads; each output element is summed in a fixed
  * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes. */
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads);
+
+/* The threads of one OpenMP parallel region running a whole forward pass (llama.cpp's graph
+ * compute): ops are called by every thread in the same order, each does its share with orphaned
+ * worksharing, then fs_team_sync waits for the others (spin, then sched_yield). Init once with the
+ * thread count, call fs_team_start at the top of the region. The *_team functions below take one;
+ * NULL means "inside a plain parallel region" (an OpenMP barrier). */
+typedef struct {
+    _Atomic int arrived;
+    _Atomic unsigned gen;
+    int n;
+    char pad[64 - 3 * sizeof(int)];
+} fs_team;
+
+void fs_team_init(fs_team *t, int n_threads);
+void fs_team_start(fs_team *t);
+void fs_team_sync(fs_team *t);
 
 /* Most weights fs_matmul_multi multiplies in one pass. */
 #define FS_MATMUL_MAX_MULTI 4
@@ -75,6 +93,28 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
 void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                   int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
                   float *work, int64_t n_ctx, int n_threads);
+
+/* Team versions (see fs_team): the same results as the functions above. */
+void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                          uint8_t *act, fs_team *team);
+/* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
+void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team);
+void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0, float *y1,
+                     uint8_t *act, fs_team *team);
+void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x, int64_t n_tok,
+                     float *y0, float *y1, float *y2, uint8_t *act, fs_team *team);
+void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                       float *work, int64_t n_ctx, fs_team *team);
+int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team);
+void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team);
+void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
+                  float freq_scale, int neox, fs_team *team);
+void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team);
+void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team);
+void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team);
+void fs_scale_team(float *x, float s, int64_t n, fs_team *team);
+void fs_softcap_team(float *x, float cap, int64_t n, fs_team *team);
 
 /* y = f16(x) over n values, round to nearest even. */
 void fs_to_f16(const float *x, uint16_t *y, int64_t n);

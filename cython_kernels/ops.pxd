@@ -10,6 +10,34 @@ cdef extern from "fs_ops.h" nogil:
         int64_t n_out
         size_t row_bytes
 
+    ctypedef struct fs_team:
+        pass
+    void fs_team_init(fs_team *t, int n_threads) noexcept
+    void fs_team_start(fs_team *t) noexcept
+    void fs_team_sync(fs_team *t) noexcept
+    void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                              uint8_t *act, fs_team *team) noexcept
+    void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act,
+                        fs_team *team) noexcept
+    void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0,
+                         float *y1, uint8_t *act, fs_team *team) noexcept
+    void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x,
+                         int64_t n_tok, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) noexcept
+    void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache,
+                           const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
+                           int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) noexcept
+    int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out,
+                         fs_team *team) noexcept
+    void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps,
+                         fs_team *team) noexcept
+    void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
+                      float freq_scale, int neox, fs_team *team) noexcept
+    void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team) noexcept
+    void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team) noexcept
+    void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team) noexcept
+    void fs_scale_team(float *x, float s, int64_t n, fs_team *team) noexcept
+    void fs_softcap_team(float *x, float cap, int64_t n, fs_team *team) noexcept
+
     size_t FS_MATMUL_ACT_BYTES(int64_t n_in)
     int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx, int group)
 
