@@ -15,17 +15,37 @@ static int omp_get_num_threads(void) { return 1; }
 #endif
 
 /* ---- fs_team: one parallel region for a whole forward pass ------------------------------------
- * Barriers between ops spin briefly, then yield the CPU (sched_yield) until the last thread
- * arrives: within a forward pass the gaps are microseconds, and a waiting thread that went to sleep
- * (as libgomp's barrier does after GOMP_SPINCOUNT spins) would cost a wake-up of tens of
- * microseconds per op; yielding rather than spinning hard keeps a busy machine usable. Between
- * forward passes the region ends and libgomp's idle workers sleep. (llama.cpp's threadpool does the
- * same: ggml_barrier spins inside a graph, ggml-cpu.c.) */
-#define FS_TEAM_SPIN 4000
+ * Barriers between ops spin briefly (the gaps inside a forward pass are microseconds, and a thread
+ * that went to sleep costs a wake-up of tens of microseconds per op), then sleep on a futex, so a
+ * thread whose partner was descheduled by a busy machine gives its core away instead of burning
+ * it. Between forward passes the region ends and libgomp's idle workers sleep too. (llama.cpp's
+ * threadpool works the same way: ggml_barrier inside a graph, ggml-cpu.c.) */
+#define FS_TEAM_SPIN 2000 /* pause instructions, some tens of microseconds */
+
+#ifdef __linux__
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void team_wait(_Atomic unsigned *addr, unsigned val) {
+    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+static void team_wake(_Atomic unsigned *addr) {
+    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+#else
+static void team_wait(_Atomic unsigned *addr, unsigned val) {
+    (void)addr;
+    (void)val;
+    sched_yield();
+}
+static void team_wake(_Atomic unsigned *addr) { (void)addr; }
+#endif
 
 void fs_team_init(fs_team *t, int n_threads) {
     atomic_store(&t->arrived, 0);
     atomic_store(&t->gen, 0u);
+    atomic_store(&t->sleepers, 0);
     t->n = n_threads;
 }
 
@@ -50,18 +70,21 @@ void fs_team_sync(fs_team *t) {
         return;
     }
     if (t->n <= 1) return;
-    const unsigned gen = atomic_load_explicit(&t->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&t->arrived, 1, memory_order_acq_rel) == t->n - 1) {
-        atomic_store_explicit(&t->arrived, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&t->gen, 1u, memory_order_acq_rel);
+    const unsigned gen = atomic_load(&t->gen);
+    if (atomic_fetch_add(&t->arrived, 1) == t->n - 1) {
+        atomic_store(&t->arrived, 0);
+        atomic_fetch_add(&t->gen, 1u);
+        if (atomic_load(&t->sleepers) > 0) team_wake(&t->gen);
         return;
     }
-    for (int i = 0; atomic_load_explicit(&t->gen, memory_order_acquire) == gen; i++) {
-        if (i < FS_TEAM_SPIN)
-            cpu_relax();
-        else
-            sched_yield();
+    for (int i = 0; i < FS_TEAM_SPIN; i++) {
+        if (atomic_load_explicit(&t->gen, memory_order_acquire) != gen) return;
+        cpu_relax();
     }
+    /* seq_cst: either the last thread sees sleepers > 0 and wakes us, or we see the new gen */
+    atomic_fetch_add(&t->sleepers, 1);
+    while (atomic_load(&t->gen) == gen) team_wait(&t->gen, gen);
+    atomic_fetch_sub(&t->sleepers, 1);
 }
 
 /* [lo, hi) of n items for this thread of the team (static split). */

@@ -33,14 +33,15 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
 
 /* The threads of one OpenMP parallel region running a whole forward pass (llama.cpp's graph
  * compute): ops are called by every thread in the same order, each does its share with orphaned
- * worksharing, then fs_team_sync waits for the others (spin, then sched_yield). Init once with the
+ * worksharing, then fs_team_sync waits for the others (spin, then sleep on a futex). Init once with the
  * thread count, call fs_team_start at the top of the region. The *_team functions below take one;
  * NULL means "inside a plain parallel region" (an OpenMP barrier). */
 typedef struct {
     _Atomic int arrived;
     _Atomic unsigned gen;
+    _Atomic int sleepers;
     int n;
-    char pad[64 - 3 * sizeof(int)];
+    char pad[64 - 4 * sizeof(int)];
 } fs_team;
 
 void fs_team_init(fs_team *t, int n_threads);
