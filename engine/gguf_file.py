@@ -15,7 +15,10 @@ Every problem raises :class:`GGUFError` with one message naming the file and the
 from __future__ import annotations
 
 import mmap
+import operator
 import struct
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,92 @@ class GGUFError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class StringArray(Sequence):
+    """A GGUF array of strings kept as one UTF-8 buffer and an offset table, not as Python ``str``s.
+
+    As a list, Gemma 3's 262,144-token vocabulary costs some 25 MB of ``str`` objects and 0.3 s to
+    parse; this way about 4.5 MB (2.3 MB of text, an int64 per string) and well under 0.1 s.
+    It reads like a read-only list: ``len``, indexing (an element is decoded when asked for; a slice
+    gives a ``list[str]``), iteration, ``in``, and ``==`` with any sequence of strings (equal to a list
+    holding the same strings). :meth:`tolist` gives a real list; :attr:`offsets` the table.
+    """
+
+    __slots__ = ("_data", "_offsets")
+
+    def __init__(self, data: bytes, offsets: array):
+        """``data``: the strings' UTF-8 bytes back to back; ``offsets``: ``array('q')`` of
+        ``len + 1`` byte offsets into it (string ``i`` is ``data[offsets[i]:offsets[i + 1]]``)."""
+        self._data = data
+        self._offsets = offsets
+
+    @classmethod
+    def from_strings(cls, strings: Iterable[str]) -> "StringArray":
+        """A :class:`StringArray` holding ``strings``."""
+        encoded = [s.encode("utf-8") for s in strings]
+        offsets = array("q", [0]) * (len(encoded) + 1)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)),
+                  out=np.frombuffer(offsets, dtype=np.int64)[1:])
+        return cls(b"".join(encoded), offsets)
+
+    @property
+    def data(self) -> bytes:
+        """All the strings' UTF-8 bytes, back to back."""
+        return self._data
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int64 array of ``len + 1`` byte offsets into :attr:`data` (read-only view)."""
+        view = np.frombuffer(self._offsets, dtype=np.int64)
+        view.flags.writeable = False
+        return view
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        n = len(self._offsets) - 1
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("StringArray index out of range")
+        return self._data[self._offsets[i]:self._offsets[i + 1]].decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        data, offsets = self._data, self._offsets
+        for i in range(len(offsets) - 1):
+            yield data[offsets[i]:offsets[i + 1]].decode("utf-8")
+
+    def tolist(self) -> list[str]:
+        """The strings as a ``list[str]``."""
+        data, offsets = self._data, self._offsets.tolist()
+        return [data[s:e].decode("utf-8") for s, e in zip(offsets[:-1], offsets[1:])]
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        raw = value.encode("utf-8")
+        starts = self.offsets
+        same_length = np.nonzero(np.diff(starts) == len(raw))[0]
+        data = self._data
+        return any(data[s:s + len(raw)] == raw for s in starts[same_length].tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StringArray):
+            return self._offsets == other._offsets and self._data == other._data
+        if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # mutable-looking like a list: unhashable
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(s) for s in self[:3])
+        return f"StringArray([{head}{', ...' if len(self) > 3 else ''}], len={len(self)})"
 
 
 def ggml_type_name(ggml_type: int) -> str:
@@ -139,7 +228,9 @@ class GGUFFile:
         path: the file's path.
         version: GGUF version (2 or 3).
         metadata: key -> value. Scalars are Python ``int``/``float``/``bool``/``str``; arrays of
-            strings are ``list[str]``; numeric arrays are 1-D numpy arrays.
+            strings are :class:`StringArray` (a compact read-only sequence of ``str``, equal to the
+            list of its strings; ``.tolist()`` gives the list); numeric arrays are 1-D numpy arrays
+            (views of the mapping).
         tensors: name -> :class:`TensorInfo`, in file order. Empty for vocab-only files.
         file_size: size in bytes.
 
@@ -219,7 +310,7 @@ class GGUFFile:
             if count > _MAX_COUNT * 4:
                 raise GGUFError(self.path, f"corrupt metadata: {key} claims {count} elements")
             if etype == gguf.GGUFValueType.STRING:
-                return [cur.string(f"element {i} of {key}") for i in range(count)]
+                return self._read_string_array(cur, count, key)
             if etype in _SCALAR_FORMATS:
                 dtype = np.dtype(_SCALAR_FORMATS[etype])
                 cur.need(dtype.itemsize * count, f"the array {key}")
@@ -230,6 +321,48 @@ class GGUFFile:
                 return [self._read_value(cur, etype, key) for _ in range(count)]
             raise GGUFError(self.path, f"corrupt metadata: {key} has unknown array element type {etype}")
         raise GGUFError(self.path, f"corrupt metadata: {key} has unknown value type {vtype}")
+
+    def _read_string_array(self, cur: _Cursor, count: int, key: str) -> StringArray:
+        """``count`` strings (each a uint64 byte length and UTF-8 bytes) as a :class:`StringArray`."""
+        buf, size = cur.buf, len(cur.buf)
+        unpack = struct.Struct("<Q").unpack_from
+        starts = array("q", [0]) * count  # file position of each string's first byte
+        pos = begin = cur.pos
+        for i in range(count):
+            if pos + 8 > size:
+                raise GGUFError(self.path, f"file is truncated (ends while reading element {i} of {key} at byte {pos})")
+            n = unpack(buf, pos)[0]
+            pos += 8
+            if pos + n > size:
+                raise GGUFError(self.path, f"file is truncated (ends while reading element {i} of {key} at byte {pos})")
+            starts[i] = pos
+            pos += n
+        cur.pos = pos
+        # Copy the strings out of the mapping without their length fields (the array outlives the file).
+        rel = np.frombuffer(starts, dtype=np.int64) - begin
+        keep = np.ones(pos - begin, dtype=bool)
+        for j in range(1, 9):
+            keep[rel - j] = False
+        data = np.frombuffer(buf, np.uint8, pos - begin, begin)[keep].tobytes()
+        offsets = array("q", [0]) * (count + 1)
+        lengths = np.diff(np.append(rel, pos - begin + 8)) - 8
+        np.cumsum(lengths, out=np.frombuffer(offsets, dtype=np.int64)[1:])
+        # Valid UTF-8 as a whole, and every string starts on a character: then each string is valid.
+        try:
+            data.decode("utf-8")
+            raw = np.frombuffer(data, dtype=np.uint8)
+            firsts = np.frombuffer(offsets, dtype=np.int64)[:-1][lengths > 0]
+            split = bool(np.any((raw[firsts] & 0xC0) == 0x80))
+        except UnicodeDecodeError:
+            split = True
+        if split:
+            for i in range(count):
+                try:
+                    data[offsets[i]:offsets[i + 1]].decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise GGUFError(self.path, f"element {i} of {key} is not valid UTF-8 "
+                                               f"(byte {starts[i] + exc.start})") from None
+        return StringArray(data, offsets)
 
     def _tensor_info(self, name: str, ne: tuple[int, ...], ggml_type: int, offset: int) -> TensorInfo:
         try:

@@ -14,8 +14,15 @@ It reproduces llama.cpp's tokenizer (``src/llama-vocab.cpp``), which is the beha
   whose merges are every split ``(a, b)`` of every token ``a + b`` with both halves in the vocabulary,
   ranked by the merged token's score - the standard conversion (transformers' GGUF converter does the
   same). Deriving those ~515k merges for Gemma 3's 262k vocabulary is vectorized with numpy (see
-  :func:`_spm_merges`); with the ``tokenizers`` BPE constructor, which needs about as long again, the
-  whole build takes about 1.5 s on a small 2-core machine.
+  :func:`_spm_merge_ids`), and the ~30% that can never fire are left out (:func:`_dead_merges`: no
+  token id changes, the Rust merge table halves). Building takes about 1 s on a small 2-core machine,
+  half of it in the ``tokenizers`` BPE constructor.
+
+Memory (Gemma 3): the Rust BPE (vocabulary twice, as ``vocab`` and ``vocab_r``, and the merge table)
+is the only large thing kept, about 60 MB; token texts stay in the metadata's compact
+:class:`~engine.gguf_file.StringArray`. The build's temporaries (a ``list[str]`` of the vocabulary, a
+``dict``, numpy arrays; merges are streamed to Rust by :class:`_MergePairs`) peak about 80 MB above
+that and are handed back to the OS afterwards (:func:`_release_freed_memory`).
 
 Special tokens, as in llama.cpp's ``tokenizer_st_partition``: control (token type 3) and unknown (2)
 tokens written in the text are parsed as single tokens only with ``parse_special=True``; user-defined
@@ -38,15 +45,19 @@ the text, llama.cpp matches the longer one first while ``tokenizers`` takes the 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import gc
+import itertools
 import logging
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
+
+from .gguf_file import StringArray
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +141,12 @@ _BYTE_DECODER = {c: b for b, c in _bytes_to_unicode().items()}
 
 
 def _as_str_list(value, key: str, source: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value[:1]):
+    """A metadata array of strings (a list, or the :class:`StringArray` that GGUFFile gives) as a list."""
+    if isinstance(value, StringArray):
+        return value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value[:1]):
         raise TokenizerError(f"{source}: {key} must be an array of strings")
-    return value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _as_array(value, key: str, n: int, dtype, source: str) -> np.ndarray | None:
@@ -147,99 +161,137 @@ def _as_array(value, key: str, n: int, dtype, source: str) -> np.ndarray | None:
 
 
 _HASH_BASES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93))
+_HASH_SALT = np.uint64(0x5BD1E995)  # the second hash sees the code points xor-ed with this
 _HASH_EXACT_ABOVE = 256  # merges of tokens longer than this are also checked string by string
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads a polynomial hash so that its top bits can index a table."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+# Table slot of a hash: the top bits of hash * this odd constant (multiplicative hashing). The hashes
+# themselves cannot be used directly: texts differing in their last character differ in low bits only.
+_SLOT_MULT = np.uint64(0xD1B54A32D192ED03)
 
 
-def _spm_merges(tokens: list[str], scores: np.ndarray) -> list[tuple[str, str]]:
-    """Every split ``(a, b)`` of every token ``t = a + b`` where both halves are tokens, best score first.
+class _HashIndex:
+    """Token ids by (hash1, hash2, length) of their text; built by :func:`_spm_merge_ids`."""
 
-    A Python loop over the ~1.5M split points of Gemma 3's 262k vocabulary takes about a second, so this
-    is vectorized with numpy: two independent polynomial hashes (mod 2**64) of every prefix are computed
-    column by column, halves are looked up by hash in an open table, and a split is kept only if both
-    hashes and the lengths of both halves agree (merges of very long tokens are also compared as strings).
-    Falls back to the plain loop if two tokens of the vocabulary share a hash.
+    def __init__(self, full1: np.ndarray, full2: np.ndarray, lens: np.ndarray):
+        n = full1.shape[0]
+        self.full1, self.full2, self.lens = full1, full2, lens
+        self.sorted_idx = np.argsort(full1).astype(np.int32)
+        self.sorted_full = full1[self.sorted_idx]
+        self.unique = not np.any(self.sorted_full[1:] == self.sorted_full[:-1])
+        bits = max(16, int(np.ceil(np.log2(max(n, 2)))) + 3)  # an eighth full: few crowded slots
+        self.shift = np.uint64(64 - bits)
+        slots = self._slots(full1)
+        self.table = np.full(1 << bits, -1, dtype=np.int32)
+        self.table[slots] = np.arange(n, dtype=np.int32)
+        slots.sort()
+        self.crowded = np.zeros(1 << bits, dtype=bool)  # slots holding several tokens
+        self.crowded[slots[1:][slots[1:] == slots[:-1]]] = True
+
+    def _slots(self, h: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return ((h * _SLOT_MULT) >> self.shift).astype(np.intp)
+
+    def lookup(self, q1: np.ndarray, q2: np.ndarray, qlen) -> np.ndarray:
+        """Index (int32) of the token with hashes (q1, q2) and length qlen (array or int), or -1."""
+        slot = self._slots(q1)
+        j = self.table[slot]
+        again = np.nonzero(self.crowded[slot])[0]
+        if again.size:  # several tokens in that slot: binary search instead
+            p = np.minimum(np.searchsorted(self.sorted_full, q1[again]), self.sorted_full.shape[0] - 1)
+            j[again] = self.sorted_idx[p]
+        cand = np.nonzero(j >= 0)[0]
+        jc = j[cand]
+        ok = self.full1[jc] == q1[cand]  # then the second hash and the length, on the few left
+        cand, jc = cand[ok], jc[ok]
+        qlen = qlen[cand] if isinstance(qlen, np.ndarray) else qlen
+        ok = (self.full2[jc] == q2[cand]) & (self.lens[jc] == qlen)
+        out = np.full(q1.shape[0], -1, dtype=np.int32)
+        out[cand[ok]] = jc[ok]
+        return out
+
+
+def _spm_merge_ids(tokens: Sequence[str], scores: np.ndarray, *, prune: bool = False,
+                   edge_texts: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """SentencePiece merges as token ids: ``(left, right)``, int32 arrays, best merge first.
+
+    The merges are every split ``(a, b)`` of every token ``t = a + b`` where both halves are tokens,
+    ranked by ``t``'s score (ties: lower id of ``t``, then the longer left half first). A Python loop over
+    the ~1.5M split points of Gemma 3's 262k vocabulary takes about a second, so this is vectorized with
+    numpy: two independent polynomial hashes (mod 2**64) of every prefix are computed column by column,
+    halves are looked up by hash in an open table, and a split is kept only if both hashes and the
+    lengths of both halves agree (merges of very long tokens are also compared as strings). Each
+    column's lookups are done at once so that no array over all split points is ever held.
+
+    With ``prune``, merges that can never fire are left out (see :func:`_dead_merges`); ``edge_texts``
+    are the texts of the symbols the BPE starts from that are not single characters (byte-fallback
+    tokens, the unknown token). Falls back to :func:`_spm_merges_slow` if two tokens of the vocabulary
+    share a hash.
     """
     n = len(tokens)
+    empty = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32))
     lens = np.fromiter(map(len, tokens), dtype=np.int64, count=n)
     maxlen = int(lens.max()) if n else 0
     if maxlen < 2:
-        return []
-    cps = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        return empty
+    cps = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
     offs = np.zeros(n, dtype=np.int64)
     np.cumsum(lens[:-1], out=offs[1:])
     p1, p2 = _HASH_BASES
     one = np.uint64(1)
+    order = np.argsort(-lens, kind="stable").astype(np.int32)  # longest first: tokens longer than k lead
+    n_longer = np.searchsorted(-lens[order], -np.arange(maxlen + 1), side="left")
+    starts_o, lens_o = offs[order], lens[order]
+
+    def step(h1: np.ndarray, h2: np.ndarray, k: int) -> None:
+        """Extend the prefix hashes of the tokens longer than k by their character k."""
+        m = int(n_longer[k])
+        c = cps[starts_o[:m] + k].astype(np.uint64)
+        h1[:m] = h1[:m] * p1 + c + one
+        h2[:m] = h2[:m] * p2 + (c ^ _HASH_SALT) + one
+
     with np.errstate(over="ignore"):
-        order = np.argsort(-lens, kind="stable")  # longest first: the tokens longer than k lead
-        n_longer = np.searchsorted(-lens[order], -np.arange(maxlen + 1), side="left")
-        offs_o = offs[order]
-        h1 = np.zeros(n, dtype=np.uint64)
-        h2 = np.zeros(n, dtype=np.uint64)
-        cand_tok, cand_k, cand_h1, cand_h2 = [], [], [], []
+        f1 = np.zeros(n, dtype=np.uint64)  # full-text hashes, in `order`
+        f2 = np.zeros(n, dtype=np.uint64)
         for k in range(maxlen):
-            m = int(n_longer[k])
-            c = cps[offs_o[:m] + k]
-            h1[:m] = h1[:m] * p1 + c + one
-            h2[:m] = h2[:m] * p2 + (c ^ np.uint64(0x5BD1E995)) + one
-            split = int(n_longer[k + 1])  # tokens longer than k + 1 can be cut after k + 1 characters
-            if split:
-                cand_tok.append(order[:split])
-                cand_k.append(np.full(split, k + 1, dtype=np.int64))
-                cand_h1.append(h1[:split].copy())
-                cand_h2.append(h2[:split].copy())
+            step(f1, f2, k)
         full1 = np.empty(n, dtype=np.uint64)
         full2 = np.empty(n, dtype=np.uint64)
-        full1[order] = h1
-        full2[order] = h2
-        tok = np.concatenate(cand_tok)
-        k = np.concatenate(cand_k)
-        a1 = np.concatenate(cand_h1)
-        a2 = np.concatenate(cand_h2)
+        full1[order] = f1
+        full2[order] = f2
+        index = _HashIndex(full1, full2, lens)
+        if not index.unique:
+            return _merge_ids_of(_spm_merges_slow(tokens, scores, prune=prune, edge_texts=edge_texts), tokens)
         pow1 = np.ones(maxlen + 1, dtype=np.uint64)
         pow2 = np.ones(maxlen + 1, dtype=np.uint64)
         for i in range(1, maxlen + 1):
             pow1[i] = pow1[i - 1] * p1
             pow2[i] = pow2[i - 1] * p2
 
-        sorted_idx = np.argsort(full1)
-        sorted_full = full1[sorted_idx]
-        if np.any(sorted_full[1:] == sorted_full[:-1]):
-            return _spm_merges_slow(tokens, scores)
-        bits = max(16, int(np.ceil(np.log2(n))) + 4)
-        shift = np.uint64(64 - bits)
-        slots = (_mix64(full1) >> shift).astype(np.int64)
-        table = np.full(1 << bits, -1, dtype=np.int32)
-        table[slots] = np.arange(n, dtype=np.int32)
-        crowded = np.bincount(slots, minlength=1 << bits) > 1
-
-        def lookup(q1: np.ndarray, q2: np.ndarray, qlen: np.ndarray) -> np.ndarray:
-            """Index of the token with hashes (q1, q2) and length qlen, or -1."""
-            slot = (_mix64(q1) >> shift).astype(np.int64)
-            j = table[slot]
-            again = np.nonzero(crowded[slot])[0]
-            if again.size:  # several tokens in that slot: binary search instead
-                p = np.minimum(np.searchsorted(sorted_full, q1[again]), n - 1)
-                j[again] = sorted_idx[p]
-            jj = np.maximum(j, 0)
-            hit = (j >= 0) & (full1[jj] == q1) & (full2[jj] == q2) & (lens[jj] == qlen)
-            return np.where(hit, jj, -1)
-
-        ja = lookup(a1, a2, k)
-        keep = np.nonzero(ja >= 0)[0]
-        tok, k, ja, a1, a2 = tok[keep], k[keep], ja[keep], a1[keep], a2[keep]
-        rest = lens[tok] - k
-        jb = lookup(full1[tok] - a1 * pow1[rest], full2[tok] - a2 * pow2[rest], rest)
-        keep = np.nonzero(jb >= 0)[0]
-        tok, k, ja, jb = tok[keep], k[keep], ja[keep], jb[keep]
+        h1 = np.zeros(n, dtype=np.uint64)  # prefix hashes, in `order`
+        h2 = np.zeros(n, dtype=np.uint64)
+        found: list[tuple[np.ndarray, ...]] = []
+        prefixes: list[tuple[np.ndarray, np.ndarray]] = []  # (token, a prefix of it that is a token)
+        suffixes: list[tuple[np.ndarray, np.ndarray]] = []
+        for k in range(1, maxlen):  # cut after k characters
+            step(h1, h2, k - 1)
+            m = int(n_longer[k])  # tokens longer than k
+            if not m:
+                break
+            ja = index.lookup(h1[:m], h2[:m], k)
+            rest = lens_o[:m] - k
+            jb = index.lookup(f1[:m] - h1[:m] * pow1[rest], f2[:m] - h2[:m] * pow2[rest], rest)
+            hit = np.nonzero((ja >= 0) & (jb >= 0))[0]
+            found.append((order[hit], np.full(hit.size, k, dtype=np.int32), ja[hit], jb[hit]))
+            if prune:
+                if k >= 2:
+                    hit = np.nonzero(ja >= 0)[0]
+                    prefixes.append((order[hit], ja[hit]))
+                hit = np.nonzero((jb >= 0) & (rest >= 2))[0]
+                suffixes.append((order[hit], jb[hit]))
+    del h1, h2, f1, f2, starts_o, lens_o
+    tok, k, ja, jb = (np.concatenate(parts) for parts in zip(*found))
+    del found
 
     long_ = np.nonzero(lens[tok] > _HASH_EXACT_ABOVE)[0]
     if long_.size:
@@ -251,33 +303,161 @@ def _spm_merges(tokens: list[str], scores: np.ndarray) -> list[tuple[str, str]]:
     # rank by the merged token's score, best first (ties: lower token id, then a longer left half first)
     by_score = np.empty(n, dtype=np.int64)  # token -> its place in (score descending, id) order
     by_score[np.argsort(-scores.astype(np.float64), kind="stable")] = np.arange(n)
-    rank = np.argsort(by_score[tok] * (maxlen + 1) + (maxlen - k), kind="stable")
-    tok, k = tok[rank], k[rank]
-    # Build all halves at once: gather their characters (each followed by a separator that no token
-    # contains) into one UTF-32 buffer, decode it and split it. Much faster than slicing 1M strings.
-    sep = next((c for c in (0, 1, 0xFFFF, 0x10FFFF) if not np.any(cps == c)), None)
-    if sep is None:
-        return [(tokens[t][:i], tokens[t][i:]) for t, i in zip(tok.tolist(), k.tolist())]
-    lefts = _gather_strings(cps, offs[tok], k, sep)
-    rights = _gather_strings(cps, offs[tok] + k, lens[tok] - k, sep)
-    return list(zip(lefts, rights))
+    best = np.argsort(by_score[tok] * (maxlen + 1) + (maxlen - k), kind="stable")
+    tok, k, ja, jb = tok[best], k[best], ja[best], jb[best]
+    if prune:
+        live = ~_dead_merges(tok, k, ja, jb, lens, cps, offs, index, prefixes, suffixes, edge_texts)
+        ja, jb = ja[live], jb[live]
+    return ja, jb
 
 
-def _gather_strings(cps: np.ndarray, starts: np.ndarray, lengths: np.ndarray, sep: int) -> list[str]:
-    """The strings ``cps[starts[i]:starts[i] + lengths[i]]`` (code points), as a list of str."""
-    ends = np.cumsum(lengths + 1) - 1  # where each string's separator goes
-    src = np.arange(int(ends[-1]) + 1) + np.repeat(starts - (ends - lengths), lengths + 1)
-    out = np.take(cps, src, mode="clip").astype(np.uint32)
-    out[ends] = sep
-    return out[:-1].tobytes().decode("utf-32-le").split(chr(sep))
+def _dead_merges(tok, k, ja, jb, lens, cps, offs, index: _HashIndex, prefixes, suffixes,
+                 edge_texts: Iterable[str]) -> np.ndarray:
+    """Which merges (in rank order, ranks unique) can never fire in ``tokenizers``' BPE; a bool array.
+
+    The BPE (``Word::merge_all`` in tokenizers' ``models/bpe/word.rs``) starts from one symbol per
+    character, queues every adjacent pair that has a merge in a priority queue (best rank first, then
+    leftmost), then pops and applies merges, queueing the pairs each new symbol forms with its
+    neighbours; symbols only ever grow. Take a merge ``(x, y)`` that is not a pair of characters, ``a``
+    the last character of ``x`` and ``b`` the first of ``y``. For it to fire, ``x`` must sit right next
+    to ``y``, so the two neighbouring characters ``a`` and ``b`` must never have been merged together.
+    If ``(a, b)`` is a merge, it is queued from the very start, so until it is popped only merges ranked
+    at or before it can be applied; when popped it fires unless ``a`` or ``b`` already belongs to a
+    larger symbol. Before ``x`` and ``y`` meet, the symbol holding ``a`` can only grow leftwards, into
+    suffixes of ``x`` (first through a merge ``(s, a)``), and the one holding ``b`` only rightwards, into
+    prefixes of ``y`` (through a merge ``(b, p)``). So if ``(a, b)`` ranks strictly before every merge
+    ``(s, a)`` making a suffix of ``x`` and every merge ``(b, p)`` making a prefix of ``y``, ``(x, y)``
+    never fires: its pair is never even queued, and leaving it out changes no token id. (Strictly: in
+    "aaa" the merge (a, a) itself can take ``a`` away first.) This removes about 30% of Gemma 3's
+    merges. Characters that may start as something other than their own token (a byte-fallback
+    ``<0xXX>``, the unknown token: ``edge_texts``) are never taken as ``a`` or ``b``.
+    """
+    n_merges = tok.size
+    n = lens.size
+    rank = np.arange(n_merges, dtype=np.int64)
+    never = np.int64(n_merges)
+    first = np.full(n, never, dtype=np.int64)  # rank of the merge (t[0], t[1:]) -> t
+    last = np.full(n, never, dtype=np.int64)   # rank of the merge (t[:-1], t[-1]) -> t
+    sel = k == 1
+    first[tok[sel]] = rank[sel]
+    sel = k == lens[tok] - 1
+    last[tok[sel]] = rank[sel]
+    pre = first.copy()  # best rank of a merge (b, p) that makes a prefix of t (t included)
+    for t, p in prefixes:
+        np.minimum.at(pre, t, first[p])
+    suf = last.copy()  # best rank of a merge (s, a) that makes a suffix of t (t included)
+    for t, s in suffixes:
+        np.minimum.at(suf, t, last[s])
+    a = cps[offs[ja] + lens[ja] - 1].astype(np.uint64)
+    b = cps[offs[jb]].astype(np.uint64)
+    p1, p2 = _HASH_BASES
+    one = np.uint64(1)
+    with np.errstate(over="ignore"):
+        ab = index.lookup((a + one) * p1 + b + one,
+                          ((a ^ _HASH_SALT) + one) * p2 + (b ^ _HASH_SALT) + one, 2)
+    r_ab = np.where(ab >= 0, first[np.maximum(ab, 0)], never)
+    dead = (lens[ja] + lens[jb] > 2) & (r_ab < suf[ja]) & (r_ab < pre[jb])
+    edge_texts = [t for t in edge_texts if t]
+    if edge_texts:
+        dead &= ~np.isin(a, [ord(t[-1]) for t in edge_texts])
+        dead &= ~np.isin(b, [ord(t[0]) for t in edge_texts])
+    return dead
 
 
-def _spm_merges_slow(tokens: list[str], scores: np.ndarray) -> list[tuple[str, str]]:
+def _initial_symbol_texts(unk: str | None) -> list[str]:
+    """Texts of the symbols the SentencePiece BPE may start from other than single characters: the
+    byte-fallback tokens ``<0x00>``...``<0xFF>`` (tokenizers looks them up by that text) and ``unk``."""
+    return [f"<0x{b:02X}>" for b in range(256)] + ([unk] if unk else [])
+
+
+def _merge_ids_of(merges: list[tuple[str, str]], tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    vocab = dict(zip(reversed(tokens), range(len(tokens) - 1, -1, -1)))
+    return (np.array([vocab[a] for a, _ in merges], dtype=np.int32),
+            np.array([vocab[b] for _, b in merges], dtype=np.int32))
+
+
+def _spm_merges(tokens: Sequence[str], scores: np.ndarray, *, prune: bool = False,
+                edge_texts: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The merges of :func:`_spm_merge_ids` as ``(left, right)`` strings (the vocabulary's own objects)."""
+    ja, jb = _spm_merge_ids(tokens, scores, prune=prune, edge_texts=edge_texts)
+    return list(zip(map(tokens.__getitem__, ja.tolist()), map(tokens.__getitem__, jb.tolist())))
+
+
+def _spm_merges_slow(tokens: Sequence[str], scores: np.ndarray, *, prune: bool = False,
+                     edge_texts: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Plain-Python :func:`_spm_merges`, string by string: the reference in the tests."""
     vocab = set(tokens)
     found = [(-float(scores[i]), i, -k, t[:k], t[k:]) for i, t in enumerate(tokens)
              for k in range(1, len(t)) if t[:k] in vocab and t[k:] in vocab]
     found.sort(key=lambda x: x[:3])
-    return [(a, b) for _, _, _, a, b in found]
+    merges = [(a, b) for _, _, _, a, b in found]
+    if not prune:
+        return merges
+    rank = {m: r for r, m in enumerate(merges)}
+    never = len(merges)
+    edge_last = {t[-1] for t in edge_texts if t}
+    edge_first = {t[0] for t in edge_texts if t}
+
+    def live(x: str, y: str) -> bool:
+        a, b = x[-1], y[0]
+        if len(x) + len(y) == 2 or a in edge_last or b in edge_first:
+            return True
+        r_ab = rank.get((a, b), never)
+        suf = min((rank.get((x[j:-1], a), never) for j in range(len(x) - 1)), default=never)
+        pre = min((rank.get((b, y[1:j]), never) for j in range(2, len(y) + 1)), default=never)
+        return not (r_ab < suf and r_ab < pre)
+
+    return [m for m in merges if live(*m)]
+
+
+class _MergePairs(Sequence):
+    """The merges ``(tokens[left[i]], tokens[right[i]])``, made as they are read.
+
+    ``tokenizers.models.BPE`` reads its merges once, in order, into Rust strings: handing it this
+    instead of a list means the ~360k tuples of Gemma 3 never exist together (about 25 MB less at the
+    peak). The strings are the vocabulary's own objects.
+    """
+
+    _CHUNK = 8192
+
+    def __init__(self, tokens: Sequence[str], left: np.ndarray, right: np.ndarray):
+        self._tokens, self._left, self._right = tokens, left, right
+
+    def __len__(self) -> int:
+        return len(self._left)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._tokens[self._left[i]], self._tokens[self._right[i]]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        get = self._tokens.__getitem__
+        left, right, step = self._left, self._right, self._CHUNK
+        # C-level iterators end to end (no Python frame per merge), over chunks of the id arrays.
+        return itertools.chain.from_iterable(
+            zip(map(get, left[i:i + step].tolist()), map(get, right[i:i + step].tolist()))
+            for i in range(0, len(left), step))
+
+
+_malloc_trim = None
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap memory freed so far back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Building a large vocabulary allocates and frees some 100 MB of numpy temporaries, Python objects
+    and Rust strings; glibc keeps such freed pages mapped, and without this the process' resident
+    memory would stay near the build's peak for the rest of its life.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl)
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 class Tokenizer:
@@ -309,9 +489,9 @@ class Tokenizer:
         self.add_space_prefix = False
         self.eog_ids: frozenset[int] = frozenset()
         self.hf: HFTokenizer | None = None
-        self._tokens: list[str] = []
-        self._types = np.zeros(0, dtype=np.int32)
-        self._pieces: list[bytes | None] = []
+        self._tokens: Sequence[str] = []  # the metadata's own list, not a copy
+        self._types = np.zeros(0, dtype=np.int8)
+        self._pieces: dict[int, bytes] = {}  # token_bytes of the tokens asked for so far
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
@@ -340,23 +520,28 @@ class Tokenizer:
         if model not in SUPPORTED_MODELS:
             supported = ", ".join(f"'{k}' ({v})" for k, v in SUPPORTED_MODELS.items())
             raise TokenizerError(f"{source}: tokenizer model '{model}' is not supported; supported: {supported}")
-        tokens = metadata.get("tokenizer.ggml.tokens")
-        if tokens is None:
+        stored = metadata.get("tokenizer.ggml.tokens")
+        if stored is None:
             raise TokenizerError(f"{source}: tokenizer.ggml.tokens is missing")
-        tokens = _as_str_list(tokens, "tokenizer.ggml.tokens", source)
+        # `tokens` (a list of str) is only needed while building: the Rust side keeps its own copy.
+        tokens = _as_str_list(stored, "tokenizer.ggml.tokens", source)
         n = len(tokens)
         if n == 0:
             raise TokenizerError(f"{source}: tokenizer.ggml.tokens is empty")
         if "" in tokens:  # llama.cpp does the same
             tokens = [t or f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+            stored = StringArray.from_strings(tokens)
 
         self = cls()
         self.model = model
         self.n_vocab = n
-        self._tokens = tokens
+        # Texts for token_text/token_bytes: the metadata's own array (compact when it comes from a file).
+        self._tokens = stored if isinstance(stored, (list, StringArray)) else StringArray.from_strings(tokens)
         types = _as_array(metadata.get("tokenizer.ggml.token_type"), "tokenizer.ggml.token_type", n, np.int32, source)
-        self._types = np.full(n, TOKEN_NORMAL, dtype=np.int32) if types is None else types.copy()
-        self._pieces = [None] * n
+        if types is None:
+            self._types = np.full(n, TOKEN_NORMAL, dtype=np.int8)
+        else:  # int8 keeps 262k types in 256 KiB; a type outside llama.cpp's list is "undefined"
+            self._types = np.where((types >= 0) & (types <= TOKEN_BYTE), types, TOKEN_UNDEFINED).astype(np.int8)
 
         def token_id(key: str, default: int | None) -> int | None:
             value = metadata.get(key)
@@ -406,9 +591,11 @@ class Tokenizer:
                                    np.float32, source)
                 if scores is None:
                     raise TokenizerError(f"{source}: tokenizer.ggml.scores is missing (needed by SentencePiece)")
-                merges = _spm_merges(tokens, scores)
                 unk = tokens[self.unk_id] if self.unk_id is not None else None
-                bpe = models.BPE(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True)
+                left, right = _spm_merge_ids(tokens, scores, prune=True, edge_texts=_initial_symbol_texts(unk))
+                bpe = models.BPE(vocab, _MergePairs(tokens, left, right), unk_token=unk, fuse_unk=True,
+                                 byte_fallback=True)
+                del left, right
                 hf = HFTokenizer(bpe)
                 steps = [normalizers.Replace(" ", SPACE_MARK)]
                 if self.add_space_prefix:
@@ -459,6 +646,8 @@ class Tokenizer:
         self.hf = hf
         self._encode_special = False
         hf.encode_special_tokens = False
+        del vocab, hf, tokens
+        _release_freed_memory()
         return self
 
     def _find_eog(self, metadata: dict, vocab: dict[str, int], token_id) -> frozenset[int]:
@@ -541,7 +730,7 @@ class Tokenizer:
         """
         if not 0 <= token_id < self.n_vocab:
             raise IndexError(f"token id {token_id} is out of range (vocabulary of {self.n_vocab})")
-        piece = self._pieces[token_id]
+        piece = self._pieces.get(token_id)
         if piece is None:
             piece = self._pieces[token_id] = self._make_piece(token_id)
         return piece

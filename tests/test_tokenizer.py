@@ -1,18 +1,23 @@
 """Tokenizer on the real starter models: ids equal llama.cpp's (../shared/reference/token_ids.json),
-decoding round-trips, streaming never splits a character, special tokens, BOS, vocab-only files, and
-the SentencePiece merge derivation."""
+decoding round-trips, streaming never splits a character, special tokens, BOS, vocab-only files, the
+SentencePiece merge derivation and its pruning, the compact token-text arrays, and memory use."""
 from __future__ import annotations
 
 import json
 import logging
+import random
+import subprocess
+import sys
 
 import gguf
 import numpy as np
 import pytest
 
-from conftest import GEMMA3_FILE, REFERENCE_DIR, SMOLLM2_FILE, model_path, reference_file
-from engine.gguf_file import GGUFFile
-from engine.tokenizer import (StreamDecoder, Tokenizer, TokenizerError, _spm_merges, _spm_merges_slow)
+import engine.tokenizer as tokenizer_module
+from conftest import GEMMA3_FILE, REFERENCE_DIR, ROOT, SMOLLM2_FILE, model_path, reference_file
+from engine.gguf_file import GGUFError, GGUFFile, StringArray
+from engine.tokenizer import (StreamDecoder, Tokenizer, TokenizerError, _initial_symbol_texts, _spm_merges,
+                              _spm_merges_slow)
 
 MODELS = {"SmolLM2-135M-Instruct.Q4_1": SMOLLM2_FILE, "gemma-3-270m-q4_k_m": GEMMA3_FILE}
 
@@ -222,8 +227,8 @@ def write_vocab_only(src: dict, path) -> None:
             w.add_float32(key, value)
         elif isinstance(value, str):
             w.add_string(key, value)
-        elif isinstance(value, list):
-            w.add_key_value(key, value, V.ARRAY, sub_type=V.STRING)
+        elif isinstance(value, (list, StringArray)):
+            w.add_key_value(key, list(value), V.ARRAY, sub_type=V.STRING)
         elif isinstance(value, np.ndarray):
             sub = V.FLOAT32 if value.dtype.kind == "f" else V.INT32
             w.add_key_value(key, value.tolist(), V.ARRAY, sub_type=sub)
@@ -312,8 +317,142 @@ def test_spm_add_space_prefix():
 
 def test_fast_merge_derivation_is_exact():
     rng = np.random.default_rng(0)
+    edge = _initial_symbol_texts("<unk>")
     for filename, count in ((SMOLLM2_FILE, None), (GEMMA3_FILE, 60000)):
-        tokens = metadata_for(filename)["tokenizer.ggml.tokens"]
+        tokens = metadata_for(filename)["tokenizer.ggml.tokens"].tolist()
         tokens = tokens if count is None else tokens[-count:]  # Gemma's tail: CJK, emoji, long words
         scores = rng.permutation(len(tokens)).astype(np.float32)
         assert _spm_merges(tokens, scores) == _spm_merges_slow(tokens, scores)
+        pruned = _spm_merges(tokens, scores, prune=True, edge_texts=edge)
+        assert pruned == _spm_merges_slow(tokens, scores, prune=True, edge_texts=edge)
+
+
+def test_pruned_merges_change_no_token_id(monkeypatch):
+    """The merges left out as dead never fire: Gemma 3's tokenizer built with every merge gives the same
+    ids on text made of every left-out merge (alone, repeated, with random neighbours) and on ordinary
+    text. (Pruning with "<=" instead of "<" in _dead_merges fails here, on runs like "\\x02" * 4.)"""
+    meta = metadata_for(GEMMA3_FILE)
+    tokens = meta["tokenizer.ggml.tokens"].tolist()
+    types = meta["tokenizer.ggml.token_type"]
+    every = _spm_merges(tokens, meta["tokenizer.ggml.scores"])
+    kept = set(_spm_merges(tokens, meta["tokenizer.ggml.scores"], prune=True,
+                           edge_texts=_initial_symbol_texts("<unk>")))
+    left_out = [m for m in every if m not in kept]
+    assert len(left_out) > len(every) // 5  # the pruning is at work (about 30% on Gemma 3)
+
+    pruned = tokenizer_for(GEMMA3_FILE)  # built (or cached) before the patch below
+    real = tokenizer_module._spm_merge_ids
+    monkeypatch.setattr(tokenizer_module, "_spm_merge_ids", lambda *a, **k: real(*a, **{**k, "prune": False}))
+    unpruned = Tokenizer.from_metadata(meta, source="every merge")
+    assert unpruned.hf.get_vocab_size() == pruned.hf.get_vocab_size()
+
+    rng = random.Random(0)
+    normal = [t for t, ty in zip(tokens, types.tolist()) if ty == 1]
+
+    def context() -> str:
+        word = rng.choice(normal)
+        return rng.choice(["", word, word[rng.randrange(len(word)):], word[:rng.randint(1, len(word))]])
+
+    texts = texts_for(GEMMA3_FILE) + [reference_file("texts/apache-2.0.txt").read_text()]
+    texts += [context() + x + y + context() for x, y in rng.sample(left_out, 1000)]
+    for text in (t.replace("\u2581", " ") for t in texts):
+        for parse_special in (True, False):
+            assert pruned.encode(text, parse_special=parse_special) == \
+                unpruned.encode(text, parse_special=parse_special), text
+    for i in range(0, len(left_out), 64):  # every left-out merge, alone and repeated ("aaaa")
+        group = left_out[i:i + 64]
+        for text in (" ".join(x + y for x, y in group), "".join((x + y) * 2 for x, y in group)):
+            text = text.replace("\u2581", " ")
+            assert pruned.encode(text) == unpruned.encode(text), text
+
+
+# ---------------------------------------------------------------------------------------------- memory
+_MEMORY_PROBE = """
+import json, sys
+from engine.gguf_file import GGUFFile
+from engine.tokenizer import Tokenizer
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key + ":"))
+
+start = status("RssAnon")
+gf = GGUFFile(sys.argv[1])
+opened_anon, opened_rss = status("RssAnon"), status("VmRSS")
+tok = Tokenizer.from_metadata(gf.metadata)
+assert tok.n_vocab > 0
+print(json.dumps({"metadata": opened_anon - start, "steady": status("VmRSS") - opened_rss,
+                  "peak": status("VmHWM") - opened_rss}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_gemma_vocabulary_memory(gemma3_path):
+    """In a fresh process (MiB): the parsed metadata, the tokenizer kept after building it, and the
+    peak while building (VmHWM; ru_maxrss would count the forked pytest process). Measured on Linux:
+    about 8, 66 and 145 (they were 24, 150 and 310 with the metadata as a list of str and every merge
+    built as Python tuples); the bounds leave room for other allocators and library versions, not for
+    the old way."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(gemma3_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    mib = json.loads(out.stdout)
+    assert mib["metadata"] < 16, mib
+    assert mib["steady"] < 100, mib
+    assert mib["peak"] < 220, mib
+
+
+# ---------------------------------------------------------------------------------------------- string arrays
+def write_strings(path, values: list) -> None:
+    """A GGUF holding one array of strings (``str`` or raw ``bytes``) as tokenizer.ggml.tokens."""
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_key_value("tokenizer.ggml.tokens", values, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.STRING)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+
+
+def test_string_array_reads_like_a_list(tmp_path):
+    values = ["<pad>", "", "a", "caf\u00e9", "\u4e2d\u6587", "\U0001f600 x", "\n", "<0x0A>", "a"]
+    write_strings(tmp_path / "s.gguf", values)
+    arr = GGUFFile(tmp_path / "s.gguf").metadata["tokenizer.ggml.tokens"]
+    assert isinstance(arr, StringArray)
+    assert len(arr) == len(values) and list(arr) == values and arr.tolist() == values
+    assert arr == values and values == arr and arr != values[:-1] and arr != ["x"] * len(values)
+    assert arr == StringArray.from_strings(values)
+    assert [arr[i] for i in range(-len(values), len(values))] == values + values
+    assert arr[2:6] == values[2:6] and arr[::-1] == values[::-1]
+    assert "caf\u00e9" in arr and "" in arr and "\U0001f600 x" in arr
+    assert "caf" not in arr and "b" not in arr and 3 not in arr
+    assert arr.index("a") == 2 and arr.count("a") == 2
+    assert arr.data == "".join(values).encode("utf-8") and arr.offsets[-1] == len(arr.data)
+    with pytest.raises(IndexError):
+        arr[len(values)]
+    with pytest.raises(TypeError):
+        hash(arr)
+    # the Gemma vocabulary: the same strings as gguf's own reader on its first and last entries
+    tokens = metadata_for(GEMMA3_FILE)["tokenizer.ggml.tokens"]
+    assert isinstance(tokens, StringArray) and len(tokens) == 262144
+    assert len(tokens.data) + tokens.offsets.nbytes < 6 * 2**20
+
+
+def test_string_array_bad_utf8_and_truncation(tmp_path):
+    # "a\xc3" + "\xa9b" is valid UTF-8 as a whole ("a\u00e9b") but not element by element
+    for values, bad in (([b"ok", b"\xff", b"z"], 1), ([b"ok", b"a\xc3", b"\xa9b"], 1), ([b"\xa9"], 0)):
+        write_strings(tmp_path / "bad.gguf", values)
+        with pytest.raises(GGUFError, match=f"element {bad} of tokenizer.ggml.tokens is not valid UTF-8"):
+            GGUFFile(tmp_path / "bad.gguf")
+    write_strings(tmp_path / "cut.gguf", ["first", "second", "third"])
+    data = (tmp_path / "cut.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[:data.index(b"second") + 3])
+    with pytest.raises(GGUFError, match="truncated .*element 1 of tokenizer.ggml.tokens"):
+        GGUFFile(tmp_path / "cut.gguf")
+
+
+def test_empty_token_texts_get_placeholders():
+    """As in llama.cpp, an empty token text becomes "[EMPTY_<id>]"."""
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": StringArray.from_strings(["a", "", "b", "ab"]),
+            "tokenizer.ggml.merges": ["a b"]}
+    tok = Tokenizer.from_metadata(meta)
+    assert tok.token_text(1) == "[EMPTY_1]" and tok.token_text(3) == "ab"
+    assert tok.encode("ab") == [3]
