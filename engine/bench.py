@@ -16,7 +16,6 @@ give the bytes one generated token reads, to turn tokens/s into GB/s.
 """
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -324,6 +323,22 @@ def format_report(report: dict) -> str:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process, in bytes."""
+    """Peak resident set size of this process, in bytes.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` of a process started from a big
+    parent (pytest, the GUI) includes the parent's memory at fork time. Elsewhere ``ru_maxrss``
+    (bytes on macOS, KiB on other Unixes); 0 where neither exists (Windows).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024

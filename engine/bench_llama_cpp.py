@@ -259,9 +259,24 @@ class LlamaCppProcess:
         self.close()
 
 
+def _own_peak_rss() -> int:
+    """Peak RSS of this process in bytes: VmHWM on Linux (ru_maxrss of a child counts its parent's
+    pages at fork), else ru_maxrss. Not engine.bench's: importing it would load Fireside's kernels here."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def _serve() -> None:
     """The child's loop: one JSON request per stdin line, one JSON reply per line on the original stdout."""
-    import resource  # not engine.bench: that would load Fireside's kernels into this process
 
     # Replies go to a private copy of stdout; anything C code prints to fd 1 lands on stderr instead.
     out = os.fdopen(os.dup(1), "w")
@@ -278,8 +293,7 @@ def _serve() -> None:
             elif req["cmd"] == "tg":
                 reply = {"seconds": bench.time_decode(req["n"])}
             elif req["cmd"] == "quit":
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-                reply = {"peak_rss": peak if sys.platform == "darwin" else peak * 1024}
+                reply = {"peak_rss": _own_peak_rss()}
             else:
                 raise LlamaCppError(f"unknown request {req['cmd']!r}")
             reply["ok"] = True
