@@ -1360,21 +1360,25 @@ FS_VD_INLINE FS_AVX2_FN void tile_q4_k_gemm(const uint8_t *x, const uint8_t *a, 
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = _mm_cvtss_f32(_mm_sub_ss(acc[j], _mm_movehdup_ps(acc[j])));
 }
 
-static FS_AVX2_FN void tiles_q4_k_gemm_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                            int64_t n_act, int64_t n, float *out, int64_t os) {
-    const int64_t nb = n / QK_K;
-    for (int64_t j = 0; j < n_act; j += 4) {
-        const int64_t rn = n_act - j < 4 ? n_act - j : 4;
-        for (int64_t i = 0; i < n_rows; i++) {
-            const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;
-            float *o = out + j * os + i;
-            if (rn == 4) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 4);
-            else if (rn == 3) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 3);
-            else if (rn == 2) tile_q4_k_gemm(wi, aj, ab, nb, o, os, 2);
-            else tile_q4_k_gemm(wi, aj, ab, nb, o, os, 1);
-        }
+/* One weight row x up to 4 activation rows at a time, for the super-block kernels (RN a constant
+ * at each call, so the tile lives in registers). */
+#define FS_TILES_1X4(name, kernel, QKB)                                                                    \
+    static FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,   \
+                                int64_t n_act, int64_t n, float *out, int64_t os) {                         \
+        const int64_t nb = n / (QKB);                                                                       \
+        for (int64_t j = 0; j < n_act; j += 4) {                                                            \
+            const int64_t rn = n_act - j < 4 ? n_act - j : 4;                                               \
+            for (int64_t i = 0; i < n_rows; i++) {                                                          \
+                const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;                           \
+                float *o = out + j * os + i;                                                                \
+                if (rn == 4) kernel(wi, aj, ab, nb, o, os, 4);                                              \
+                else if (rn == 3) kernel(wi, aj, ab, nb, o, os, 3);                                         \
+                else if (rn == 2) kernel(wi, aj, ab, nb, o, os, 2);                                         \
+                else kernel(wi, aj, ab, nb, o, os, 1);                                                      \
+            }                                                                                               \
+        }                                                                                                   \
     }
-}
+FS_TILES_1X4(tiles_q4_k_gemm_avx2, tile_q4_k_gemm, QK_K)
 
 #define TILE_RM 4 /* weight rows per register tile (32-element block types) */
 #define TILE_RN 4 /* activation rows per register tile */
@@ -1416,21 +1420,7 @@ FS_TILE32_FN(tiles_q5_0_avx2, FS_Q5_0)
 FS_TILE32_FN(tiles_q5_1_avx2, FS_Q5_1)
 FS_TILE32_FN(tiles_q8_0_avx2, FS_Q8_0)
 
-static FS_AVX2_FN void tiles_q6_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                       int64_t n_act, int64_t n, float *out, int64_t os) {
-    const int64_t nb = n / QK_K;
-    for (int64_t j = 0; j < n_act; j += 4) {
-        const int64_t rn = n_act - j < 4 ? n_act - j : 4;
-        for (int64_t i = 0; i < n_rows; i++) {
-            const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;
-            float *o = out + j * os + i;
-            if (rn == 4) tile_q6_k(wi, aj, ab, nb, o, os, 4);
-            else if (rn == 3) tile_q6_k(wi, aj, ab, nb, o, os, 3);
-            else if (rn == 2) tile_q6_k(wi, aj, ab, nb, o, os, 2);
-            else tile_q6_k(wi, aj, ab, nb, o, os, 1);
-        }
-    }
-}
+FS_TILES_1X4(tiles_q6_k_avx2, tile_q6_k, QK_K)
 
 #endif /* FS_VD_AVX2 */
 
