@@ -15,10 +15,9 @@ from libc.stdlib cimport calloc, free
 from cython.parallel cimport parallel
 
 from cython_kernels.ops cimport (
-    fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team, fs_get_rows_team,
-    fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team, fs_softcap_team,
-    fs_weight, fs_matmul, fs_matmul_multi, fs_get_rows, fs_rmsnorm, fs_rope, fs_attention, fs_gated_act, fs_add,
-    fs_softcap, fs_scale, fs_to_f16, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
+    fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
+    fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
+    fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
 )
 
 fs_ops_init()

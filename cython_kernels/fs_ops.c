@@ -182,15 +182,9 @@ void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *
     fs_matmul_multi_team(ws, ys, 3, x, n_tok, act, team);
 }
 
-void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                     uint8_t *act, int n_threads) {
-    if (n_w < 1) return;
-    #pragma omp parallel num_threads(n_threads)
-    fs_matmul_multi_team(ws, ys, n_w, x, n_tok, act, NULL);
-}
-
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
-    fs_matmul_multi(&w, &y, 1, x, n_tok, act, n_threads);
+    #pragma omp parallel num_threads(n_threads)
+    fs_matmul_team(w, x, n_tok, y, act, NULL);
 }
 
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) {
@@ -560,14 +554,6 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
         }
     }
     fs_team_sync(team);
-}
-
-void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                  float *work, int64_t n_ctx, int n_threads) {
-    #pragma omp parallel num_threads(n_threads)
-    fs_attention_team(q, n_tok, pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, window, out, work,
-                      n_ctx, NULL);
 }
 
 void fs_gated_act(float *gate, const float *up, int64_t n, int act) {

@@ -48,15 +48,15 @@ void fs_team_init(fs_team *t, int n_threads);
 void fs_team_start(fs_team *t);
 void fs_team_sync(fs_team *t);
 
-/* Most weights fs_matmul_multi multiplies in one pass. */
+/* Most weights fs_matmul_multi_team multiplies in one pass. */
 #define FS_MATMUL_MAX_MULTI 4
 
 /* ys[k] (n_tok, ws[k]->n_out) = x @ ws[k]^T for k < n_w <= FS_MATMUL_MAX_MULTI weights with the same
- * n_in (Q, K and V; gate and up): one parallel region, the activation rows quantized once when the
- * weights share an activation format (fs_act_format), else one fs_matmul per weight. Same bits as
- * separate fs_matmul calls. */
-void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                     uint8_t *act, int n_threads);
+ * n_in (Q, K and V; gate and up), called by every thread of a team: the activation rows are quantized
+ * once when the weights share an activation format (fs_act_format), else once per weight. Same bits
+ * as separate fs_matmul calls. */
+void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
+                          uint8_t *act, fs_team *team);
 
 /* out[i] = emb[tokens[i]] * scale, out (n_tok, n_in). Returns -1 on an unsupported type. */
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out);
@@ -76,7 +76,7 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
  * GGML_FA_TILE_Q, ggml-cpu/common.h). */
 #define FS_FA_TILE_Q 64
 
-/* Scratch floats fs_attention needs per thread, for query heads sharing a KV head in groups of
+/* Scratch floats fs_attention_team needs per thread, for query heads sharing a KV head in groups of
  * `group` (n_head / n_head_kv): scores of up to 4 heads at once, or one head's output and scores. */
 #define FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) \
     ((int64_t)(head_dim) + ((group) < 4 ? (int64_t)(group) < 1 ? 1 : (int64_t)(group) : 4) * (int64_t)(n_ctx) + 16)
@@ -90,23 +90,19 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
  * k_cache, v_cache (n_ctx, n_head_kv * head_dim) f16, rows 0 .. pos0 + n_tok - 1 filled;
  * out (n_tok, n_head * head_dim). Token at position p sees cache rows j <= p, and with window > 0
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
- * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch. */
-void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                  int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                  float *work, int64_t n_ctx, int n_threads);
+ * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch.
+ * Called by every thread of a team (fs_team). */
+void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
+                       float *work, int64_t n_ctx, fs_team *team);
 
 /* Team versions (see fs_team): the same results as the functions above. */
-void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                          uint8_t *act, fs_team *team);
 /* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
 void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team);
 void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0, float *y1,
                      uint8_t *act, fs_team *team);
 void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x, int64_t n_tok,
                      float *y0, float *y1, float *y2, uint8_t *act, fs_team *team);
-void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                       float *work, int64_t n_ctx, fs_team *team);
 int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team);
 void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team);
 void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,

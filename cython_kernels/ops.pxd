@@ -42,15 +42,10 @@ cdef extern from "fs_ops.h" nogil:
     int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx, int group)
 
     void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) noexcept
-    void fs_matmul_multi(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                         uint8_t *act, int n_threads) noexcept
     int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) noexcept
     void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps) noexcept
     void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
                  float base, float freq_scale, int neox) noexcept
-    void fs_attention(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                      int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                      float *work, int64_t n_ctx, int n_threads) noexcept
     void fs_to_f16(const float *x, uint16_t *y, int64_t n) noexcept
     void fs_ops_init() noexcept
     void fs_gated_act(float *gate, const float *up, int64_t n, int act) noexcept
