@@ -37,11 +37,12 @@ class AppSettings:
 
     n_threads: int = 0
     n_ctx: int = 0
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
+    # sampling defaults are the engine's (llama.cpp's), defined once in SamplerParams
+    temperature: float = SamplerParams.temperature
+    top_k: int = SamplerParams.top_k
+    top_p: float = SamplerParams.top_p
+    min_p: float = SamplerParams.min_p
+    repeat_penalty: float = SamplerParams.repeat_penalty
     seed: int = -1
     max_tokens: int = 1024
     system_prompt: str = ""
