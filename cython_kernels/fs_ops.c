@@ -3,10 +3,10 @@
 #include "fs_quants.h"
 #include "fs_vecdot.h"
 #include "fs_half.h"
+#include "fs_avx2.h"
 
 #include <math.h>
 #include <string.h>
-#include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -34,6 +34,12 @@ static void team_wake(_Atomic unsigned *addr) {
     syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 #else
+#ifdef _WIN32
+#include <windows.h>
+#define sched_yield() SwitchToThread()
+#else
+#include <sched.h>
+#endif
 static void team_wait(_Atomic unsigned *addr, unsigned val) {
     (void)addr;
     (void)val;
@@ -348,7 +354,6 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
 }
 
 #if FS_HAVE_AVX2_CODE
-#include <immintrin.h>
 
 /* exp(x) for 8 floats, x <= 0 (softmax after subtracting the maximum): x = n ln2 + r with
  * |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial (relative error about 1e-7), times 2^n built in
@@ -369,17 +374,6 @@ static inline FS_AVX2_FN __m256 exp_neg_f32x8(__m256 x) {
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), tiny);
-}
-
-static inline FS_AVX2_FN __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-static inline FS_AVX2_FN float hsum8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
 }
 
 /* attend_f16_acc with F16C: the same operations in the same order (ggml's AVX2 ggml_vec_dot_f16,
@@ -453,7 +447,7 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
         }
         const __m256 acc[4] = {a0, a1, a2, a3};
         for (int i = 0; i < nq; i++) {
-            const float s = hsum8(acc[i]) * scale;
+            const float s = hsum_f32x8(acc[i]) * scale;
             sc[i][j] = s;
             M[i] = s > M[i] ? s : M[i];
         }
@@ -469,7 +463,7 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
             _mm256_storeu_ps(sc[i] + j, e);
             s8 = _mm256_add_ps(s8, e);
         }
-        float S = hsum8(s8);
+        float S = hsum_f32x8(s8);
         for (; j < len; j++) {
             sc[i][j] = expf(sc[i][j] - M[i]);
             S += sc[i][j];

@@ -36,6 +36,7 @@
  */
 #include "fs_vecdot.h"
 #include "fs_half.h"
+#include "fs_avx2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -607,14 +608,6 @@ FS_ROWS(rows_q6_k_c, dot_q6_k_c, )
 
 /* ---- AVX2 dot products: ggml's __AVX2__ code (arch/x86/quants.c, vec.cpp) ------------------ */
 #if FS_VD_AVX2
-
-/* hsum_float_8: (hi + lo), then (0 + 2, 1 + 3), then lane 0 + lane 1. */
-static inline FS_AVX2_FN float hsum_f32x8(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 /* GGML_F32x8_REDUCE with GGML_F32_ARR = 4: s0 += s2, s1 += s3, s0 += s1; then (lo + hi) and two
  * horizontal adds. */
