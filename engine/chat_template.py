@@ -7,6 +7,14 @@ and ``strftime_now`` globals, a ``tojson`` filter that keeps non-ASCII character
 ``messages``, ``add_generation_prompt``, ``bos_token``, ``eos_token`` (plus ``unk_token``/``pad_token``
 when the vocabulary has them, ``tools``/``documents`` defaulting to ``None``, and any extra keyword).
 
+Tool calls: OpenAI clients send an assistant message's ``tool_calls[i].function.arguments`` as JSON text, while
+most templates written for transformers expect a dict (Llama 3.x and Qwen2.5 ``| tojson`` it, Mistral iterates it)
+and a few expect the text (DeepSeek-R1 concatenates it). transformers renders whatever it is given - JSON text comes
+out double-encoded, a dict raises in DeepSeek-R1's template - so each template is probed once (when a conversation
+first has tool calls) for the form it renders as plain JSON, and arguments in the other form are converted to it
+(JSON text that is not an object is left alone). Arguments already in the template's form, which is what
+transformers' callers pass, render exactly as transformers renders them; the caller's messages are never modified.
+
 Files without a template get a built-in one: Gemma's turn format for the ``gemma``/``gemma2``/``gemma3``
 architectures, ChatML otherwise.
 
@@ -18,6 +26,7 @@ with it - llama.cpp's rule - so a prompt never gets two.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -163,6 +172,52 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+# The probe for the form of tool-call arguments a template renders as JSON (see the module docstring). The id has
+# 9 alphanumeric characters, as Mistral's templates require.
+_PROBE_ARGUMENTS = {"probe_argument": "probe value"}
+_PROBE_NEEDLE = '"probe_argument": "probe value"'
+_PROBE_TOOLS = [{"type": "function", "function": {"name": "probe_function", "description": "Probe.",
+                                                  "parameters": {"type": "object", "properties": {
+                                                      "probe_argument": {"type": "string"}}}}}]
+
+
+def _probe_conversation(arguments: Any, content: str | None) -> list[dict]:
+    return [{"role": "user", "content": "Probe"},
+            {"role": "assistant", "content": content, "tool_calls": [
+                {"id": "probecall", "type": "function",
+                 "function": {"name": "probe_function", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "probecall", "name": "probe_function", "content": "Probed"}]
+
+
+def _tool_call_functions(message: Any) -> list:
+    """The mappings holding ``arguments`` in a message's tool calls: ``call["function"]`` (OpenAI's shape) or the
+    call itself (the flat ``{"name", "arguments"}`` shape some callers use)."""
+    if not isinstance(message, Mapping):
+        return []
+    calls = message.get("tool_calls")
+    if not isinstance(calls, (list, tuple)):
+        return []
+    out = []
+    for call in calls:
+        if isinstance(call, Mapping):
+            function = call.get("function")
+            out.append(function if isinstance(function, Mapping) else call)
+    return out
+
+
+def _converted_arguments(arguments: Any, form: str) -> Any:
+    """``arguments`` in ``form`` ("object" or "string"), or unchanged when it is already in it or cannot be."""
+    if form == "object" and isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            return arguments
+        return parsed if isinstance(parsed, dict) else arguments
+    if form == "string" and isinstance(arguments, Mapping):
+        return json.dumps(dict(arguments), ensure_ascii=False)
+    return arguments
+
+
 class ChatTemplate:
     """A compiled chat template.
 
@@ -181,13 +236,15 @@ class ChatTemplate:
         self.special_tokens: dict[str, str] = {}
         if tokenizer is not None:
             for key, tid in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id),
-                             ("unk_token", getattr(tokenizer, "unk_id", None))):
+                             ("unk_token", getattr(tokenizer, "unk_id", None)),
+                             ("pad_token", getattr(tokenizer, "pad_id", None))):
                 if tid is not None:
                     self.special_tokens[key] = tokenizer.token_text(tid)
         self.special_tokens.setdefault("bos_token", "")
         self.special_tokens.setdefault("eos_token", "")
         self.bos_token = self.special_tokens["bos_token"]
         self.eos_token = self.special_tokens["eos_token"]
+        self._arguments_form: str | None = None  # "object", "string" or "either", once probed
         try:
             self._template = _environment().from_string(source)
         except jinja2.TemplateSyntaxError as exc:
@@ -221,7 +278,7 @@ class ChatTemplate:
         """
         variables: dict[str, Any] = {"tools": None, "documents": None, **self.special_tokens}
         variables.update(kwargs)
-        variables["messages"] = messages
+        variables["messages"] = self._with_tool_arguments_as_expected(messages)
         variables["add_generation_prompt"] = add_generation_prompt
         try:
             return self._template.render(**variables)
@@ -236,6 +293,62 @@ class ChatTemplate:
             raise ChatTemplateError(f"{self._name} failed: {_describe(exc)}") from None
         except Exception as exc:  # errors raised from Python code the template calls (bad indexing...)
             raise ChatTemplateError(f"{self._name} failed: {_describe(exc)}") from None
+
+    def _tool_arguments_form(self) -> str:
+        """The form of tool-call arguments this template renders as plain JSON: "object" (a dict), "string"
+        (JSON text) or "either" (both, or neither: then nothing is converted). Probed once, on a small
+        conversation with one tool call, with and without content and tools."""
+        if self._arguments_form is None:
+            def renders_json(arguments: Any) -> bool:
+                for content in ("", None):
+                    for tools in (None, _PROBE_TOOLS):
+                        try:
+                            out = self._template.render(messages=_probe_conversation(arguments, content), tools=tools,
+                                                        documents=None, add_generation_prompt=True,
+                                                        **self.special_tokens)
+                        except Exception:
+                            continue
+                        if _PROBE_NEEDLE in out:
+                            return True
+                return False
+
+            as_object = renders_json(dict(_PROBE_ARGUMENTS))
+            as_string = renders_json(json.dumps(_PROBE_ARGUMENTS))
+            self._arguments_form = ("object" if as_object and not as_string else
+                                    "string" if as_string and not as_object else "either")
+        return self._arguments_form
+
+    def _with_tool_arguments_as_expected(self, messages: list) -> list:
+        """``messages``, with tool-call arguments converted to the form the template expects where they are in
+        the other one (copies of the messages concerned; the caller's are left as they are)."""
+        if not isinstance(messages, (list, tuple)) or not any(
+                "arguments" in function for message in messages for function in _tool_call_functions(message)):
+            return messages
+        form = self._tool_arguments_form()
+        if form == "either":
+            return messages
+
+        def converted(holder: Mapping) -> Mapping:
+            if "arguments" not in holder:
+                return holder
+            arguments = _converted_arguments(holder["arguments"], form)
+            return holder if arguments is holder["arguments"] else {**holder, "arguments": arguments}
+
+        out, changed = [], False
+        for message in messages:
+            if _tool_call_functions(message):
+                calls = []
+                for call in message["tool_calls"]:
+                    if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
+                        function = converted(call["function"])
+                        call = call if function is call["function"] else {**call, "function": function}
+                    elif isinstance(call, Mapping):
+                        call = converted(call)
+                    calls.append(call)
+                if any(new is not old for new, old in zip(calls, message["tool_calls"])):
+                    message, changed = {**message, "tool_calls": calls}, True
+            out.append(message)
+        return out if changed else messages
 
     def renders_bos(self) -> bool:
         """Whether rendered prompts start with the BOS text (then do not add BOS again when encoding)."""
