@@ -1,9 +1,11 @@
 """The transformer forward pass, compiled, run with the GIL released.
 
 One generic decoder-only block covers every supported architecture; the architecture files in
-``engine/models/`` only choose its switches (QK-norm, post-norms, activation, RoPE style, embedding
-scale, sliding windows). The layer order follows llama.cpp's graph builders (``src/models/llama.cpp``,
-``src/models/gemma3.cpp``) and karpathy/llama2.c ``run.c``.
+``engine/models/`` only choose its switches (pre-norms or not, biases, QK-norm per head or over the
+whole row, post-norms, activation, RoPE style and scaling per layer, soft-capping, residual, embedding
+and logit scales, sliding windows). The layer order follows llama.cpp's graph builders
+(``src/models/llama.cpp``, ``qwen2.cpp``, ``phi3.cpp``, ``gemma2.cpp``, ``gemma3.cpp``, ``granite.cpp``,
+``olmo2.cpp``) and karpathy/llama2.c ``run.c``.
 
 State is allocated once per :class:`ForwardContext` (activation buffers sized for ``n_batch`` tokens and
 the KV cache sized for ``n_ctx``); nothing is allocated inside the token loop.
@@ -18,6 +20,7 @@ from cython_kernels.ops cimport (
     fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
+    fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team,
 )
 
 fs_ops_init()
@@ -28,21 +31,31 @@ ACT_GELU_TANH = 1
 
 cdef struct LayerWeights:
     fs_weight wq, wk, wv, wo, w_gate, w_up, w_down
-    const float *attn_norm
-    const float *ffn_norm
-    const float *q_norm           # per-head RMSNorm of Q (NULL if absent)
+    const float *bq               # biases of the seven matrices (NULL if absent)
+    const float *bk
+    const float *bv
+    const float *bo
+    const float *b_gate
+    const float *b_up
+    const float *b_down
+    const float *attn_norm        # RMSNorm before attention (NULL: the block reads x itself, OLMo 2)
+    const float *ffn_norm         # RMSNorm before the FFN (NULL likewise)
+    const float *q_norm           # RMSNorm of Q per head or over the row (Config.q_norm_n; NULL if absent)
     const float *k_norm
     const float *post_attn_norm   # RMSNorm of the attention output before the residual (NULL if absent)
     const float *post_ffn_norm
-    float rope_base
-    float rope_freq_scale
+    fs_rope_params rope           # n_rot 0 = no RoPE on this layer; freq_factors: the short/only factors
+    const float *rope_factors_long  # Phi-3 LongRoPE factors for n_ctx > n_ctx_orig (NULL if absent)
     int64_t window                # sliding-window size in tokens, 0 = full causal attention
 
 
 cdef struct Config:
-    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_rot, rope_neox, act
-    int attn_scale_on_q   # scale Q before attention (Gemma) instead of the scores
-    float eps, embd_scale, attn_scale, logit_softcap
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, act
+    int attn_scale_on_q   # scale Q before attention (Gemma, Phi-3) instead of the scores
+    int q_norm_n, k_norm_n  # width of one QK-norm row: head_dim (per head) or the whole Q / K row
+    int n_ctx_orig        # rope.scaling.original_context_length: n_ctx above it takes the long factors
+    float eps, embd_scale, attn_scale, attn_softcap, logit_softcap, residual_scale, logit_scale
+    float attn_temp_scale, attn_temp_offset, attn_temp_floor   # Llama 4 / Mistral 3 temperature (0 = off)
 
 
 cdef fs_weight _weight(object w) except *:
@@ -66,67 +79,109 @@ cdef const float *_vec(object a, list keep) except? NULL:
     return &view[0]
 
 
+_CONFIG_INT = ("n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_ff", "n_vocab", "act", "attn_scale_on_q",
+               "q_norm_n", "k_norm_n", "n_ctx_orig")
+_CONFIG_FLOAT = ("eps", "embd_scale", "attn_scale", "attn_softcap", "logit_softcap", "residual_scale", "logit_scale",
+                 "attn_temp_scale", "attn_temp_offset", "attn_temp_floor")
+
+
+cdef fs_rope_params _rope(dict r, list keep) except *:
+    """Fill fs_rope_params from {n_rot, neox, base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow,
+    n_ctx_orig, factors (float32 (n_rot/2,) or None)}."""
+    cdef fs_rope_params rp
+    rp.n_rot = r["n_rot"]
+    rp.neox = r["neox"]
+    rp.base = r["base"]
+    rp.freq_scale = r["freq_scale"]
+    rp.ext_factor = r["ext_factor"]
+    rp.attn_factor = r["attn_factor"]
+    rp.corr_dims[0] = 0
+    rp.corr_dims[1] = 0
+    if rp.n_rot > 0:
+        fs_rope_yarn_corr_dims(rp.n_rot, r["n_ctx_orig"], rp.base, r["beta_fast"], r["beta_slow"], rp.corr_dims)
+    rp.freq_factors = _vec(r.get("factors"), keep)
+    return rp
+
+
 cdef class CompiledModel:
     """Weights and hyper-parameters of one model, as raw pointers into the memory-mapped file.
 
     Args:
         config: dict with the :c:type:`Config` fields (ints and floats).
         layers: one dict per layer: weights ``wq wk wv wo w_gate w_up w_down`` as
-            ``{data, type, n_in, n_out}`` dicts, norm vectors (float32 1-D arrays or None)
-            ``attn_norm ffn_norm q_norm k_norm post_attn_norm post_ffn_norm``, and ``rope_base``,
-            ``rope_freq_scale``, ``window``.
-        tok_embd, output: weight dicts; output_norm: float32 (n_embd,).
+            ``{data, type, n_in, n_out}`` dicts (``data`` uint8 (n_out, row_bytes), possibly a row view of a
+            fused tensor); vectors (float32 1-D arrays or None) ``bq bk bv bo b_gate b_up b_down attn_norm
+            ffn_norm q_norm k_norm post_attn_norm post_ffn_norm``; ``rope`` (see :func:`_rope`, plus
+            ``factors_long``) and ``window``.
+        tok_embd, output: weight dicts; output_norm: float32 (n_embd,); output_bias: float32 (n_vocab,) or None.
 
     The numpy arrays passed in are kept alive by this object, so the pointers stay valid.
+
+    Raises:
+        KeyError: a config field is missing. ValueError: layer count or RoPE settings inconsistent.
     """
     cdef Config cfg
     cdef LayerWeights *layers
     cdef fs_weight tok_embd
     cdef fs_weight output
     cdef const float *output_norm
+    cdef const float *output_bias
     cdef list _keep
 
     def __cinit__(self):
         self.layers = NULL
 
-    def __init__(self, dict config, list layers, dict tok_embd, dict output, output_norm):
+    def __init__(self, dict config, list layers, dict tok_embd, dict output, output_norm, output_bias=None):
         cdef int i
-        self._keep = [config, layers, tok_embd, output, output_norm]
-        c = self.cfg
-        for key in ("n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_ff", "n_vocab", "n_rot",
-                    "rope_neox", "act", "eps", "embd_scale", "attn_scale", "attn_scale_on_q", "logit_softcap"):
+        cdef LayerWeights *Lw
+        self._keep = [config, layers, tok_embd, output, output_norm, output_bias]
+        for key in (*_CONFIG_INT, *_CONFIG_FLOAT):
             if key not in config:
                 raise KeyError(f"CompiledModel config lacks {key}")
         self.cfg.n_layer = config["n_layer"]; self.cfg.n_embd = config["n_embd"]
         self.cfg.n_head = config["n_head"]; self.cfg.n_head_kv = config["n_head_kv"]
         self.cfg.head_dim = config["head_dim"]; self.cfg.n_ff = config["n_ff"]
-        self.cfg.n_vocab = config["n_vocab"]; self.cfg.n_rot = config["n_rot"]
-        self.cfg.rope_neox = config["rope_neox"]; self.cfg.act = config["act"]
-        self.cfg.eps = config["eps"]; self.cfg.embd_scale = config["embd_scale"]
-        self.cfg.attn_scale = config["attn_scale"]; self.cfg.logit_softcap = config["logit_softcap"]
+        self.cfg.n_vocab = config["n_vocab"]; self.cfg.act = config["act"]
         self.cfg.attn_scale_on_q = config["attn_scale_on_q"]
+        self.cfg.q_norm_n = config["q_norm_n"]; self.cfg.k_norm_n = config["k_norm_n"]
+        self.cfg.n_ctx_orig = config["n_ctx_orig"]
+        self.cfg.eps = config["eps"]; self.cfg.embd_scale = config["embd_scale"]
+        self.cfg.attn_scale = config["attn_scale"]; self.cfg.attn_softcap = config["attn_softcap"]
+        self.cfg.logit_softcap = config["logit_softcap"]; self.cfg.residual_scale = config["residual_scale"]
+        self.cfg.logit_scale = config["logit_scale"]
+        self.cfg.attn_temp_scale = config["attn_temp_scale"]; self.cfg.attn_temp_offset = config["attn_temp_offset"]
+        self.cfg.attn_temp_floor = config["attn_temp_floor"]
         if len(layers) != self.cfg.n_layer:
             raise ValueError(f"expected {self.cfg.n_layer} layers, got {len(layers)}")
+        if self.cfg.q_norm_n <= 0 or self.cfg.k_norm_n <= 0:
+            raise ValueError("q_norm_n and k_norm_n must be positive")
         self.layers = <LayerWeights *>calloc(self.cfg.n_layer, sizeof(LayerWeights))
         if self.layers == NULL:
             raise MemoryError()
         for i, L in enumerate(layers):
-            self.layers[i].wq = _weight(L["wq"]); self.layers[i].wk = _weight(L["wk"])
-            self.layers[i].wv = _weight(L["wv"]); self.layers[i].wo = _weight(L["wo"])
-            self.layers[i].w_gate = _weight(L["w_gate"]); self.layers[i].w_up = _weight(L["w_up"])
-            self.layers[i].w_down = _weight(L["w_down"])
-            self.layers[i].attn_norm = _vec(L["attn_norm"], self._keep)
-            self.layers[i].ffn_norm = _vec(L["ffn_norm"], self._keep)
-            self.layers[i].q_norm = _vec(L.get("q_norm"), self._keep)
-            self.layers[i].k_norm = _vec(L.get("k_norm"), self._keep)
-            self.layers[i].post_attn_norm = _vec(L.get("post_attn_norm"), self._keep)
-            self.layers[i].post_ffn_norm = _vec(L.get("post_ffn_norm"), self._keep)
-            self.layers[i].rope_base = L["rope_base"]
-            self.layers[i].rope_freq_scale = L["rope_freq_scale"]
-            self.layers[i].window = L["window"]
+            Lw = &self.layers[i]
+            Lw.wq = _weight(L["wq"]); Lw.wk = _weight(L["wk"]); Lw.wv = _weight(L["wv"]); Lw.wo = _weight(L["wo"])
+            Lw.w_gate = _weight(L["w_gate"]); Lw.w_up = _weight(L["w_up"]); Lw.w_down = _weight(L["w_down"])
+            Lw.bq = _vec(L.get("bq"), self._keep); Lw.bk = _vec(L.get("bk"), self._keep)
+            Lw.bv = _vec(L.get("bv"), self._keep); Lw.bo = _vec(L.get("bo"), self._keep)
+            Lw.b_gate = _vec(L.get("b_gate"), self._keep); Lw.b_up = _vec(L.get("b_up"), self._keep)
+            Lw.b_down = _vec(L.get("b_down"), self._keep)
+            Lw.attn_norm = _vec(L.get("attn_norm"), self._keep)
+            Lw.ffn_norm = _vec(L.get("ffn_norm"), self._keep)
+            Lw.q_norm = _vec(L.get("q_norm"), self._keep)
+            Lw.k_norm = _vec(L.get("k_norm"), self._keep)
+            Lw.post_attn_norm = _vec(L.get("post_attn_norm"), self._keep)
+            Lw.post_ffn_norm = _vec(L.get("post_ffn_norm"), self._keep)
+            Lw.rope = _rope(L["rope"], self._keep)
+            if Lw.rope.n_rot < 0 or Lw.rope.n_rot % 2 or Lw.rope.n_rot > self.cfg.head_dim:
+                raise ValueError(f"layer {i}: n_rot {Lw.rope.n_rot} must be even and at most head_dim "
+                                 f"{self.cfg.head_dim}")
+            Lw.rope_factors_long = _vec(L["rope"].get("factors_long"), self._keep)
+            Lw.window = L["window"]
         self.tok_embd = _weight(tok_embd)
         self.output = _weight(output)
         self.output_norm = _vec(output_norm, self._keep)
+        self.output_bias = _vec(output_bias, self._keep)
 
     def __dealloc__(self):
         free(self.layers)
@@ -163,6 +218,7 @@ cdef class ForwardContext:
     cdef uint8_t[::1] act           # n_batch * FS_MATMUL_ACT_BYTES(max n_in): quantized activations
     cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) attention scratch
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
+    cdef bint long_rope             # n_ctx > n_ctx_orig: layers take their long RoPE factors (Phi-3 LongRoPE)
 
     def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads):
         if n_ctx <= 0 or n_batch <= 0 or n_threads <= 0:
@@ -185,6 +241,7 @@ cdef class ForwardContext:
         self.act = np.zeros(n_batch * FS_MATMUL_ACT_BYTES(max_in), np.uint8)
         self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx, c.n_head // c.n_head_kv), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
+        self.long_rope = n_ctx > c.n_ctx_orig   # llama.cpp llama_model::get_rope_factors (n_ctx_seq)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
         """Run ``len(tokens)`` tokens at positions ``pos0 ..`` through the model, filling the KV cache.
@@ -238,6 +295,9 @@ cdef class ForwardContext:
         cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
         cdef int32_t *pos = &self.pos[0]
         cdef int rows
+        cdef int64_t qw = c.n_head * c.head_dim
+        cdef const float *h
+        cdef fs_rope_params rp
         cdef fs_team team
 
         fs_team_init(&team, nth)
@@ -250,42 +310,75 @@ cdef class ForwardContext:
                 L = &self.model.layers[l]
                 kc = &self.k_cache[l, 0, 0]
                 vc = &self.v_cache[l, 0, 0]
+                rp = L.rope
+                if self.long_rope and L.rope_factors_long != NULL:
+                    rp.freq_factors = L.rope_factors_long
                 # -- attention --
-                fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, &team)
-                # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ xb -> q, k, v in one pass
-                fs_matmul3_team(&L.wq, &L.wk, &L.wv, xb, n, q, k, v, act, &team)
-                if L.q_norm != NULL:
-                    fs_rmsnorm_team(q, L.q_norm, q, n * c.n_head, c.head_dim, c.eps, &team)
+                h = x
+                if L.attn_norm != NULL:
+                    fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, &team)
+                    h = xb
+                # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ h -> q, k, v in one pass
+                fs_matmul3_team(&L.wq, &L.wk, &L.wv, h, n, q, k, v, act, &team)
+                if L.bq != NULL:
+                    fs_add_rows_team(q, L.bq, n, qw, &team)
+                if L.bk != NULL:
+                    fs_add_rows_team(k, L.bk, n, kv, &team)
+                if L.bv != NULL:
+                    fs_add_rows_team(v, L.bv, n, kv, &team)
+                if L.q_norm != NULL:   # per head (rows of head_dim) or the whole row (OLMo 2)
+                    fs_rmsnorm_team(q, L.q_norm, q, n * qw // c.q_norm_n, c.q_norm_n, c.eps, &team)
                 if L.k_norm != NULL:
-                    fs_rmsnorm_team(k, L.k_norm, k, n * c.n_head_kv, c.head_dim, c.eps, &team)
-                fs_rope_team(q, n, c.n_head, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale, c.rope_neox,
-                             &team)
-                fs_rope_team(k, n, c.n_head_kv, c.head_dim, c.n_rot, pos, L.rope_base, L.rope_freq_scale,
-                             c.rope_neox, &team)
+                    fs_rmsnorm_team(k, L.k_norm, k, n * kv // c.k_norm_n, c.k_norm_n, c.eps, &team)
+                if rp.n_rot > 0:
+                    fs_rope_team(q, n, c.n_head, c.head_dim, pos, &rp, &team)
+                    fs_rope_team(k, n, c.n_head_kv, c.head_dim, pos, &rp, &team)
+                if c.attn_temp_scale != 0:
+                    fs_attn_temp_team(q, n, qw, pos, c.attn_temp_scale, c.attn_temp_offset, c.attn_temp_floor, &team)
                 if c.attn_scale_on_q:
-                    fs_scale_team(q, c.attn_scale, n * c.n_head * c.head_dim, &team)
+                    fs_scale_team(q, c.attn_scale, n * qw, &team)
                 fs_to_f16_team(k, kc + pos0 * kv, n * kv, &team)   # K, V rows of this batch into the f16 cache
                 fs_to_f16_team(v, vc + pos0 * kv, n * kv, &team)
-                fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, L.window,
-                                  att, &self.attn_work[0], self.n_ctx, &team)
+                fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.attn_softcap,
+                                  L.window, att, &self.attn_work[0], self.n_ctx, &team)
                 fs_matmul_team(&L.wo, att, n, xb, act, &team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
+                if L.bo != NULL:
+                    fs_add_rows_team(xb, L.bo, n, c.n_embd, &team)
                 if L.post_attn_norm != NULL:
                     fs_rmsnorm_team(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps, &team)
+                if c.residual_scale != 0:
+                    fs_scale_team(xb, c.residual_scale, n * c.n_embd, &team)
                 fs_add_team(x, xb, n * c.n_embd, &team)
                 # -- feed-forward: down(act(gate(h)) * up(h)) --
-                fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, &team)
-                # gate, up (n_ff, n_embd) @ xb -> hg, hu (n, n_ff)
-                fs_matmul2_team(&L.w_gate, &L.w_up, xb, n, hg, hu, act, &team)
+                h = x
+                if L.ffn_norm != NULL:
+                    fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, &team)
+                    h = xb
+                # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
+                fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, &team)
+                if L.b_gate != NULL:
+                    fs_add_rows_team(hg, L.b_gate, n, c.n_ff, &team)
+                if L.b_up != NULL:
+                    fs_add_rows_team(hu, L.b_up, n, c.n_ff, &team)
                 fs_gated_act_team(hg, hu, n * c.n_ff, c.act, &team)
-                fs_matmul_team(&L.w_down, hg, n, xb, act, &team)  # Wdown (n_embd, n_ff) -> (n, n_embd)
+                # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
+                fs_matmul_team(&L.w_down, hg, n, xb, act, &team)
+                if L.b_down != NULL:
+                    fs_add_rows_team(xb, L.b_down, n, c.n_embd, &team)
                 if L.post_ffn_norm != NULL:
                     fs_rmsnorm_team(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps, &team)
+                if c.residual_scale != 0:
+                    fs_scale_team(xb, c.residual_scale, n * c.n_embd, &team)
                 fs_add_team(x, xb, n * c.n_embd, &team)
             if logits != NULL:
                 rows = n - logits_from
                 fs_rmsnorm_team(x + logits_from * c.n_embd, self.model.output_norm, xb, rows, c.n_embd, c.eps,
                                 &team)
                 fs_matmul_team(&self.model.output, xb, rows, logits, act, &team)  # (rows, n_vocab)
+                if self.model.output_bias != NULL:
+                    fs_add_rows_team(logits, self.model.output_bias, rows, c.n_vocab, &team)
+                if c.logit_scale != 1:
+                    fs_scale_team(logits, c.logit_scale, rows * c.n_vocab, &team)
                 if c.logit_softcap > 0:
                     fs_softcap_team(logits, c.logit_softcap, rows * c.n_vocab, &team)
 

@@ -7,6 +7,10 @@
 
 #include <math.h>
 #include <string.h>
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #else
@@ -221,27 +225,68 @@ void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int6
     }
 }
 
-void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
-             float base, float freq_scale, int neox) {
-    const int half = n_rot / 2;
-    /* theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, as ggml_rope_cache_init
-     * computes it, so positions rotate by exactly the angles llama.cpp uses. */
-    const float theta_scale = powf(base, -2.0f / (float)n_rot);
+/* YaRN's correction dimension for a rotation count (ggml.c ggml_rope_yarn_corr_dim). */
+static float rope_yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+void fs_rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow, float dims[2]) {
+    const float start = floorf(rope_yarn_corr_dim(n_rot, n_ctx_orig, beta_fast, base));
+    const float end = ceilf(rope_yarn_corr_dim(n_rot, n_ctx_orig, beta_slow, base));
+    dims[0] = start > 0 ? start : 0;
+    dims[1] = end < n_rot - 1 ? end : (float)(n_rot - 1);
+}
+
+/* cos and sin of one rotation, as ggml-cpu/ops.cpp rope_yarn with rope_yarn_ramp. */
+static void rope_yarn(float theta_extrap, const fs_rope_params *rp, int i0, float *c, float *s) {
+    const float theta_interp = rp->freq_scale * theta_extrap;
+    float theta = theta_interp, mscale = rp->attn_factor;
+    if (rp->ext_factor != 0.0f) {
+        const float lo = rp->corr_dims[0], hi = rp->corr_dims[1];
+        float y = (i0 / 2 - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
+        y = y < 0 ? 0 : (y > 1 ? 1 : y);
+        const float ramp_mix = (1 - y) * rp->ext_factor;
+        theta = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+        mscale *= 1.0f + 0.1f * logf(1.0f / rp->freq_scale);
+    }
+    *c = cosf(theta) * mscale;
+    *s = sinf(theta) * mscale;
+}
+
+void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp) {
+    const int n_rot = rp->n_rot, half = n_rot / 2;
+    if (n_rot <= 0 || n_rot > head_dim) return;
+    /* theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, as ggml_rope_cache_init. */
+    const float theta_scale = powf(rp->base, -2.0f / (float)n_rot);
     for (int64_t t = 0; t < n_tok; t++) {
         float theta = (float)pos[t];
         for (int i = 0; i < half; i++) {
-            const float th = freq_scale * theta;
-            const float c = cosf(th), s = sinf(th);
+            const float ff = rp->freq_factors ? rp->freq_factors[i] : 1.0f;
+            float c, s;
+            rope_yarn(theta / ff, rp, 2 * i, &c, &s);
             theta *= theta_scale;
             for (int h = 0; h < n_head; h++) {
                 float *v = x + (t * n_head + h) * (int64_t)head_dim;
-                const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+                const int i0 = rp->neox ? i : 2 * i, i1 = rp->neox ? i + half : 2 * i + 1;
                 const float x0 = v[i0], x1 = v[i1];
                 v[i0] = x0 * c - x1 * s;
                 v[i1] = x0 * s + x1 * c;
             }
         }
     }
+}
+
+void fs_attn_temp(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
+                  float floor_scale) {
+    for (int64_t t = 0; t < n_tok; t++) {
+        const float f = (float)(log(floor(((float)pos[t] + offset) / floor_scale) + 1.0) * scale + 1.0);
+        for (int64_t i = 0; i < width; i++) q[t * width + i] *= f;
+    }
+}
+
+void fs_add_rows(float *y, const float *b, int64_t n_tok, int64_t n) {
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 0; i < n; i++) y[t * n + i] += b[i];
 }
 
 /* f16 -> f32 through a table (256 KiB), filled once by fs_ops_init. */
@@ -294,13 +339,14 @@ static float dot_f16(const uint16_t *x, const uint16_t *y, int n) {
  * rounded to f16, f16 dot products, online softmax, the output accumulated in f16. */
 FS_DISPATCH
 static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                           int head_dim, float scale, int64_t first, int64_t p, uint16_t *q16, uint16_t *acc,
-                           float *out) {
+                           int head_dim, float scale, float softcap, int64_t first, int64_t p, uint16_t *q16,
+                           uint16_t *acc, float *out) {
     fs_to_f16(q, q16, head_dim);
     memset(acc, 0, sizeof(uint16_t) * head_dim);
     float M = -INFINITY, S = 0.0f;
     for (int64_t j = first; j <= p; j++) {
-        const float s = dot_f16(k_cache + j * kv_stride, q16, head_dim) * scale;
+        float s = dot_f16(k_cache + j * kv_stride, q16, head_dim) * scale;
+        if (softcap != 0.0f) s = softcap * tanhf(s);
         const uint16_t *vj = v_cache + j * kv_stride;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
@@ -323,8 +369,8 @@ static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16
  * V rows. scores: p + 1 floats of scratch. */
 FS_DISPATCH
 static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                           int head_dim, float scale, int64_t first, int64_t p, float *scores, float *acc,
-                           float *out) {
+                           int head_dim, float scale, float softcap, int64_t first, int64_t p, float *scores,
+                           float *acc, float *out) {
     float M = -INFINITY;
     for (int64_t j = first; j <= p; j++) {
         const uint16_t *kj = k_cache + j * kv_stride;
@@ -334,7 +380,8 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
             for (int l = 0; l < 8; l++) s8[l] = fmaf(q[d + l], h2f(kj[d + l]), s8[l]);
         float dot = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
         for (int d = d8; d < head_dim; d++) dot = fmaf(q[d], h2f(kj[d]), dot); /* head sizes not a multiple of 8 */
-        const float s = dot * scale;
+        float s = dot * scale;
+        if (softcap != 0.0f) s = softcap * tanhf(s);
         scores[j] = s;
         M = s > M ? s : M;
     }
@@ -380,8 +427,8 @@ static inline FS_AVX2_FN __m256 exp_neg_f32x8(__m256 x) {
  * ggml_vec_scale_f16 and ggml_vec_mad_f16 convert with vcvtph2ps / vcvtps2ph, round to nearest
  * even, exactly as the scalar emulation does), so the bits are equal. head_dim % 32 == 0. */
 static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
-                                           int64_t kv_stride, int head_dim, float scale, int64_t first, int64_t p,
-                                           uint16_t *q16, uint16_t *acc, float *out) {
+                                           int64_t kv_stride, int head_dim, float scale, float softcap,
+                                           int64_t first, int64_t p, uint16_t *q16, uint16_t *acc, float *out) {
     for (int d = 0; d < head_dim; d += 8)
         _mm_storeu_si128((__m128i *)(q16 + d), _mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT));
     memset(acc, 0, sizeof(uint16_t) * head_dim);
@@ -398,7 +445,8 @@ static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cac
         a0 = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
         float t0[8];
         _mm256_storeu_ps(t0, a0);
-        const float s = (float)(double)(((t0[0] + t0[4]) + (t0[1] + t0[5])) + ((t0[2] + t0[6]) + (t0[3] + t0[7]))) * scale;
+        float s = (float)(double)(((t0[0] + t0[4]) + (t0[1] + t0[5])) + ((t0[2] + t0[6]) + (t0[3] + t0[7]))) * scale;
+        if (softcap != 0.0f) s = softcap * tanhf(s);
         const uint16_t *vj = v_cache + j * kv_stride;
         float ms = 1.0f, vs = 1.0f;
         if (s > M) {
@@ -429,7 +477,8 @@ static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cac
  * (F16C) and used by all nq queries. head_dim % 8 == 0. scores: nq * (p + 1) floats of scratch. */
 static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, int nq, const uint16_t *k_cache,
                                          const uint16_t *v_cache, int64_t kv_stride, int head_dim, float scale,
-                                         int64_t first, int64_t p, float *scores, float *out, int64_t out_head_stride) {
+                                         float softcap, int64_t first, int64_t p, float *scores, float *out,
+                                         int64_t out_head_stride) {
     const int64_t len = p - first + 1;
     float *sc[4];
     for (int i = 0; i < nq; i++) sc[i] = scores + i * len;
@@ -447,7 +496,8 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
         }
         const __m256 acc[4] = {a0, a1, a2, a3};
         for (int i = 0; i < nq; i++) {
-            const float s = hsum_f32x8(acc[i]) * scale;
+            float s = hsum_f32x8(acc[i]) * scale;
+            if (softcap != 0.0f) s = softcap * tanhf(s);
             sc[i][j] = s;
             M[i] = s > M[i] ? s : M[i];
         }
@@ -496,8 +546,10 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
 #endif
 
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                       float *work, int64_t n_ctx, fs_team *team) {
+                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
+                       float *out, float *work, int64_t n_ctx, fs_team *team) {
+    /* soft-capping divides the scale by the cap first, as ggml's flash attention does */
+    if (softcap != 0.0f) scale /= softcap;
     const int group = n_head / n_head_kv;
     const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
     const int64_t q_stride = (int64_t)n_head * head_dim;
@@ -518,7 +570,7 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
                 const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
                 attend_group_avx2(q + t * q_stride + (int64_t)h0 * head_dim, head_dim, nq,
                                   k_cache + (int64_t)g * head_dim, v_cache + (int64_t)g * head_dim, kv_stride,
-                                  head_dim, scale, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
+                                  head_dim, scale, softcap, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
             }
         }
         fs_team_sync(team);
@@ -535,16 +587,16 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
             const float *qh = q + t * q_stride + (int64_t)h * head_dim;
             float *o = out + t * q_stride + (int64_t)h * head_dim;
             if (tiled)
-                attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
-                               w + head_dim, w, o);
+                attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+                               p, w + head_dim, w, o);
 #if FS_HAVE_AVX2_CODE
             else if (f16_avx2)
-                attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
-                                    (uint16_t *)w, (uint16_t *)w + head_dim, o);
+                attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap,
+                                    first, p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
 #endif
             else
-                attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, first, p,
-                               (uint16_t *)w, (uint16_t *)w + head_dim, o);
+                attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+                               p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
         }
     }
     fs_team_sync(team);
@@ -606,12 +658,26 @@ void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows,
     fs_team_sync(team);
 }
 
-void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
-                  float freq_scale, int neox, fs_team *team) {
+void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp,
+                  fs_team *team) {
     int64_t lo, hi;
     team_range(n_tok, &lo, &hi);
-    if (hi > lo)
-        fs_rope(x + lo * n_head * (int64_t)head_dim, hi - lo, n_head, head_dim, n_rot, pos + lo, base, freq_scale, neox);
+    if (hi > lo) fs_rope(x + lo * n_head * (int64_t)head_dim, hi - lo, n_head, head_dim, pos + lo, rp);
+    fs_team_sync(team);
+}
+
+void fs_attn_temp_team(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
+                       float floor_scale, fs_team *team) {
+    int64_t lo, hi;
+    team_range(n_tok, &lo, &hi);
+    if (hi > lo) fs_attn_temp(q + lo * width, hi - lo, width, pos + lo, scale, offset, floor_scale);
+    fs_team_sync(team);
+}
+
+void fs_add_rows_team(float *y, const float *b, int64_t n_tok, int64_t n, fs_team *team) {
+    int64_t lo, hi;
+    team_range(n_tok, &lo, &hi);
+    if (hi > lo) fs_add_rows(y + lo * n, b, hi - lo, n);
     fs_team_sync(team);
 }
 

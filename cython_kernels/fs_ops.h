@@ -65,12 +65,39 @@ int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, floa
  * out = x / sqrt(mean(x^2) + eps) * w. w may be NULL (no weight). In place allowed. */
 void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps);
 
+/* RoPE settings of one layer, as ggml_rope_ext's arguments (llama.cpp ggml/src/ggml-cpu/ops.cpp
+ * ggml_rope_cache_init / rope_yarn): n_rot dims of each head rotate (0 = no RoPE on this layer), in
+ * adjacent pairs (neox 0, GGML_ROPE_TYPE_NORM) or (i, i + n_rot/2) pairs (neox 1, GGML_ROPE_TYPE_NEOX);
+ * theta_i = pos * base^(-2i/n_rot) / freq_factors[i] (llama3 rope_freqs, Phi-3 LongRoPE factors; NULL =
+ * all 1); linear scaling by freq_scale, blended with the unscaled angle by YaRN's ramp over corr_dims
+ * when ext_factor != 0; cos and sin multiplied by attn_factor (and YaRN's 1 + 0.1 ln(1/freq_scale)). */
+typedef struct {
+    int n_rot;
+    int neox;
+    float base;
+    float freq_scale;
+    float ext_factor;
+    float attn_factor;
+    float corr_dims[2];
+    const float *freq_factors;
+} fs_rope_params;
+
+/* corr_dims of YaRN for n_rot dims, trained context n_ctx_orig (ggml.c ggml_rope_yarn_corr_dims). */
+void fs_rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow, float dims[2]);
+
 /* Rotary position embedding (Su et al. 2021) applied in place to x (n_tok, n_head, head_dim) on the
- * first n_rot dims of each head, position pos[t] for token t. neox=0 rotates adjacent pairs
- * (2i, 2i+1) (GGML_ROPE_TYPE_NORM, llama); neox=1 rotates (i, i + n_rot/2) (GGML_ROPE_TYPE_NEOX,
- * gemma, qwen). theta_i = pos * freq_scale * base^(-2i/n_rot), as ggml's rope. */
-void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
-             float base, float freq_scale, int neox);
+ * first n_rot dims of each head, position pos[t] for token t, with the settings in *rp. The angles are
+ * computed as ggml_rope_cache_init does (repeated float multiplication), so positions rotate by exactly
+ * the angles llama.cpp uses. Requires rp->n_rot even and <= head_dim. */
+void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp);
+
+/* Llama 4 / Mistral 3 attention temperature (llama.cpp llama-graph.cpp llm_graph_input_attn_temp):
+ * each token's q row (width values) times log(floor((pos + offset) / floor_scale) + 1) * scale + 1. */
+void fs_attn_temp(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
+                  float floor_scale);
+
+/* y[t, :] += b over n_tok rows of n values (a bias on a matmul's output rows). */
+void fs_add_rows(float *y, const float *b, int64_t n_tok, int64_t n);
 
 /* Batches of at least this many queries take the float-accumulating path (llama.cpp's
  * GGML_FA_TILE_Q, ggml-cpu/common.h). */
@@ -90,11 +117,13 @@ void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const
  * k_cache, v_cache (n_ctx, n_head_kv * head_dim) f16, rows 0 .. pos0 + n_tok - 1 filled;
  * out (n_tok, n_head * head_dim). Token at position p sees cache rows j <= p, and with window > 0
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
+ * softcap > 0: each score s = q.k * scale becomes softcap * tanh(s / softcap) before the softmax
+ * (Gemma 2's attention-logit soft-capping, as ggml_compute_forward_flash_attn_ext's logit_softcap).
  * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch.
  * Called by every thread of a team (fs_team). */
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, int64_t window, float *out,
-                       float *work, int64_t n_ctx, fs_team *team);
+                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
+                       float *out, float *work, int64_t n_ctx, fs_team *team);
 
 /* Team versions (see fs_team): the same results as the functions above. */
 /* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
@@ -105,8 +134,11 @@ void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *
                      float *y0, float *y1, float *y2, uint8_t *act, fs_team *team);
 int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team);
 void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team);
-void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
-                  float freq_scale, int neox, fs_team *team);
+void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp,
+                  fs_team *team);
+void fs_attn_temp_team(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
+                       float floor_scale, fs_team *team);
+void fs_add_rows_team(float *y, const float *b, int64_t n_tok, int64_t n, fs_team *team);
 void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team);
 void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team);
 void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team);

@@ -12,6 +12,17 @@ cdef extern from "fs_ops.h" nogil:
 
     ctypedef struct fs_team:
         pass
+    ctypedef struct fs_rope_params:
+        int n_rot
+        int neox
+        float base
+        float freq_scale
+        float ext_factor
+        float attn_factor
+        float corr_dims[2]
+        const float *freq_factors
+    void fs_rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow,
+                                float dims[2]) noexcept
     void fs_team_init(fs_team *t, int n_threads) noexcept
     void fs_team_start(fs_team *t) noexcept
     void fs_team_sync(fs_team *t) noexcept
@@ -25,13 +36,16 @@ cdef extern from "fs_ops.h" nogil:
                          int64_t n_tok, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) noexcept
     void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache,
                            const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
-                           int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) noexcept
+                           float softcap, int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) noexcept
     int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out,
                          fs_team *team) noexcept
     void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps,
                          fs_team *team) noexcept
-    void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos, float base,
-                      float freq_scale, int neox, fs_team *team) noexcept
+    void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
+                      const fs_rope_params *rp, fs_team *team) noexcept
+    void fs_attn_temp_team(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
+                           float floor_scale, fs_team *team) noexcept
+    void fs_add_rows_team(float *y, const float *b, int64_t n_tok, int64_t n, fs_team *team) noexcept
     void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team) noexcept
     void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team) noexcept
     void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team) noexcept
@@ -44,8 +58,8 @@ cdef extern from "fs_ops.h" nogil:
     void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) noexcept
     int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) noexcept
     void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps) noexcept
-    void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t *pos,
-                 float base, float freq_scale, int neox) noexcept
+    void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
+                 const fs_rope_params *rp) noexcept
     void fs_to_f16(const float *x, uint16_t *y, int64_t n) noexcept
     void fs_ops_init() noexcept
     void fs_gated_act(float *gate, const float *up, int64_t n, int act) noexcept

@@ -15,20 +15,11 @@ from cython_kernels.quants import dequantize, type_supported
 
 from .chat_template import ChatTemplate
 from .gguf_file import GGUFError, GGUFFile, TensorInfo, ggml_type_name
-from .models import architecture_module, supported_architectures
-from .models.base import LAYER_MATRICES, LAYER_VECTORS, HParams
+from .models import MOE_ARCHITECTURES, architecture_module, supported_architectures
+from .models.base import Fused, HParams, Tensor, TensorTable
 from .tokenizer import Tokenizer
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
-
-# forward.pyx's names for the per-layer tensors (GGUF suffix -> kernel field).
-_KERNEL_NAMES = {
-    "attn_q": "wq", "attn_k": "wk", "attn_v": "wv", "attn_output": "wo",
-    "ffn_gate": "w_gate", "ffn_up": "w_up", "ffn_down": "w_down",
-    "attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "attn_q_norm": "q_norm", "attn_k_norm": "k_norm",
-    "post_attention_norm": "post_attn_norm", "post_ffw_norm": "post_ffn_norm",
-}
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -121,16 +112,30 @@ def _info(gf: GGUFFile, hp: HParams) -> ModelInfo:
     )
 
 
+def _is_moe(gf: GGUFFile, arch: str) -> bool:
+    """Whether the file is a mixture-of-experts model (an MoE architecture, ``expert_count`` > 0, or
+    expert tensors, as Mixtral's ``ffn_*_exps`` under ``llama``)."""
+    count = gf.get(f"{arch}.expert_count", 0)
+    return (arch in MOE_ARCHITECTURES or (isinstance(count, int) and count > 0)
+            or any(".ffn_gate_inp." in name or "_exps." in name for name in gf.tensors))
+
+
 def read_hparams(gf: GGUFFile) -> HParams:
     """Read :class:`HParams` for the file's architecture.
 
     Raises:
-        GGUFError: unsupported architecture (the message lists the supported ones) or bad metadata.
+        GGUFError: unsupported architecture (the message lists the supported ones), a mixture-of-experts
+            model, or bad metadata.
     """
     arch = gf.get("general.architecture")
     if arch is None:
         raise GGUFError(gf.path, "missing metadata key general.architecture")
-    module = architecture_module(str(arch))
+    if not isinstance(arch, str):
+        raise GGUFError(gf.path, f"metadata key general.architecture = {arch!r} is not a string")
+    module = architecture_module(arch)
+    if _is_moe(gf, arch):
+        raise GGUFError(gf.path, f"{arch!r} is a mixture-of-experts model; Fireside does not support "
+                                 f"mixture-of-experts models yet (supported: {', '.join(supported_architectures())})")
     if module is None:
         raise GGUFError(
             gf.path, f"unsupported architecture {arch!r} (supported: {', '.join(supported_architectures())})"
@@ -140,6 +145,100 @@ def read_hparams(gf: GGUFFile) -> HParams:
     return module.read_hparams(gf)
 
 
+def _fused(gf: GGUFFile, hp: HParams, entry: Fused, name: str) -> dict:
+    """Zero-copy row views of a fused tensor, keyed by field."""
+    rows = [(fld, n(hp)) for fld, n in entry.parts]
+    total = sum(n for _, n in rows)
+    if entry.n_in is not None:
+        whole = _matrix(gf, name, (total, entry.n_in(hp)))
+        out, r0 = {}, 0
+        for fld, n in rows:
+            out[fld] = {**whole, "data": whole["data"][r0:r0 + n], "n_out": n}
+            r0 += n
+        return out
+    vec = _vector(gf, name, total)
+    out, i0 = {}, 0
+    for fld, n in rows:
+        out[fld] = vec[i0:i0 + n]
+        i0 += n
+    return out
+
+
+def _layer_tensors(gf: GGUFFile, hp: HParams, table: TensorTable, il: int) -> dict:
+    """Load one layer's entries of the architecture's tensor table.
+
+    Raises:
+        GGUFError: a required tensor is missing, or a tensor has the wrong shape or an unsupported type.
+    """
+    fields: dict = {}
+    for entry in table.layer:
+        name = entry.name.format(i=il)
+        if isinstance(entry, Fused):
+            if name in gf.tensors:
+                fields.update(_fused(gf, hp, entry, name))
+            elif entry.required:
+                raise GGUFError(gf.path, f"missing tensor {name}")
+            continue
+        if entry.field in fields:
+            continue
+        if name not in gf.tensors:
+            if entry.required:
+                raise GGUFError(gf.path, f"missing tensor {name}")
+            continue
+        shape = entry.shape(hp)
+        fields[entry.field] = _matrix(gf, name, shape) if entry.is_matrix else _vector(gf, name, shape[0])
+    return fields
+
+
+def _rope_factors(gf: GGUFFile, hp: HParams, table: TensorTable) -> tuple:
+    """(short or only factors, long factors) as float32 (n_rot/2,) arrays or None (llama.cpp
+    ``llama_model::get_rope_factors``: ``rope_freqs`` wins; else Phi-3's short / long pair)."""
+    if not table.rope_factors:
+        return None, None
+    n = hp.n_rot // 2
+
+    def vec(name: str):
+        return _vector(gf, name, n) if name in gf.tensors else None
+
+    freqs = vec("rope_freqs.weight")
+    if freqs is not None:
+        return freqs, None
+    return vec("rope_factors_short.weight"), vec("rope_factors_long.weight")
+
+
+def _layer_rope(hp: HParams, il: int, factors: tuple) -> dict:
+    r = hp.rope
+    return {
+        "n_rot": hp.n_rot if hp.layer_rope[il] else 0, "neox": int(hp.rope_neox), "base": hp.layer_rope_base[il],
+        "freq_scale": r.freq_scale, "ext_factor": r.ext_factor, "attn_factor": r.attn_factor,
+        "beta_fast": r.beta_fast, "beta_slow": r.beta_slow, "n_ctx_orig": r.n_ctx_orig,
+        "factors": factors[0], "factors_long": factors[1],
+    }
+
+
+def _output(gf: GGUFFile, hp: HParams, table: TensorTable, tok_embd: dict) -> dict:
+    if table.output == "embedding" or (table.output == "or_embedding" and "output.weight" not in gf.tensors):
+        return tok_embd
+    if "output.weight" not in gf.tensors:
+        raise GGUFError(gf.path, "missing tensor output.weight")
+    return _matrix(gf, "output.weight", (hp.n_vocab, hp.n_embd))
+
+
+def _config(hp: HParams) -> dict:
+    """CompiledModel's Config (cython_kernels/forward.pyx) from the hparams."""
+    return {
+        "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
+        "head_dim": hp.head_dim, "n_ff": hp.n_ff, "n_vocab": hp.n_vocab, "act": hp.act,
+        "attn_scale_on_q": int(hp.attn_scale_on_q),
+        "q_norm_n": hp.n_embd_q if hp.qk_norm_full else hp.head_dim,
+        "k_norm_n": hp.n_embd_kv if hp.qk_norm_full else hp.head_dim,
+        "n_ctx_orig": hp.rope.n_ctx_orig, "eps": hp.eps, "embd_scale": hp.embd_scale, "attn_scale": hp.attn_scale,
+        "attn_softcap": hp.attn_softcap, "logit_softcap": hp.logit_softcap, "residual_scale": hp.residual_scale,
+        "logit_scale": hp.logit_scale, "attn_temp_scale": hp.attn_temp_scale, "attn_temp_offset": 0.0,
+        "attn_temp_floor": float(hp.rope.n_ctx_orig),
+    }
+
+
 def load_model(path: str | Path) -> Model:
     """Open, check and prepare a GGUF model for inference.
 
@@ -147,7 +246,7 @@ def load_model(path: str | Path) -> Model:
         path: a ``.gguf`` file.
 
     Returns:
-        :class:`Model`. Weights stay memory-mapped; nothing large is copied.
+        :class:`Model`. Weights stay memory-mapped; nothing large is copied (fused tensors become row views).
 
     Raises:
         GGUFError: not a GGUF, truncated, unsupported version/architecture/type, missing tensor,
@@ -157,26 +256,20 @@ def load_model(path: str | Path) -> Model:
     gf = GGUFFile(path)
     try:
         hp = read_hparams(gf)
+        table = architecture_module(hp.arch).tensors(hp)
+        factors = _rope_factors(gf, hp, table)
         layers = []
         for il in range(hp.n_layer):
-            layer: dict = {"rope_base": hp.layer_rope_base[il], "rope_freq_scale": hp.rope_freq_scale,
-                           "window": hp.layer_window[il]}
-            for suffix, shape in LAYER_MATRICES.items():
-                layer[_KERNEL_NAMES[suffix]] = _matrix(gf, f"blk.{il}.{suffix}.weight", shape(hp))
-            for suffix in ("attn_norm", "ffn_norm", *hp.extra_layer_tensors):
-                layer[_KERNEL_NAMES[suffix]] = _vector(gf, f"blk.{il}.{suffix}.weight", LAYER_VECTORS[suffix](hp))
+            layer = _layer_tensors(gf, hp, table, il)
+            layer["rope"] = _layer_rope(hp, il, factors)
+            layer["window"] = hp.layer_window[il]
             layers.append(layer)
         tok_embd = _matrix(gf, "token_embd.weight", (hp.n_vocab, hp.n_embd))
-        output = _matrix(gf, "output.weight", (hp.n_vocab, hp.n_embd)) if "output.weight" in gf.tensors else tok_embd
-        config = {
-            "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
-            "head_dim": hp.head_dim, "n_ff": hp.n_ff, "n_vocab": hp.n_vocab, "n_rot": hp.n_rot,
-            "rope_neox": int(hp.rope_neox), "act": hp.act, "eps": hp.eps, "embd_scale": hp.embd_scale,
-            "attn_scale": hp.attn_scale, "attn_scale_on_q": int(hp.attn_scale_on_q),
-            "logit_softcap": hp.logit_softcap,
-        }
-        compiled = CompiledModel(config, layers, tok_embd, output,
-                                 _vector(gf, "output_norm.weight", hp.n_embd))
+        output = _output(gf, hp, table, tok_embd)
+        output_bias = (_vector(gf, "output.bias", hp.n_vocab)
+                       if table.output_bias and "output.bias" in gf.tensors else None)
+        compiled = CompiledModel(_config(hp), layers, tok_embd, output,
+                                 _vector(gf, "output_norm.weight", hp.n_embd), output_bias)
         # The tokenizer comes after the tensor checks so a broken file reports its tensor problem first.
         tokenizer = Tokenizer.from_metadata(gf.metadata, source=str(gf.path))
         chat_template = ChatTemplate.from_metadata(gf.metadata, tokenizer)

@@ -1,21 +1,37 @@
 """Supported architectures, keyed by ``general.architecture``.
 
-Adding one is one file with a ``read_hparams(gf) -> HParams`` function plus a line here.
+Each module owns one architecture: ``read_hparams(gf) -> HParams`` (hyper-parameters and the switches
+of the compiled block) and ``tensors(hp) -> TensorTable``. Adding one is one file plus a line here and
+a zoo case (``engine/models/README.md``).
 """
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import gemma3, llama
+from . import gemma2, gemma3, granite, llama, mistral3, olmo2, phi3, qwen2, qwen3, smollm3
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "llama": llama,
+    "qwen2": qwen2,
+    "qwen3": qwen3,
+    "phi3": phi3,
+    "gemma2": gemma2,
     "gemma3": gemma3,
+    "granite": granite,
+    "olmo2": olmo2,
+    "smollm3": smollm3,
+    "mistral3": mistral3,
 }
-# Files that name another architecture but are llama blocks with no differences that matter here.
+# Files that name another architecture but are that architecture's blocks with no differences that matter.
 ALIASES: dict[str, str] = {
     "mistral": "llama",
 }
+# Mixture-of-experts architectures llama.cpp runs: refused with a message saying MoE is not supported yet.
+MOE_ARCHITECTURES = frozenset({
+    "qwen2moe", "qwen3moe", "gpt-oss", "mixtral", "olmoe", "granitemoe", "deepseek", "deepseek2", "dbrx",
+    "phimoe", "grok", "arctic", "jamba", "llama4", "minimax-m2", "glm4moe", "ernie4_5-moe", "hunyuan-moe",
+    "dots1", "bailingmoe", "bailingmoe2", "qwen3next", "qwen3vlmoe", "lfm2moe", "smallthinker", "nemotron_h_moe",
+})
 
 
 def supported_architectures() -> list[str]:

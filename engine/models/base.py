@@ -1,43 +1,80 @@
-"""What every architecture shares: the hyper-parameter dataclass and the GGUF tensor names.
+"""What every architecture shares: the hyper-parameter dataclass, the tensor-table vocabulary and the
+metadata reading common to llama-like decoders.
 
-An architecture file (``llama.py``, ``gemma3.py``) describes only how it differs from the plain
-pre-norm decoder block: its :class:`HParams` values and which optional tensors its layers carry.
-Tensor names follow llama.cpp's ``gguf-py/gguf/constants.py`` (``blk.{i}.attn_q.weight`` ...).
+An architecture file (``llama.py``, ``qwen2.py`` ...) owns its description: a ``read_hparams(gf)``
+returning :class:`HParams` (the switches of the one compiled block included) and a ``tensors(hp)``
+returning its :class:`TensorTable`. Tensor names follow llama.cpp's ``gguf-py/gguf/constants.py``
+(``blk.{i}.attn_q.weight`` ...); the kernel field names are those of ``cython_kernels/forward.pyx``
+``LayerWeights``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..gguf_file import GGUFError, GGUFFile
 
 ACT_SILU = 0  # must match cython_kernels/forward.pyx
 ACT_GELU_TANH = 1
 
+ShapeFn = Callable[["HParams"], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling of a model, as llama.cpp reads it (``src/llama-model.cpp`` load_hparams,
+    ``src/llama-context.cpp`` for the YaRN factors).
+
+    Attributes:
+        type: ``rope.scaling.type``: ``none``, ``linear``, ``yarn`` or ``longrope``.
+        freq_scale: 1 / ``rope.scaling.factor`` (1 for none / longrope without a factor).
+        ext_factor: YaRN extrapolation mix (1 for yarn, else 0).
+        attn_factor: magnitude factor on cos / sin (YaRN's mscale corrections times
+            ``rope.scaling.attn_factor``).
+        beta_fast, beta_slow: YaRN ramp bounds (``rope.scaling.yarn_beta_fast`` / ``_slow``; 32 and 1).
+        n_ctx_orig: ``rope.scaling.original_context_length`` (else the trained context), in tokens.
+    """
+
+    type: str = "linear"
+    freq_scale: float = 1.0
+    ext_factor: float = 0.0
+    attn_factor: float = 1.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    n_ctx_orig: int = 2048
+
 
 @dataclass(frozen=True)
 class HParams:
-    """Hyper-parameters of a decoder-only transformer, read from GGUF metadata.
+    """Hyper-parameters and block switches of a decoder-only transformer, read from GGUF metadata.
 
     Attributes:
-        arch: ``general.architecture``.
+        arch: ``general.architecture`` as the file names it.
         n_layer, n_embd, n_head, n_head_kv, n_ff: block count, embedding width, query heads, KV heads,
             feed-forward width.
         head_dim: width of one attention head (``attention.key_length`` or ``n_embd / n_head``).
-        n_rot: RoPE dimensions per head (``rope.dimension_count``).
+        n_rot: RoPE dimensions per head (``rope.dimension_count``; less than head_dim = partial RoPE).
         n_ctx_train: ``context_length``, the context the model was trained for, in tokens.
         n_vocab: rows of ``token_embd.weight``.
         eps: RMSNorm epsilon.
-        rope_base: RoPE frequency base of full-attention layers; rope_freq_scale its linear scale.
+        rope_base: RoPE frequency base of full-attention layers.
+        rope: :class:`RopeScaling`.
         rope_neox: rotate (i, i + n_rot/2) pairs instead of adjacent ones.
         act: ACT_SILU or ACT_GELU_TANH for the gated FFN.
-        embd_scale: factor applied to token embeddings (Gemma: sqrt(n_embd)).
-        attn_scale: factor applied to q·k (usually 1/sqrt(head_dim)).
-        attn_scale_on_q: apply attn_scale to Q before attention rather than to the scores (Gemma's
-            graph does this; it changes rounding only).
+        embd_scale: factor on token embeddings (Gemma: sqrt(n_embd); Granite: ``embedding_scale``).
+        attn_scale: factor on q·k (usually 1/sqrt(head_dim)).
+        attn_scale_on_q: apply attn_scale to Q before attention rather than to the scores.
+        attn_softcap: attention-logit soft-cap (Gemma 2; 0 = none).
         logit_softcap: final logit soft-cap (0 = none).
+        residual_scale: factor on each block output before its residual add (Granite; 0 = none).
+        logit_scale: factor on the logits (Granite: 1 / ``logit_scale``).
+        attn_temp_scale: Llama 4 / Mistral 3 attention temperature (0 = off); its floor scale is
+            ``rope.n_ctx_orig`` and offset 0 (llama.cpp ``src/models/mistral3.cpp``).
+        qk_norm_full: Q / K norms span the whole Q / K row (OLMo 2) instead of one head.
         layer_window: per layer, sliding-window size in tokens (0 = full attention).
         layer_rope_base: per layer, RoPE base.
-        optional_tensors: per-layer tensor suffixes this architecture requires beyond the llama set.
+        layer_rope: per layer, whether RoPE applies (SmolLM3 skips every 4th layer).
     """
 
     arch: str
@@ -52,48 +89,219 @@ class HParams:
     n_vocab: int
     eps: float
     rope_base: float
-    rope_freq_scale: float = 1.0
+    rope: RopeScaling = field(default_factory=RopeScaling)
     rope_neox: bool = False
     act: int = ACT_SILU
     embd_scale: float = 1.0
     attn_scale: float = 0.0
     attn_scale_on_q: bool = False
+    attn_softcap: float = 0.0
     logit_softcap: float = 0.0
+    residual_scale: float = 0.0
+    logit_scale: float = 1.0
+    attn_temp_scale: float = 0.0
+    qk_norm_full: bool = False
     layer_window: tuple[int, ...] = ()
     layer_rope_base: tuple[float, ...] = ()
-    extra_layer_tensors: tuple[str, ...] = field(default_factory=tuple)
+    layer_rope: tuple[bool, ...] = ()
+
+    @property
+    def n_embd_q(self) -> int:
+        """Width of one token's Q across heads."""
+        return self.n_head * self.head_dim
 
     @property
     def n_embd_kv(self) -> int:
         """Width of one token's K (or V) across KV heads."""
         return self.n_head_kv * self.head_dim
 
+    @property
+    def rope_freq_scale(self) -> float:
+        """Linear RoPE frequency scale (1 / ``rope.scaling.factor``)."""
+        return self.rope.freq_scale
 
-# Tensors every supported block has, with their logical (n_out, n_in) shapes as functions of hparams.
-LAYER_MATRICES = {
-    "attn_q": lambda h: (h.n_head * h.head_dim, h.n_embd),
-    "attn_k": lambda h: (h.n_embd_kv, h.n_embd),
-    "attn_v": lambda h: (h.n_embd_kv, h.n_embd),
-    "attn_output": lambda h: (h.n_embd, h.n_head * h.head_dim),
-    "ffn_gate": lambda h: (h.n_ff, h.n_embd),
-    "ffn_up": lambda h: (h.n_ff, h.n_embd),
-    "ffn_down": lambda h: (h.n_embd, h.n_ff),
-}
-LAYER_VECTORS = {
-    "attn_norm": lambda h: h.n_embd,
-    "ffn_norm": lambda h: h.n_embd,
-    "attn_q_norm": lambda h: h.head_dim,
-    "attn_k_norm": lambda h: h.head_dim,
-    "post_attention_norm": lambda h: h.n_embd,
-    "post_ffw_norm": lambda h: h.n_embd,
-}
+
+@dataclass(frozen=True)
+class Tensor:
+    """One per-layer GGUF tensor of the block.
+
+    Attributes:
+        name: GGUF name with ``{i}`` for the layer, e.g. ``"blk.{i}.attn_q.weight"``.
+        field: the ``LayerWeights`` field it fills (``wq``, ``bq``, ``attn_norm`` ...).
+        shape: logical shape from the hparams: ``(n_out, n_in)`` for a matrix, ``(n,)`` for a vector.
+        required: a missing required tensor is an error; a missing optional one leaves the field empty.
+    """
+
+    name: str
+    field: str
+    shape: ShapeFn
+    required: bool = True
+
+    @property
+    def is_matrix(self) -> bool:
+        return self.field.startswith("w")
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A GGUF tensor that holds several fields' rows one after the other (Phi-3's ``attn_qkv``,
+    ``ffn_up`` = gate | up), loaded as zero-copy row views. Fields it fills are skipped by later
+    :class:`Tensor` entries. Optional: where the file lacks it, the separate tensors are read.
+
+    Attributes:
+        name: GGUF name with ``{i}``.
+        parts: ``(field, rows)`` in storage order; rows from the hparams.
+        n_in: row length (a matrix) or None (a vector, e.g. a fused bias).
+        required: whether the file must have it.
+    """
+
+    name: str
+    parts: tuple[tuple[str, Callable[["HParams"], int]], ...]
+    n_in: Callable[["HParams"], int] | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """Everything an architecture reads from the file.
+
+    Attributes:
+        layer: per-layer entries (:class:`Fused` first where they replace separate tensors).
+        output_bias: read ``output.bias`` (n_vocab,) if present.
+        rope_factors: read ``rope_freqs.weight`` or Phi-3's ``rope_factors_short`` / ``_long`` (n_rot/2,)
+            if present (llama.cpp ``llama_model::get_rope_factors``).
+        output: where the output head comes from: ``"or_embedding"`` (``output.weight``, else the tied
+            ``token_embd.weight``), ``"required"`` (``output.weight`` only) or ``"embedding"`` (always the
+            embedding, as Gemma 2).
+    """
+
+    layer: tuple
+    output_bias: bool = False
+    rope_factors: bool = False
+    output: str = "or_embedding"
+
+
+# ---- building blocks of tensor tables (llama.cpp create_tensor_qkv and the llama layer) ----------------
+
+def _q(h: HParams) -> int:
+    return h.n_embd_q
+
+
+def _kv(h: HParams) -> int:
+    return h.n_embd_kv
+
+
+def _ff(h: HParams) -> int:
+    return h.n_ff
+
+
+def _embd(h: HParams) -> int:
+    return h.n_embd
+
+
+def qkv(*, bias: bool = False) -> tuple:
+    """Q, K, V projections: a fused ``attn_qkv`` (and its bias) where the file has one, else the separate
+    matrices, with optional biases (llama.cpp ``llama_model_base::create_tensor_qkv``)."""
+    return (
+        Fused("blk.{i}.attn_qkv.weight", (("wq", _q), ("wk", _kv), ("wv", _kv)), n_in=_embd),
+        Fused("blk.{i}.attn_qkv.bias", (("bq", _q), ("bk", _kv), ("bv", _kv))),
+        Tensor("blk.{i}.attn_q.weight", "wq", lambda h: (h.n_embd_q, h.n_embd)),
+        Tensor("blk.{i}.attn_k.weight", "wk", lambda h: (h.n_embd_kv, h.n_embd)),
+        Tensor("blk.{i}.attn_v.weight", "wv", lambda h: (h.n_embd_kv, h.n_embd)),
+        Tensor("blk.{i}.attn_q.bias", "bq", lambda h: (h.n_embd_q,), required=bias),
+        Tensor("blk.{i}.attn_k.bias", "bk", lambda h: (h.n_embd_kv,), required=bias),
+        Tensor("blk.{i}.attn_v.bias", "bv", lambda h: (h.n_embd_kv,), required=bias),
+    )
+
+
+def attn_output(*, bias: bool | None = None) -> tuple:
+    """``attn_output`` (n_embd, n_head * head_dim); bias None = not read, False = optional."""
+    out = (Tensor("blk.{i}.attn_output.weight", "wo", lambda h: (h.n_embd, h.n_embd_q)),)
+    if bias is not None:
+        out += (Tensor("blk.{i}.attn_output.bias", "bo", lambda h: (h.n_embd,), required=bias),)
+    return out
+
+
+def gated_ffn(*, bias: bool | None = None) -> tuple:
+    """``ffn_gate``, ``ffn_up`` (n_ff, n_embd) and ``ffn_down`` (n_embd, n_ff); bias as attn_output."""
+    out = (
+        Tensor("blk.{i}.ffn_gate.weight", "w_gate", lambda h: (h.n_ff, h.n_embd)),
+        Tensor("blk.{i}.ffn_up.weight", "w_up", lambda h: (h.n_ff, h.n_embd)),
+        Tensor("blk.{i}.ffn_down.weight", "w_down", lambda h: (h.n_embd, h.n_ff)),
+    )
+    if bias is not None:
+        out += (
+            Tensor("blk.{i}.ffn_gate.bias", "b_gate", lambda h: (h.n_ff,), required=bias),
+            Tensor("blk.{i}.ffn_up.bias", "b_up", lambda h: (h.n_ff,), required=bias),
+            Tensor("blk.{i}.ffn_down.bias", "b_down", lambda h: (h.n_embd,), required=bias),
+        )
+    return out
+
+
+def norm(name: str, fld: str, width: Callable[[HParams], int] = _embd, required: bool = True) -> Tensor:
+    """A norm weight vector ``blk.{i}.<name>.weight``."""
+    return Tensor(f"blk.{{i}}.{name}.weight", fld, lambda h: (width(h),), required=required)
+
+
+def head_dim(h: HParams) -> int:
+    return h.head_dim
+
+
+PRE_NORMS = (norm("attn_norm", "attn_norm"), norm("ffn_norm", "ffn_norm"))
+POST_NORMS = (norm("post_attention_norm", "post_attn_norm"), norm("post_ffw_norm", "post_ffn_norm"))
+QK_NORMS = (norm("attn_q_norm", "q_norm", head_dim), norm("attn_k_norm", "k_norm", head_dim))
+
+
+# ---- metadata --------------------------------------------------------------------------------------
+
+def _positive(gf: GGUFFile, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise GGUFError(gf.path, f"metadata key {key} = {value!r} must be a positive integer")
+    return int(value)
+
+
+def rope_scaling(gf: GGUFFile, arch: str, n_ctx_train: int) -> RopeScaling:
+    """Read ``{arch}.rope.scaling.*`` and derive YaRN's factors as llama.cpp does (``llama-model.cpp``
+    load_hparams; ``llama-context.cpp`` llama_context constructor: ext_factor, the mscale correction
+    ``1 + 0.1 ln(factor)`` cancelled against the kernel's own, times ``rope.scaling.attn_factor``).
+
+    Raises:
+        GGUFError: an unknown scaling type.
+    """
+    def key(name: str) -> str:
+        return f"{arch}.{name}"
+
+    kind = str(gf.get(key("rope.scaling.type"), "linear"))
+    if kind not in ("none", "linear", "yarn", "longrope"):
+        raise GGUFError(gf.path, f"unsupported rope.scaling.type {kind!r} (supported: none, linear, yarn, longrope)")
+    factor = float(gf.get(key("rope.scaling.factor"), gf.get(key("rope.scale_linear"), 0.0)) or 0.0)
+    freq_scale = 1.0 if factor == 0.0 or kind == "none" else 1.0 / factor
+    ext_factor = 1.0 if kind == "yarn" else 0.0
+    attn_factor = 1.0
+    if ext_factor != 0.0:
+        f = 1.0 / freq_scale
+
+        def mscale(scale: float, m: float) -> float:
+            return 1.0 if scale <= 1.0 else 0.1 * m * math.log(scale) + 1.0
+
+        log_mul = float(gf.get(key("rope.scaling.yarn_log_multiplier"), 0.0))
+        attn_factor = mscale(f, 1.0) / mscale(f, log_mul) if log_mul != 0.0 else mscale(f, 1.0)
+        attn_factor *= 1.0 / (1.0 + 0.1 * math.log(f))
+    attn_factor *= float(gf.get(key("rope.scaling.attn_factor"), 1.0))
+    return RopeScaling(
+        type=kind, freq_scale=freq_scale, ext_factor=ext_factor, attn_factor=attn_factor,
+        beta_fast=float(gf.get(key("rope.scaling.yarn_beta_fast"), 32.0)),
+        beta_slow=float(gf.get(key("rope.scaling.yarn_beta_slow"), 1.0)),
+        n_ctx_orig=int(gf.get(key("rope.scaling.original_context_length"), n_ctx_train) or n_ctx_train),
+    )
 
 
 def read_common(gf: GGUFFile, arch: str) -> dict:
     """Read the hyper-parameters every llama-like architecture stores under ``{arch}.*``.
 
     Returns:
-        dict of :class:`HParams` keyword arguments (without the per-layer tuples).
+        dict of :class:`HParams` keyword arguments, with every layer full-attention, RoPE on, at
+        ``rope.freq_base`` (architecture files replace the per-layer tuples where they differ).
 
     Raises:
         GGUFError: a required key is missing or the values are inconsistent.
@@ -101,28 +309,50 @@ def read_common(gf: GGUFFile, arch: str) -> dict:
     def key(name: str) -> str:
         return f"{arch}.{name}"
 
-    n_embd = int(gf.require(key("embedding_length")))
-    n_head = int(gf.require(key("attention.head_count")))
-    n_head_kv = int(gf.get(key("attention.head_count_kv"), n_head))
-    if n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv:
+    n_embd = _positive(gf, key("embedding_length"), gf.require(key("embedding_length")))
+    n_head = _positive(gf, key("attention.head_count"), gf.require(key("attention.head_count")))
+    n_head_kv = _positive(gf, key("attention.head_count_kv"), gf.get(key("attention.head_count_kv"), n_head))
+    if n_head % n_head_kv:
         raise GGUFError(gf.path, f"inconsistent heads: head_count {n_head}, head_count_kv {n_head_kv}")
-    head_dim = int(gf.get(key("attention.key_length"), n_embd // n_head))
+    head_dim = _positive(gf, key("attention.key_length"), gf.get(key("attention.key_length"), n_embd // n_head or 1))
     if int(gf.get(key("attention.value_length"), head_dim)) != head_dim:
         raise GGUFError(gf.path, "attention.value_length different from key_length is not supported")
+    n_rot = int(gf.get(key("rope.dimension_count"), head_dim))
+    if n_rot < 0 or n_rot % 2 or n_rot > head_dim:
+        raise GGUFError(gf.path, f"metadata key {key('rope.dimension_count')} = {n_rot} must be even and at most "
+                                 f"the head size {head_dim}")
+    n_layer = _positive(gf, key("block_count"), gf.require(key("block_count")))
+    n_ctx_train = _positive(gf, key("context_length"), gf.get(key("context_length"), 2048))
+    rope_base = float(gf.get(key("rope.freq_base"), 10000.0))
     embd = gf.tensor("token_embd.weight")
     return dict(
         arch=arch,
-        n_layer=int(gf.require(key("block_count"))),
+        n_layer=n_layer,
         n_embd=n_embd,
         n_head=n_head,
         n_head_kv=n_head_kv,
-        n_ff=int(gf.require(key("feed_forward_length"))),
+        n_ff=_positive(gf, key("feed_forward_length"), gf.require(key("feed_forward_length"))),
         head_dim=head_dim,
-        n_rot=int(gf.get(key("rope.dimension_count"), head_dim)),
-        n_ctx_train=int(gf.get(key("context_length"), 2048)),
+        n_rot=n_rot,
+        n_ctx_train=n_ctx_train,
         n_vocab=embd.shape[0],
         eps=float(gf.get(key("attention.layer_norm_rms_epsilon"), 1e-5)),
-        rope_base=float(gf.get(key("rope.freq_base"), 10000.0)),
-        rope_freq_scale=1.0 / float(gf.get(key("rope.scaling.factor"), 1.0) or 1.0),
+        rope_base=rope_base,
+        rope=rope_scaling(gf, arch, n_ctx_train),
         attn_scale=head_dim**-0.5,
+        layer_window=(0,) * n_layer,
+        layer_rope_base=(rope_base,) * n_layer,
+        layer_rope=(True,) * n_layer,
     )
+
+
+def swa_layers(gf: GGUFFile, arch: str, n_layer: int, pattern: int) -> list[bool]:
+    """Which layers use sliding-window attention (llama.cpp ``llama_model_base::load_swa_pattern``):
+    ``attention.sliding_window_pattern`` as an array of bools, or as a period n, else ``pattern``; with a
+    period, every layer but each n-th (``llama_hparams::set_swa_pattern``: il % n < n - 1)."""
+    value = gf.get(f"{arch}.attention.sliding_window_pattern")
+    if isinstance(value, (list, tuple)) and len(value) == n_layer:
+        return [bool(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        pattern = value
+    return [il % pattern < pattern - 1 for il in range(n_layer)]

@@ -1,0 +1,39 @@
+"""Granite (``general.architecture = granite``): IBM Granite 3.x dense models.
+
+A llama block with four scales (llama.cpp ``src/models/granite.cpp``, ``src/llama-graph.cpp``
+build_inp_embd): ``embedding_scale`` on the token embeddings, ``residual_scale`` on each attention and
+FFN output before its residual add, ``attention.scale`` replacing 1/sqrt(head_dim) on q·k, and the
+logits divided by ``logit_scale`` (required); optional biases and RoPE factors as llama.
+"""
+from __future__ import annotations
+
+from ..gguf_file import GGUFError, GGUFFile
+from . import llama
+from .base import HParams, TensorTable, read_common
+
+
+def read_hparams(gf: GGUFFile) -> HParams:
+    """Read a Granite model's :class:`HParams` from its GGUF metadata.
+
+    Raises:
+        GGUFError: ``granite.logit_scale`` missing or zero.
+    """
+    common = read_common(gf, "granite")
+    attn_scale = float(gf.get("granite.attention.scale", 0.0))
+    if attn_scale:
+        common["attn_scale"] = attn_scale
+    logit_scale = float(gf.require("granite.logit_scale"))
+    if logit_scale == 0.0:
+        raise GGUFError(gf.path, "metadata key granite.logit_scale must not be 0")
+    return HParams(
+        **common,
+        rope_neox=False,
+        embd_scale=float(gf.get("granite.embedding_scale", 0.0)) or 1.0,
+        residual_scale=float(gf.get("granite.residual_scale", 0.0)),
+        logit_scale=1.0 / logit_scale,
+    )
+
+
+def tensors(hp: HParams) -> TensorTable:
+    """Granite reads llama's tensors."""
+    return llama.TENSORS
