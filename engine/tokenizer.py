@@ -5,8 +5,13 @@ It reproduces llama.cpp's tokenizer (``src/llama-vocab.cpp``), which is the beha
 * ``tokenizer.ggml.model = "gpt2"``: byte-level BPE. The text is split by the pre-tokenizer regexes that
   llama.cpp uses for ``tokenizer.ggml.pre`` (applied one after the other, like ``unicode_regex_split``),
   each piece is mapped byte -> printable unicode character (GPT-2's byte encoder), then BPE merges from
-  ``tokenizer.ggml.merges`` are applied by rank. Pre-tokenizers ``llama3``/``llama-bpe`` and friends also
-  set ``ignore_merges`` (a piece that is a whole token is taken as is), as llama.cpp does.
+  ``tokenizer.ggml.merges`` are applied by rank. Every pre-tokenizer name of llama.cpp's
+  ``src/llama-vocab.cpp`` is known (:data:`_PRE_TYPES`), with its regexes (:data:`_PRE_REGEXES`, adapted
+  to Oniguruma by :func:`_onig` where llama.cpp's ``src/unicode.cpp`` reads them its own way) and its
+  flags: ``ignore_merges`` (a piece that is a whole token is taken as is: llama3, glm4, tekken...), the
+  default ``add_bos`` and ``clean_spaces``. A few (gemma4, sarvam-moe, whitespace) run BPE on the UTF-8
+  text itself, spaces written "▁" for the first two, with ``<0xXX>`` byte-token fallback;
+  ``tokenizer.ggml.model = "gemma4"`` is such a BPE.
 * ``tokenizer.ggml.model = "llama"``: SentencePiece (llama.cpp's "SPM" tokenizer). Spaces become U+2581
   ("▁"), "▁" is prepended to each run of text only when ``tokenizer.ggml.add_space_prefix`` is true (it
   is false for Gemma), then the highest-scoring adjacent pair whose concatenation is a token is merged,
@@ -31,8 +36,9 @@ tokens (4: Gemma's ``"\\n"``, runs of spaces and tabs, HTML tags...) are always 
 Detokenizing mirrors llama.cpp's ``token_to_piece``: :meth:`Tokenizer.token_bytes` gives the raw bytes of
 one token and text is assembled from bytes, so a multi-byte character split over several tokens (byte
 fallback, byte-level BPE) comes out whole. :class:`StreamDecoder` never emits half a UTF-8 character.
-llama.cpp's ``clean_spaces`` post-processing (" ," -> ",", used by a few BPE pre-tokenizers) is not
-applied: decoding here always gives back the exact text that was encoded.
+llama.cpp's ``clean_spaces`` post-processing (" ," -> ",", set by many BPE pre-tokenizers) is applied
+only when asked (``decode(..., clean_spaces=True)``, as ``llama_detokenize``): by default decoding gives
+back the exact text that was encoded, as llama.cpp's token-by-token ``token_to_piece`` does.
 
 End of generation (:attr:`Tokenizer.eog_ids`) follows llama.cpp's ``special_eog_ids`` exactly, quirks
 included: SmolLM2's ``<reponame>`` (taken for a fill-in-the-middle token) and Gemma 3's ``</s>`` (an HTML
@@ -51,7 +57,7 @@ import itertools
 import logging
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
@@ -70,40 +76,339 @@ TOKEN_USER_DEFINED = 4
 TOKEN_UNUSED = 5
 TOKEN_BYTE = 6
 
-SUPPORTED_MODELS = {"gpt2": "byte-level BPE", "llama": "SentencePiece"}
+SUPPORTED_MODELS = {"gpt2": "byte-level BPE", "llama": "SentencePiece", "gemma4": "BPE on SentencePiece-style text"}
 
 SPACE_MARK = "\u2581"  # "▁", SentencePiece's escaped space
 
-# --- pre-tokenizer regexes, as in llama.cpp's llm_tokenizer_bpe (one after the other) -------------------
+# --- pre-tokenizers: llama.cpp's src/llama-vocab.cpp (as of llama.cpp 0c1e570, llama-cpp-python 0.3.36) --
+# The regexes of each LLAMA_VOCAB_PRE_TYPE_*, as llm_tokenizer_bpe's constructor lists them (applied one
+# after the other, each splitting the pieces the previous ones left, as unicode_regex_split does in
+# src/unicode.cpp). They are written here as llama.cpp writes them; :func:`_onig` adapts the few
+# constructs that llama.cpp reads differently from Oniguruma (the regex engine of ``tokenizers``), and
+# :data:`_CUSTOM_SPLITS` stands in for the splitters that src/unicode.cpp hand-codes.
+_CONTRACTIONS = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-           r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_REGEXES: dict[str, tuple[str, ...]] = {
+_LLAMA3 = _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_QWEN2 = _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_QWEN35 = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+"
+           r"|\s+(?!\S)|\s+")
+_JAIS2 = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+          r"|\s{512}(?!\S)|\s{256}(?!\S)|\s{128}(?!\S)|\s{64}(?!\S)|\s{32}(?!\S)|\s{16}(?!\S)|\s{8}(?!\S)"
+          r"|\s{4}(?!\S)|\s{1,2}(?!\S)|\s{1}")
+_DEEPSEEK_LETTERS = (  # (escapes: characters that Unicode normalization would change)
+    "\\s?[A-Za-z\u00b5À-ÖØ-öø-ƺƼ-ƿ\u01c4-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-\u03f5Ϸ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ"
+    "-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\u1f7dᾀ-ᾴᾶ-ᾼ\u1fbeῂ-ῄῆ-ῌῐ-\u1fd3ῖ-\u1fdbῠ-Ῥῲ-ῴῶ-ῼ\u2102\u2107\u210a-\u2113"
+    "\u2115\u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134\u2139\u213c-\u213f\u2145-\u2149ⅎ"
+    "ↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿ\ufb00-\ufb06\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀"
+    "-𐳲𑢠-𑣟𞤀-𞥃]+")
+_DEEPSEEK_CJK = "[一-龥ࠀ-一가-\ud7ff]+"
+_KANA_CJK = "[一-龥\u3040-ゟ゠-ヿ]+"
+_DEEPSEEK3 = (r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"""
+              r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_SPARK2_5 = (r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"""
+             r"| ?[\p{P}\p{S}]+|[\r\n]|\s+(?!\S)|\s+")
+_BLOOM = r" ?[^(\s|.,!?…。，、।۔،)]+"
+_GPT4O = (r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+" + _CONTRACTIONS
+          + r"?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*" + _CONTRACTIONS
+          + r"?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_CASED_WORDS = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+" + _CONTRACTIONS
+                + r"?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*" + _CONTRACTIONS
+                + "?")
+_NEWLINE_RUNS = r"[^\n]+|[\n]+"
+_PRE_REGEXES: dict[str, tuple[str, ...]] = {  # LLAMA_VOCAB_PRE_TYPE_* (lower case) -> regex_exprs
     "default": (r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"),
-    "gpt2": (_GPT2,),
-    "llama3": (_LLAMA3,),
-    "smollm": (r"\p{N}", _GPT2),
-    "qwen2": (_QWEN2,),
+    "llama3": (_LLAMA3,), "dbrx": (_LLAMA3,), "smaug": (_LLAMA3,), "chatglm4": (_LLAMA3,),
+    "jais2": (_JAIS2,),
+    "deepseek-llm": ("[\r\n]", _DEEPSEEK_LETTERS, "\\s?[!-/:-~！-／：-～‘-‟\u3000-。]+", r"\s+$", _DEEPSEEK_CJK,
+                     r"\p{N}+"),
+    "deepseek-coder": ("[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", _DEEPSEEK_CJK, r"\p{N}"),
+    **{name: (r"\p{N}{1,3}", _KANA_CJK, _DEEPSEEK3)
+       for name in ("deepseek3-llm", "hunyuan-dense", "joyai-llm", "hy-v4")},
+    "spark2-5": (r"\p{N}{1,3}", _KANA_CJK, _SPARK2_5, r"\p{N}"),
+    "youtu": ("[가-힣ㄱ-ㆎ]+|[！…“”‘’—：；，、-〿︰-﹏]+|[ㄅ-ㄯ]+|" + _KANA_CJK[:-1] + "+",
+              _CASED_WORDS + r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
     "falcon": (r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]"),
+    **{name: (r"\p{N}", _GPT2) for name in (
+        "starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva", "mellum2")},
+    **{name: (_GPT2,) for name in ("gpt2", "mpt", "olmo", "jais", "trillion", "granite-docling")},
+    **{name: (_QWEN2,) for name in ("stablelm2", "qwen2", "hunyuan", "solar-open", "grok-2")},
+    "qwen35": (_QWEN35,),
+    **{name: (_BLOOM,) for name in ("poro", "bloom", "gpt3-finnish")},
+    "viking": (_BLOOM, r"\p{N}"),
+    "tekken": (r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])"
+               r"([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",),
+    "chameleon": (r"<sentinel:[0-9]+>", r"(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z", r"([\t\n]|    |  )", r"\p{N}",
+                  r"[\p{P}!-/:-@\[-`{-~]", _GPT2),
+    "gpt4o": (_GPT4O,), "minimax-m2": (_GPT4O,),
+    "granite-emb-multi": (_GPT4O.replace(r"(?=[\p{L}])", r"(?=[\p{L}\p{M}])"),),
+    "tiny-aya": (r"\d{1,3}(?=(?:\d{3})*\b)",
+                 _CASED_WORDS + r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "kimi-k2": (r"\p{Han}+",),
+    "superbpe": (r"\p{N}+", r"(?=(\d{3})+(?!\d))"),
+    "bailingmoe": (r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                   r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+",),
+    "seed-coder": (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+"
+                   r"|\s+(?!\S)|\s+",),
+    "ufakzeka": (_QWEN2[len(_CONTRACTIONS) + 1:],),
+    "afmoe": (r"\p{AFMoE_digits}",
+              "[一-鿿㐀-䶿豈-\ufaff\u3040-ゟ゠-ヿ･-ﾟ⼀-\u2fdfเ-\u0e7f\u0e80-\u0effក-\u17ffက-႟ꩠ-ꩿꧠ-\ua9ff가-\ud7afᄀ-ᇿ]+",
+              _DEEPSEEK3),
+    "laguna": (_NEWLINE_RUNS, _QWEN2),
+    "exaone-moe": (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}"
+                   r"| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+",),
+    "gemma4": (_NEWLINE_RUNS,), "sarvam-moe": (_NEWLINE_RUNS,),
+    "minicpm5": (r"\p{N}{1,3}", _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}+| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "whitespace": (r"\S+",),
 }
-# tokenizer.ggml.pre -> (regex family, ignore_merges, default add_bos)
-_PRE_TYPES: dict[str, tuple[str, bool, bool]] = {
-    "default": ("default", False, False),
-    **{name: ("llama3", True, True) for name in (
-        "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2")},
-    **{name: ("llama3", False, False) for name in ("dbrx", "smaug-bpe", "chatglm-bpe", "glm4")},
-    **{name: ("gpt2", False, False) for name in (
-        "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-        "mellum", "modern-bert", "jina-v1-en", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais",
-        "exaone4", "trillion", "granite-docling")},
-    **{name: ("smollm", False, False) for name in (
-        "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b")},
-    **{name: ("qwen2", False, False) for name in (
-        "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "grok-2")},
-    "falcon": ("falcon", False, False),
+# Pre-types whose words are not GPT-2 byte-encoded (llm_tokenizer_bpe's byte_encode = false): BPE runs on
+# the UTF-8 text itself and characters without a token fall back to <0xXX> byte tokens.
+_RAW_PRE_TYPES = frozenset({"gemma4", "sarvam-moe", "whitespace"})
+
+# Han characters as src/unicode.cpp's unicode_cpt_is_han counts them (not Unicode's Script=Han).
+_HAN = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
+        r"\x{2B820}-\x{2CEAF}\x{2CEB0}-\x{2EBEF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")
+# src/unicode.cpp's unicode_regex_split_custom runs hand-written code for some regexes. For most (GPT-2,
+# llama3, qwen2, qwen35, the newline runs) the code does what the regex says, and the regex is used here;
+# these three do something else, written here as the regex that splits the same way:
+_AFMOE_DIGITS = r"\P{N}*\p{N}{1,3}(?=(?:\p{N}{3})*(?!\p{N}))|\P{N}+"
+_CUSTOM_SPLITS = {
+    # Kimi K2's whole pattern (unicode_regex_split_custom_kimi_k2): Han runs, then words of other letters
+    # (upper/lower case not told apart, combining marks not included) with a contraction, digits by three...
+    r"\p{Han}+": (rf"[{_HAN}]+|[^\r\n\p{{L}}\p{{N}}]?(?:(?![{_HAN}])\p{{L}})+{_CONTRACTIONS}?|\p{{N}}{{1,3}}"
+                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    # unicode_regex_split_custom_afmoe: each run of digits is cut into groups of three from the right (the
+    # first group has the 1-2 left over), and the text before a run stays glued to its first group.
+    r"\p{AFMoE_digits}": _AFMOE_DIGITS,
+    r"\d{1,3}(?=(?:\d{3})*\b)": _AFMOE_DIGITS,  # tiny_aya: llama.cpp runs the AFMoE code for it
 }
+
+
+# The non-ASCII characters of src/unicode-data.cpp's unicode_set_whitespace.
+_WIDE_SPACES = r"\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
+
+
+def _onig(regex: str) -> str:
+    """One of llama.cpp's pre-tokenizer regexes as an Oniguruma regex that splits text the same way.
+
+    llama.cpp runs the regexes that have Unicode classes on a "collapsed" text (``unicode_regex_split``,
+    src/unicode.cpp): every non-ASCII character is replaced by one byte standing for its category, and
+    ``\\p{Lu}``, ``\\p{Ll}``, ``\\p{Lt}``, ``\\p{Lm}``, ``\\p{Lo}`` all become "any letter" (so the
+    upper/lower-case word patterns of tiny_aya and youtu do not tell case apart there). The others run on
+    ``std::wregex`` over the text with every non-ASCII space replaced by U+000B: ``[一-龥ࠀ-一]`` then does
+    not match U+2028 or U+3000 (taken out of such classes here), ``\\d`` is an ASCII digit and ``$`` is
+    the end of the piece only. Oniguruma's ``\\p{N}``, ``\\p{L}``, ``\\p{P}``, ``\\p{S}``, ``\\p{M}`` and
+    ``\\s`` are the same classes as llama.cpp's.
+    """
+    regex = _CUSTOM_SPLITS.get(regex, regex)
+    if r"\p{" in regex:
+        for letters in (r"\p{Lu}", r"\p{Ll}", r"\p{Lt}", r"\p{Lm}", r"\p{Lo}"):
+            regex = regex.replace(letters, r"\p{L}")
+        return regex
+    regex = _without_wide_spaces(regex.replace(r"\d", "[0-9]"))
+    if regex.endswith("$"):
+        regex = regex[:-1] + r"\z"  # Oniguruma's $ also matches before a newline
+    return regex
+
+
+def _without_wide_spaces(regex: str) -> str:
+    """``regex`` with the non-ASCII spaces taken out of each ``[...]`` class that lists non-ASCII
+    characters (Oniguruma's class intersection ``[...&&[^...]]``); negated classes are left as they are."""
+    out: list[str] = []
+    start = None  # index in `out` of the "[" of the class being read
+    i = 0
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            out.append(regex[i:i + 2])
+            i += 2
+            continue
+        if c == "[" and start is None:
+            start = len(out)
+        elif c == "]" and start is not None:
+            body = "".join(out[start + 1:])
+            if not body.startswith("^") and any(ord(ch) > 127 for ch in body):
+                c = f"&&[^{_WIDE_SPACES}]]"
+            start = None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class _PreType(NamedTuple):
+    """What ``tokenizer.ggml.pre`` sets in llama.cpp (``llama_vocab::impl::load``): the regexes
+    (a key of :data:`_PRE_REGEXES`) and the flags, before ``tokenizer.ggml.add_bos_token`` and
+    ``add_space_prefix`` in the file override them."""
+    regexes: str
+    ignore_merges: bool = False  # a word that is a whole token is taken as is, without merges
+    add_bos: bool = False
+    clean_spaces: bool = True  # clean_up_tokenization_spaces, see _clean_spaces (llama.cpp's BPE default)
+    escape_whitespaces: bool = False  # spaces become "▁" before splitting (SentencePiece-style BPE)
+
+
+def _pre_types() -> dict[str, _PreType]:
+    """``tokenizer.ggml.pre`` -> :class:`_PreType`, in the order of llama.cpp's ``tokenizer_pre ==`` chain."""
+    table: dict[str, _PreType] = {"default": _PreType("default")}
+
+    def add(names: str, *args, **flags) -> None:
+        for name in names.split():
+            table[name] = _PreType(*args, **flags)
+
+    keep_spaces = {"clean_spaces": False}
+    add("minicpm5", "minicpm5", ignore_merges=True)
+    add("llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 jina-v5-nano", "llama3",
+        ignore_merges=True, add_bos=True)
+    add("deepseek-llm", "deepseek-llm", **keep_spaces)
+    add("deepseek-coder", "deepseek-coder", **keep_spaces)
+    add("deepseek-v3", "deepseek3-llm", **keep_spaces)
+    add("spark2_5", "spark2-5", **keep_spaces)
+    add("youtu", "youtu", ignore_merges=True, **keep_spaces)
+    add("falcon", "falcon")
+    add("mpt", "mpt")
+    add("starcoder", "starcoder")
+    add("gpt-2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de a.x-4.0 mellum modern-bert", "gpt2")
+    add("jais-2", "jais2")
+    add("gemma4 granite-embed-multi-311m", "gemma4", escape_whitespaces=True)
+    add("sarvam-moe", "sarvam-moe", escape_whitespaces=True, **keep_spaces)
+    add("jina-v1-en jina-v2-code roberta-bpe", "gpt2")  # (llama.cpp also sets add_sep: not used to tokenize)
+    add("whitespace", "whitespace")
+    add("refact", "refact")
+    add("command-r", "command-r", **keep_spaces)
+    add("qwen2 deepseek-r1-qwen kormo f2llmv2", "qwen2", **keep_spaces)
+    add("qwen35", "qwen35", **keep_spaces)
+    add("stablelm2", "stablelm2")
+    add("olmo", "olmo")
+    add("dbrx", "dbrx")
+    add("smaug-bpe", "smaug")
+    add("poro-chat", "poro", **keep_spaces)
+    add("chatglm-bpe", "chatglm4")
+    add("glm4 glm5", "chatglm4", ignore_merges=True)
+    add("viking", "viking", **keep_spaces)
+    add("jais", "jais")
+    add("tekken", "tekken", ignore_merges=True, add_bos=True, **keep_spaces)
+    add("smollm", "smollm", **keep_spaces)
+    add("codeshell", "codeshell")
+    add("bloom", "bloom")
+    add("gpt3-finnish", "gpt3-finnish")
+    add("exaone", "exaone")
+    add("exaone4", "gpt2")
+    add("exaone-moe", "exaone-moe")
+    add("chameleon", "chameleon", add_bos=True, **keep_spaces)
+    add("minerva-7b", "minerva")
+    add("megrez", "qwen2")
+    add("gpt-4o llama4 kanana2 talkie", "gpt4o", **keep_spaces)
+    add("granite-embed-multi-97m", "granite-emb-multi", ignore_merges=True, **keep_spaces)
+    add("tiny_aya cohere2moe", "tiny-aya", **keep_spaces)
+    add("superbpe", "superbpe", **keep_spaces)
+    add("trillion", "trillion", **keep_spaces)
+    add("granite-docling", "granite-docling", **keep_spaces)
+    add("bailingmoe bailingmoe2 llada-moe", "bailingmoe", **keep_spaces)
+    add("seed-coder", "seed-coder", **keep_spaces)
+    add("hunyuan", "hunyuan", **keep_spaces)
+    add("hunyuan-dense", "hunyuan-dense", **keep_spaces)
+    add("hy_v4", "hy-v4", **keep_spaces)
+    add("joyai-llm", "joyai-llm", **keep_spaces)
+    add("kimi-k2", "kimi-k2", **keep_spaces)
+    add("ufakzeka", "ufakzeka", **keep_spaces)
+    add("grok-2", "grok-2", **keep_spaces)
+    add("afmoe", "afmoe", **keep_spaces)
+    add("laguna", "laguna", **keep_spaces)
+    add("minimax-m2", "minimax-m2", **keep_spaces)
+    add("solar-open", "solar-open", **keep_spaces)
+    add("mellum2", "mellum2")
+    return table
+
+
+_PRE_TYPES = _pre_types()
+
+
+def _bpe_pre_type(model: str, pre: str | None, source: str) -> tuple[str, _PreType]:
+    """The pre-tokenizer of a BPE vocabulary: ``(name, settings)``. As in llama.cpp, a missing
+    ``tokenizer.ggml.pre`` is ``"default"`` and ``tokenizer.ggml.model = "gemma4"`` implies ``"gemma4"``;
+    an unknown name (an error in llama.cpp) gets GPT-2's regex, with a warning."""
+    pre = "gemma4" if model == "gemma4" else (pre or "default")
+    pre_type = _PRE_TYPES.get(pre)
+    if pre_type is None:
+        log.warning("%s: unknown pre-tokenizer '%s', using GPT-2's; tokenization may differ from llama.cpp",
+                    source, pre)
+        pre_type = _PRE_TYPES["gpt-2"]
+    return pre, pre_type
+
+
+def _unknown_chars(vocab: dict[str, int]) -> str | None:
+    """For BPE on plain UTF-8: a regex class of the characters that are not tokens, if some byte token
+    ``<0xXX>`` is missing (else None).
+
+    In llama.cpp such a character stays a symbol of its word, so its neighbours cannot merge across it,
+    and it gives the byte tokens that exist. ``tokenizers`` gives the byte tokens when they all exist (and
+    they block merges just as well) but otherwise drops the character and lets its neighbours merge: so
+    when some are missing, each unknown character is made a word of its own."""
+    if all(f"<0x{b:02X}>" in vocab for b in range(256)):
+        return None
+    known = sorted({ord(t) for t in vocab if len(t) == 1} | {ord("\n")})  # newline runs: words anyway
+    ranges: list[list[int]] = []
+    for cp in known:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "[^" + "".join(f"\\x{{{a:X}}}" + (f"-\\x{{{b:X}}}" if b > a else "") for a, b in ranges) + "]"
+
+
+def _set_bpe_pipeline(hf: HFTokenizer, pre_type: _PreType, *, byte_level: bool, unknown: str | None = None) -> None:
+    """Normalizer, pre-tokenizer and decoder of a BPE tokenizer: spaces to "▁" first if the pre-type
+    escapes them, then the pre-type's regexes one after the other (each match and each gap between matches
+    is a word), then GPT-2's byte encoding of each word unless the pre-type works on plain UTF-8 (then
+    ``unknown``, from :func:`_unknown_chars`, isolates the characters that have no token)."""
+    regexes = [_onig(rx) for rx in _PRE_REGEXES[pre_type.regexes]] + ([unknown] if unknown else [])
+    splits = [pre_tokenizers.Split(Regex(rx), behavior="isolated") for rx in regexes]
+    if byte_level:
+        hf.pre_tokenizer = pre_tokenizers.Sequence(
+            splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+        hf.decoder = decoders.ByteLevel()
+        return
+    hf.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    steps = [decoders.ByteFallback(), decoders.Fuse()]
+    if pre_type.escape_whitespaces:
+        hf.normalizer = normalizers.Replace(" ", SPACE_MARK)
+        steps.insert(0, decoders.Replace(SPACE_MARK, " "))
+    hf.decoder = decoders.Sequence(steps)
+
+
+def _clean_spaces(text: str) -> str:
+    """llama.cpp's ``clean_spaces`` (``llama_vocab::impl::detokenize``, after Hugging Face's
+    ``clean_up_tokenization_spaces``): " ?", " !", " .", " ," lose their space, a lone " ' " loses both,
+    and " 's", " 'm", " 're", " 've" theirs. Written as llama.cpp's three in-place passes."""
+    buf = list(text)
+    n = len(buf)
+    total = 1 if n else 0  # first pass: " ?", " !", " .", " ,"
+    for i in range(1, n):
+        x = buf[i]
+        if buf[i - 1] == " " and x in "?!.,":
+            total -= 1
+        buf[total] = x
+        total += 1
+    n, total = total, 1 if total else 0  # second pass: " ' " -> "'"
+    i = 1
+    while i < n:
+        x = buf[i]
+        if x == "'" and i + 1 < n and buf[i - 1] == " " and buf[i + 1] == " ":
+            total -= 1
+            i += 1
+            buf[i] = "\0"
+        buf[total] = x
+        total += 1
+        i += 1
+    n, total = total, 1 if total else 0  # third pass: " 's", " 'm", " 're", " 've"
+    for i in range(1, n):
+        x = buf[i]
+        if buf[i - 1] == " " and x == "'" and i + 1 < n:
+            x1 = buf[i + 1]
+            if x1 in "sm" or (x1 not in "td" and i + 2 < n and x1 + buf[i + 2] in ("re", "ve")):
+                total -= 1
+        buf[total] = x
+        total += 1
+    return "".join(buf[:total])
 
 # Token texts that end generation (llama.cpp's special_eog_ids is built from the same list).
 _EOG_TEXTS = frozenset({
@@ -464,12 +769,14 @@ class Tokenizer:
     """A GGUF model's tokenizer; build it with :meth:`from_metadata` or :meth:`from_gguf`.
 
     Attributes:
-        model: ``tokenizer.ggml.model`` (``"gpt2"`` or ``"llama"``).
+        model: ``tokenizer.ggml.model`` (``"gpt2"``, ``"llama"`` or ``"gemma4"``).
         pre: ``tokenizer.ggml.pre`` as used (``"default"`` when absent).
         n_vocab: number of tokens.
         bos_id, eos_id: beginning/end of sequence ids, or ``None``.
         add_bos, add_eos: whether :meth:`encode` adds them when ``add_special=True``.
         add_space_prefix: SentencePiece only, "▁" is prepended to each run of text.
+        clean_spaces: llama.cpp's ``clean_spaces`` for this pre-tokenizer (``decode(..., clean_spaces=True)``
+            applies it).
         eog_ids: ids that end generation: EOS plus end-of-turn-like tokens present in the vocabulary
             (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``, ``<|endoftext|>``...) and FIM pad/repo/
             separator tokens, as llama.cpp's ``special_eog_ids``.
@@ -487,11 +794,15 @@ class Tokenizer:
         self.add_bos = False
         self.add_eos = False
         self.add_space_prefix = False
+        self.clean_spaces = False
         self.eog_ids: frozenset[int] = frozenset()
         self.hf: HFTokenizer | None = None
         self._tokens: Sequence[str] = []  # the metadata's own list, not a copy
         self._types = np.zeros(0, dtype=np.int8)
         self._pieces: dict[int, bytes] = {}  # token_bytes of the tokens asked for so far
+        self._byte_level = False  # token texts are GPT-2 byte-encoded (byte-level BPE)
+        self._escape_spaces = False  # token texts write spaces as "▁" (SentencePiece, Gemma 4's BPE)
+        self._whole_newlines = False  # Gemma 4: a run of newlines that is a token is taken whole
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
@@ -555,22 +866,21 @@ class Tokenizer:
         spm = model == "llama"
         if spm:
             self.pre = "default"
-            ignore_merges, default_add_bos = False, True
+            pre_type = _PreType("default", add_bos=True, clean_spaces=False, escape_whitespaces=True)
             self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))
         else:
-            pre = metadata.get("tokenizer.ggml.pre") or "default"
-            if pre not in _PRE_TYPES:
-                log.warning("%s: unknown pre-tokenizer '%s', using GPT-2's; tokenization may differ from "
-                            "llama.cpp", source, pre)
-                family, ignore_merges, default_add_bos = "gpt2", False, False
-            else:
-                family, ignore_merges, default_add_bos = _PRE_TYPES[pre]
-            self.pre = pre
+            self.pre, pre_type = _bpe_pre_type(model, metadata.get("tokenizer.ggml.pre"), source)
             self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", False))
+        self.clean_spaces = pre_type.clean_spaces
+        self._escape_spaces = pre_type.escape_whitespaces
+        self._byte_level = not spm and pre_type.regexes not in _RAW_PRE_TYPES
+        self._whole_newlines = pre_type.regexes == "gemma4"
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", 1 if spm else None)
         self.eos_id = token_id("tokenizer.ggml.eos_token_id", 2 if spm else None)
         self.unk_id = token_id("tokenizer.ggml.unknown_token_id", 0 if spm else None)
-        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", default_add_bos))
+        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", pre_type.add_bos))
+        if pre_type.regexes == "gemma4":
+            self.add_bos = True  # llama.cpp overrides add_bos_token = false for Gemma 4 (llama-vocab.cpp)
         self.add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False))
         if self.add_bos and self.bos_id is None:
             raise TokenizerError(f"{source}: tokenizer.ggml.add_bos_token is true but there is no BOS token")
@@ -607,6 +917,8 @@ class Tokenizer:
                 hf.decoder = decoders.Sequence(dec)
             else:
                 raw_merges = metadata.get("tokenizer.ggml.merges")
+                if raw_merges is None and self.pre == "kimi-k2":
+                    raw_merges = []  # llama.cpp lets Kimi K2 go without merges
                 if raw_merges is None:
                     raise TokenizerError(f"{source}: tokenizer.ggml.merges is missing (needed by BPE)")
                 merges = []
@@ -620,12 +932,11 @@ class Tokenizer:
                         dropped += 1
                 if dropped:
                     log.warning("%s: %d merges refer to tokens outside the vocabulary, ignored", source, dropped)
-                bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+                bpe = models.BPE(vocab, merges, ignore_merges=pre_type.ignore_merges,
+                                 byte_fallback=not self._byte_level)
                 hf = HFTokenizer(bpe)
-                hf.pre_tokenizer = pre_tokenizers.Sequence(
-                    [pre_tokenizers.Split(Regex(rx), behavior="isolated") for rx in _REGEXES[family]]
-                    + [pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
-                hf.decoder = decoders.ByteLevel()
+                _set_bpe_pipeline(hf, pre_type, byte_level=self._byte_level,
+                                  unknown=None if self._byte_level else _unknown_chars(vocab))
         except TokenizerError:
             raise
         except Exception as exc:  # tokenizers reports bad vocabularies as plain Exceptions
@@ -697,13 +1008,34 @@ class Tokenizer:
             if self._encode_special == parse_special:
                 self._encode_special = not parse_special
                 self.hf.encode_special_tokens = not parse_special
-            ids = self.hf.encode(text, add_special_tokens=False).ids if text else []
+            enc = self.hf.encode(text, add_special_tokens=False) if text else None
+        ids = enc.ids if enc is not None else []
+        if self._whole_newlines and "\n\n" in text:
+            ids = self._join_newline_words(ids, enc.word_ids)
         if add_special:
             if self.add_bos:
                 ids.insert(0, self.bos_id)
             if self.add_eos:
                 ids.append(self.eos_id)
         return ids
+
+    def _join_newline_words(self, ids: list[int], word_ids: list[int | None]) -> list[int]:
+        """Gemma 4 (llama.cpp's ``llm_tokenizer_bpe_session::tokenize``): a word made only of newlines
+        that is itself a token becomes that token, whatever the merges say."""
+        out: list[int] = []
+        i = 0
+        while i < len(ids):
+            j = i + 1
+            while j < len(ids) and word_ids[i] is not None and word_ids[j] == word_ids[i]:
+                j += 1
+            whole = None
+            if j - i > 1:
+                piece = b"".join(self.token_bytes(t) for t in ids[i:j])
+                if not piece.strip(b"\n"):
+                    whole = self.hf.token_to_id(piece.decode("ascii"))
+            out.extend(ids[i:j] if whole is None else (whole,))
+            i = j
+        return out
 
     # ------------------------------------------------------------------ decoding
     def token_text(self, token_id: int) -> str:
@@ -747,8 +1079,8 @@ class Tokenizer:
                 return text.encode("utf-8")
         if ttype != TOKEN_NORMAL:
             return b""
-        if self.model == "llama":
-            return text.replace(SPACE_MARK, " ").encode("utf-8")
+        if not self._byte_level:
+            return (text.replace(SPACE_MARK, " ") if self._escape_spaces else text).encode("utf-8")
         dec = _BYTE_DECODER
         if all(c in dec for c in text):
             return bytes(dec[c] for c in text)
@@ -757,12 +1089,15 @@ class Tokenizer:
     def _skipped(self, token_id: int) -> bool:
         return int(self._types[token_id]) in (TOKEN_CONTROL, TOKEN_UNKNOWN)
 
-    def decode(self, ids: Iterable[int], *, skip_special: bool = False) -> str:
+    def decode(self, ids: Iterable[int], *, skip_special: bool = False, clean_spaces: bool = False) -> str:
         """Text of a token sequence; invalid UTF-8 is replaced with U+FFFD.
 
         ``skip_special`` leaves out control and unknown tokens (BOS, ``<|im_end|>``...). As in llama.cpp,
         when ``add_space_prefix`` is set the space that encoding put in front of the text is removed again
-        (unless the sequence starts with BOS).
+        (unless the sequence starts with BOS). With ``clean_spaces``, the text is tidied as llama.cpp's
+        ``llama_detokenize`` does for the pre-tokenizers that ask for it (:attr:`clean_spaces`: " ," -> ","
+        and the like, see :func:`_clean_spaces`); by default it is the exact text, as token by token
+        (``token_to_piece``, what llama.cpp streams).
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -777,7 +1112,8 @@ class Tokenizer:
             if n == 0 and strip and piece.startswith(b" "):
                 piece = piece[1:]
             parts.append(piece)
-        return b"".join(parts).decode("utf-8", errors="replace")
+        text = b"".join(parts).decode("utf-8", errors="replace")
+        return _clean_spaces(text) if clean_spaces and self.clean_spaces else text
 
     def stream_decoder(self, *, skip_special: bool = False) -> "StreamDecoder":
         """An incremental detokenizer for generated tokens (see :class:`StreamDecoder`)."""

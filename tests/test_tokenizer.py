@@ -1,11 +1,15 @@
-"""Tokenizer on the real starter models: ids equal llama.cpp's (../shared/reference/token_ids.json),
-decoding round-trips, streaming never splits a character, special tokens, BOS, vocab-only files, the
-SentencePiece merge derivation and its pruning, the compact token-text arrays, and memory use."""
+"""Tokenizer on the real starter models: ids equal llama.cpp's (tests/reference/token_ids.json),
+decoding round-trips, streaming never splits a character, special tokens, BOS, vocab-only files, every
+pre-tokenizer llama.cpp knows (against llama.cpp itself, through llama-cpp-python, on vocab-only files
+made from SmolLM2's vocabulary), the SentencePiece merge derivation and its pruning, the compact
+token-text arrays, and memory use."""
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import random
+import re
 import subprocess
 import sys
 
@@ -277,6 +281,197 @@ def test_unknown_pre_tokenizer_falls_back_to_gpt2(caplog):
     smollm = tokenizer_for(SMOLLM2_FILE)
     assert [p for p, _ in smollm.hf.pre_tokenizer.pre_tokenize_str(" 12")] == ["\u0120", "1", "2"]
     assert tok.decode(tok.encode("Hello world! 12345")) == "Hello world! 12345"
+
+
+# ---------------------------------------------------------------------------------------------- pre-tokenizers
+# Every name of llama.cpp's `tokenizer_pre == "..."` chain (llama_vocab::impl::load in src/llama-vocab.cpp,
+# the llama.cpp of llama-cpp-python 0.3.36), "default" standing for a missing tokenizer.ggml.pre.
+LLAMA_CPP_PRE_NAMES = (
+    "default minicpm5 llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 jina-v5-nano "
+    "deepseek-llm deepseek-coder deepseek-v3 spark2_5 youtu falcon mpt starcoder gpt-2 phi-2 jina-es jina-de "
+    "gigachat jina-v2-es jina-v2-de a.x-4.0 mellum modern-bert jais-2 gemma4 granite-embed-multi-311m "
+    "sarvam-moe jina-v1-en jina-v2-code roberta-bpe whitespace refact command-r qwen2 deepseek-r1-qwen kormo "
+    "f2llmv2 qwen35 stablelm2 olmo dbrx smaug-bpe poro-chat chatglm-bpe glm4 glm5 viking jais tekken smollm "
+    "codeshell bloom gpt3-finnish exaone exaone4 exaone-moe chameleon minerva-7b megrez gpt-4o llama4 kanana2 "
+    "talkie granite-embed-multi-97m tiny_aya cohere2moe superbpe trillion granite-docling bailingmoe "
+    "bailingmoe2 llada-moe seed-coder hunyuan hunyuan-dense hy_v4 joyai-llm kimi-k2 ufakzeka grok-2 afmoe "
+    "laguna minimax-m2 solar-open mellum2").split()
+# Pre-tokenizers on plain UTF-8 (no GPT-2 byte encoding): also tried with <0xXX> byte tokens in the vocabulary.
+RAW_PRE_NAMES = ("gemma4", "sarvam-moe", "whitespace")
+PRE_CASES = ([pytest.param("gpt2", name, False, id=name) for name in LLAMA_CPP_PRE_NAMES]
+             + [pytest.param("gpt2", name, True, id=f"{name}+bytes") for name in RAW_PRE_NAMES]
+             + [pytest.param("gemma4", "", True, id="model=gemma4"), pytest.param("gpt2", "", False, id="no-pre")])
+
+PRE_TEXTS = [
+    "Hello world", "1234567 and 12,345.678, x  1234 y 1 22 333 4444", "I'm, you'll, we'd, THEY'RE 's 'T 'Ve",
+    "中文字符 한국어 日本語のテキスト カタカナ 々〆 \U00020001\uf900", "😀 👍🏽 🦙 ©®™ €", "a  b   c    d\t\te  \t f",
+    "\n\n\nx\n \n", "line1\r\nline2\r\rend", "¿Qué tal? naïve café e\u0301 Straße Ωmega ĳ Ǆ ǅ ﬁ",
+    "def f(x):\n    return x**2 + 1  # comment\n\n\n", "<|im_start|>user\nHi<|im_end|>\n", "  leading and trailing  ",
+    " HelloWorld camelCase ABCdef XMLHttpRequest", "x = [1, 2, 3]; y = {'a': 4} // <b>", "<sentinel:12> IMGIMGABZ",
+    "...!!! ??? ,,, —— 「引用」。、！", "١٢٣ ४५६ ²½ Ⅻ", "\u00a0nbsp\u3000ideographic\u2028line\u0085nel",
+    "$100 + 50% = #1 @home ~tilde `tick` |pipe| ^caret", "", " ", "\t", "a" * 40 + " " + "9" * 20,
+]
+
+
+def _random_texts(count: int) -> list[str]:
+    """Seeded jumbles of the characters the pre-tokenizers treat differently."""
+    rng = random.Random(1234)
+    alphabet = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") + [" "] * 10
+                + list("\n\r\t'sStTmMdDrReEvVlL!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~") + list("中文日本語のカナ한국어ㄱ々")
+                + list("\u00a0\u3000\u2028\u0085\u000b\u001céßΩЖअ\u0301\u0903😀🦙€©…“”—。，！１２３٣²")
+                + ["\U00020001", "\u0378", "<|im_end|>", "  ", "   ", "1234"])
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(count)]
+
+
+PRE_TEXTS += _random_texts(48)
+
+
+def import_llama_cpp():
+    """llama-cpp-python, the reference these tests compare with: its absence fails them, never skips."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        pytest.fail(f"llama-cpp-python is not installed ({exc}); the tokenizer tests compare with llama.cpp "
+                    "through it (it is part of the test extra: pip install -e '.[test]')")
+    return llama_cpp
+
+
+class PreVocabFiles:
+    """Vocab-only GGUF files with SmolLM2's byte-level BPE vocabulary under any ``tokenizer.ggml.pre``.
+
+    The vocabulary is SmolLM2's first 8000 tokens and the merges that make them (SmolLM2 numbers its
+    tokens in merge order), plus " HelloWorld" and " camelCase" with no merge that makes them (so that
+    ``ignore_merges`` shows) and, with ``byte_tokens``, the 256 ``<0xXX>`` tokens and two runs of plain
+    newlines (Gemma 4's newline rule). No tokenizer.ggml.add_bos_token: each pre-tokenizer's default
+    applies. The llama.* hyper-parameters are copied too: llama.cpp reads them even for vocab-only files.
+    """
+
+    N_TOKENS = 8000
+
+    def __init__(self, folder):
+        self.folder = folder
+        meta = metadata_for(SMOLLM2_FILE)
+        self.meta = meta
+        tokens = meta["tokenizer.ggml.tokens"].tolist()[:self.N_TOKENS]
+        known = set(tokens)
+        self.merges = [m for m in meta["tokenizer.ggml.merges"].tolist()[:self.N_TOKENS]
+                       if m.replace(" ", "") in known]
+        self.tokens = tokens + ["\u0120HelloWorld", "\u0120camelCase"]
+        self.types = meta["tokenizer.ggml.token_type"].tolist()[:self.N_TOKENS] + [1, 1]
+        self.paths: dict[tuple, object] = {}
+
+    def path(self, model: str, pre: str, byte_tokens: bool):
+        key = (model, pre, byte_tokens)
+        if key not in self.paths:
+            path = self.folder / f"{model}-{pre or 'none'}{'-bytes' if byte_tokens else ''}.gguf"
+            tokens, types = list(self.tokens), list(self.types)
+            if byte_tokens:
+                tokens += [f"<0x{b:02X}>" for b in range(256)] + ["\n\n", "\n\n\n"]
+                types += [6] * 256 + [1, 1]
+            w = gguf.GGUFWriter(str(path), "llama")
+            for key_name, value in self.meta.items():
+                if key_name.startswith("llama."):
+                    (w.add_float32 if isinstance(value, float) else w.add_uint32)(key_name, value)
+            w.add_string("tokenizer.ggml.model", model)
+            if pre:
+                w.add_string("tokenizer.ggml.pre", pre)
+            w.add_token_list(tokens)
+            w.add_token_types(types)
+            w.add_token_merges(self.merges)
+            w.add_bos_token_id(1)
+            w.add_eos_token_id(2)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.close()
+            self.paths[key] = path
+        return self.paths[key]
+
+
+@pytest.fixture(scope="session")
+def pre_vocab_files(tmp_path_factory) -> PreVocabFiles:
+    return PreVocabFiles(tmp_path_factory.mktemp("pre-vocab"))
+
+
+def texts_llama_cpp_takes(pre: str) -> list[str]:
+    """PRE_TEXTS, except that for "whitespace" a run of spaces and other white space is one space: llama.cpp
+    aborts on it (a BPE word with a space fails the assertion in llama_vocab::find_bpe_rank)."""
+    if pre != "whitespace":
+        return PRE_TEXTS
+    return [re.sub(r"\s*[ ]\s*", " ", text) for text in PRE_TEXTS]
+
+
+@pytest.mark.parametrize(("model", "pre", "byte_tokens"), PRE_CASES)
+def test_pre_tokenizer_ids_match_llama_cpp(pre_vocab_files, model, pre, byte_tokens):
+    """Each pre-tokenizer llama.cpp knows gives llama.cpp's ids (llama.cpp live, from the same vocab-only
+    file), with and without BOS (each pre-tokenizer's default add_bos), special tokens parsed."""
+    llama_cpp = import_llama_cpp()
+    assert (pre or "default") in tokenizer_module._PRE_TYPES, f"Fireside does not know pre-tokenizer {pre!r}"
+    path = pre_vocab_files.path(model, pre, byte_tokens)
+    tok = Tokenizer.from_gguf(path)
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        for text in texts_llama_cpp_takes(pre):
+            for add_bos in (True, False):
+                want = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+                got = tok.encode(text, add_special=add_bos)
+                assert got == want, (text, add_bos, [tok.token_text(i) for i in got],
+                                     [tok.token_text(i) for i in want])
+            if pre != "whitespace":  # (llama.cpp byte-decodes its plain-UTF-8 tokens: mojibake)
+                ids = tok.encode(text, add_special=False)
+                assert b"".join(tok.token_bytes(i) for i in ids) == llm.detokenize(ids, special=True), text
+    finally:
+        llm.close()
+
+
+def test_pre_tokenizer_settings():
+    """The flags that go with a pre-tokenizer name, as llama-vocab.cpp sets them."""
+    pre = tokenizer_module._PRE_TYPES
+    assert sorted(pre) == sorted(LLAMA_CPP_PRE_NAMES)
+    assert pre["llama3"].ignore_merges and pre["llama3"].add_bos and pre["llama3"].clean_spaces
+    assert pre["glm4"].ignore_merges and not pre["chatglm-bpe"].ignore_merges
+    assert pre["tekken"] == pre["tekken"]._replace(ignore_merges=True, add_bos=True, clean_spaces=False)
+    assert not pre["deepseek-v3"].clean_spaces and pre["megrez"].clean_spaces and not pre["qwen2"].clean_spaces
+    assert pre["gemma4"].escape_whitespaces and pre["sarvam-moe"].escape_whitespaces
+    assert pre["deepseek-v3"].regexes == "deepseek3-llm" and pre["qwen35"].regexes == "qwen35"
+
+
+def test_clean_spaces_as_llama_detokenize(pre_vocab_files):
+    """decode(..., clean_spaces=True) is llama_detokenize's text; plain decode keeps the exact text."""
+    llama_cpp = import_llama_cpp()
+    text = "Hello , world ! It 's ok . You 're here ? I ' m don 't , a ,b .c ?d !"
+    for pre, cleans in (("gpt-2", True), ("smollm", False), ("megrez", True), ("deepseek-llm", False)):
+        path = pre_vocab_files.path("gpt2", pre, False)
+        tok = Tokenizer.from_gguf(path)
+        assert tok.clean_spaces == cleans
+        ids = tok.encode(text, add_special=False)
+        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        try:
+            tokens = (llama_cpp.llama_token * len(ids))(*ids)
+            buf = ctypes.create_string_buffer(1024)
+            n = llama_cpp.llama_detokenize(llm._model.vocab, tokens, len(ids), buf, len(buf), False, True)
+        finally:
+            llm.close()
+        assert tok.decode(ids, clean_spaces=True) == buf.raw[:n].decode("utf-8")
+        assert tok.decode(ids) == text
+    assert tokenizer_module._clean_spaces("Hi , you ' re ' s") == "Hi, you're's"
+
+
+def test_pre_tokenizer_quirks_of_llama_cpp():
+    """Places where llama.cpp's splitting is not its regex read literally (src/unicode.cpp), kept here."""
+    def pieces(pre: str, text: str) -> list[str]:
+        tok = Tokenizer.from_metadata({**metadata_for(SMOLLM2_FILE), "tokenizer.ggml.pre": pre})
+        dec = tokenizer_module._BYTE_DECODER
+        return [bytes(dec[c] for c in p).decode("utf-8") for p, _ in tok.hf.pre_tokenizer.pre_tokenize_str(text)]
+
+    # AFMoE (and tiny_aya): digits in threes from the right, the text before them glued to the first group
+    assert pieces("afmoe", "x  1234") == ["x", " ", " ", "1", "234"]
+    # tiny_aya: \p{Lu} and \p{Ll} are both "a letter", so camel case is not split
+    assert pieces("tiny_aya", "HelloWorld") == ["HelloWorld"]
+    assert pieces("gpt-4o", "HelloWorld") == ["Hello", "World"]
+    # deepseek-coder: the CJK class [ࠀ-一] does not take U+2028 (llama.cpp makes it U+000B first)
+    assert pieces("deepseek-coder", "> \u2028") == ["> \u2028"]
+    # kimi-k2: Han runs apart from other letters
+    assert pieces("kimi-k2", "abc中文def") == ["abc", "中文", "def"]
 
 
 # ---------------------------------------------------------------------------------------------- SentencePiece
