@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models run test clean serve screenshot bench package assets
+.PHONY: install models llama-cpp run test clean serve screenshot bench package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	touch $@
 
 install: $(VENV)/.installed
+
+# llama.cpp (llama-cpp-python, the [bench] extra), the oracle the tests compare with: built from source once
+# (about ten minutes; pip keeps the built wheel in its cache, so a fresh clone on the same machine reuses
+# it), with this CPU's features and without AMX (bench/llama_cpp_cmake_args.py says why).
+$(VENV)/.llama_cpp: $(VENV)/.installed bench/llama_cpp_cmake_args.py
+	CMAKE_ARGS="$$($(PY) bench/llama_cpp_cmake_args.py)" $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	touch $@
+
+llama-cpp: $(VENV)/.llama_cpp
 
 $(FIRESIDE_MODELS)/.fetched: $(VENV)/.installed engine/starter_models.py
 	$(PY) -m engine fetch-starter --all
@@ -32,7 +41,7 @@ models: $(FIRESIDE_MODELS)/.fetched
 run: install models
 	$(PY) -m engine gui --terminal-fallback $(STARTER)
 
-test: install models
+test: install models llama-cpp
 	$(PY) -m pytest -q
 
 # The OpenAI-compatible server on the starter model, for a person to try (Ctrl+C stops it).
@@ -45,8 +54,7 @@ screenshot: install models
 
 # Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models;
 # pp4096 on SmolLM2 checks that a long prompt is not dominated by attention.
-bench: install models
-	$(PY) -c 'import llama_cpp' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+bench: install models llama-cpp
 	$(PY) -m engine bench -m $(STARTER) -t 2 -p 512,4096 -n 128 --vs-llama-cpp
 	$(PY) -m engine bench -m $(GEMMA) -t 2 -p 512 -n 128 --vs-llama-cpp
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-INSTALL_HINT = "pip install '.[bench]'"
+INSTALL_HINT = "make llama-cpp"
 
 
 class LlamaCppError(RuntimeError):

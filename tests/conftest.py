@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("FIRESIDE_MODELS", ROOT / ".cache" / "models"))
-REFERENCE_DIR = ROOT.parent / "shared" / "reference"
+# llama.cpp reference data copied from the team's shared/reference (provenance in its README.md).
+REFERENCE_DIR = ROOT / "tests" / "reference"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
 
@@ -26,10 +27,10 @@ def model_path(filename: str) -> Path:
 
 
 def reference_file(name: str) -> Path:
-    """A file under ../shared/reference; fails the test if absent."""
+    """A file under tests/reference; fails the test if absent."""
     path = REFERENCE_DIR / name
     if not path.is_file():
-        pytest.fail(f"reference file {path} is missing (it lives in ../shared/reference beside the checkout)")
+        pytest.fail(f"reference file {path} is missing (tests/reference is part of the repository)")
     return path
 
 

@@ -1,5 +1,5 @@
 """End to end on the real starter models: greedy continuations and perplexity match llama.cpp
-(../shared/reference/README.md), sampling is reproducible, the KV cache is reused, context limits
+(tests/reference/README.md), sampling is reproducible, the KV cache is reused, context limits
 are enforced, and the forward pass gives the same logits batched or token by token."""
 from __future__ import annotations
 

@@ -1,0 +1,412 @@
+"""The conformance zoo: GGUF files of every supported architecture, built from the starter models' own
+weights moved into each architecture's layout, with ``gguf``'s writer.
+
+Each case takes the SmolLM2 (llama) or Gemma 3 file and rewrites it as another architecture expects
+it (llama.cpp ``src/models/<arch>.cpp`` and ``convert_hf_to_gguf.py`` say what each layout is):
+- Q/K rows re-ordered per head where the RoPE style differs (adjacent pairs -> NEOX halves), so the
+  rotated model computes what the original did;
+- tensors fused where the architecture stores them fused (Phi-3's ``attn_qkv`` and gate | up
+  ``ffn_up``: quantized rows are concatenated as they are, no re-quantization);
+- the tensors an architecture adds (biases, QK-norms, RoPE factor tensors, post-norms) filled with
+  seeded values of a sensible size, so the model still predicts text.
+Layers are cut to the first and last few to keep the suite fast. Files go to ``.cache/zoo`` (git
+ignored), named with a hash of this file, so they are rebuilt when the builder changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+from gguf.quants import dequantize
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO_DIR = ROOT / ".cache" / "zoo"
+F32 = GGMLQuantizationType.F32
+
+
+@dataclass
+class Tensor:
+    """A tensor to write: raw bytes (n_rows, row_bytes) of a GGML type, or float32 values."""
+
+    data: np.ndarray
+    ggml_type: GGMLQuantizationType = F32
+
+    @classmethod
+    def f32(cls, values) -> "Tensor":
+        return cls(np.ascontiguousarray(values, dtype=np.float32))
+
+    def rows(self, idx) -> "Tensor":
+        """Rows re-ordered or selected (a quantized row is a whole number of blocks, so rows move as bytes)."""
+        return Tensor(np.ascontiguousarray(self.data[idx]), self.ggml_type)
+
+
+@dataclass
+class Source:
+    """A starter model opened for rebuilding: its metadata values and tensors by name."""
+
+    arch: str
+    kv: dict
+    tensors: dict[str, Tensor]
+
+    def key(self, name: str, default=None):
+        return self.kv.get(f"{self.arch}.{name}", (default, None))[0]
+
+
+def read_source(path: Path) -> Source:
+    r = GGUFReader(path)
+    kv = {}
+    for name, f in r.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        vtype = f.types[0]
+        sub = f.types[1] if vtype == GGUFValueType.ARRAY and len(f.types) > 1 else None
+        kv[name] = (f.contents(), (vtype, sub))
+    tensors = {}
+    for t in r.tensors:
+        n_rows = int(np.prod(t.shape[1:])) if len(t.shape) > 1 else 1
+        if t.tensor_type == F32:
+            tensors[t.name] = Tensor.f32(np.asarray(t.data).reshape(-1) if n_rows == 1 else
+                                         np.asarray(t.data).reshape(n_rows, -1))
+        else:
+            tensors[t.name] = Tensor(np.asarray(t.data).view(np.uint8).reshape(n_rows, -1), t.tensor_type)
+    arch = kv["general.architecture"][0]
+    return Source(arch, kv, tensors)
+
+
+def neox_perm(head_dim: int, n_rot: int, n_head: int) -> np.ndarray:
+    """Row order turning adjacent-pair RoPE rows into NEOX rows: within each head the first n_rot dims
+    become (0, 2, 4, ..., 1, 3, 5, ...), so NEOX's pair (i, i + n_rot/2) is the old pair (2i, 2i + 1)."""
+    head = np.concatenate([np.arange(0, n_rot, 2), np.arange(1, n_rot, 2), np.arange(n_rot, head_dim)])
+    return np.concatenate([h * head_dim + head for h in range(n_head)])
+
+
+@dataclass
+class Case:
+    """One zoo file: a name, the starter it comes from and the function that rewrites it."""
+
+    name: str
+    source: str  # "smollm2" or "gemma3"
+    build: Callable[[Source, np.random.Generator], tuple[str, dict, dict]]
+    layers: tuple[int, ...] = ()
+    # False where the layout change leaves a model that no longer predicts text (OLMo 2 from a pre-norm
+    # model): its perplexity is meaningless, so the logits are compared instead.
+    predicts_text: bool = True
+
+
+def _keep_layers(src: Source, layers: tuple[int, ...]) -> Source:
+    """A copy with only the given blocks, renumbered from 0, and block_count set accordingly."""
+    if not layers:
+        return src
+    tensors = {}
+    for name, t in src.tensors.items():
+        if name.startswith("blk."):
+            il = int(name.split(".")[1])
+            if il in layers:
+                tensors["blk.%d.%s" % (layers.index(il), name.split(".", 2)[2])] = t
+        else:
+            tensors[name] = t
+    kv = dict(src.kv)
+    kv[f"{src.arch}.block_count"] = (len(layers), (GGUFValueType.UINT32, None))
+    return Source(src.arch, kv, tensors)
+
+
+def _n_layer(src: Source) -> int:
+    return int(src.key("block_count"))
+
+
+def _hp(src: Source) -> dict:
+    n_embd = int(src.key("embedding_length"))
+    n_head = int(src.key("attention.head_count"))
+    head_dim = int(src.key("attention.key_length", n_embd // n_head))
+    return dict(n_embd=n_embd, n_head=n_head, n_head_kv=int(src.key("attention.head_count_kv", n_head)),
+                head_dim=head_dim, n_ff=int(src.key("feed_forward_length")))
+
+
+def _arch_kv(src: Source, arch: str, drop: tuple[str, ...] = ()) -> dict:
+    """The source's metadata with ``{src.arch}.*`` keys renamed to ``{arch}.*`` (tokenizer and general
+    keys as they are)."""
+    out = {}
+    for name, value in src.kv.items():
+        if name.startswith(src.arch + "."):
+            suffix = name[len(src.arch) + 1:]
+            if suffix in drop:
+                continue
+            name = f"{arch}.{suffix}"
+        out[name] = value
+    out["general.architecture"] = (arch, (GGUFValueType.STRING, None))
+    # (no architecture in the name: llama.cpp sets token attributes by general.name, "phi3" for one)
+    out["general.name"] = ("Fireside zoo model", (GGUFValueType.STRING, None))
+    return out
+
+
+def _f32(v: float):
+    return (float(v), (GGUFValueType.FLOAT32, None))
+
+
+def _u32(v: int):
+    return (int(v), (GGUFValueType.UINT32, None))
+
+
+def _str(v: str):
+    return (v, (GGUFValueType.STRING, None))
+
+
+def _noise(rng: np.random.Generator, n: int, center: float, spread: float) -> Tensor:
+    return Tensor.f32(center + spread * rng.standard_normal(n))
+
+
+def _values(t: Tensor) -> np.ndarray:
+    """float32 values of a tensor (n_rows, n_in) (``gguf.quants.dequantize`` for quantized ones)."""
+    return t.data if t.ggml_type == F32 else dequantize(t.data, t.ggml_type).astype(np.float32)
+
+
+def _head_rms(w: Tensor, norm_w: np.ndarray, rng: np.random.Generator) -> float:
+    """Typical RMS of this projection's output heads on RMS-normed inputs: random unit-RMS rows times
+    the block's input norm weights, through the dequantized matrix."""
+    x = rng.standard_normal((32, norm_w.shape[0])).astype(np.float32) * norm_w
+    return float(np.sqrt(np.mean((x @ _values(w).T) ** 2)))
+
+
+def _permute_qk(src: Source, tensors: dict, hp: dict, n_rot: int) -> None:
+    """Re-order Q and K rows of every layer from adjacent-pair RoPE to NEOX."""
+    pq = neox_perm(hp["head_dim"], n_rot, hp["n_head"])
+    pk = neox_perm(hp["head_dim"], n_rot, hp["n_head_kv"])
+    for il in range(_n_layer(src)):
+        tensors[f"blk.{il}.attn_q.weight"] = tensors[f"blk.{il}.attn_q.weight"].rows(pq)
+        tensors[f"blk.{il}.attn_k.weight"] = tensors[f"blk.{il}.attn_k.weight"].rows(pk)
+
+
+# ---- the cases -------------------------------------------------------------------------------------
+
+def llama3_rope_freqs(n_rot: int, base: float, factor=8.0, low=1.0, high=4.0, n_ctx_orig=8192) -> np.ndarray:
+    """Llama 3.1's RoPE frequency divisors (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors)."""
+    freqs = 1.0 / base ** (np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
+    low_wl, high_wl = n_ctx_orig / low, n_ctx_orig / high
+    out = []
+    for f in freqs:
+        wl = 2 * math.pi / f
+        if wl < high_wl:
+            out.append(1.0)
+        elif wl > low_wl:
+            out.append(factor)
+        else:
+            smooth = (n_ctx_orig / wl - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, np.float32)
+
+
+def build_llama3(src: Source, rng):
+    """llama with Llama 3.1's rope_freqs.weight (a short original context so the factors bite)."""
+    kv = _arch_kv(src, "llama")
+    t = dict(src.tensors)
+    n_rot = int(src.key("rope.dimension_count"))
+    t["rope_freqs.weight"] = Tensor.f32(llama3_rope_freqs(n_rot, float(src.key("rope.freq_base")), n_ctx_orig=256))
+    return "llama", kv, t
+
+
+def build_llama_yarn(src: Source, rng):
+    """llama with YaRN scaling (factor 4 over an original context of 128) and seeded biases on every
+    projection (llama.cpp reads them where present)."""
+    kv = _arch_kv(src, "llama")
+    kv["llama.rope.scaling.type"] = _str("yarn")
+    kv["llama.rope.scaling.factor"] = _f32(4.0)
+    kv["llama.rope.scaling.original_context_length"] = _u32(128)
+    t = dict(src.tensors)
+    hp = _hp(src)
+    for il in range(_n_layer(src)):
+        for name, n in (("attn_q", hp["n_head"] * hp["head_dim"]), ("attn_k", hp["n_head_kv"] * hp["head_dim"]),
+                        ("attn_v", hp["n_head_kv"] * hp["head_dim"]), ("attn_output", hp["n_embd"]),
+                        ("ffn_gate", hp["n_ff"]), ("ffn_up", hp["n_ff"]), ("ffn_down", hp["n_embd"])):
+            t[f"blk.{il}.{name}.bias"] = _noise(rng, n, 0.0, 0.02)
+    return "llama", kv, t
+
+
+def build_qwen2(src: Source, rng):
+    kv = _arch_kv(src, "qwen2")
+    t = dict(src.tensors)
+    hp = _hp(src)
+    _permute_qk(src, t, hp, hp["head_dim"])
+    for il in range(_n_layer(src)):
+        t[f"blk.{il}.attn_q.bias"] = _noise(rng, hp["n_head"] * hp["head_dim"], 0.0, 0.05)
+        t[f"blk.{il}.attn_k.bias"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 0.0, 0.05)
+        t[f"blk.{il}.attn_v.bias"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 0.0, 0.02)
+    t["output.bias"] = _noise(rng, src.tensors["token_embd.weight"].data.shape[0], 0.0, 0.1)
+    t["output.weight"] = src.tensors["token_embd.weight"]
+    return "qwen2", kv, t
+
+
+def build_qwen3(src: Source, rng):
+    kv = _arch_kv(src, "qwen3")
+    hp = _hp(src)
+    kv["qwen3.attention.key_length"] = _u32(hp["head_dim"])
+    kv["qwen3.attention.value_length"] = _u32(hp["head_dim"])
+    t = dict(src.tensors)
+    _permute_qk(src, t, hp, hp["head_dim"])
+    for il in range(_n_layer(src)):
+        # RMS-normed heads have RMS 1; norm weights near 2 gave the best perplexity of 0.5 .. 4.5 tried
+        for x in "qk":
+            t[f"blk.{il}.attn_{x}_norm.weight"] = _noise(rng, hp["head_dim"], 2.0, 0.1)
+    return "qwen3", kv, t
+
+
+def build_phi3(src: Source, rng):
+    """phi3: fused QKV and gate | up; partial RoPE on 32 of 64 dims at base sqrt(base) (so those 16
+    pairs keep their frequencies); LongRoPE short/long factors with an original context of 256, so an
+    n_ctx of 512 takes the long ones; the attention factor llama.cpp's converter writes."""
+    kv = _arch_kv(src, "phi3")
+    hp = _hp(src)
+    n_rot = hp["head_dim"] // 2
+    base = float(src.key("rope.freq_base"))
+    kv["phi3.rope.dimension_count"] = _u32(n_rot)
+    kv["phi3.rope.freq_base"] = _f32(math.sqrt(base))
+    kv["phi3.rope.scaling.original_context_length"] = _u32(256)
+    kv["phi3.rope.scaling.attn_factor"] = _f32(math.sqrt(1 + math.log(2.0) / math.log(256)))
+    kv["phi3.rope.scaling.type"] = _str("longrope")
+    t = dict(src.tensors)
+    _permute_qk(src, t, hp, n_rot)
+    for il in range(_n_layer(src)):
+        q, k, v = (t.pop(f"blk.{il}.attn_{x}.weight") for x in "qkv")
+        t[f"blk.{il}.attn_qkv.weight"] = Tensor(np.concatenate([q.data, k.data, v.data]), q.ggml_type)
+        g, u = t.pop(f"blk.{il}.ffn_gate.weight"), t.pop(f"blk.{il}.ffn_up.weight")
+        t[f"blk.{il}.ffn_up.weight"] = Tensor(np.concatenate([g.data, u.data]), g.ggml_type)
+    t["rope_factors_short.weight"] = Tensor.f32(1.0 + 0.05 * rng.random(n_rot // 2))
+    t["rope_factors_long.weight"] = Tensor.f32(np.linspace(1.0, 2.0, n_rot // 2))
+    t["output.weight"] = src.tensors["token_embd.weight"]
+    return "phi3", kv, t
+
+
+def build_gemma2(src: Source, rng):
+    """gemma2 from Gemma 3: no QK-norm (its weights dropped; Q and K matrices rescaled, as float32, so
+    their heads keep the size the norm gave them), attention soft-cap 50, final soft-cap 30, window 128
+    on even layers."""
+    kv = _arch_kv(src, "gemma2", drop=("final_logit_softcapping", "rope.freq_base_swa"))
+    kv["gemma2.attn_logit_softcapping"] = _f32(50.0)
+    kv["gemma2.final_logit_softcapping"] = _f32(30.0)
+    kv["gemma2.attention.sliding_window"] = _u32(128)
+    t = {n: x for n, x in src.tensors.items() if "attn_q_norm" not in n and "attn_k_norm" not in n
+         and n != "output.weight"}
+    for il in range(_n_layer(src)):
+        norm_w = t[f"blk.{il}.attn_norm.weight"].data
+        for x in "qk":
+            w = t[f"blk.{il}.attn_{x}.weight"]
+            gain = float(np.mean(src.tensors[f"blk.{il}.attn_{x}_norm.weight"].data))
+            t[f"blk.{il}.attn_{x}.weight"] = Tensor.f32(_values(w) * (gain / _head_rms(w, norm_w, rng)))
+    return "gemma2", kv, t
+
+
+def build_granite(src: Source, rng):
+    kv = _arch_kv(src, "granite")
+    kv["granite.embedding_scale"] = _f32(1.25)
+    kv["granite.residual_scale"] = _f32(0.9)
+    kv["granite.attention.scale"] = _f32(0.11)
+    kv["granite.logit_scale"] = _f32(1.3)
+    return "granite", kv, dict(src.tensors)
+
+
+def build_olmo2(src: Source, rng):
+    """olmo2: no pre-norms, so the residual stream itself must stay near the size the pre-norms gave
+    the blocks' inputs: token_embd is rescaled (as F16) to the first layer's attn_norm size and kept
+    unscaled as the (untied, required) output.weight; the post-norms take the size of the following
+    pre-norm; full-width QK-norms; NEOX."""
+    kv = _arch_kv(src, "olmo2")
+    hp = _hp(src)
+    t = dict(src.tensors)
+    _permute_qk(src, t, hp, hp["head_dim"])
+    emb = _values(src.tensors["token_embd.weight"])
+    target = float(np.mean(np.abs(t["blk.0.attn_norm.weight"].data)))
+    t["token_embd.weight"] = Tensor(emb * (target / float(np.sqrt(np.mean(emb**2)))), GGMLQuantizationType.F16)
+    for il in range(_n_layer(src)):
+        attn_w = t.pop(f"blk.{il}.attn_norm.weight").data
+        ffn_w = t.pop(f"blk.{il}.ffn_norm.weight").data
+        t[f"blk.{il}.post_attention_norm.weight"] = Tensor.f32(0.2 * ffn_w)
+        t[f"blk.{il}.post_ffw_norm.weight"] = Tensor.f32(0.2 * attn_w)
+        t[f"blk.{il}.attn_q_norm.weight"] = _noise(rng, hp["n_head"] * hp["head_dim"], 2.0, 0.1)
+        t[f"blk.{il}.attn_k_norm.weight"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 2.0, 0.1)
+    t["output.weight"] = src.tensors["token_embd.weight"]
+    return "olmo2", kv, t
+
+
+def build_smollm3(src: Source, rng):
+    return "smollm3", _arch_kv(src, "smollm3"), dict(src.tensors)
+
+
+def build_mistral3(src: Source, rng):
+    """mistral3: YaRN (factor 2 over 128 tokens, beta keys) and attention temperature 0.1 with floor
+    scale 128, so positions past 128 get a larger Q."""
+    kv = _arch_kv(src, "mistral3")
+    kv["mistral3.rope.scaling.type"] = _str("yarn")
+    kv["mistral3.rope.scaling.factor"] = _f32(2.0)
+    kv["mistral3.rope.scaling.original_context_length"] = _u32(128)
+    kv["mistral3.rope.scaling.yarn_beta_fast"] = _f32(16.0)
+    kv["mistral3.rope.scaling.yarn_beta_slow"] = _f32(2.0)
+    kv["mistral3.attention.temperature_scale"] = _f32(0.1)
+    return "mistral3", kv, dict(src.tensors)
+
+
+def build_identity(src: Source, rng):
+    return src.arch, _arch_kv(src, src.arch), dict(src.tensors)
+
+
+SMOL_LAYERS = ()  # all 30: cutting blocks out leaves a model that no longer predicts text
+GEMMA_LAYERS = ()  # all 18
+CASES = [
+    Case("llama", "smollm2", build_identity, SMOL_LAYERS),
+    Case("llama-rope-freqs", "smollm2", build_llama3, SMOL_LAYERS),
+    Case("llama-yarn-bias", "smollm2", build_llama_yarn, SMOL_LAYERS),
+    Case("qwen2", "smollm2", build_qwen2, SMOL_LAYERS),
+    Case("qwen3", "smollm2", build_qwen3, SMOL_LAYERS),
+    Case("phi3", "smollm2", build_phi3, SMOL_LAYERS),
+    Case("gemma2", "gemma3", build_gemma2, GEMMA_LAYERS),
+    Case("gemma3", "gemma3", build_identity, GEMMA_LAYERS),
+    Case("granite", "smollm2", build_granite, SMOL_LAYERS),
+    Case("olmo2", "smollm2", build_olmo2, SMOL_LAYERS, predicts_text=False),
+    Case("smollm3", "smollm2", build_smollm3, SMOL_LAYERS),
+    Case("mistral3", "smollm2", build_mistral3, SMOL_LAYERS),
+]
+
+
+def _write(path: Path, arch: str, kv: dict, tensors: dict[str, Tensor]) -> None:
+    tmp = path.with_suffix(".tmp")
+    w = GGUFWriter(tmp, arch)
+    for name, (value, (vtype, sub)) in kv.items():
+        if name == "general.architecture":
+            continue
+        if vtype == GGUFValueType.ARRAY:
+            w.add_key_value(name, list(value), vtype, sub_type=sub)
+        else:
+            w.add_key_value(name, value, vtype)
+    for name, t in tensors.items():
+        if t.ggml_type == F32:
+            w.add_tensor(name, t.data)
+        elif t.ggml_type == GGMLQuantizationType.F16 and t.data.dtype != np.uint8:
+            w.add_tensor(name, np.ascontiguousarray(t.data, dtype=np.float16))
+        else:
+            w.add_tensor(name, t.data, raw_shape=t.data.shape, raw_dtype=t.ggml_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.replace(path)
+
+
+_BUILDER_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def build_case(case: Case, source_path: Path) -> Path:
+    """Build (once per builder version) and return the zoo file of one case."""
+    ZOO_DIR.mkdir(parents=True, exist_ok=True)
+    path = ZOO_DIR / f"{case.name}-{_BUILDER_HASH}.gguf"
+    if path.is_file():
+        return path
+    for stale in ZOO_DIR.glob(f"{case.name}-*.gguf"):
+        stale.unlink()
+    src = _keep_layers(read_source(source_path), case.layers)
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(case.name.encode()).digest()[:4], "little"))
+    arch, kv, tensors = case.build(src, rng)
+    _write(path, arch, kv, tensors)
+    return path
