@@ -282,12 +282,16 @@ def build_phi3(src: Source, rng):
 
 def build_gemma2(src: Source, rng):
     """gemma2 from Gemma 3: no QK-norm (its weights dropped; Q and K matrices rescaled, as float32, so
-    their heads keep the size the norm gave them), attention soft-cap 50, final soft-cap 30, window 128
-    on even layers."""
+    their heads keep the size the norm gave them), attention soft-cap 50, final soft-cap 30, window 128;
+    Gemma 3's own layer pattern (5 sliding of every 6) as a ``sliding_window_pattern`` bool array and its
+    local RoPE base as ``rope.freq_base_swa``, the weights were trained with them."""
     kv = _arch_kv(src, "gemma2", drop=("final_logit_softcapping", "rope.freq_base_swa"))
     kv["gemma2.attn_logit_softcapping"] = _f32(50.0)
     kv["gemma2.final_logit_softcapping"] = _f32(30.0)
     kv["gemma2.attention.sliding_window"] = _u32(128)
+    kv["gemma2.rope.freq_base_swa"] = _f32(10000.0)
+    kv["gemma2.attention.sliding_window_pattern"] = (
+        [il % 6 < 5 for il in range(_n_layer(src))], (GGUFValueType.ARRAY, GGUFValueType.BOOL))
     t = {n: x for n, x in src.tensors.items() if "attn_q_norm" not in n and "attn_k_norm" not in n
          and n != "output.weight"}
     for il in range(_n_layer(src)):
@@ -309,10 +313,11 @@ def build_granite(src: Source, rng):
 
 
 def build_olmo2(src: Source, rng):
-    """olmo2: no pre-norms, so the residual stream itself must stay near the size the pre-norms gave
-    the blocks' inputs: token_embd is rescaled (as F16) to the first layer's attn_norm size and kept
-    unscaled as the (untied, required) output.weight; the post-norms take the size of the following
-    pre-norm; full-width QK-norms; NEOX."""
+    """olmo2: no pre-norms, post-norms only, full-width QK-norms, NEOX, an untied output.weight (the
+    original embedding). A pre-norm model's blocks fed the raw residual stream do not predict text
+    (``Case.predicts_text`` is False: logits are compared instead); to keep the stream tame rather than
+    chaotic, token_embd is rescaled (F16) to the first attn_norm's size and the post-norms are small
+    (0.02 x the pre-norm weights they replace), so each block adds a small correction."""
     kv = _arch_kv(src, "olmo2")
     hp = _hp(src)
     t = dict(src.tensors)
@@ -323,8 +328,8 @@ def build_olmo2(src: Source, rng):
     for il in range(_n_layer(src)):
         attn_w = t.pop(f"blk.{il}.attn_norm.weight").data
         ffn_w = t.pop(f"blk.{il}.ffn_norm.weight").data
-        t[f"blk.{il}.post_attention_norm.weight"] = Tensor.f32(0.2 * ffn_w)
-        t[f"blk.{il}.post_ffw_norm.weight"] = Tensor.f32(0.2 * attn_w)
+        t[f"blk.{il}.post_attention_norm.weight"] = Tensor.f32(0.02 * ffn_w)
+        t[f"blk.{il}.post_ffw_norm.weight"] = Tensor.f32(0.02 * attn_w)
         t[f"blk.{il}.attn_q_norm.weight"] = _noise(rng, hp["n_head"] * hp["head_dim"], 2.0, 0.1)
         t[f"blk.{il}.attn_k_norm.weight"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 2.0, 0.1)
     t["output.weight"] = src.tensors["token_embd.weight"]

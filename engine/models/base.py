@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..gguf_file import GGUFError, GGUFFile
 
 ACT_SILU = 0  # must match cython_kernels/forward.pyx
@@ -346,12 +348,26 @@ def read_common(gf: GGUFFile, arch: str) -> dict:
     )
 
 
+def swa_hparams(is_swa: list[bool], window: int, swa_base: float, base: float) -> dict:
+    """``layer_window`` and ``layer_rope_base`` for sliding-window layers ``is_swa`` (window tokens, RoPE
+    base swa_base) among full-attention ones (RoPE base base)."""
+    return dict(layer_window=tuple(window if s else 0 for s in is_swa),
+                layer_rope_base=tuple(swa_base if s else base for s in is_swa))
+
+
 def swa_layers(gf: GGUFFile, arch: str, n_layer: int, pattern: int) -> list[bool]:
     """Which layers use sliding-window attention (llama.cpp ``llama_model_base::load_swa_pattern``):
     ``attention.sliding_window_pattern`` as an array of bools, or as a period n, else ``pattern``; with a
-    period, every layer but each n-th (``llama_hparams::set_swa_pattern``: il % n < n - 1)."""
+    period, every layer but each n-th (``llama_hparams::set_swa_pattern``: il % n < n - 1).
+
+    Raises:
+        GGUFError: a pattern array whose length is not the block count.
+    """
     value = gf.get(f"{arch}.attention.sliding_window_pattern")
-    if isinstance(value, (list, tuple)) and len(value) == n_layer:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != n_layer:
+            raise GGUFError(gf.path, f"metadata key {arch}.attention.sliding_window_pattern has {len(value)} "
+                                     f"entries for {n_layer} layers")
         return [bool(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         pattern = value

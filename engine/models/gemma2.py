@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..gguf_file import GGUFFile
 from .base import (ACT_GELU_TANH, POST_NORMS, PRE_NORMS, HParams, TensorTable, attn_output, gated_ffn, qkv,
-                   read_common, swa_layers)
+                   read_common, swa_hparams, swa_layers)
 
 TENSORS = TensorTable(
     layer=(*PRE_NORMS, *POST_NORMS, *qkv(), *attn_output(), *gated_ffn()),
@@ -31,11 +31,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
     swa_base = float(gf.get("gemma2.rope.freq_base_swa", common["rope_base"]))
     is_swa = swa_layers(gf, "gemma2", n_layer, 2)
     q_width = common["n_embd"] // common["n_head"] if n_layer == 46 else common["head_dim"]
-    common.update(
-        attn_scale=q_width**-0.5,
-        layer_window=tuple(window if s else 0 for s in is_swa),
-        layer_rope_base=tuple(swa_base if s else common["rope_base"] for s in is_swa),
-    )
+    common.update(attn_scale=q_width**-0.5, **swa_hparams(is_swa, window, swa_base, common["rope_base"]))
     return HParams(
         **common,
         rope_neox=True,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..gguf_file import GGUFFile
 from .base import (ACT_GELU_TANH, POST_NORMS, PRE_NORMS, QK_NORMS, HParams, TensorTable, attn_output, gated_ffn,
-                   qkv, read_common, swa_layers)
+                   qkv, read_common, swa_hparams, swa_layers)
 
 SWA_PATTERN = 6  # llama.cpp: load_swa_pattern(ml, 6)
 SWA_ROPE_BASE = 10000.0  # llama.cpp: rope_freq_base_train_swa default
@@ -32,10 +32,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
     swa_base = float(gf.get("gemma3.rope.freq_base_swa", SWA_ROPE_BASE))
     if n_layer == 62:
         common["attn_scale"] = (common["n_embd"] // common["n_head"]) ** -0.5
-    common.update(
-        layer_window=tuple(window if local else 0 for local in is_local),
-        layer_rope_base=tuple(swa_base if local else common["rope_base"] for local in is_local),
-    )
+    common.update(swa_hparams(is_local, window, swa_base, common["rope_base"]))
     return HParams(
         **common,
         rope_neox=True,

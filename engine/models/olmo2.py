@@ -11,7 +11,8 @@ Differences from llama, per llama.cpp ``src/models/olmo2.cpp``:
 from __future__ import annotations
 
 from ..gguf_file import GGUFError, GGUFFile
-from .base import POST_NORMS, HParams, TensorTable, attn_output, gated_ffn, norm, qkv, read_common, swa_layers
+from .base import (POST_NORMS, HParams, TensorTable, attn_output, gated_ffn, norm, qkv, read_common, swa_hparams,
+                   swa_layers)
 
 TENSORS = TensorTable(
     layer=(
@@ -38,7 +39,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
         if common["rope"].freq_scale != 1.0 or common["rope"].ext_factor != 0.0:
             raise GGUFError(gf.path, "olmo2 sliding-window layers with RoPE scaling are not supported")
         is_swa = swa_layers(gf, "olmo2", common["n_layer"], 4)
-        common["layer_window"] = tuple(window if s else 0 for s in is_swa)
+        common.update(swa_hparams(is_swa, window, common["rope_base"], common["rope_base"]))
     return HParams(**common, rope_neox=True, qk_norm_full=True)
 
 
