@@ -226,6 +226,14 @@ def build_llama_yarn(src: Source, rng):
     return "llama", kv, t
 
 
+def build_llama_linear(src: Source, rng):
+    """llama with linear RoPE scaling (``rope.scaling.factor`` 2: positions interpolated by half)."""
+    kv = _arch_kv(src, "llama")
+    kv["llama.rope.scaling.type"] = _str("linear")
+    kv["llama.rope.scaling.factor"] = _f32(2.0)
+    return "llama", kv, dict(src.tensors)
+
+
 def build_qwen2(src: Source, rng):
     kv = _arch_kv(src, "qwen2")
     t = dict(src.tensors)
@@ -278,6 +286,13 @@ def build_phi3(src: Source, rng):
     t["rope_factors_long.weight"] = Tensor.f32(np.linspace(1.0, 2.0, n_rot // 2))
     t["output.weight"] = src.tensors["token_embd.weight"]
     return "phi3", kv, t
+
+
+def build_phi3_short(src: Source, rng):
+    """phi3 as above with an original context of 4096, so an n_ctx of 512 takes the short factors."""
+    arch, kv, t = build_phi3(src, rng)
+    kv["phi3.rope.scaling.original_context_length"] = _u32(4096)
+    return arch, kv, t
 
 
 def build_gemma2(src: Source, rng):
@@ -363,9 +378,11 @@ CASES = [
     Case("llama", "smollm2", build_identity, SMOL_LAYERS),
     Case("llama-rope-freqs", "smollm2", build_llama3, SMOL_LAYERS),
     Case("llama-yarn-bias", "smollm2", build_llama_yarn, SMOL_LAYERS),
+    Case("llama-linear", "smollm2", build_llama_linear, SMOL_LAYERS),
     Case("qwen2", "smollm2", build_qwen2, SMOL_LAYERS),
     Case("qwen3", "smollm2", build_qwen3, SMOL_LAYERS),
     Case("phi3", "smollm2", build_phi3, SMOL_LAYERS),
+    Case("phi3-short-factors", "smollm2", build_phi3_short, SMOL_LAYERS),
     Case("gemma2", "gemma3", build_gemma2, GEMMA_LAYERS),
     Case("gemma3", "gemma3", build_identity, GEMMA_LAYERS),
     Case("granite", "smollm2", build_granite, SMOL_LAYERS),
