@@ -117,11 +117,6 @@ class HParams:
         """Width of one token's K (or V) across KV heads."""
         return self.n_head_kv * self.head_dim
 
-    @property
-    def rope_freq_scale(self) -> float:
-        """Linear RoPE frequency scale (1 / ``rope.scaling.factor``)."""
-        return self.rope.freq_scale
-
 
 @dataclass(frozen=True)
 class Tensor:
@@ -191,10 +186,6 @@ def _q(h: HParams) -> int:
 
 def _kv(h: HParams) -> int:
     return h.n_embd_kv
-
-
-def _ff(h: HParams) -> int:
-    return h.n_ff
 
 
 def _embd(h: HParams) -> int:
