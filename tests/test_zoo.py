@@ -163,3 +163,25 @@ def test_llama_file_with_experts_says_moe_is_not_supported(tmp_path):
     _write(path, "llama", kv, tensors)
     with pytest.raises(GGUFError, match="mixture-of-experts"):
         load_model(path)
+
+
+def test_fused_tensors_are_row_views_of_the_mapping():
+    """Phi-3's attn_qkv and gate | up ffn_up are split into row views of the memory-mapped file, not copies
+    (and the Q, K, V / gate, up rows are the right ones)."""
+    from engine.gguf_file import GGUFFile
+    from engine.model import _layer_tensors, read_hparams
+    from engine.models import phi3
+
+    case = next(c for c in CASES if c.name == "phi3")
+    gf = GGUFFile(build_case(case, model_path(SOURCES[case.source])))
+    hp = read_hparams(gf)
+    fields = _layer_tensors(gf, hp, phi3.tensors(hp), 3)
+    qkv = gf.tensor("blk.3.attn_qkv.weight").data
+    up = gf.tensor("blk.3.ffn_up.weight").data
+    rows = {"wq": (qkv, 0), "wk": (qkv, hp.n_embd_q), "wv": (qkv, hp.n_embd_q + hp.n_embd_kv),
+            "w_gate": (up, 0), "w_up": (up, hp.n_ff)}
+    for name, (whole, r0) in rows.items():
+        view = fields[name]["data"]
+        assert np.shares_memory(view, whole), name
+        assert view.ctypes.data == whole[r0:].ctypes.data, name
+        assert view.shape[0] == fields[name]["n_out"]
