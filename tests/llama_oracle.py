@@ -45,7 +45,6 @@ class LlamaCppLogits(LlamaCppBench):
         lib = self.lib
         last = self.logits(prompt)[-1]
         out, margins = [], []
-        pos = len(prompt)
         for _ in range(n):
             top2 = np.partition(last, -2)[-2:]
             margins.append(float(top2[1] - top2[0]))
@@ -53,7 +52,6 @@ class LlamaCppLogits(LlamaCppBench):
             tok = (lib.llama_token * 1)(out[-1])
             batch = lib.llama_batch_get_one(tok, 1)
             self._decode(batch)
-            pos += 1
             last = np.ctypeslib.as_array(lib.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)).copy()
         return out, margins
 

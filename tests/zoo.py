@@ -9,8 +9,8 @@ it (llama.cpp ``src/models/<arch>.cpp`` and ``convert_hf_to_gguf.py`` say what e
   ``ffn_up``: quantized rows are concatenated as they are, no re-quantization);
 - the tensors an architecture adds (biases, QK-norms, RoPE factor tensors, post-norms) filled with
   seeded values of a sensible size, so the model still predicts text.
-Layers are cut to the first and last few to keep the suite fast. Files go to ``.cache/zoo`` (git
-ignored), named with a hash of this file, so they are rebuilt when the builder changes.
+Every block is kept (cutting blocks out leaves a model that no longer predicts text). Files go to
+``.cache/zoo`` (git ignored), named with a hash of this file, so they are rebuilt when the builder changes.
 """
 from __future__ import annotations
 
@@ -92,27 +92,9 @@ class Case:
     name: str
     source: str  # "smollm2" or "gemma3"
     build: Callable[[Source, np.random.Generator], tuple[str, dict, dict]]
-    layers: tuple[int, ...] = ()
     # False where the layout change leaves a model that no longer predicts text (OLMo 2 from a pre-norm
     # model): its perplexity is meaningless, so the logits are compared instead.
     predicts_text: bool = True
-
-
-def _keep_layers(src: Source, layers: tuple[int, ...]) -> Source:
-    """A copy with only the given blocks, renumbered from 0, and block_count set accordingly."""
-    if not layers:
-        return src
-    tensors = {}
-    for name, t in src.tensors.items():
-        if name.startswith("blk."):
-            il = int(name.split(".")[1])
-            if il in layers:
-                tensors["blk.%d.%s" % (layers.index(il), name.split(".", 2)[2])] = t
-        else:
-            tensors[name] = t
-    kv = dict(src.kv)
-    kv[f"{src.arch}.block_count"] = (len(layers), (GGUFValueType.UINT32, None))
-    return Source(src.arch, kv, tensors)
 
 
 def _n_layer(src: Source) -> int:
@@ -372,23 +354,21 @@ def build_identity(src: Source, rng):
     return src.arch, _arch_kv(src, src.arch), dict(src.tensors)
 
 
-SMOL_LAYERS = ()  # all 30: cutting blocks out leaves a model that no longer predicts text
-GEMMA_LAYERS = ()  # all 18
 CASES = [
-    Case("llama", "smollm2", build_identity, SMOL_LAYERS),
-    Case("llama-rope-freqs", "smollm2", build_llama3, SMOL_LAYERS),
-    Case("llama-yarn-bias", "smollm2", build_llama_yarn, SMOL_LAYERS),
-    Case("llama-linear", "smollm2", build_llama_linear, SMOL_LAYERS),
-    Case("qwen2", "smollm2", build_qwen2, SMOL_LAYERS),
-    Case("qwen3", "smollm2", build_qwen3, SMOL_LAYERS),
-    Case("phi3", "smollm2", build_phi3, SMOL_LAYERS),
-    Case("phi3-short-factors", "smollm2", build_phi3_short, SMOL_LAYERS),
-    Case("gemma2", "gemma3", build_gemma2, GEMMA_LAYERS),
-    Case("gemma3", "gemma3", build_identity, GEMMA_LAYERS),
-    Case("granite", "smollm2", build_granite, SMOL_LAYERS),
-    Case("olmo2", "smollm2", build_olmo2, SMOL_LAYERS, predicts_text=False),
-    Case("smollm3", "smollm2", build_smollm3, SMOL_LAYERS),
-    Case("mistral3", "smollm2", build_mistral3, SMOL_LAYERS),
+    Case("llama", "smollm2", build_identity),
+    Case("llama-rope-freqs", "smollm2", build_llama3),
+    Case("llama-yarn-bias", "smollm2", build_llama_yarn),
+    Case("llama-linear", "smollm2", build_llama_linear),
+    Case("qwen2", "smollm2", build_qwen2),
+    Case("qwen3", "smollm2", build_qwen3),
+    Case("phi3", "smollm2", build_phi3),
+    Case("phi3-short-factors", "smollm2", build_phi3_short),
+    Case("gemma2", "gemma3", build_gemma2),
+    Case("gemma3", "gemma3", build_identity),
+    Case("granite", "smollm2", build_granite),
+    Case("olmo2", "smollm2", build_olmo2, predicts_text=False),
+    Case("smollm3", "smollm2", build_smollm3),
+    Case("mistral3", "smollm2", build_mistral3),
 ]
 
 
@@ -427,7 +407,7 @@ def build_case(case: Case, source_path: Path) -> Path:
         return path
     for stale in ZOO_DIR.glob(f"{case.name}-*.gguf"):
         stale.unlink()
-    src = _keep_layers(read_source(source_path), case.layers)
+    src = read_source(source_path)
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(case.name.encode()).digest()[:4], "little"))
     arch, kv, tensors = case.build(src, rng)
     _write(path, arch, kv, tensors)
