@@ -33,6 +33,35 @@ class PerplexityResult:
     n_tokens: int = 0
 
 
+def chunks(tokens: list[int], n_ctx: int, bos_id: int | None, n_chunks: int | None = None) -> list[list[int]]:
+    """The token chunks llama-perplexity scores: consecutive runs of n_ctx tokens (at most n_chunks of them),
+    the first token of each replaced by bos_id where the model adds one (None: left as it is).
+
+    Raises:
+        ValueError: fewer than 2 * n_ctx tokens.
+    """
+    if len(tokens) < 2 * n_ctx:
+        raise ValueError(f"the text has {len(tokens)} tokens; at least 2 * n_ctx = {2 * n_ctx} are needed")
+    total = len(tokens) // n_ctx
+    if n_chunks is not None:
+        total = min(total, n_chunks)
+    out = []
+    for i in range(total):
+        chunk = tokens[i * n_ctx : (i + 1) * n_ctx]
+        if bos_id is not None:
+            chunk[0] = bos_id
+        out.append(chunk)
+    return out
+
+
+def token_nll(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood (nats, float64 (n,)) of targets (n,) under logits rows (n, n_vocab)."""
+    rows = rows.astype(np.float64)
+    mx = rows.max(axis=1)
+    logsumexp = mx + np.log(np.exp(rows - mx[:, None]).sum(axis=1))
+    return logsumexp - rows[np.arange(len(targets)), targets]
+
+
 def perplexity(ctx: Context, text: str, *, n_chunks: int | None = None,
                on_chunk: Callable[[int, float], None] | None = None) -> PerplexityResult:
     """Compute perplexity of ``text`` with chunks of ``ctx.n_ctx`` tokens.
@@ -47,30 +76,19 @@ def perplexity(ctx: Context, text: str, *, n_chunks: int | None = None,
         ValueError: the text has fewer than 2 * n_ctx tokens.
     """
     tok = ctx.model.tokenizer
-    tokens = tok.encode(text, add_special=True)
     n_ctx = ctx.n_ctx
-    if len(tokens) < 2 * n_ctx:
-        raise ValueError(f"the text has {len(tokens)} tokens; at least 2 * n_ctx = {2 * n_ctx} are needed")
-    total = len(tokens) // n_ctx
-    if n_chunks is not None:
-        total = min(total, n_chunks)
+    bos = tok.bos_id if tok.add_bos else None
     first = n_ctx // 2
     nll_sum = nll2_sum = 0.0
     count = 0
     running = []
-    for i in range(total):
-        chunk = tokens[i * n_ctx : (i + 1) * n_ctx]
-        if tok.add_bos and tok.bos_id is not None:
-            chunk[0] = tok.bos_id
+    for i, chunk in enumerate(chunks(tok.encode(text, add_special=True), n_ctx, bos, n_chunks)):
         logits = ctx.eval_logits(chunk, first)  # (n_ctx - first, n_vocab), rows for positions first..n_ctx-1
-        rows = logits[:-1].astype(np.float64)  # position j predicts token j + 1
-        targets = np.asarray(chunk[first + 1 :])
-        mx = rows.max(axis=1)
-        logsumexp = mx + np.log(np.exp(rows - mx[:, None]).sum(axis=1))
-        nll = logsumexp - rows[np.arange(len(targets)), targets]
+        # position j predicts token j + 1
+        nll = token_nll(logits[:-1], np.asarray(chunk[first + 1 :]))
         nll_sum += float(nll.sum())
         nll2_sum += float((nll * nll).sum())
-        count += len(targets)
+        count += len(nll)
         ppl = math.exp(nll_sum / count)
         running.append(ppl)
         if on_chunk is not None:

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import GEMMA3_FILE, SMOLLM2_FILE, model_path, reference_file
+from engine.perplexity import chunks as perplexity_chunks
+from engine.perplexity import token_nll
 from llama_oracle import llama_cpp_logits
 from zoo import CASES, build_case
 
@@ -40,23 +42,6 @@ def text() -> str:
 def zoo_file(request):
     case = request.param
     return case, build_case(case, model_path(SOURCES[case.source]))
-
-
-def _nll_ppl(rows: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
-    rows = rows.astype(np.float64)
-    mx = rows.max(axis=1)
-    lse = mx + np.log(np.exp(rows - mx[:, None]).sum(axis=1))
-    return float((lse - rows[np.arange(len(targets)), targets]).sum()), len(targets)
-
-
-def _chunks(tokens: list[int], tok) -> list[list[int]]:
-    out = []
-    for i in range(min(N_CHUNKS, len(tokens) // N_CTX)):
-        chunk = tokens[i * N_CTX:(i + 1) * N_CTX]
-        if tok.add_bos and tok.bos_id is not None:
-            chunk[0] = tok.bos_id
-        out.append(chunk)
-    return out
 
 
 def _greedy_agreement(case, ctx, ref, tok) -> tuple[int, int]:
@@ -88,7 +73,8 @@ def test_zoo_matches_llama_cpp(zoo_file, text):
     ref = llama_cpp_logits(path, N_CTX)
     try:
         tok = model.tokenizer
-        chunks = _chunks(tok.encode(text, add_special=True), tok)
+        chunks = perplexity_chunks(tok.encode(text, add_special=True), N_CTX, tok.bos_id if tok.add_bos else None,
+                                   N_CHUNKS)
         assert len(chunks) == N_CHUNKS
         ctx = Context(model, n_ctx=N_CTX, n_batch=N_CTX, n_threads=2)
         first = N_CTX // 2
@@ -99,12 +85,10 @@ def test_zoo_matches_llama_cpp(zoo_file, text):
             targets = np.asarray(chunk[first + 1:])
             ctx.reset()
             mine = ctx.eval_logits(chunk, first)
-            nll, k = _nll_ppl(mine[:-1], targets)
-            ours += nll
+            ours += float(token_nll(mine[:-1], targets).sum())
             theirs_rows = ref.logits(chunk)[first:]
-            nll_ref, _ = _nll_ppl(theirs_rows[:-1], targets)
-            theirs += nll_ref
-            count += k
+            theirs += float(token_nll(theirs_rows[:-1], targets).sum())
+            count += len(targets)
             # logit error relative to the spread of llama.cpp's logits, per position
             errors.append(np.sqrt(np.mean((mine - theirs_rows) ** 2, axis=1)) / theirs_rows.std(axis=1))
         ppl, ppl_ref = math.exp(ours / count), math.exp(theirs / count)
