@@ -32,7 +32,11 @@ common = dict(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 
-KERNEL_C = ["cython_kernels/fs_quants.c", "cython_kernels/fs_vecdot.c", "cython_kernels/fs_ops.c"]
+# The traits table, its dispatch, one family file per group of GGML types, and the forward-pass ops.
+KERNEL_C = [
+    f"cython_kernels/{name}.c"
+    for name in ("fs_traits", "fs_quants", "fs_vecdot", "fs_float", "fs_q32", "fs_kquants", "fs_ops")
+]
 extensions = [
     Extension(f"cython_kernels.{name}", [f"cython_kernels/{name}.pyx", *KERNEL_C], **common)
     for name in ("quants", "vecdot", "forward")

@@ -1,10 +1,7 @@
 /* Dequantization of GGML tensor rows to float32 (Fireside's C kernels).
  *
- * Supported GGML types and their block layouts (elements per block / bytes per block):
- *   F32  (0)   1 /   4      F16  (1)   1 /   2      BF16 (30)  1 /   2
- *   Q4_0 (2)  32 /  18      Q4_1 (3)  32 /  20      Q5_0 (6)  32 /  22
- *   Q5_1 (7)  32 /  24      Q8_0 (8)  32 /  34
- *   Q4_K (12) 256 / 144     Q5_K (13) 256 / 176     Q6_K (14) 256 / 210
+ * The supported types and their block layouts are the rows of the traits table (fs_traits.c; the
+ * kernels live in the family files listed in fs_kernel.h).
  * The layouts are those of llama.cpp's ggml/src/ggml-common.h and ggml/src/ggml-quants.c
  * (dequantize_row_*), and the results are bit-identical to the numpy reference in gguf-py,
  * gguf/quants.py (gguf.quants.dequantize): every element is produced by the same float32
@@ -29,7 +26,9 @@
 extern "C" {
 #endif
 
-/* GGML type ids (values as in ggml.h / gguf.GGMLQuantizationType). */
+/* GGML type ids (values as in ggml.h / gguf.GGMLQuantizationType) of the weight types Fireside
+ * has kernels for; which those are, with their block sizes and kernels, is the traits table
+ * (fs_traits.h). */
 enum fs_ggml_type {
     FS_F32 = 0,
     FS_F16 = 1,
@@ -38,17 +37,30 @@ enum fs_ggml_type {
     FS_Q5_0 = 6,
     FS_Q5_1 = 7,
     FS_Q8_0 = 8,
+    FS_Q2_K = 10,
+    FS_Q3_K = 11,
     FS_Q4_K = 12,
     FS_Q5_K = 13,
     FS_Q6_K = 14,
-    FS_BF16 = 30
+    FS_IQ2_XXS = 16,
+    FS_IQ2_XS = 17,
+    FS_IQ3_XXS = 18,
+    FS_IQ1_S = 19,
+    FS_IQ4_NL = 20,
+    FS_IQ3_S = 21,
+    FS_IQ2_S = 22,
+    FS_IQ4_XS = 23,
+    FS_IQ1_M = 29,
+    FS_BF16 = 30,
+    FS_TQ1_0 = 34,
+    FS_TQ2_0 = 35
 };
 
 /* 1 if `type` is one of the types above, else 0. */
 int fs_type_supported(int type);
 
-/* Elements per block: 1 for F32/F16/BF16, 32 for Q4_0..Q8_0, 256 for the K-quants;
- * 0 if the type is unsupported. */
+/* Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_0 and IQ4_NL, 256 for the K, IQ and TQ
+ * types); 0 if the type is unsupported. */
 int64_t fs_block_elems(int type);
 
 /* Bytes per block; 0 if the type is unsupported. */

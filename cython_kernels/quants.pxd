@@ -1,5 +1,5 @@
 # Declarations of the C dequantization kernels in fs_quants.h / fs_quants.c (see that header for
-# the block layouts, guarantees and sources). Usable from any .pyx built together with
+# the guarantees and sources) and of the type traits table (fs_traits.h: the supported types). Usable from any .pyx built together with
 # fs_quants.c:
 #     from cython_kernels.quants cimport fs_dequantize_row, fs_row_bytes, FS_Q4_K
 # Every function is plain C, thread-safe and callable without the GIL.
@@ -10,14 +10,7 @@ cdef extern from "fs_quants.h" nogil:
     cdef enum fs_ggml_type:
         FS_F32
         FS_F16
-        FS_Q4_0
-        FS_Q4_1
-        FS_Q5_0
-        FS_Q5_1
-        FS_Q8_0
         FS_Q4_K
-        FS_Q5_K
-        FS_Q6_K
         FS_BF16
 
     int fs_type_supported(int type) noexcept
@@ -26,3 +19,15 @@ cdef extern from "fs_quants.h" nogil:
     size_t fs_row_bytes(int type, int64_t n) noexcept
     int fs_dequantize_row(int type, const void *src, float *dst, int64_t n) noexcept
     float fs_fp16_to_fp32(uint16_t h) noexcept
+
+
+cdef extern from "fs_traits.h" nogil:
+    ctypedef struct fs_type_traits:
+        int type
+        const char *name
+        int64_t block_elems
+        int64_t block_bytes
+        int act_type
+
+    int fs_traits_count() noexcept
+    const fs_type_traits *fs_traits_at(int i) noexcept

@@ -4,8 +4,8 @@
 The kernels decode GGML blocks exactly as llama.cpp's ``ggml/src/ggml-quants.c``
 (``dequantize_row_*``) lays them out, with the float32 operations of gguf-py's numpy reference
 ``gguf/quants.py`` in the same order, so :func:`dequantize` is bit-identical to
-``gguf.quants.dequantize``. Supported types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,
-Q5_K, Q6_K.
+``gguf.quants.dequantize``. The supported types are the rows of the C traits table
+(``fs_traits.c``), read at import into :data:`SUPPORTED_TYPES` / :data:`SUPPORTED_TYPE_NAMES`.
 
 Other Cython modules use the C functions directly (``from cython_kernels.quants cimport
 fs_dequantize_row``); see ``quants.pxd``.
@@ -16,14 +16,24 @@ import numpy as np
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 
-_TYPE_NAMES = {
-    FS_F32: "F32", FS_F16: "F16", FS_Q4_0: "Q4_0", FS_Q4_1: "Q4_1", FS_Q5_0: "Q5_0",
-    FS_Q5_1: "Q5_1", FS_Q8_0: "Q8_0", FS_Q4_K: "Q4_K", FS_Q5_K: "Q5_K", FS_Q6_K: "Q6_K",
-    FS_BF16: "BF16",
-}
+def _read_traits():
+    cdef int i
+    cdef const fs_type_traits *t
+    names = {}
+    for i in range(fs_traits_count()):
+        t = fs_traits_at(i)
+        names[int(t.type)] = t.name.decode("ascii")
+    return names
 
-#: The GGML type ids these kernels decode, in id order.
+
+#: GGML type id -> GGML type name, for every type the kernels support (the C traits table, fs_traits.c).
+_TYPE_NAMES = _read_traits()
+
+#: The GGML type ids these kernels decode and multiply, in id order.
 SUPPORTED_TYPES = tuple(sorted(_TYPE_NAMES))
+
+#: Their GGML type names, in id order.
+SUPPORTED_TYPE_NAMES = tuple(_TYPE_NAMES[t] for t in SUPPORTED_TYPES)
 
 
 def _type_name(int ggml_type):
@@ -52,8 +62,8 @@ def type_supported(int ggml_type):
 
 
 def block_elems(int ggml_type):
-    """Elements per block of ``ggml_type`` (1 for F32/F16/BF16, 32 for Q4_0..Q8_0, 256 for the
-    K-quants). Raises ValueError for an unsupported type."""
+    """Elements per block of ``ggml_type`` (1 for F32/F16/BF16, 32 for Q4_0..Q8_0 and IQ4_NL, 256
+    for the K, IQ and TQ types). Raises ValueError for an unsupported type."""
     _check_type(ggml_type)
     return int(fs_block_elems(ggml_type))
 

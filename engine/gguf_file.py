@@ -144,6 +144,16 @@ class StringArray(Sequence):
         return f"StringArray([{head}{', ...' if len(self) > 3 else ''}], len={len(self)})"
 
 
+#: GGML type ids llama.cpp has removed, with their old names (ggml.h keeps the ids reserved): Q4_2 and
+#: Q4_3 (2023), and the ARM / AVX interleaved layouts Q4_0_4_4, Q4_0_4_8, Q4_0_8_8 and IQ4_NL_4_4,
+#: IQ4_NL_4_8, IQ4_NL_8_8, which llama.cpp now makes at load time from plain Q4_0 / IQ4_NL (its
+#: CPU "repack" buffers) instead of storing them in files.
+REMOVED_GGML_TYPES = {
+    4: "Q4_2", 5: "Q4_3", 31: "Q4_0_4_4", 32: "Q4_0_4_8", 33: "Q4_0_8_8",
+    36: "IQ4_NL_4_4", 37: "IQ4_NL_4_8", 38: "IQ4_NL_8_8",
+}
+
+
 def ggml_type_name(ggml_type: int) -> str:
     """Return the GGML name of a type id (``12`` -> ``"Q4_K"``), or ``"type <id>"`` if unknown."""
     try:
@@ -368,6 +378,14 @@ class GGUFFile:
         try:
             qtype = gguf.GGMLQuantizationType(ggml_type)
         except ValueError:
+            old = REMOVED_GGML_TYPES.get(ggml_type)
+            if old is not None:
+                raise GGUFError(
+                    self.path,
+                    f"tensor {name} has type {old} (id {ggml_type}), a format llama.cpp has removed; this file "
+                    f"was made by an old version of llama.cpp: download the model again in a current format "
+                    f"(for example Q4_0, Q4_K_M or IQ4_NL)",
+                ) from None
             raise GGUFError(self.path, f"tensor {name} has unknown GGML type id {ggml_type}") from None
         block_elems, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
         if ne[0] % block_elems:

@@ -11,7 +11,7 @@ import gguf
 import numpy as np
 
 from cython_kernels.forward import CompiledModel
-from cython_kernels.quants import dequantize, type_supported
+from cython_kernels.quants import SUPPORTED_TYPE_NAMES, dequantize, type_supported
 
 from .chat_template import ChatTemplate
 from .gguf_file import GGUFError, GGUFFile, TensorInfo, ggml_type_name
@@ -19,7 +19,8 @@ from .models import MOE_ARCHITECTURES, architecture_module, supported_architectu
 from .models.base import Fused, HParams, Tensor, TensorTable
 from .tokenizer import Tokenizer
 
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+#: The GGML type names Fireside computes with: the rows of the kernels' traits table (fs_traits.c).
+SUPPORTED_TYPES = SUPPORTED_TYPE_NAMES
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -62,7 +63,7 @@ class Model:
 
 
 def _check_type(gf: GGUFFile, t: TensorInfo) -> None:
-    if t.type_name not in SUPPORTED_TYPES or not type_supported(t.ggml_type):
+    if not type_supported(t.ggml_type):
         raise GGUFError(
             gf.path,
             f"tensor {t.name} has type {ggml_type_name(t.ggml_type)}, which Fireside does not support "

@@ -1,0 +1,248 @@
+/* What every family file of the quantization kernels shares (internal to cython_kernels/).
+ *
+ * A "family file" keeps all the kernels of a group of GGML types that share a block structure:
+ * fs_float.c (F32, F16, BF16), fs_q32.c (32-element blocks: Q4_0 ... Q8_0), fs_kquants.c
+ * (256-element K-quants and the Q8_K activation format), fs_iq4.c (IQ4_NL, IQ4_XS: non-linear 4-bit),
+ * fs_iqgrid.c (the IQ1/IQ2/IQ3 lattice grids), fs_ternary.c (TQ1_0, TQ2_0). For each type it defines
+ * the functions that type's row of the traits table (fs_traits.c) points to, with the signatures
+ * below; nothing else in Fireside switches on a weight type.
+ *
+ * Numerics contract (see fs_vecdot.h): dequantization is bit-identical to gguf-py's
+ * gguf.quants.dequantize; portable dot products follow ggml's *_generic code operation for
+ * operation; AVX2 ones ggml's __AVX2__ code (ggml/src/ggml-cpu/arch/x86/quants.c). So every family
+ * file is compiled without FMA contraction (the pragma below repeats setup.py's -ffp-contract=off).
+ */
+#ifndef FS_KERNEL_H
+#define FS_KERNEL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fs_common.h"
+#include "fs_half.h"
+#include "fs_quants.h" /* the GGML type ids (enum fs_ggml_type) */
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(_MSC_VER)
+#pragma fp_contract(off)
+#endif
+
+#if FS_HAVE_AVX2_CODE
+#include <immintrin.h>
+#endif
+
+/* ---- the kernel signatures the traits table holds ----------------------------------------- */
+
+/* Decode nb blocks at src into dst[0 .. nb * block_elems) (float32). */
+typedef void (*fs_dequant_fn)(const uint8_t *src, float *dst, int64_t nb);
+
+/* Quantize nb activation blocks x[0 .. nb * block_elems) into y (an activation format). */
+typedef void (*fs_quant_act_fn)(const float *x, uint8_t *y, int64_t nb);
+
+/* out[r] = dot(weight row r at w + r * row_bytes, activation row act) for r < n_rows; n elements. */
+typedef void (*fs_rows_fn)(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
+                           float *out);
+
+/* out[t * os + r] = dot(weight row r, activation row t at a + t * ab), r < n_rows, t < n_act, with
+ * the bits of the matching fs_rows_fn (register tiles: each block unpacked once for several rows). */
+typedef void (*fs_tiles_fn)(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab, int64_t n_act,
+                            int64_t n, float *out, int64_t os);
+
+/* ---- block sizes (ggml-common.h) ------------------------------------------------------------ */
+
+#define QK 32    /* elements per block: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, IQ4_NL */
+#define QK_K 256 /* elements per super-block: K-quants, IQ types, TQ types, Q8_K */
+
+#define B_Q4_0 18  /* f16 d | qs[16] */
+#define B_Q4_1 20  /* f16 d | f16 m | qs[16] */
+#define B_Q5_0 22  /* f16 d | qh[4] | qs[16] */
+#define B_Q5_1 24  /* f16 d | f16 m | qh[4] | qs[16] */
+#define B_Q8_0 34  /* f16 d | int8 qs[32] */
+#define B_Q8_1 36  /* f16 d | f16 s | int8 qs[32] */
+#define B_Q4_K 144 /* f16 d | f16 dmin | scales[12] | qs[128] */
+#define B_Q5_K 176 /* f16 d | f16 dmin | scales[12] | qh[32] | qs[128] */
+#define B_Q6_K 210 /* ql[128] | qh[64] | int8 scales[16] | f16 d */
+#define B_Q8_K 292 /* f32 d | int8 qs[256] | int16 bsums[16] */
+#define Q8K_QS 4   /* offset of qs in a Q8_K block */
+#define Q8K_BSUMS 260
+
+/* The per-row dot functions and their helpers are forced inline into the row loops (GCC otherwise
+ * leaves some large functions as calls, which blocks constant propagation and, inside a target
+ * clone, the use of the clone's instruction set). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_VD_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FS_VD_INLINE static __forceinline
+#else
+#define FS_VD_INLINE static inline
+#endif
+
+/* A row loop over a per-row dot function: out[r] = dot(w + r * row_bytes, act, n). The portable
+ * ones are built for the baseline instruction set (a CPU with AVX2 runs the AVX2 code instead). */
+#define FS_ROWS(name, dot, attrs)                                                                   \
+    attrs void name(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,        \
+                    int64_t n, float *out) {                                                        \
+        for (int64_t r = 0; r < n_rows; r++) out[r] = dot(w + (size_t)r * row_bytes, act, n);      \
+    }
+
+/* ---- scalar helpers ------------------------------------------------------------------------- */
+
+static inline uint16_t rd_u16(const uint8_t *p) { return (uint16_t)(p[0] | ((unsigned)p[1] << 8)); }
+
+static inline uint32_t rd_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline void wr_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v & 0xFF);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline float rd_f32(const uint8_t *p) { /* native (little-endian) float at any alignment */
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+static inline float rd_f16(const uint8_t *p) { return fp16_to_fp32(rd_u16(p)); }
+
+/* A byte as a two's-complement int8 value, without relying on the implementation-defined
+ * conversion of out-of-range values to int8_t. */
+static inline int as_i8(uint8_t x) { return (int)x - ((int)(x & 0x80u) << 1); }
+
+/* binary16 -> binary32 for the dequantizers, branch-free so that their loops vectorize:
+ *   normal:    rebias the exponent (15 -> 127) with one integer add; exact;
+ *   inf / NaN: exponent all ones, mantissa (the NaN payload) copied unchanged, not quieted (as
+ *              numpy's float16 -> float32 cast, which gguf.quants.dequantize uses);
+ *   subnormal: value = mant * 2^-24, computed as float(0.5 with mant in the low mantissa bits)
+ *              - 0.5, which is exact (Sterbenz) and gives a normal float32; mant = 0 gives +0.
+ * The sign is OR-ed back at the end (so -0 stays -0). */
+static inline float dq_half_to_float(uint16_t h) {
+    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    const uint32_t em = (uint32_t)h & 0x7fffu;
+    const uint32_t normal = (em << 13) + ((uint32_t)(127 - 15) << 23);
+    const uint32_t infnan = (em << 13) | 0x7f800000u;
+    const uint32_t subnormal = f32_to_bits(f32_from_bits(0x3f000000u | em) - 0.5f);
+    const uint32_t is_sub = 0u - (uint32_t)(em < 0x0400u); /* all ones or all zeros */
+    const uint32_t is_inf = 0u - (uint32_t)(em >= 0x7c00u);
+    const uint32_t bits = (subnormal & is_sub) | (~is_sub & ((infnan & is_inf) | (normal & ~is_inf)));
+    return f32_from_bits(sign | bits);
+}
+
+static inline float dq_f16(const uint8_t *p) { return dq_half_to_float(rd_u16(p)); }
+
+/* Round to nearest, ties to even, for |fval| <= 4194303 (ggml-quants.c nearest_int): adding
+ * 1.5 * 2^23 leaves the rounded integer in the low mantissa bits. */
+static inline int nearest_int(float fval) {
+    const float val = fval + 12582912.f;
+    const uint32_t i = f32_to_bits(val);
+    return (int)(i & 0x007FFFFFu) - 0x00400000;
+}
+
+/* The integer dot product of 32 int8 values (exact, so any evaluation order; the plain loop is what
+ * compilers vectorize best). */
+FS_VD_INLINE int block_dot_i8(const int8_t *a, const int8_t *b) {
+    int sumi = 0;
+    for (int j = 0; j < QK; j++) sumi += a[j] * b[j];
+    return sumi;
+}
+
+/* ---- AVX2 helpers (ggml-cpu/arch/x86/quants.c) ---------------------------------------------- */
+#if FS_HAVE_AVX2_CODE
+#include "fs_avx2.h"
+
+static inline FS_AVX2_FN float h2f(const uint8_t *p) { return _cvtsh_ss(rd_u16(p)); }
+
+/* bytes_from_nibbles_32: 16 bytes -> 32 bytes, low nibbles in bytes 0..15, high in 16..31. */
+static inline FS_AVX2_FN __m256i nibbles_32(const uint8_t *p) {
+    const __m128i tmp = _mm_loadu_si128((const __m128i *)p);
+    const __m256i both = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* bytes_from_bits_32: bit j of the little-endian 32-bit word -> byte j = 0xFF or 0x00. */
+static inline FS_AVX2_FN __m256i bits_32(const uint8_t *p) {
+    int32_t x32;
+    memcpy(&x32, p, sizeof x32);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL, 0x0101010101010101LL, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7FBFDFEFF7FBFDFELL));
+    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+/* sum_i16_pairs_float: pairs of int16 summed into int32, as float. */
+static inline FS_AVX2_FN __m256 i16_pairs_float(__m256i x) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), x));
+}
+
+/* mul_sum_us8_pairs_float: unsigned x times signed y, summed in groups of four bytes, as float. */
+static inline FS_AVX2_FN __m256 us8_quads(__m256i ux, __m256i sy) {
+    return i16_pairs_float(_mm256_maddubs_epi16(ux, sy));
+}
+
+/* mul_sum_i8_pairs_float: signed x times signed y via |x| and sign(y, x). */
+static inline FS_AVX2_FN __m256 i8_quads(__m256i x, __m256i y) {
+    return us8_quads(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* mul_add_epi8 (ggml): int16 lanes of signed x times signed y, pairs added (maddubs on |x|). */
+static inline FS_AVX2_FN __m256i mul_add_epi8(__m256i x, __m256i y) {
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+static inline FS_AVX2_FN int32_t hsum_i32x4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+}
+
+static inline FS_AVX2_FN int32_t hsum_i32x8(__m256i v) {
+    return hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+/* Lanes 0..3: the sums of the 8 int32 lanes of a, b, c, d (exact). */
+static inline FS_AVX2_FN __m128i hsum_i32x8x4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    const __m128i b4 = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    const __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    const __m128i d4 = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+    return _mm_hadd_epi32(_mm_hadd_epi32(a4, b4), _mm_hadd_epi32(c4, d4));
+}
+
+/* a * b + c with one rounding (one lane of _mm256_fmadd_ps). */
+static inline FS_AVX2_FN float fma_f32(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+/* [fp16 at p0, p1, p2, p3] as floats. */
+static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
+    return _mm_cvtph_ps(
+        _mm_setr_epi16((short)rd_u16(p0), (short)rd_u16(p1), (short)rd_u16(p2), (short)rd_u16(p3), 0, 0, 0, 0));
+}
+
+/* A register-tiled product over a tile kernel that takes one weight row x RN <= 4 activation rows
+ * (RN a constant at each call, so the tile lives in registers): defines the fs_tiles_fn `name`. */
+#define FS_TILES_1X4(name, kernel, QKB)                                                                    \
+    FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,          \
+                         int64_t n_act, int64_t n, float *out, int64_t os) {                                \
+        const int64_t nb = n / (QKB);                                                                       \
+        for (int64_t j = 0; j < n_act; j += 4) {                                                            \
+            const int64_t rn = n_act - j < 4 ? n_act - j : 4;                                               \
+            for (int64_t i = 0; i < n_rows; i++) {                                                          \
+                const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;                           \
+                float *o = out + j * os + i;                                                                \
+                if (rn == 4) kernel(wi, aj, ab, nb, o, os, 4);                                              \
+                else if (rn == 3) kernel(wi, aj, ab, nb, o, os, 3);                                         \
+                else if (rn == 2) kernel(wi, aj, ab, nb, o, os, 2);                                         \
+                else kernel(wi, aj, ab, nb, o, os, 1);                                                      \
+            }                                                                                               \
+        }                                                                                                   \
+    }
+#endif /* FS_HAVE_AVX2_CODE */
+
+#endif /* FS_KERNEL_H */

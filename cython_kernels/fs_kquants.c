@@ -1,0 +1,795 @@
+/* The K-quants Q4_K, Q5_K, Q6_K (256-element super-blocks) and their activation format Q8_K
+ * (Fireside's family file; see fs_kernel.h and fs_traits.c).
+ *
+ * Sources (llama.cpp, read for the algorithms; this is an independent implementation):
+ *   ggml/src/ggml-common.h            block_q4_K ... block_q6_K, block_q8_K
+ *   ggml/src/ggml-quants.c            dequantize_row_q4_K ... q6_K, get_scale_min_k4, quantize_row_q8_K_ref
+ *   ggml/src/ggml-cpu/quants.c        ggml_vec_dot_{q4_K,q5_K,q6_K}_q8_K_generic
+ *   ggml/src/ggml-cpu/arch/x86/quants.c  the __AVX2__ branches of the same functions
+ *   ggml/src/ggml-cpu/arch/x86/repack.cpp  ggml_gemv_q4_K_8x8_q8_K, ggml_gemm_q4_K_8x8_q8_K,
+ *                                     ggml_quantize_mat_q8_K_4x8 (repacked Q4_K)
+ *   gguf-py gguf/quants.py            the dequantization reference (bit-identical)
+ */
+#include "fs_families.h"
+
+/* The 12 packed bytes of 6-bit scales and mins of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4),
+ * unpacked with the 32-bit utmp / kmask shuffle of ggml's vec_dot code (same 16 bytes):
+ * sc[j] = s[j] & 63, mn[j] = s[j + 4] & 63, sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4,
+ * mn[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4 for j < 4. */
+static inline void scale_min_k4(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    const uint32_t kmask1 = 0x3f3f3f3fu, kmask2 = 0x0f0f0f0fu, kmask3 = 0x03030303u;
+    uint32_t u[3], o[4];
+    memcpy(u, s, 12);
+    o[0] = u[0] & kmask1;
+    o[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    o[2] = u[1] & kmask1;
+    o[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    memcpy(sc, o, 8);
+    memcpy(mn, o + 2, 8);
+}
+
+/* ---- dequantization (gguf.quants.dequantize) -------------------------------------------------- */
+
+/* Q4_K, 144 bytes: f16 d | f16 dmin | 12 bytes scales | 128 bytes qs. Eight sub-blocks of 32;
+ * sub-block 2c takes the low nibbles of qs[32c .. 32c+32), sub-block 2c+1 the high nibbles.
+ * Reference: ds = d * (float)sc; dm = dmin * (float)m (both rounded to float32 first);
+ * y = ds * (float)q - dm. */
+FS_DISPATCH void fs_dequant_q4_k(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 144;
+        const float d = dq_f16(b);
+        const float dmin = dq_f16(b + 2);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(b + 4, sc, mn);
+        const uint8_t *qs = b + 16;
+        float *y = dst + ib * QK_K;
+        for (int c = 0; c < 4; c++) {
+            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
+            const uint8_t *q = qs + 32 * c;
+            float *yc = y + 64 * c;
+            for (int l = 0; l < 32; l++) {
+                yc[l] = d1 * (float)(q[l] & 0x0F) - m1;
+                yc[l + 32] = d2 * (float)(q[l] >> 4) - m2;
+            }
+        }
+    }
+}
+
+/* Q5_K, 176 bytes: f16 d | f16 dmin | 12 bytes scales | 32 bytes qh | 128 bytes qs. Low nibbles
+ * as Q4_K; the fifth bit of element l of sub-block s is bit s of qh[l].
+ * Reference: y = (d * (float)sc) * (float)q - (dmin * (float)m), as Q4_K. */
+FS_DISPATCH void fs_dequant_q5_k(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 176;
+        const float d = dq_f16(b);
+        const float dmin = dq_f16(b + 2);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(b + 4, sc, mn);
+        const uint8_t *qh = b + 16;
+        const uint8_t *qs = b + 48;
+        float *y = dst + ib * QK_K;
+        for (int c = 0; c < 4; c++) {
+            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
+            const uint8_t *q = qs + 32 * c;
+            const int s1 = 2 * c, s2 = 2 * c + 1;
+            float *yc = y + 64 * c;
+            for (int l = 0; l < 32; l++) {
+                yc[l] = d1 * (float)((q[l] & 0x0F) | (((qh[l] >> s1) & 1) << 4)) - m1;
+                yc[l + 32] = d2 * (float)((q[l] >> 4) | (((qh[l] >> s2) & 1) << 4)) - m2;
+            }
+        }
+    }
+}
+
+/* Q6_K, 210 bytes: 128 bytes ql | 64 bytes qh | 16 x int8 scales | f16 d. Two halves of 128
+ * elements; in half h, element 32k + l (k = 0..3, l = 0..31) has low four bits from
+ * ql[64h + l + 32(k & 1)] (low nibble for k < 2, high nibble for k >= 2) and high two bits from
+ * (qh[32h + l] >> 2k) & 3; q = that 6-bit value - 32; scale index = element / 16.
+ * Reference: ds = d * (float)scale (rounded to float32 first); y = ds * (float)q. */
+FS_DISPATCH void fs_dequant_q6_k(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 210;
+        const float d = dq_f16(b + 208);
+        float ds[16];
+        for (int i = 0; i < 16; i++) ds[i] = d * (float)as_i8(b[192 + i]);
+        float *y = dst + ib * QK_K;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h;
+            const uint8_t *qh = b + 128 + 32 * h;
+            const float *dh = ds + 8 * h;
+            float *yh = y + 128 * h;
+            for (int is = 0; is < 2; is++) {
+                for (int l = 16 * is; l < 16 * is + 16; l++) {
+                    const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    yh[l] = dh[is] * (float)q1;
+                    yh[l + 32] = dh[is + 2] * (float)q2;
+                    yh[l + 64] = dh[is + 4] * (float)q3;
+                    yh[l + 96] = dh[is + 6] * (float)q4;
+                }
+            }
+        }
+    }
+}
+
+/* ---- activation quantization (quantize_row_q8_K_ref) ------------------------------------------ */
+
+/* quantize_row_q8_K_ref: max = the element of largest |x| (the first one on ties);
+ * iscale = -127 / max; qs = min(127, nearest_int(iscale * x)); d = 1 / iscale (float32, not f16);
+ * bsums[j] = sum of qs[16j .. 16j+16). An all-zero block gets d = 0 and qs = 0; ggml leaves its
+ * bsums unwritten there, this writes zeros (the dot products multiply them by d = 0). */
+FS_DISPATCH void fs_quant_act_q8_k(const float *x, uint8_t *y, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++, x += QK_K, y += B_Q8_K) {
+        float vmax = 0.0f, amax = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            const float ax = fabsf(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                vmax = x[j];
+            }
+        }
+        int8_t *qs = (int8_t *)(y + Q8K_QS);
+        int16_t bsums[QK_K / 16];
+        float d;
+        if (amax == 0.0f) {
+            d = 0.0f;
+            memset(qs, 0, QK_K);
+            memset(bsums, 0, sizeof bsums);
+        } else {
+            const float iscale = -127.f / vmax;
+            for (int j = 0; j < QK_K; j++) {
+                const int v = nearest_int(iscale * x[j]);
+                qs[j] = (int8_t)(uint8_t)(v < 127 ? v : 127);
+            }
+            for (int j = 0; j < QK_K / 16; j++) {
+                int sum = 0;
+                for (int ii = 0; ii < 16; ii++) sum += qs[j * 16 + ii];
+                bsums[j] = (int16_t)sum;
+            }
+            d = 1 / iscale;
+        }
+        memcpy(y, &d, sizeof d);
+        memcpy(y + Q8K_BSUMS, bsums, sizeof bsums);
+    }
+}
+
+/* ---- portable dot products: ggml's *_generic functions ------------------------------------------ */
+
+/* The K-quant generic functions accumulate eight int32 lanes per super-block: lane l receives
+ * scale(k) * q8[k] * q[k] for every element k with k % 8 == l; then sums[l] += d * lane[l] in
+ * float, and the eight sums are added to sumf (in lane order) only after the last super-block.
+ * The lane split matters for the float result, so it is reproduced exactly. As in ggml, the
+ * quants are first unpacked to one int8 per element and the lanes are filled by short fixed-length
+ * loops, which compilers vectorize. */
+
+/* Lanes of one super-block: aux32[l] = sum over k % 8 == l of scale[k / per_scale] * q8[k] * a[k]
+ * (per_scale = 32 for Q4_K / Q5_K, 16 for Q6_K), taken 16 elements at a time (one scale); the
+ * integer result is that of ggml's per-element aux16 / aux32 loops. */
+FS_VD_INLINE void kq_lanes(const int8_t *a, const int8_t *q8, const int32_t *scale, int per_scale,
+                           int32_t aux32[8]) {
+    for (int l = 0; l < 8; l++) aux32[l] = 0;
+    for (int j = 0; j < QK_K / 16; j++) {
+        const int32_t sc = scale[(16 * j) / per_scale];
+        const int8_t *qa = a + 16 * j, *qy = q8 + 16 * j;
+        for (int l = 0; l < 8; l++) aux32[l] += sc * (qy[l] * qa[l] + qy[l + 8] * qa[l + 8]);
+    }
+}
+
+/* ggml_vec_dot_q4_K_q8_K_generic. Elements 64c + l (l < 32) are the low nibbles of qs[32c + l]
+ * (sub-block 2c), elements 64c + 32 + l the high nibbles (sub-block 2c + 1).
+ * d = fp16(x.d) * y.d; dmin = fp16(x.dmin) * y.d; sumf -= dmin * sum_j(bsums[j] * min[j / 2]). */
+FS_VD_INLINE float dot_q4_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sums[8] = {0};
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const uint8_t *q4 = x + 16;
+        int8_t a[QK_K];
+        for (int c = 0; c < 4; c++) {
+            for (int l = 0; l < 32; l++) a[64 * c + l] = (int8_t)(q4[32 * c + l] & 0x0F);
+            for (int l = 0; l < 32; l++) a[64 * c + 32 + l] = (int8_t)(q4[32 * c + l] >> 4);
+        }
+        int32_t scale[8], aux32[8];
+        for (int j = 0; j < 8; j++) scale[j] = sc[j];
+        kq_lanes(a, (const int8_t *)(y + Q8K_QS), scale, 32, aux32);
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) sumi += bsums[j] * mn[j / 2];
+        const float d = rd_f16(x) * yd;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+        const float dmin = rd_f16(x + 2) * yd;
+        sumf -= dmin * (float)sumi;
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+/* ggml_vec_dot_q5_K_q8_K_generic: as Q4_K with the fifth bit of element 64c + l from bit 2c of
+ * qh[l] and of element 64c + 32 + l from bit 2c + 1. */
+FS_VD_INLINE float dot_q5_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sums[8] = {0};
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const uint8_t *qh = x + 16;
+        const uint8_t *q5 = x + 48;
+        int8_t a[QK_K];
+        for (int c = 0; c < 4; c++) {
+            for (int l = 0; l < 32; l++)
+                a[64 * c + l] = (int8_t)((q5[32 * c + l] & 0x0F) | (((qh[l] >> (2 * c)) & 1) << 4));
+            for (int l = 0; l < 32; l++)
+                a[64 * c + 32 + l] = (int8_t)((q5[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4));
+        }
+        int32_t scale[8], aux32[8];
+        for (int j = 0; j < 8; j++) scale[j] = sc[j];
+        kq_lanes(a, (const int8_t *)(y + Q8K_QS), scale, 32, aux32);
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) sumi += bsums[j] * mn[j / 2];
+        const float d = rd_f16(x) * yd;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+        const float dmin = rd_f16(x + 2) * yd;
+        sumf -= dmin * (float)sumi;
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+/* ggml_vec_dot_q6_K_q8_K_generic. In half h (128 elements), element 32k + l (k = 0..3) has low
+ * four bits from ql[64h + l + 32(k & 1)] (low nibble for k < 2, high for k >= 2) and high two bits
+ * (qh[32h + l] >> 2k) & 3, minus 32; the int8 scale of element e is scales[e / 16].
+ * d = fp16(x.d) * y.d. */
+FS_VD_INLINE float dot_q6_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sums[8] = {0};
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        int8_t a[QK_K];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x + 64 * h;
+            const uint8_t *qh = x + 128 + 32 * h;
+            int8_t *ah = a + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                ah[l + 0] = (int8_t)(((ql[l + 0] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                ah[l + 32] = (int8_t)(((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                ah[l + 64] = (int8_t)(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                ah[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int32_t scale[16], aux32[8];
+        for (int j = 0; j < 16; j++) scale[j] = ((const int8_t *)x)[192 + j];
+        kq_lanes(a, (const int8_t *)(y + Q8K_QS), scale, 16, aux32);
+        const float d = rd_f16(x + 208) * yd;
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+/* ---- portable: llama.cpp's x86 repacked matrix products (ggml-cpu/repack.cpp) ------------- */
+/* On x86 with AVX2, llama.cpp keeps Q4_0 and Q4_K weight tensors whose row count ne[1] is a
+ * multiple of 8 in an interleaved layout (repack.cpp, ggml_repack_get_optimal_repack_type:
+ * q4_0_8x8_q8_0, q4_K_8x8_q8_K) and multiplies them in tensor_traits::forward_mul_mat, not with
+ * ggml_vec_dot_*: activation rows 0 .. ne11 - ne11 % 4 are quantized 4 at a time
+ * (ggml_quantize_mat_q8_K_4x8 / ggml_quantize_mat_q8_0_4x8) and multiplied in groups of 4 by
+ * ggml_gemm_*_8x8; the last ne11 % 4 rows are quantized by the type's from_float
+ * (quantize_row_q8_K = quantize_row_q8_K_ref; x86 quantize_row_q8_0) and multiplied one at a time
+ * by ggml_gemv_*_8x8. The interleaved layout only moves bytes; what matters is the float arithmetic
+ * per output element, which the x86 code (arch/x86/repack.cpp) does as follows (I, M: exact int32
+ * sums; fma: one rounding; d products in float):
+ *
+ *   Q4_K, gemv (ggml_gemv_q4_K_8x8_q8_K, AVX2): per super-block
+ *     I = sum_j sc[j] * sum_{k in sub-block j} q4[k] * q8[k]          (j = 0..7, 32 elements each)
+ *     M = sum_j mn[j] * (bsums[2j] + bsums[2j+1])
+ *     acc  = fma((float)I, fp16(x.d)    * y.d, acc)
+ *     accm = fma((float)M, fp16(x.dmin) * y.d, accm)
+ *   out = acc - accm                       (no horizontal sum: one output per SIMD lane)
+ *
+ *   Q4_K, gemm (ggml_gemm_q4_K_8x8_q8_K, AVX2 and AVX512 paths alike): the same, but the two FMAs
+ *   are taken once per 64 elements (c = 0..3 within each super-block, in order):
+ *     I_c = sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1)
+ *     M_c = mn[2c] * (bsums[4c] + bsums[4c+1]) + mn[2c+1] * (bsums[4c+2] + bsums[4c+3])
+ *     acc = fma((float)I_c, fp16(x.d) * y.d, acc); accm = fma((float)M_c, fp16(x.dmin) * y.d, accm)
+ *   so gemm and gemv round differently (4 FMAs per super-block instead of 1).
+ *
+ *   Q4_0 (gemv_q4_b32_8x8_q8_0_lut_avx and gemm_q4_b32_8x8_q8_0_lut_avx, AVX2 / AVX512 alike):
+ *   per block of 32, acc = fma((float)I, fp16(x.d) * fp16(y.d), acc); out = acc. gemm == gemv.
+ *
+ * Activations: ggml_quantize_mat_q8_0_4x8 (AVX2) computes the same bytes as x86
+ * quantize_row_q8_0 (quant_q8_0 above). ggml_quantize_mat_q8_K_4x8 (AVX2) equals
+ * quantize_row_q8_K_ref except for the sign of the scale: it takes iscale = -127 / amax when +amax
+ * occurs in the super-block and +127 / amax otherwise, while the reference takes the sign of the
+ * first element of largest magnitude. They differ only when both +amax and -amax occur with -amax
+ * first, and then d, every qs and every bsum are exactly negated, which leaves every product in
+ * the formulas above, and so every output, unchanged (up to the sign of an exact zero). So the
+ * activation bytes of fs_quantize_act serve gemm and gemv alike.
+ *
+ * C's fmaf is a correctly rounded fused multiply-add, as _mm256_fmadd_ps is, so these portable
+ * versions give the same bits as the AVX2 ones. */
+
+/* q4 * q8 summed over each of the 8 sub-blocks (32 elements) of one Q4_K super-block. */
+FS_VD_INLINE void q4_k_subblock_dots(const uint8_t *x, const int8_t *q8, int32_t dots[8]) {
+    const uint8_t *q4 = x + 16;
+    for (int c = 0; c < 4; c++) {
+        int8_t lo[QK], hi[QK];
+        for (int l = 0; l < QK; l++) {
+            lo[l] = (int8_t)(q4[32 * c + l] & 0x0F);
+            hi[l] = (int8_t)(q4[32 * c + l] >> 4);
+        }
+        dots[2 * c] = block_dot_i8(lo, q8 + 64 * c);
+        dots[2 * c + 1] = block_dot_i8(hi, q8 + 64 * c + 32);
+    }
+}
+
+/* The repacked Q4_K product of one row; per_chunk = 0: gemv, 1: gemm (see above). */
+FS_VD_INLINE float dot_q4_k_repack_c(const uint8_t *x, const uint8_t *y, int64_t n, int per_chunk) {
+    const int64_t nb = n / QK_K;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        const float d = rd_f16(x) * yd;        /* _mm256_mul_ps(col_scale_f32, row_scale_f32) */
+        const float dmin = rd_f16(x + 2) * yd; /* _mm256_mul_ps(col_dmin_f32, row_scale_f32) */
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        int32_t dots[8];
+        q4_k_subblock_dots(x, (const int8_t *)(y + Q8K_QS), dots);
+        int32_t isum[4], msum[4];
+        for (int c = 0; c < 4; c++) {
+            isum[c] = sc[2 * c] * dots[2 * c] + sc[2 * c + 1] * dots[2 * c + 1];
+            msum[c] = mn[2 * c] * (bsums[4 * c] + bsums[4 * c + 1]) + mn[2 * c + 1] * (bsums[4 * c + 2] + bsums[4 * c + 3]);
+        }
+        if (per_chunk) {
+            for (int c = 0; c < 4; c++) {
+                acc = fmaf((float)isum[c], d, acc);
+                accm = fmaf((float)msum[c], dmin, accm);
+            }
+        } else {
+            acc = fmaf((float)(isum[0] + isum[1] + isum[2] + isum[3]), d, acc);
+            accm = fmaf((float)(msum[0] + msum[1] + msum[2] + msum[3]), dmin, accm);
+        }
+    }
+    return acc - accm;
+}
+
+FS_VD_INLINE float dot_q4_k_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_c(x, y, n, 0);
+}
+
+FS_VD_INLINE float dot_q4_k_gemm_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_c(x, y, n, 1);
+}
+
+FS_ROWS(fs_rows_q4_k_c, dot_q4_k_c, )
+FS_ROWS(fs_rows_q5_k_c, dot_q5_k_c, )
+FS_ROWS(fs_rows_q6_k_c, dot_q6_k_c, )
+FS_ROWS(fs_gemv_q4_k_c, dot_q4_k_gemv_c, )
+FS_ROWS(fs_gemm_q4_k_c, dot_q4_k_gemm_c, )
+
+/* ---- AVX2 dot products: ggml's __AVX2__ code ----------------------------------------------------- */
+#if FS_HAVE_AVX2_CODE
+
+/* Mins term of Q4_K / Q5_K: madd(mins as int16, hadd_epi16(bsums[0..8), bsums[8..16))), i.e. four
+ * int32 lanes min[2i] * (b[4i] + b[4i+1]) + min[2i+1] * (b[4i+2] + b[4i+3]). */
+static inline FS_AVX2_FN __m128i kq_min_prod(const uint8_t *mn, const uint8_t *yblock) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(yblock + Q8K_BSUMS));
+    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
+    return _mm_madd_epi16(mins, q8s);
+}
+
+/* ggml_vec_dot_q4_K_q8_K (AVX2). Per super-block: d = y.d * fp16(x.d), dmin = -y.d * fp16(x.dmin);
+ * acc_m = fma(dmin, min products, acc_m) (4 lanes); for each 64 elements, the 32 low and 32 high
+ * nibbles times y through maddubs, each scaled by its sub-block scale with madd, added into 8 int32
+ * lanes; acc = fma(d, lanes, acc). Result hsum(acc) + ((m0 + m2) + (m1 + m3)). */
+static inline FS_AVX2_FN float dot_q4_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        const float d = yd * h2f(x);
+        const float dmin = -yd * h2f(x + 2);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(kq_min_prod(mn, y)), acc_m);
+        const uint8_t *q4 = x + 16;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i scale_l = _mm256_set1_epi16(sc[2 * c]);
+            const __m256i scale_h = _mm256_set1_epi16(sc[2 * c + 1]);
+            const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+            const __m256i q4l = _mm256_and_si256(q4bits, m4);
+            const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            const __m256i q8l = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c));
+            const __m256i q8h = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32));
+            const __m256i p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+            const __m256i p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    return hsum_f32x8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+/* ---- AVX2: the repacked products (see "llama.cpp's x86 repacked matrix products" above) ---- */
+/* These keep ggml_vec_dot's integer work per row (same maddubs / madd lanes), then reduce the
+ * int32 lanes exactly to the block sums that the 8-column repacked kernels convert to float; the
+ * float work per row is then a chain of FMAs (one row per SIMD lane in llama.cpp, and in the
+ * 4-row loops below; the single-row functions here serve the leftover rows). */
+
+
+/* Elements 64c .. 64c + 64 of a Q4_K super-block times y, scaled by their sub-block scales, as
+ * 8 int32 lanes whose sum is sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1). */
+static inline FS_AVX2_FN __m256i q4_k_chunk_lanes(const uint8_t *q4, const int8_t *q8, const uint8_t *sc, int c) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+    const __m256i q4l = _mm256_and_si256(q4bits, m4);
+    const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+    const __m256i q8l = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c));
+    const __m256i q8h = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32));
+    const __m256i p16l = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), _mm256_maddubs_epi16(q4l, q8l));
+    const __m256i p16h = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), _mm256_maddubs_epi16(q4h, q8h));
+    return _mm256_add_epi32(p16l, p16h);
+}
+
+/* [fp16(x.d) * y.d, fp16(x.dmin) * y.d, 0, 0]: x.d and x.dmin are the first 4 bytes of the block. */
+static inline FS_AVX2_FN __m128 q4_k_d_dmin(const uint8_t *x, float yd) {
+    int32_t dd;
+    memcpy(&dd, x, sizeof dd);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dd)), _mm_set1_ps(yd));
+}
+
+/* ggml_gemv_q4_K_8x8_q8_K (x86): acc = fma(I, d * y.d, acc), accm = fma(M, dmin * y.d, accm) per
+ * super-block; out = acc - accm. Both FMAs are taken at once in lanes 0 and 1 of one vector: the
+ * exact int32 sums are reduced to [I, M, I, M] (hadd of the 4 lanes of the scaled products with
+ * the 4 lanes of the min products, then hadd again). */
+static inline FS_AVX2_FN float dot_q4_k_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    __m128 acc = _mm_setzero_ps(); /* lane 0: acc, lane 1: accm */
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const __m128 dd = q4_k_d_dmin(x, rd_f32(y));
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const __m128i mprod = kq_min_prod(mn, y);
+        const uint8_t *q4 = x + 16;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i sumi = q4_k_chunk_lanes(q4, q8, sc, 0);
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 1));
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 2));
+        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 3));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
+        __m128i im = _mm_hadd_epi32(s4, mprod);
+        im = _mm_hadd_epi32(im, im);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(im), dd, acc);
+    }
+    return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
+}
+
+
+/* ggml_gemm_q4_K_8x8_q8_K (x86): the same FMAs once per 64 elements c = 0..3, in order, with
+ * I_c = sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1) and M_c = lane c of
+ * kq_min_prod = mn[2c] * (bsums[4c] + bsums[4c+1]) + mn[2c+1] * (bsums[4c+2] + bsums[4c+3]).
+ * Lanes 0 / 1 of acc are acc / accm as in the gemv; each step feeds [I_c, M_c] to them. */
+static inline FS_AVX2_FN float dot_q4_k_gemm_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        __m128 dd = q4_k_d_dmin(x, rd_f32(y));
+        dd = _mm_movelh_ps(dd, dd); /* [d, dmin, d, dmin] */
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const __m128 m = _mm_cvtepi32_ps(kq_min_prod(mn, y));
+        const uint8_t *q4 = x + 16;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        const __m128 i = _mm_cvtepi32_ps(hsum_i32x8x4(q4_k_chunk_lanes(q4, q8, sc, 0), q4_k_chunk_lanes(q4, q8, sc, 1),
+                                                      q4_k_chunk_lanes(q4, q8, sc, 2), q4_k_chunk_lanes(q4, q8, sc, 3)));
+        const __m128 im01 = _mm_unpacklo_ps(i, m); /* [I0, M0, I1, M1] */
+        const __m128 im23 = _mm_unpackhi_ps(i, m); /* [I2, M2, I3, M3] */
+        acc = _mm_fmadd_ps(im01, dd, acc);
+        acc = _mm_fmadd_ps(_mm_movehl_ps(im01, im01), dd, acc);
+        acc = _mm_fmadd_ps(im23, dd, acc);
+        acc = _mm_fmadd_ps(_mm_movehl_ps(im23, im23), dd, acc);
+    }
+    return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
+}
+
+/* ggml_vec_dot_q5_K_q8_K (AVX2): as Q4_K with the fifth bits added (bit 2c / 2c + 1 of qh[l] shifted
+ * to bit 4); the mins term is one integer per super-block: summs += dmin * sum. Result
+ * hsum(acc) + summs. */
+static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        const float d = yd * h2f(x);
+        const float dmin = -yd * h2f(x + 2);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        const __m128i prod = kq_min_prod(mn, y);
+        const int32_t msum = _mm_extract_epi32(prod, 0) + _mm_extract_epi32(prod, 1) +
+                             _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
+        summs += dmin * (float)msum;
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
+        const uint8_t *q5 = x + 48;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i hmask = _mm256_set1_epi8(1);
+        __m256i sumi = _mm256_setzero_si256();
+        int bit = 0;
+        for (int c = 0; c < 4; c++) {
+            const __m256i scale_0 = _mm256_set1_epi16(sc[2 * c]);
+            const __m256i scale_1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
+            const __m256i q5l_0 = _mm256_and_si256(q5bits, m4);
+            const __m256i q5h_0 =
+                _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit)), 4);
+            bit++;
+            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q5l_1 = _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4);
+            const __m256i q5h_1 =
+                _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit)), 4);
+            bit++;
+            hmask = _mm256_slli_epi16(hmask, 1);
+            const __m256i q5_0 = _mm256_add_epi8(q5l_0, q5h_0);
+            const __m256i q5_1 = _mm256_add_epi8(q5l_1, q5h_1);
+            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c));
+            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32));
+            const __m256i p16_0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, q8_0));
+            const __m256i p16_1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, q8_1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_f32x8(acc) + summs;
+}
+
+/* ggml_vec_dot_q6_K_q8_K (AVX2): 6-bit values q in [0, 64) times y through maddubs, minus
+ * maddubs(32, y) (the -32 offset), scaled per 16 elements by the int8 scales with madd;
+ * acc = fma(y.d * fp16(x.d), lanes, acc). */
+static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    const __m256i m32s = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
+        const float d = rd_f32(y) * h2f(x + 208);
+        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
+        const uint8_t *ql = x;
+        const uint8_t *qh = x + 128;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i sc16[4];
+            for (int k = 0; k < 4; k++) {
+                /* get_scale_shuffle(4h + k): bytes 0..7 pick scale 2i, bytes 8..15 scale 2i + 1. */
+                const long long i2 = 2 * (4 * h + k);
+                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+                sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+            }
+            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
+            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
+            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
+            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m2), 4);
+            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 2), m2), 4);
+            const __m256i q4h_2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 4), m2), 4);
+            const __m256i q4h_3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 6), m2), 4);
+            const __m256i q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
+            const __m256i q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
+            const __m256i q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4), q4h_2);
+            const __m256i q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4), q4h_3);
+            const int8_t *yh = q8 + 128 * h;
+            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)(yh + 0));
+            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)(yh + 32));
+            const __m256i q8_2 = _mm256_loadu_si256((const __m256i *)(yh + 64));
+            const __m256i q8_3 = _mm256_loadu_si256((const __m256i *)(yh + 96));
+            __m256i p16_0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_0, q8_0), _mm256_maddubs_epi16(m32s, q8_0));
+            __m256i p16_1 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_1, q8_1), _mm256_maddubs_epi16(m32s, q8_1));
+            __m256i p16_2 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_2, q8_2), _mm256_maddubs_epi16(m32s, q8_2));
+            __m256i p16_3 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_3, q8_3), _mm256_maddubs_epi16(m32s, q8_3));
+            p16_0 = _mm256_madd_epi16(sc16[0], p16_0);
+            p16_1 = _mm256_madd_epi16(sc16[1], p16_1);
+            p16_2 = _mm256_madd_epi16(sc16[2], p16_2);
+            p16_3 = _mm256_madd_epi16(sc16[3], p16_3);
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+FS_ROWS(fs_rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q6_k_avx2, dot_q6_k_avx2, FS_AVX2_FN)
+
+/* Integer parts of one Q4_K super-block of one row: chunk[c] = q4_k_chunk_lanes (the scaled
+ * products of elements 64c .. 64c + 64 as 8 int32 lanes); returns kq_min_prod (4 lanes). */
+static inline FS_AVX2_FN __m128i q4_k_block_ints(const uint8_t *x, const uint8_t *y, __m256i chunk[4]) {
+    uint8_t sc[8], mn[8];
+    scale_min_k4(x + 4, sc, mn);
+    const uint8_t *q4 = x + 16;
+    const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+    for (int c = 0; c < 4; c++) chunk[c] = q4_k_chunk_lanes(q4, q8, sc, c);
+    return kq_min_prod(mn, y);
+}
+
+/* Q4_K, 4 rows: per super-block (gemv) or per 64 elements (gemm),
+ * acc = fma(I, fp16(x.d) * y.d, acc), accm = fma(M, fp16(x.dmin) * y.d, accm); out = acc - accm. */
+static inline FS_AVX2_FN void rows_q4_k_repack_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
+                                                    const uint8_t *act, int64_t n, float *out, int per_chunk) {
+    const int64_t nb = n / QK_K;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
+        const uint8_t *y = act;
+        __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q4_K, x1 += B_Q4_K, x2 += B_Q4_K, x3 += B_Q4_K, y += B_Q8_K) {
+            const __m128 yd = _mm_set1_ps(rd_f32(y));
+            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), yd);
+            const __m128 dmin = _mm_mul_ps(h2f_x4(x0 + 2, x1 + 2, x2 + 2, x3 + 2), yd);
+            __m256i k0[4], k1[4], k2[4], k3[4];
+            __m128i m0 = q4_k_block_ints(x0, y, k0), m1 = q4_k_block_ints(x1, y, k1);
+            __m128i m2 = q4_k_block_ints(x2, y, k2), m3 = q4_k_block_ints(x3, y, k3);
+            if (per_chunk) {
+                /* transpose: mc[c] = [lane c of m0, m1, m2, m3] = M_c of the 4 rows */
+                const __m128i t0 = _mm_unpacklo_epi32(m0, m1), t1 = _mm_unpacklo_epi32(m2, m3);
+                const __m128i t2 = _mm_unpackhi_epi32(m0, m1), t3 = _mm_unpackhi_epi32(m2, m3);
+                const __m128i mc[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3),
+                                       _mm_unpackhi_epi64(t2, t3)};
+                for (int c = 0; c < 4; c++) {
+                    const __m128i ic = hsum_i32x8x4(k0[c], k1[c], k2[c], k3[c]);
+                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(ic), d, acc);
+                    accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mc[c]), dmin, accm);
+                }
+            } else {
+                const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(k0[0], k0[1]), _mm256_add_epi32(k0[2], k0[3]));
+                const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(k1[0], k1[1]), _mm256_add_epi32(k1[2], k1[3]));
+                const __m256i s2 = _mm256_add_epi32(_mm256_add_epi32(k2[0], k2[1]), _mm256_add_epi32(k2[2], k2[3]));
+                const __m256i s3 = _mm256_add_epi32(_mm256_add_epi32(k3[0], k3[1]), _mm256_add_epi32(k3[2], k3[3]));
+                const __m128i msum = _mm_hadd_epi32(_mm_hadd_epi32(m0, m1), _mm_hadd_epi32(m2, m3));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum_i32x8x4(s0, s1, s2, s3)), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), dmin, accm);
+            }
+        }
+        _mm_storeu_ps(out + r, _mm_sub_ps(acc, accm));
+    }
+    for (; r < n_rows; r++) {
+        const uint8_t *x = w + (size_t)r * row_bytes;
+        out[r] = per_chunk ? dot_q4_k_gemm_avx2(x, act, n) : dot_q4_k_gemv_avx2(x, act, n);
+    }
+}
+
+FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 0);
+}
+
+FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 1);
+}
+
+/* The 8 int32 lanes of one half (128 elements) of a Q6_K block times activation qs q8 (as
+ * dot_q6_k_avx2 sums them), the weight bits already unpacked into q4[4] and scales into sc16[4]. */
+FS_VD_INLINE FS_AVX2_FN __m256i q6_k_half_lanes(const __m256i q4[4], const __m256i sc16[4], const int8_t *yh) {
+    const __m256i m32s = _mm256_set1_epi8(32);
+    __m256i p[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(yh + 32 * k));
+        p[k] = _mm256_madd_epi16(sc16[k], _mm256_sub_epi16(_mm256_maddubs_epi16(q4[k], q8), _mm256_maddubs_epi16(m32s, q8)));
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+}
+
+/* Q6_K: one weight row x RN activation rows; the row's 6-bit values and scales are unpacked once
+ * per half block for all RN rows. Same operations per pair as dot_q6_k_avx2. */
+FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out, int64_t os,
+                                       const int RN) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
+        const float dx = h2f(x + 208);
+        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
+        __m256i sumi[4];
+        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i sc16[4], q4[4];
+            for (int k = 0; k < 4; k++) {
+                const long long i2 = 2 * (4 * h + k);
+                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+                sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+            }
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+            const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+            q4[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+            q4[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+            q4[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+            q4[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+            for (int j = 0; j < RN; j++) {
+                const int8_t *yh = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + 128 * h;
+                sumi[j] = _mm256_add_epi32(sumi[j], q6_k_half_lanes(q4, sc16, yh));
+            }
+        }
+        for (int j = 0; j < RN; j++) {
+            const float d = rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K) * dx;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+/* Q4_K with the arithmetic of llama.cpp's repacked gemm (dot_q4_k_gemm_avx2): one weight row x RN
+ * activation rows; the row's scales and nibbles are unpacked once per super-block for all RN rows.
+ * The per-64-element integer sums I_c and M_c are exact whatever the order they are added in, and
+ * the float operations on them are those of dot_q4_k_gemm_avx2, so the bits are the same. */
+FS_VD_INLINE FS_AVX2_FN void tile_q4_k_gemm(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                            int64_t os, const int RN) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m128 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K) {
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        int32_t dd32;
+        memcpy(&dd32, x, sizeof dd32);
+        const __m128 dxm = _mm_cvtph_ps(_mm_cvtsi32_si128(dd32)); /* [x.d, x.dmin, 0, 0] */
+        __m256i ql[4], qh[4];
+        for (int c = 0; c < 4; c++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * c));
+            ql[c] = _mm256_and_si256(bits, m4);
+            qh[c] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        }
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_K;
+            const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+            __m256i lanes[4];
+            for (int c = 0; c < 4; c++) {
+                const __m256i pl = _mm256_maddubs_epi16(ql[c], _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+                const __m256i ph = _mm256_maddubs_epi16(qh[c], _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+                lanes[c] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl),
+                                            _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+            }
+            const __m128 i = _mm_cvtepi32_ps(hsum_i32x8x4(lanes[0], lanes[1], lanes[2], lanes[3]));
+            const __m128 m = _mm_cvtepi32_ps(kq_min_prod(mn, y));
+            __m128 dd = _mm_mul_ps(dxm, _mm_set1_ps(rd_f32(y)));
+            dd = _mm_movelh_ps(dd, dd); /* [d, dmin, d, dmin] */
+            const __m128 im01 = _mm_unpacklo_ps(i, m);
+            const __m128 im23 = _mm_unpackhi_ps(i, m);
+            acc[j] = _mm_fmadd_ps(im01, dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(_mm_movehl_ps(im01, im01), dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(im23, dd, acc[j]);
+            acc[j] = _mm_fmadd_ps(_mm_movehl_ps(im23, im23), dd, acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = _mm_cvtss_f32(_mm_sub_ss(acc[j], _mm_movehdup_ps(acc[j])));
+}
+
+FS_TILES_1X4(fs_gemm_tiles_q4_k_avx2, tile_q4_k_gemm, QK_K)
+FS_TILES_1X4(fs_tiles_q6_k_avx2, tile_q6_k, QK_K)
+
+#endif /* FS_HAVE_AVX2_CODE */

@@ -1,0 +1,521 @@
+/* The 32-element block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and their activation formats Q8_0 / Q8_1
+ * (Fireside's family file; see fs_kernel.h and fs_traits.c).
+ *
+ * Sources (llama.cpp, read for the algorithms; this is an independent implementation):
+ *   ggml/src/ggml-common.h            block_q4_0 ... block_q8_0, block_q8_1
+ *   ggml/src/ggml-quants.c            dequantize_row_q4_0 ... q8_0, quantize_row_q8_0_ref / q8_1_ref
+ *   ggml/src/ggml-cpu/quants.c        ggml_vec_dot_{q4_0,q5_0,q8_0}_q8_0_generic, {q4_1,q5_1}_q8_1_generic
+ *   ggml/src/ggml-cpu/arch/x86/quants.c  the __AVX2__ branches, quantize_row_q8_0 / q8_1 (AVX2),
+ *                                     bytes_from_nibbles_32, bytes_from_bits_32, mul_sum_*_pairs_float
+ *   ggml/src/ggml-cpu/arch/x86/repack.cpp  gemv_q4_b32_8x8_q8_0_lut_avx / gemm_... (repacked Q4_0)
+ *   gguf-py gguf/quants.py            the dequantization reference (bit-identical)
+ * fs_vecdot.c explains the repacked products and when llama.cpp uses them.
+ */
+#include "fs_families.h"
+
+/* ---- dequantization (gguf.quants.dequantize) -------------------------------------------------- */
+
+/* ---- 32-element blocks ------------------------------------------------------------------- */
+
+/* The loops below first unpack a block's 4-bit values into a 32-byte array, then convert all 32
+ * at once: a 32-iteration loop vectorizes well, where one of 16 iterations writing y[j] and
+ * y[j + 16] does not. */
+
+/* kBit[j] = 1 << j: testing bit j of the Q5 high-bit mask against a table entry instead of
+ * shifting by j keeps the loop vectorizable without per-lane variable shifts (absent in SSE2). */
+static const uint32_t kBit[32] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+    1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+    1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31,
+};
+
+/* q[j] = low nibble of qs[j], q[j + 16] = high nibble of qs[j] (j < 16): the nibble order of
+ * every 32-element type (ggml-quants.c: x[i*qk + j] uses qs[j] & 0x0F, x[i*qk + j + qk/2] uses
+ * qs[j] >> 4). */
+static inline void unpack_nibbles(const uint8_t *qs, uint8_t q[QK]) {
+    for (int j = 0; j < QK / 2; j++) {
+        q[j] = (uint8_t)(qs[j] & 0x0F);
+        q[j + QK / 2] = (uint8_t)(qs[j] >> 4);
+    }
+}
+
+/* Q4_0, 18 bytes: f16 d | 16 bytes qs. Element j < 16 is the low nibble of qs[j], element
+ * j + 16 the high nibble. Reference: d * (float)(q - 8). */
+FS_DISPATCH void fs_dequant_q4_0(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 18;
+        const float d = dq_f16(b);
+        float *y = dst + ib * QK;
+        uint8_t q[QK];
+        unpack_nibbles(b + 2, q);
+        for (int j = 0; j < QK; j++) y[j] = d * (float)((int)q[j] - 8);
+    }
+}
+
+/* Q4_1, 20 bytes: f16 d | f16 m | 16 bytes qs (nibbles as Q4_0). Reference: (d * (float)q) + m. */
+FS_DISPATCH void fs_dequant_q4_1(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 20;
+        const float d = dq_f16(b);
+        const float m = dq_f16(b + 2);
+        float *y = dst + ib * QK;
+        uint8_t q[QK];
+        unpack_nibbles(b + 4, q);
+        for (int j = 0; j < QK; j++) y[j] = d * (float)q[j] + m;
+    }
+}
+
+/* Q5_0, 22 bytes: f16 d | u32 qh (little-endian) | 16 bytes qs. Element j's fifth bit is bit j
+ * of qh; its low four bits are the nibbles as in Q4_0. Reference: d * (float)(q - 16). */
+FS_DISPATCH void fs_dequant_q5_0(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 22;
+        const float d = dq_f16(b);
+        const uint32_t qh = rd_u32(b + 2);
+        float *y = dst + ib * QK;
+        uint8_t q[QK];
+        unpack_nibbles(b + 6, q);
+        for (int j = 0; j < QK; j++) y[j] = d * (float)((int)(q[j] | ((qh & kBit[j]) ? 16 : 0)) - 16);
+    }
+}
+
+/* Q5_1, 24 bytes: f16 d | f16 m | u32 qh | 16 bytes qs (bits as Q5_0).
+ * Reference: (d * (float)q) + m. */
+FS_DISPATCH void fs_dequant_q5_1(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 24;
+        const float d = dq_f16(b);
+        const float m = dq_f16(b + 2);
+        const uint32_t qh = rd_u32(b + 4);
+        float *y = dst + ib * QK;
+        uint8_t q[QK];
+        unpack_nibbles(b + 8, q);
+        for (int j = 0; j < QK; j++) y[j] = d * (float)(q[j] | ((qh & kBit[j]) ? 16 : 0)) + m;
+    }
+}
+
+/* Q8_0, 34 bytes: f16 d | 32 x int8. Reference: (float)q * d. */
+FS_DISPATCH void fs_dequant_q8_0(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * 34;
+        const float d = dq_f16(b);
+        const uint8_t *qs = b + 2;
+        float *y = dst + ib * QK;
+        for (int j = 0; j < QK; j++) y[j] = (float)as_i8(qs[j]) * d;
+    }
+}
+
+/* ---- activation quantization (x86 quantize_row_q8_0 / q8_1) ----------------------------------- */
+
+/* Q8_0 activations as llama.cpp's x86 quantize_row_q8_0 (ggml-cpu/arch/x86/quants.c) computes
+ * them: amax = max |x|; d = amax / 127; id = amax ? 127 / amax : 0; qs = round-half-even(x * id)
+ * (_mm256_round_ps). This differs from quantize_row_q8_0_ref (id = 1/d, roundf) in rare last-bit
+ * cases; following the SIMD version keeps our greedy decoding on llama.cpp's path on x86. The
+ * same bytes are produced on every CPU. The block stores fp16(d). */
+FS_DISPATCH void fs_quant_act_q8_0(const float *x, uint8_t *y, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++, x += QK, y += B_Q8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            const float v = fabsf(x[j]);
+            amax = amax > v ? amax : v; /* ggml MAX(amax, v) */
+        }
+        const float d = amax / 127;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        wr_u16(y, fp32_to_fp16(d));
+        for (int j = 0; j < QK; j++) y[2 + j] = (uint8_t)(int8_t)nearest_int(x[j] * id);
+    }
+}
+
+/* Q8_1 as x86 quantize_row_q8_1: as Q8_0 above, plus s = fp16(d * sum(qs)) with the float32 d. */
+FS_DISPATCH void fs_quant_act_q8_1(const float *x, uint8_t *y, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++, x += QK, y += B_Q8_1) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) {
+            const float v = fabsf(x[j]);
+            amax = amax > v ? amax : v;
+        }
+        const float d = amax / 127;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        wr_u16(y, fp32_to_fp16(d));
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            const int8_t q = (int8_t)nearest_int(x[j] * id);
+            y[4 + j] = (uint8_t)q;
+            sum += q;
+        }
+        wr_u16(y + 2, fp32_to_fp16((float)sum * d));
+    }
+}
+
+/* ---- portable dot products: ggml's *_generic functions ------------------------------------------ */
+/* Each dot_* takes one weight row, the quantized activation row and the number of elements. The
+ * integer block sums are exact whatever the evaluation order; the float expressions are written
+ * exactly as in ggml (C evaluates a * b * c as (a * b) * c). The quants are first unpacked to int8
+ * (block_dot_i8 is the loop compilers vectorize best). */
+
+/* Integer dot of one Q4_0 block (nibbles - 8: low nibbles are elements 0..15, high 16..31) with
+ * one Q8_0 block; the vec_dot and repack products differ only in how they accumulate it. */
+FS_VD_INLINE int q4_0_block_sumi(const uint8_t *x, const uint8_t *y) {
+    const uint8_t *qs = x + 2;
+    int8_t a[QK];
+    for (int j = 0; j < QK / 2; j++) {
+        a[j] = (int8_t)((qs[j] & 0x0F) - 8);
+        a[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
+    }
+    return block_dot_i8(a, (const int8_t *)(y + 2));
+}
+
+/* ggml_vec_dot_q4_0_q8_0_generic: sumf += sumi * dx * dy. */
+FS_VD_INLINE float dot_q4_0_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const int sumi = q4_0_block_sumi(x, y);
+        sumf += (float)sumi * rd_f16(x) * rd_f16(y);
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_q4_1_q8_1_generic: sumf += (dx * dy) * sumi + mx * sy. */
+FS_VD_INLINE float dot_q4_1_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_1, y += B_Q8_1) {
+        const uint8_t *qs = x + 4;
+        int8_t a[QK];
+        for (int j = 0; j < QK / 2; j++) {
+            a[j] = (int8_t)(qs[j] & 0x0F);
+            a[j + QK / 2] = (int8_t)(qs[j] >> 4);
+        }
+        const int sumi = block_dot_i8(a, (const int8_t *)(y + 4));
+        sumf += (rd_f16(x) * rd_f16(y)) * (float)sumi + rd_f16(x + 2) * rd_f16(y + 2);
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_q5_0_q8_0_generic: the fifth bit of element j is bit j of qh; value - 16;
+ * sumf += (dx * dy) * sumi. */
+FS_VD_INLINE float dot_q5_0_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_0, y += B_Q8_0) {
+        const uint32_t qh = rd_u32(x + 2);
+        const uint8_t *qs = x + 6;
+        int8_t a[QK];
+        for (int j = 0; j < QK / 2; j++) {
+            const int xh0 = (int)(((qh >> j) << 4) & 0x10);
+            const int xh1 = (int)((qh >> (j + 12)) & 0x10);
+            a[j] = (int8_t)(((qs[j] & 0x0F) | xh0) - 16);
+            a[j + QK / 2] = (int8_t)(((qs[j] >> 4) | xh1) - 16);
+        }
+        const int sumi = block_dot_i8(a, (const int8_t *)(y + 2));
+        sumf += (rd_f16(x) * rd_f16(y)) * (float)sumi;
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_q5_1_q8_1_generic: sumf += (dx * dy) * sumi + mx * sy. */
+FS_VD_INLINE float dot_q5_1_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_1, y += B_Q8_1) {
+        const uint32_t qh = rd_u32(x + 4);
+        const uint8_t *qs = x + 8;
+        int8_t a[QK];
+        for (int j = 0; j < QK / 2; j++) {
+            const int xh0 = (int)(((qh >> j) << 4) & 0x10);
+            const int xh1 = (int)((qh >> (j + 12)) & 0x10);
+            a[j] = (int8_t)((qs[j] & 0x0F) | xh0);
+            a[j + QK / 2] = (int8_t)((qs[j] >> 4) | xh1);
+        }
+        const int sumi = block_dot_i8(a, (const int8_t *)(y + 4));
+        sumf += (rd_f16(x) * rd_f16(y)) * (float)sumi + rd_f16(x + 2) * rd_f16(y + 2);
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_q8_0_q8_0_generic: sumf += sumi * (dx * dy). */
+FS_VD_INLINE float dot_q8_0_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q8_0, y += B_Q8_0) {
+        const int sumi = block_dot_i8((const int8_t *)(x + 2), (const int8_t *)(y + 2));
+        sumf += (float)sumi * (rd_f16(x) * rd_f16(y));
+    }
+    return sumf;
+}
+
+
+/* The repacked Q4_0 product (gemv and gemm): acc = fma(sumi, dx * dy, acc) per block. */
+FS_VD_INLINE float dot_q4_0_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const int sumi = q4_0_block_sumi(x, y);
+        acc = fmaf((float)sumi, rd_f16(x) * rd_f16(y), acc);
+    }
+    return acc;
+}
+
+FS_ROWS(fs_rows_q4_0_c, dot_q4_0_c, )
+FS_ROWS(fs_rows_q4_1_c, dot_q4_1_c, )
+FS_ROWS(fs_rows_q5_0_c, dot_q5_0_c, )
+FS_ROWS(fs_rows_q5_1_c, dot_q5_1_c, )
+FS_ROWS(fs_rows_q8_0_c, dot_q8_0_c, )
+FS_ROWS(fs_gemv_q4_0_c, dot_q4_0_gemv_c, )
+
+/* ---- AVX2 dot products: ggml's __AVX2__ code ----------------------------------------------------- */
+#if FS_HAVE_AVX2_CODE
+
+/* ggml_vec_dot_q4_0_q8_0 (AVX2): acc = fma(dx * dy, quads(q - 8, y), acc); hsum. */
+static inline FS_AVX2_FN float dot_q4_0_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const __m256 d = _mm256_set1_ps(h2f(x) * h2f(y));
+        const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+        acc = _mm256_fmadd_ps(d, i8_quads(qx, qy), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+/* ggml_vec_dot_q4_1_q8_1 (AVX2): acc = fma(dx * dy, quads(q, y), acc); summs += mx * sy;
+ * result hsum(acc) + summs. */
+static inline FS_AVX2_FN float dot_q4_1_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_1, y += B_Q8_1) {
+        summs += h2f(x + 2) * h2f(y + 2);
+        const __m256 d0d1 = _mm256_mul_ps(_mm256_set1_ps(h2f(x)), _mm256_set1_ps(h2f(y)));
+        const __m256i qx = nibbles_32(x + 4);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 4));
+        acc = _mm256_fmadd_ps(d0d1, us8_quads(qx, qy), acc);
+    }
+    return hsum_f32x8(acc) + summs;
+}
+
+/* ggml_vec_dot_q5_0_q8_0 (AVX2): q = nibble | (bit clear ? 0xF0 : 0), i.e. the signed value
+ * (nibble | bit << 4) - 16; acc = fma(dx * dy, quads(q, y), acc). */
+static inline FS_AVX2_FN float dot_q5_0_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_0, y += B_Q8_0) {
+        const __m256 d = _mm256_set1_ps(h2f(x) * h2f(y));
+        __m256i qx = nibbles_32(x + 6);
+        const __m256i hi = _mm256_andnot_si256(bits_32(x + 2), _mm256_set1_epi8((char)0xF0));
+        qx = _mm256_or_si256(qx, hi);
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+        acc = _mm256_fmadd_ps(d, i8_quads(qx, qy), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+/* ggml_vec_dot_q5_1_q8_1 (AVX2): q = nibble | (bit ? 0x10 : 0); acc = fma(quads, dx * dy, acc);
+ * summs += mx * sy; result hsum(acc) + summs. */
+static inline FS_AVX2_FN float dot_q5_1_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_1, y += B_Q8_1) {
+        const __m256 dx = _mm256_set1_ps(h2f(x));
+        summs += h2f(x + 2) * h2f(y + 2);
+        __m256i qx = nibbles_32(x + 8);
+        qx = _mm256_or_si256(qx, _mm256_and_si256(bits_32(x + 4), _mm256_set1_epi8(0x10)));
+        const __m256 dy = _mm256_set1_ps(h2f(y));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 4));
+        acc = _mm256_fmadd_ps(us8_quads(qx, qy), _mm256_mul_ps(dx, dy), acc);
+    }
+    return hsum_f32x8(acc) + summs;
+}
+
+/* ggml_vec_dot_q8_0_q8_0 (AVX2): acc = fma(dx * dy, quads(x, y), acc). */
+static inline FS_AVX2_FN float dot_q8_0_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q8_0, y += B_Q8_0) {
+        const __m256 d = _mm256_set1_ps(h2f(x) * h2f(y));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+        acc = _mm256_fmadd_ps(d, i8_quads(qx, qy), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+/* gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx for Q4_0 (x86):
+ * acc = fma(sumi, dx * dy, acc) per block of 32. */
+static inline FS_AVX2_FN float dot_q4_0_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
+        const float d = h2f(x) * h2f(y);
+        const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        const int32_t sumi = hsum_i32x8(_mm256_madd_epi16(_mm256_set1_epi16(1), p16));
+        acc = fma_f32((float)sumi, d, acc);
+    }
+    return acc;
+}
+
+
+FS_ROWS(fs_rows_q4_0_avx2, dot_q4_0_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q4_1_avx2, dot_q4_1_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q5_0_avx2, dot_q5_0_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q5_1_avx2, dot_q5_1_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q8_0_avx2, dot_q8_0_avx2, FS_AVX2_FN)
+
+/* Row loops of the repacked products: 4 rows at a time, one row per lane of the float vectors
+ * (as llama.cpp's kernels hold 8 columns per register; each lane does the operations of the
+ * single-row functions above, so the grouping does not change any bit), the activation loaded
+ * once for the 4 rows; leftover rows one at a time. */
+
+
+static inline FS_AVX2_FN __m256i q4_0_block_lanes(const uint8_t *x, __m256i qy) {
+    const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+    return _mm256_madd_epi16(_mm256_set1_epi16(1), p16);
+}
+
+FS_AVX2_FN void fs_gemv_q4_0_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out) {
+    const int64_t nb = n / QK;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
+        const uint8_t *y = act;
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q4_0, x1 += B_Q4_0, x2 += B_Q4_0, x3 += B_Q4_0, y += B_Q8_0) {
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+            const __m128i sumi = hsum_i32x8x4(q4_0_block_lanes(x0, qy), q4_0_block_lanes(x1, qy),
+                                              q4_0_block_lanes(x2, qy), q4_0_block_lanes(x3, qy));
+            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), _mm_set1_ps(h2f(y)));
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(sumi), d, acc);
+        }
+        _mm_storeu_ps(out + r, acc);
+    }
+    for (; r < n_rows; r++) out[r] = dot_q4_0_gemv_avx2(w + (size_t)r * row_bytes, act, n);
+}
+
+/* ---- register-tiled products (several weight rows x several activation rows) ---------------
+ *
+ * tinyBLAS's idea (llama.cpp ggml/src/ggml-cpu/llamafile/sgemm.cpp): hold an RM x RN tile of
+ * accumulators in registers and walk the blocks once, so each weight block is unpacked once for RN
+ * activation rows and each activation block loaded once for RM weight rows. Every (row, activation)
+ * pair keeps its own 8-lane accumulator and scalar sums and sees exactly the operations of the
+ * single-pair functions above, in the same order, so the results are bit for bit those of
+ * fs_vec_dot_rows_norepack. */
+
+/* The int8 weight values of one 32-element block (signed for the Q8_0-activation types, unsigned
+ * 0..31 for Q4_1 / Q5_1), as the single-pair functions unpack them. */
+FS_VD_INLINE FS_AVX2_FN __m256i unpack_block32(int type, const uint8_t *x) {
+    switch (type) {
+    case FS_Q4_0: return _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+    case FS_Q5_0:
+        return _mm256_or_si256(nibbles_32(x + 6), _mm256_andnot_si256(bits_32(x + 2), _mm256_set1_epi8((char)0xF0)));
+    case FS_Q8_0: return _mm256_loadu_si256((const __m256i *)(x + 2));
+    case FS_Q4_1: return nibbles_32(x + 4);
+    default: /* FS_Q5_1 */
+        return _mm256_or_si256(nibbles_32(x + 8), _mm256_and_si256(bits_32(x + 4), _mm256_set1_epi8(0x10)));
+    }
+}
+
+FS_VD_INLINE int block32_bytes(int type) {
+    switch (type) {
+    case FS_Q4_0: return B_Q4_0;
+    case FS_Q5_0: return B_Q5_0;
+    case FS_Q8_0: return B_Q8_0;
+    case FS_Q4_1: return B_Q4_1;
+    default: return B_Q5_1;
+    }
+}
+
+/* out[j * os + i] = dot(weight row i, activation row j), i < RM, j < RN, for the 32-element block
+ * types. RM and RN are compile-time constants at every call site, so the tile lives in registers. */
+FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab, int64_t nb,
+                                    float *out, int64_t os, const int RM, const int RN) {
+    const int q81 = type == FS_Q4_1 || type == FS_Q5_1; /* activations in Q8_1 (d, s, qs) */
+    const int xbs = block32_bytes(type), ybs = q81 ? B_Q8_1 : B_Q8_0, yq = q81 ? 4 : 2;
+    __m256 acc[4][4];
+    float summs[4][4];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+            summs[i][j] = 0.0f;
+        }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[4];
+        float dy[4], sy[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * ybs;
+            qy[j] = _mm256_loadu_si256((const __m256i *)(y + yq));
+            dy[j] = h2f(y);
+            if (q81) sy[j] = h2f(y + 2);
+        }
+        for (int i = 0; i < RM; i++) {
+            const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
+            const __m256i qx = unpack_block32(type, x);
+            const float dx = h2f(x);
+            if (q81) {
+                const float mx = h2f(x + 2);
+                for (int j = 0; j < RN; j++) {
+                    summs[i][j] += mx * sy[j];
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), us8_quads(qx, qy[j]), acc[i][j]);
+                }
+            } else {
+                const __m256i ax = _mm256_sign_epi8(qx, qx);
+                for (int j = 0; j < RN; j++) {
+                    const __m256 q = us8_quads(ax, _mm256_sign_epi8(qy[j], qx));
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), q, acc[i][j]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) out[(size_t)j * os + i] = q81 ? hsum_f32x8(acc[i][j]) + summs[i][j] : hsum_f32x8(acc[i][j]);
+}
+
+
+#define TILE_RM 4 /* weight rows per register tile (32-element block types) */
+#define TILE_RN 4 /* activation rows per register tile */
+
+static inline FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                  int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK;
+    for (int64_t j = 0; j < n_act; j += TILE_RN) {
+        const int64_t rn = n_act - j < TILE_RN ? n_act - j : TILE_RN;
+        const uint8_t *aj = a + (size_t)j * ab;
+        float *oj = out + j * os;
+        int64_t i = 0;
+        for (; i + TILE_RM <= n_rows; i += TILE_RM) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            if (rn == 4) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 4);
+            else if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 3);
+            else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 2);
+            else tile32(type, wi, rb, aj, ab, nb, oj + i, os, TILE_RM, 1);
+        }
+        for (; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            if (rn == 4) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 4);
+            else if (rn == 3) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 3);
+            else if (rn == 2) tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 2);
+            else tile32(type, wi, rb, aj, ab, nb, oj + i, os, 1, 1);
+        }
+    }
+}
+
+/* One function per type so that `type` is a constant inside each (the switch folds away). */
+#define FS_TILE32_FN(name, TYPE)                                                                          \
+    FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,  \
+                                int64_t n_act, int64_t n, float *out, int64_t os) {                        \
+        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os);                                         \
+    }
+FS_TILE32_FN(fs_tiles_q4_0_avx2, FS_Q4_0)
+FS_TILE32_FN(fs_tiles_q4_1_avx2, FS_Q4_1)
+FS_TILE32_FN(fs_tiles_q5_0_avx2, FS_Q5_0)
+FS_TILE32_FN(fs_tiles_q5_1_avx2, FS_Q5_1)
+FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0)
+
+#endif /* FS_HAVE_AVX2_CODE */

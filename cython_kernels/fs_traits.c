@@ -1,0 +1,147 @@
+/* The GGML type traits table (see fs_traits.h) and the one-time choice of implementation.
+ *
+ * Block sizes: ggml/src/ggml-common.h (static_asserts on sizeof(block_*)), equal to gguf-py's
+ * GGML_QUANT_SIZES (checked by tests/test_dequant.py). vec_dot_type: ggml/src/ggml-cpu/ggml-cpu.c
+ * type_traits_cpu. Repack policy: ggml/src/ggml-cpu/repack.cpp, ggml_repack_get_optimal_repack_type
+ * on x86 with AVX2 (Q4_0 -> q4_0_8x8_q8_0, Q4_K -> q4_K_8x8_q8_K, IQ4_NL -> iq4_nl_8x8_q8_0, each
+ * when ne[1] % 8 == 0; Q2_K's q2_K_8x8_q8_K needs AVX-512 and is not followed here).
+ */
+#include "fs_traits.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_families.h"
+
+#if FS_HAVE_AVX2_CODE
+#include <cpuid.h>
+#define AVX2(f) f
+#else
+#define AVX2(f) NULL
+#endif
+
+#define NONE {NULL, NULL}
+#define ROWS(x) {fs_rows_##x##_c, AVX2(fs_rows_##x##_avx2)}
+#define TILES(x) {NULL, AVX2(fs_tiles_##x##_avx2)}
+#define GEMV(x) {fs_gemv_##x##_c, AVX2(fs_gemv_##x##_avx2)}
+
+/* GGML type ids of the activation-only formats (ggml.h). */
+#define FS_Q8_1_ID 9
+#define FS_Q8_K_ID 15
+
+/* type, name, block elements, block bytes, vec_dot_type, dequantize, rows, tiles: the type that
+ * llama.cpp does not repack on x86. */
+#define PLAIN(T, x, NAME, QK_, BYTES, ACT, TILES_) \
+    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES_, 0, NONE, NONE, NONE}
+
+static const fs_type_traits TRAITS[] = {
+    PLAIN(FS_F32, f32, "F32", 1, 4, FS_F32, NONE),
+    PLAIN(FS_F16, f16, "F16", 1, 2, FS_F16, NONE),
+    {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS(q4_0), TILES(q4_0), 8, GEMV(q4_0), NONE, NONE},
+    PLAIN(FS_Q4_1, q4_1, "Q4_1", QK, B_Q4_1, FS_Q8_1_ID, TILES(q4_1)),
+    PLAIN(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0, TILES(q5_0)),
+    PLAIN(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID, TILES(q5_1)),
+    PLAIN(FS_Q8_0, q8_0, "Q8_0", QK, B_Q8_0, FS_Q8_0, TILES(q8_0)),
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_Q2_K, q2_k, "Q2_K", QK_K, 84, FS_Q8_K_ID, TILES(q2_k)),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_Q3_K, q3_k, "Q3_K", QK_K, 110, FS_Q8_K_ID, TILES(q3_k)),
+#endif
+    {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS(q4_k), NONE, 8, GEMV(q4_k),
+     {fs_gemm_q4_k_c, AVX2(fs_gemm_q4_k_avx2)}, {NULL, AVX2(fs_gemm_tiles_q4_k_avx2)}},
+    PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, NONE),
+    PLAIN(FS_Q6_K, q6_k, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, TILES(q6_k)),
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ2_XXS, iq2_xxs, "IQ2_XXS", QK_K, 66, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ2_XS, iq2_xs, "IQ2_XS", QK_K, 74, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ3_XXS, iq3_xxs, "IQ3_XXS", QK_K, 98, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ1_S, iq1_s, "IQ1_S", QK_K, 50, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    {FS_IQ4_NL, "IQ4_NL", QK, 18, FS_Q8_0, fs_dequant_iq4_nl, ROWS(iq4_nl), TILES(iq4_nl), 8, GEMV(iq4_nl), NONE,
+     NONE},
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ3_S, iq3_s, "IQ3_S", QK_K, 110, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ2_S, iq2_s, "IQ2_S", QK_K, 82, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ4_XS, iq4_xs, "IQ4_XS", QK_K, 136, FS_Q8_K_ID, TILES(iq4_xs)),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_IQ1_M, iq1_m, "IQ1_M", QK_K, 56, FS_Q8_K_ID, NONE),
+#endif
+    PLAIN(FS_BF16, bf16, "BF16", 1, 2, FS_BF16, NONE),
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
+#endif
+#if FS_NEW_TYPES /* TEMP */
+    PLAIN(FS_TQ2_0, tq2_0, "TQ2_0", QK_K, 66, FS_Q8_K_ID, NONE),
+#endif
+};
+
+#define N_TRAITS ((int)(sizeof TRAITS / sizeof TRAITS[0]))
+
+static const fs_act_traits ACT_TRAITS[] = {
+    {FS_F32, 1, 4, fs_quant_act_f32},
+    {FS_F16, 1, 2, fs_quant_act_f16},
+    {FS_BF16, 1, 2, fs_quant_act_bf16},
+    {FS_Q8_0, QK, B_Q8_0, fs_quant_act_q8_0},
+    {FS_Q8_1_ID, QK, B_Q8_1, fs_quant_act_q8_1},
+    {FS_Q8_K_ID, QK_K, B_Q8_K, fs_quant_act_q8_k},
+};
+
+const fs_type_traits *fs_traits(int type) {
+    for (int i = 0; i < N_TRAITS; i++)
+        if (TRAITS[i].type == type) return &TRAITS[i];
+    return NULL;
+}
+
+int fs_traits_count(void) { return N_TRAITS; }
+
+const fs_type_traits *fs_traits_at(int i) { return i >= 0 && i < N_TRAITS ? &TRAITS[i] : NULL; }
+
+const fs_act_traits *fs_act_traits_of(int act_type) {
+    for (size_t i = 0; i < sizeof ACT_TRAITS / sizeof ACT_TRAITS[0]; i++)
+        if (ACT_TRAITS[i].type == act_type) return &ACT_TRAITS[i];
+    return NULL;
+}
+
+/* ---- the implementation, chosen once ------------------------------------------------------ */
+
+#if FS_HAVE_AVX2_CODE
+/* The only mutable global: threads racing on the first call all compute the same value; the atomic
+ * load/store makes that race well defined. -1: not chosen yet. */
+static int impl_state = -1;
+
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c & (1u << 29)) != 0; /* CPUID.1:ECX.F16C (clang's __builtin_cpu_supports lacks "f16c") */
+}
+
+int fs_impl(void) {
+    int s = __atomic_load_n(&impl_state, __ATOMIC_ACQUIRE);
+    if (s >= 0) return s;
+    s = FS_IMPL_PORTABLE;
+    const char *env = getenv("FIRESIDE_CPU");
+    if (!(env != NULL && strcmp(env, "portable") == 0)) {
+        __builtin_cpu_init();
+        /* "avx2" also implies the OS saves the YMM registers (libgcc / compiler-rt check XCR0). */
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) s = FS_IMPL_AVX2;
+    }
+    __atomic_store_n(&impl_state, s, __ATOMIC_RELEASE);
+    return s;
+}
+#else
+int fs_impl(void) { return FS_IMPL_PORTABLE; }
+#endif

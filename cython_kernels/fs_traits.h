@@ -1,0 +1,71 @@
+/* The GGML type traits table: every fact Fireside's kernels know about a weight type, in one row.
+ *
+ * Modelled on ggml's type_traits (ggml/src/ggml.c: blck_size, type_size, to_float) and
+ * type_traits_cpu (ggml/src/ggml-cpu/ggml-cpu.c: vec_dot, vec_dot_type, from_float), plus the
+ * repack policy of ggml/src/ggml-cpu/repack.cpp (ggml_repack_get_optimal_repack_type, x86 AVX2).
+ * Adding a type is one row in fs_traits.c plus its kernels in its family's file (fs_kernel.h lists
+ * the families); the Python side (cython_kernels/quants.pyx, engine/model.py) reads the list of
+ * supported types from this table.
+ */
+#ifndef FS_TRAITS_H
+#define FS_TRAITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs_kernel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Implementations of the dot products: index into the per-CPU arrays below. */
+enum { FS_IMPL_PORTABLE = 0, FS_IMPL_AVX2 = 1, FS_IMPL_COUNT = 2 };
+
+/* An activation format (ggml's vec_dot_type): Q8_0, Q8_1, Q8_K or a float type. */
+typedef struct fs_act_traits {
+    int type;             /* GGML type id of the format */
+    int64_t block_elems;  /* elements per block (1 for the float formats) */
+    int64_t block_bytes;  /* bytes per block */
+    fs_quant_act_fn quantize; /* one implementation for every CPU: the bytes never depend on it */
+} fs_act_traits;
+
+/* One weight type. Function pointers that a type lacks are NULL (then the caller falls back: no
+ * tiles -> the row function per activation row; no avx2 -> the portable one). */
+typedef struct fs_type_traits {
+    int type;                 /* GGML type id (ggml.h, gguf.GGMLQuantizationType) */
+    const char *name;         /* GGML type name, e.g. "Q4_K" */
+    int64_t block_elems;      /* elements per block */
+    int64_t block_bytes;      /* bytes per block */
+    int act_type;             /* vec_dot_type: the activation format it is dotted with */
+    fs_dequant_fn dequant;    /* blocks -> float32, bit-identical to gguf.quants.dequantize */
+    fs_rows_fn rows[FS_IMPL_COUNT];   /* ggml_vec_dot_* arithmetic */
+    fs_tiles_fn tiles[FS_IMPL_COUNT]; /* register-tiled, same bits as rows (prefill) */
+    /* llama.cpp's x86 AVX2 repack: a tensor whose row count is a multiple of repack_rows is
+     * multiplied with ggml_gemv_* (one activation row; arithmetic `gemv`) and ggml_gemm_* (groups of
+     * 4 activation rows; `gemm`, NULL = same as gemv). repack_rows = 0: never repacked. */
+    int repack_rows;
+    fs_rows_fn gemv[FS_IMPL_COUNT];
+    fs_rows_fn gemm[FS_IMPL_COUNT];
+    fs_tiles_fn gemm_tiles[FS_IMPL_COUNT];
+} fs_type_traits;
+
+/* The row of `type`, or NULL if Fireside has no kernels for it. */
+const fs_type_traits *fs_traits(int type);
+
+/* The table in GGML type id order: fs_traits_at(i) for 0 <= i < fs_traits_count(). */
+int fs_traits_count(void);
+const fs_type_traits *fs_traits_at(int i);
+
+/* The activation format `act_type`, or NULL. */
+const fs_act_traits *fs_act_traits_of(int act_type);
+
+/* The implementation the dot products use on this CPU (FS_IMPL_PORTABLE or FS_IMPL_AVX2): AVX2 when
+ * the CPU has AVX2, FMA and F16C and FIRESIDE_CPU is not "portable"; chosen once, at the first call. */
+int fs_impl(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FS_TRAITS_H */
