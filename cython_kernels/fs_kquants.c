@@ -1,16 +1,20 @@
-/* The K-quants Q4_K, Q5_K, Q6_K (256-element super-blocks) and their activation format Q8_K
- * (Fireside's family file; see fs_kernel.h and fs_traits.c).
+/* The K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (256-element super-blocks) and their activation format
+ * Q8_K (Fireside's family file; see fs_kernel.h and fs_traits.c). Q4_K .. Q6_K come first, then
+ * Q2_K and Q3_K ("the low-bit K-quants" below).
  *
  * Sources (llama.cpp, read for the algorithms; this is an independent implementation):
- *   ggml/src/ggml-common.h            block_q4_K ... block_q6_K, block_q8_K
- *   ggml/src/ggml-quants.c            dequantize_row_q4_K ... q6_K, get_scale_min_k4, quantize_row_q8_K_ref
- *   ggml/src/ggml-cpu/quants.c        ggml_vec_dot_{q4_K,q5_K,q6_K}_q8_K_generic
+ *   ggml/src/ggml-common.h            block_q2_K ... block_q6_K, block_q8_K
+ *   ggml/src/ggml-quants.c            dequantize_row_q2_K ... q6_K, get_scale_min_k4, quantize_row_q8_K_ref
+ *   ggml/src/ggml-cpu/quants.c        ggml_vec_dot_{q2_K,q3_K,q4_K,q5_K,q6_K}_q8_K_generic
  *   ggml/src/ggml-cpu/arch/x86/quants.c  the __AVX2__ branches of the same functions
  *   ggml/src/ggml-cpu/arch/x86/repack.cpp  ggml_gemv_q4_K_8x8_q8_K, ggml_gemm_q4_K_8x8_q8_K,
  *                                     ggml_quantize_mat_q8_K_4x8 (repacked Q4_K)
  *   gguf-py gguf/quants.py            the dequantization reference (bit-identical)
  */
 #include "fs_families.h"
+
+#define B_Q2_K 84  /* scales[16] | qs[64] | f16 d | f16 dmin */
+#define B_Q3_K 110 /* hmask[32] | qs[64] | scales[12] | f16 d */
 
 /* The 12 packed bytes of 6-bit scales and mins of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4),
  * unpacked with the 32-bit utmp / kmask shuffle of ggml's vec_dot code (same 16 bytes):
@@ -791,5 +795,320 @@ FS_VD_INLINE FS_AVX2_FN void tile_q4_k_gemm(const uint8_t *x, const uint8_t *a, 
 
 FS_TILES_1X4(fs_gemm_tiles_q4_k_avx2, tile_q4_k_gemm, QK_K)
 FS_TILES_1X4(fs_tiles_q6_k_avx2, tile_q6_k, QK_K)
+
+#endif /* FS_HAVE_AVX2_CODE */
+
+/* ==== the low-bit K-quants: Q2_K and Q3_K ==================================================
+ *
+ * Block layouts (bytes):
+ *   Q2_K, 84:  scales[16] (low nibble: 4-bit scale, high nibble: 4-bit min) | qs[64] | f16 d | f16 dmin
+ *   Q3_K, 110: hmask[32] | qs[64] | scales[12] (sixteen 6-bit scales, packed) | f16 d
+ * Element order (both): element e = 128h + 32k + l (h = 0..1, k = 0..3, l = 0..31) has the 2-bit
+ * field (qs[32h + l] >> 2k) & 3 and belongs to sub-block s = e / 16 (16 elements per scale).
+ * Q3_K adds a third bit: q = field - 4 unless bit 4h + k of hmask[l] is set (q in -4 .. 3).
+ */
+
+
+#define Q2K_QS 16
+#define Q2K_D 80
+#define Q2K_DMIN 82
+#define Q3K_QS 32
+#define Q3K_SCALES 96
+#define Q3K_D 108
+
+/* The sixteen 6-bit Q3_K scales (0 .. 63, before the -32 offset) as bytes, unpacked with the 32-bit
+ * aux / kmask shuffle of dequantize_row_q3_K: scale j has low four bits s[j] & 15 (j < 8) or
+ * s[j - 8] >> 4 (j >= 8), and high two bits (s[8 + j % 4] >> 2 (j / 4)) & 3. */
+static inline void q3_k_scales6(const uint8_t *s, uint8_t out[16]) {
+    const uint32_t kmask1 = 0x03030303u, kmask2 = 0x0f0f0f0fu;
+    uint32_t a[3], o[4];
+    memcpy(a, s, 12);
+    o[0] = (a[0] & kmask2) | (((a[2] >> 0) & kmask1) << 4);
+    o[1] = (a[1] & kmask2) | (((a[2] >> 2) & kmask1) << 4);
+    o[2] = ((a[0] >> 4) & kmask2) | (((a[2] >> 4) & kmask1) << 4);
+    o[3] = ((a[1] >> 4) & kmask2) | (((a[2] >> 6) & kmask1) << 4);
+    memcpy(out, o, 16);
+}
+
+/* The 2-bit fields of a block as one byte per element: a[128h + 32k + l] = (qs[32h + l] >> 2k) & 3. */
+FS_VD_INLINE void q2_fields(const uint8_t *qs, int8_t a[QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) a[128 * h + 32 * k + l] = (int8_t)((qs[32 * h + l] >> (2 * k)) & 3);
+}
+
+/* Q3_K values of a block, -4 .. 3: the 2-bit field minus 4 where the hmask bit is clear. */
+FS_VD_INLINE void q3_values(const uint8_t *x, int8_t a[QK_K]) {
+    const uint8_t *hm = x;
+    q2_fields(x + Q3K_QS, a);
+    for (int b = 0; b < 8; b++) /* b = 4h + k: elements 32b .. 32b + 32 */
+        for (int l = 0; l < 32; l++) a[32 * b + l] = (int8_t)(a[32 * b + l] - (((hm[l] >> b) & 1) ? 0 : 4));
+}
+
+/* ---- dequantization (gguf.quants.dequantize) -------------------------------------------------- */
+
+/* Q2_K (dequantize_row_q2_K; gguf-py Q2_K.dequantize_blocks): per sub-block s of 16 elements,
+ * dl = d * (float)(scales[s] & 15), ml = dmin * (float)(scales[s] >> 4) (each rounded to float32),
+ * y = dl * (float)q - ml with q the 2-bit field (0 .. 3). */
+FS_DISPATCH void fs_dequant_q2_k(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * B_Q2_K;
+        const float d = dq_f16(b + Q2K_D), dmin = dq_f16(b + Q2K_DMIN);
+        float *y = dst + ib * QK_K;
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)(b[s] & 0x0F), ml = dmin * (float)(b[s] >> 4);
+            const uint8_t *q = b + Q2K_QS + 32 * (s / 8) + 16 * (s & 1);
+            const int shift = 2 * ((s % 8) / 2);
+            for (int l = 0; l < 16; l++) y[16 * s + l] = dl * (float)((q[l] >> shift) & 3) - ml;
+        }
+    }
+}
+
+/* Q3_K (dequantize_row_q3_K; gguf-py Q3_K.dequantize_blocks): per sub-block s of 16 elements,
+ * dl = d * (float)(scale6[s] - 32) (rounded to float32), y = dl * (float)q with q in -4 .. 3. */
+FS_DISPATCH void fs_dequant_q3_k(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *b = src + ib * B_Q3_K;
+        const float d = dq_f16(b + Q3K_D);
+        uint8_t sc[16];
+        q3_k_scales6(b + Q3K_SCALES, sc);
+        float *y = dst + ib * QK_K;
+        for (int s = 0; s < 16; s++) {
+            const float dl = d * (float)((int)sc[s] - 32);
+            const int h = s / 8, k = (s % 8) / 2, off = 16 * (s & 1);
+            const uint8_t *q = b + Q3K_QS + 32 * h + off, *hm = b + off;
+            for (int l = 0; l < 16; l++) {
+                const int v = ((q[l] >> (2 * k)) & 3) - (((hm[l] >> (4 * h + k)) & 1) ? 0 : 4);
+                y[16 * s + l] = dl * (float)v;
+            }
+        }
+    }
+}
+
+/* ---- portable dot products: ggml's *_generic functions ------------------------------------------ */
+
+/* ggml_vec_dot_q2_K_q8_K_generic. Per super-block, in exact integers:
+ *   isum = sum_s (scales[s] & 15) * sum_{e in s} q[e] * q8[e],  summs = sum_s bsums[s] * (scales[s] >> 4);
+ * then in float: dall = y.d * fp16(x.d), dmin = y.d * fp16(x.dmin),
+ *   sumf += dall * (float)isum - dmin * (float)summs   (no lane split, no FMA). */
+FS_VD_INLINE float dot_q2_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q2_K, y += B_Q8_K) {
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        int summs = 0;
+        for (int s = 0; s < 16; s++) summs += bsums[s] * (x[s] >> 4);
+        int8_t a[QK_K];
+        q2_fields(x + Q2K_QS, a);
+        int isum = 0;
+        for (int s = 0; s < 16; s++) {
+            int isuml = 0;
+            for (int l = 0; l < 16; l++) isuml += q8[16 * s + l] * a[16 * s + l];
+            isum += (x[s] & 0x0F) * isuml;
+        }
+        const float yd = rd_f32(y);
+        const float dall = yd * rd_f16(x + Q2K_D);
+        const float dmin = yd * rd_f16(x + Q2K_DMIN);
+        sumf += dall * (float)isum - dmin * (float)summs;
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_q3_K_q8_K_generic: eight int32 lanes per super-block, lane l receiving
+ * (scale6[e / 16] - 32) * q8[e] * q[e] for the elements e with e % 8 == l; then
+ * sums[l] += (fp16(x.d) * y.d) * (float)lane[l], and the sums are added to sumf = 0 in lane order
+ * after the last super-block. */
+FS_VD_INLINE float dot_q3_k_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sums[8] = {0};
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q3_K, y += B_Q8_K) {
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        int8_t a[QK_K];
+        q3_values(x, a);
+        uint8_t sc[16];
+        q3_k_scales6(x + Q3K_SCALES, sc);
+        int32_t aux32[8] = {0};
+        for (int s = 0; s < 16; s++) {
+            const int32_t scale = (int32_t)sc[s] - 32;
+            const int8_t *qa = a + 16 * s, *qy = q8 + 16 * s;
+            for (int l = 0; l < 8; l++) aux32[l] += scale * (qy[l] * qa[l] + qy[l + 8] * qa[l + 8]);
+        }
+        const float d = rd_f16(x + Q3K_D) * rd_f32(y);
+        for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
+    }
+    float sumf = 0.0f;
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
+FS_ROWS(fs_rows_q2_k_c, dot_q2_k_c, )
+FS_ROWS(fs_rows_q3_k_c, dot_q3_k_c, )
+
+/* ---- AVX2 dot products: ggml's __AVX2__ code ----------------------------------------------------- */
+#if FS_HAVE_AVX2_CODE
+
+/* Both AVX2 functions work on one half (128 elements) of a super-block at a time: chunk k of the
+ * half (elements 128h + 32k .. + 32) is multiplied with the activation by maddubs (int16 pairs),
+ * then by madd with its scales (get_scale_shuffle_q3k(k) on the half's 8 int16 scales: scale
+ * 8h + 2k in the low 128-bit lane, 8h + 2k + 1 in the high one), and the four chunks are added as
+ * (p0 + p1) + (p2 + p3) into 8 int32 lanes: lane t holds the elements with (e % 32) / 4 == t.
+ * The integers are exact (no int16 saturation is possible), so only the float steps below carry
+ * the order: one _mm256_fmadd_ps per super-block (Q2_K: first the mins one), hsum_float_8 at the end.
+ * The per-row dots are the tile kernels with one activation row (the same instructions). */
+
+/* The int16 scales of half h of a block (from all 16 as int16) in both 128-bit lanes, and the
+ * shuffles of get_scale_shuffle_q3k(0 .. 3) applied to them. */
+FS_VD_INLINE FS_AVX2_FN void kq16_half_scales(__m256i all16, int h, __m256i sc[4]) {
+    const __m256i half = h ? _mm256_permute2x128_si256(all16, all16, 0x11) : _mm256_permute2x128_si256(all16, all16, 0x00);
+    for (int k = 0; k < 4; k++) {
+        const __m128i lo = _mm_set1_epi16((short)(((4 * k + 1) << 8) | (4 * k)));
+        const __m128i hi = _mm_set1_epi16((short)(((4 * k + 3) << 8) | (4 * k + 2)));
+        sc[k] = _mm256_shuffle_epi8(half, _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+    }
+}
+
+/* The four 2-bit fields of 32 qs bytes: q[k] = (bits >> 2k) & 3 (chunks 0 .. 3 of a half). */
+FS_VD_INLINE FS_AVX2_FN void q2_half_fields(const uint8_t *qs, __m256i q[4]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i bits = _mm256_loadu_si256((const __m256i *)qs);
+    q[0] = _mm256_and_si256(bits, m3);
+    q[1] = _mm256_and_si256(_mm256_srli_epi16(bits, 2), m3);
+    q[2] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m3);
+    q[3] = _mm256_and_si256(_mm256_srli_epi16(bits, 6), m3);
+}
+
+/* Q2_K half times activation qs yh (128 values): sum_k madd(sc[k], maddubs(q[k], y_k)). */
+FS_VD_INLINE FS_AVX2_FN __m256i q2_half_lanes(const __m256i q[4], const __m256i sc[4], const int8_t *yh) {
+    __m256i p[4];
+    for (int k = 0; k < 4; k++)
+        p[k] = _mm256_madd_epi16(sc[k], _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yh + 32 * k))));
+    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+}
+
+/* Q3_K half: the low two bits ql[k] and the "minus 4" part qh[k] (4 where the hmask bit is clear,
+ * else 0) enter two maddubs whose int16 difference is the product with q = ql - qh. */
+FS_VD_INLINE FS_AVX2_FN __m256i q3_half_lanes(const __m256i ql[4], const __m256i qh[4], const __m256i sc[4],
+                                                const int8_t *yh) {
+    __m256i p[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(yh + 32 * k));
+        p[k] = _mm256_madd_epi16(sc[k], _mm256_sub_epi16(_mm256_maddubs_epi16(ql[k], y), _mm256_maddubs_epi16(qh[k], y)));
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+}
+
+/* Q2_K (ggml_vec_dot_q2_K_q8_K, AVX2): one weight row x RN <= 4 activation rows, each block unpacked
+ * once. Per super-block and activation row:
+ *   prod = madd(mins as int16, bsums)          (8 lanes: mn[2t] * bsums[2t] + mn[2t+1] * bsums[2t+1])
+ *   acc  = fma(-y.d * fp16(x.dmin), (float)prod, acc)
+ *   acc  = fma(y.d * fp16(x.d), (float)lanes, acc)
+ * result hsum_float_8(acc). */
+FS_VD_INLINE FS_AVX2_FN void tile_q2_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                       int64_t os, const int RN) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q2_K) {
+        const float dx = h2f(x + Q2K_D), mx = h2f(x + Q2K_DMIN);
+        const __m128i ms = _mm_loadu_si128((const __m128i *)x);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_and_si128(ms, m4));
+        const __m256i mins16 = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(ms, 4), m4));
+        __m256i sumi[4];
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_K;
+            const __m256i prod = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS)));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(-rd_f32(y) * mx), _mm256_cvtepi32_ps(prod), acc[j]);
+            sumi[j] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i sc[4], q[4];
+            kq16_half_scales(scales16, h, sc);
+            q2_half_fields(x + Q2K_QS + 32 * h, q);
+            for (int j = 0; j < RN; j++) {
+                const int8_t *yh = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + 128 * h;
+                sumi[j] = _mm256_add_epi32(sumi[j], q2_half_lanes(q, sc, yh));
+            }
+        }
+        for (int j = 0; j < RN; j++) {
+            const float d = rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K) * dx;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+/* The sixteen Q3_K scales minus 32 as int8 (q3_k_scales6 in registers, as ggml's _mm_set_epi32 of
+ * the four aux words: going through a byte array would stall on store forwarding). */
+FS_VD_INLINE FS_AVX2_FN __m128i q3_k_scales_m128(const uint8_t *s) {
+    const uint32_t kmask1 = 0x03030303u, kmask2 = 0x0f0f0f0fu;
+    const uint32_t a0 = rd_u32(s), a1 = rd_u32(s + 4), a2 = rd_u32(s + 8);
+    const __m128i v = _mm_set_epi32((int)(((a1 >> 4) & kmask2) | (((a2 >> 6) & kmask1) << 4)),
+                                    (int)(((a0 >> 4) & kmask2) | (((a2 >> 4) & kmask1) << 4)),
+                                    (int)((a1 & kmask2) | (((a2 >> 2) & kmask1) << 4)),
+                                    (int)((a0 & kmask2) | (((a2 >> 0) & kmask1) << 4)));
+    return _mm_sub_epi8(v, _mm_set1_epi8(32));
+}
+
+/* Q3_K (ggml_vec_dot_q3_K_q8_K, AVX2): one weight row x RN <= 4 activation rows. Scales: the
+ * sixteen 6-bit values minus 32 (int8 -> int16); per super-block acc = fma(y.d * fp16(x.d),
+ * (float)lanes, acc); result hsum_float_8(acc). ggml forms the "minus 4" bytes as
+ * ((~hmask & (1 << b)) >> b) << 2; here ((~hmask) >> (b - 2)) & 4 (or << (2 - b)), the same bytes. */
+FS_VD_INLINE FS_AVX2_FN void tile_q3_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                       int64_t os, const int RN) {
+    const __m256i m4 = _mm256_set1_epi8(4);
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q3_K) {
+        const float dx = h2f(x + Q3K_D);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales_m128(x + Q3K_SCALES));
+        const __m256i nh = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x), _mm256_set1_epi8(-1));
+        __m256i sumi[4];
+        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i sc[4], ql[4], qh[4];
+            kq16_half_scales(scales16, h, sc);
+            q2_half_fields(x + Q3K_QS + 32 * h, ql);
+            if (h == 0) {
+                qh[0] = _mm256_and_si256(_mm256_slli_epi16(nh, 2), m4);
+                qh[1] = _mm256_and_si256(_mm256_slli_epi16(nh, 1), m4);
+                qh[2] = _mm256_and_si256(nh, m4);
+                qh[3] = _mm256_and_si256(_mm256_srli_epi16(nh, 1), m4);
+            } else {
+                qh[0] = _mm256_and_si256(_mm256_srli_epi16(nh, 2), m4);
+                qh[1] = _mm256_and_si256(_mm256_srli_epi16(nh, 3), m4);
+                qh[2] = _mm256_and_si256(_mm256_srli_epi16(nh, 4), m4);
+                qh[3] = _mm256_and_si256(_mm256_srli_epi16(nh, 5), m4);
+            }
+            for (int j = 0; j < RN; j++) {
+                const int8_t *yh = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + 128 * h;
+                sumi[j] = _mm256_add_epi32(sumi[j], q3_half_lanes(ql, qh, sc, yh));
+            }
+        }
+        for (int j = 0; j < RN; j++) {
+            const float d = rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K) * dx;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+FS_VD_INLINE FS_AVX2_FN float dot_q2_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    float r;
+    tile_q2_k(x, y, 0, n / QK_K, &r, 0, 1);
+    return r;
+}
+
+FS_VD_INLINE FS_AVX2_FN float dot_q3_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    float r;
+    tile_q3_k(x, y, 0, n / QK_K, &r, 0, 1);
+    return r;
+}
+
+FS_ROWS(fs_rows_q2_k_avx2, dot_q2_k_avx2, FS_AVX2_FN)
+FS_ROWS(fs_rows_q3_k_avx2, dot_q3_k_avx2, FS_AVX2_FN)
+FS_TILES_1X4(fs_tiles_q2_k_avx2, tile_q2_k, QK_K)
+FS_TILES_1X4(fs_tiles_q3_k_avx2, tile_q3_k, QK_K)
 
 #endif /* FS_HAVE_AVX2_CODE */

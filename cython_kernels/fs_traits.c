@@ -42,51 +42,25 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0, TILES(q5_0)),
     PLAIN(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID, TILES(q5_1)),
     PLAIN(FS_Q8_0, q8_0, "Q8_0", QK, B_Q8_0, FS_Q8_0, TILES(q8_0)),
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_Q2_K, q2_k, "Q2_K", QK_K, 84, FS_Q8_K_ID, TILES(q2_k)),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_Q3_K, q3_k, "Q3_K", QK_K, 110, FS_Q8_K_ID, TILES(q3_k)),
-#endif
     {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS(q4_k), NONE, 8, GEMV(q4_k),
      {fs_gemm_q4_k_c, AVX2(fs_gemm_q4_k_avx2)}, {NULL, AVX2(fs_gemm_tiles_q4_k_avx2)}},
     PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, NONE),
     PLAIN(FS_Q6_K, q6_k, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, TILES(q6_k)),
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ2_XXS, iq2_xxs, "IQ2_XXS", QK_K, 66, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ2_XS, iq2_xs, "IQ2_XS", QK_K, 74, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ3_XXS, iq3_xxs, "IQ3_XXS", QK_K, 98, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ1_S, iq1_s, "IQ1_S", QK_K, 50, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     {FS_IQ4_NL, "IQ4_NL", QK, 18, FS_Q8_0, fs_dequant_iq4_nl, ROWS(iq4_nl), TILES(iq4_nl), 8, GEMV(iq4_nl), NONE,
      NONE},
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ3_S, iq3_s, "IQ3_S", QK_K, 110, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ2_S, iq2_s, "IQ2_S", QK_K, 82, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ4_XS, iq4_xs, "IQ4_XS", QK_K, 136, FS_Q8_K_ID, TILES(iq4_xs)),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_IQ1_M, iq1_m, "IQ1_M", QK_K, 56, FS_Q8_K_ID, NONE),
-#endif
     PLAIN(FS_BF16, bf16, "BF16", 1, 2, FS_BF16, NONE),
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
-#endif
-#if FS_NEW_TYPES /* TEMP */
     PLAIN(FS_TQ2_0, tq2_0, "TQ2_0", QK_K, 66, FS_Q8_K_ID, NONE),
-#endif
 };
 
 #define N_TRAITS ((int)(sizeof TRAITS / sizeof TRAITS[0]))

@@ -1,0 +1,349 @@
+/* The non-linear 4-bit types IQ4_NL and IQ4_XS: every 4-bit index selects one of 16 int8 levels
+ * (kvalues_iq4nl), scaled by a per-block (IQ4_NL) or per-sub-block (IQ4_XS) factor.
+ *
+ * Layouts (ggml-common.h, little-endian):
+ *   block_iq4_nl  18 bytes, 32 elements: f16 d | qs[16]
+ *                 element j (j < 16) = d * kv[qs[j] & 15], element 16 + j = d * kv[qs[j] >> 4]
+ *   block_iq4_xs  136 bytes, 256 elements: f16 d | u16 scales_h | scales_l[4] | qs[128]
+ *                 sub-block s (32 elements, qs[16 s .. 16 s + 16) as in IQ4_NL) has the 6-bit scale
+ *                 ls = ((scales_l[s / 2] >> 4 (s % 2)) & 15) | (((scales_h >> 2 s) & 3) << 4),
+ *                 element = (d * (ls - 32)) * kv[nibble]
+ * Activations (ggml-cpu.c type_traits_cpu vec_dot_type): IQ4_NL with Q8_0 (34 bytes: f16 d |
+ * int8 qs[32]), IQ4_XS with Q8_K (292 bytes: f32 d | int8 qs[256] | int16 bsums[16], bsums unused).
+ *
+ * Sources (llama.cpp, read for the algorithms; an independent implementation):
+ *   ggml/src/ggml-quants.c              dequantize_row_iq4_nl, dequantize_row_iq4_xs
+ *   gguf-py gguf/quants.py              IQ4_NL, IQ4_XS .dequantize_blocks (the float order here)
+ *   ggml/src/ggml-cpu/quants.c          ggml_vec_dot_iq4_nl_q8_0_generic, ggml_vec_dot_iq4_xs_q8_K_generic
+ *   ggml/src/ggml-cpu/arch/x86/quants.c the __AVX2__ branches of ggml_vec_dot_iq4_nl_q8_0 and
+ *                                       ggml_vec_dot_iq4_xs_q8_K
+ *   ggml/src/ggml-cpu/repack.cpp        ggml_repack_get_optimal_repack_type (iq4_nl_8x8_q8_0 when
+ *                                       AVX2 and ne[1] % 8 == 0), make_block_iq4_nlx8
+ *   ggml/src/ggml-cpu/arch/x86/repack.cpp  ggml_gemv_iq4_nl_8x8_q8_0 / ggml_gemm_iq4_nl_8x8_q8_0 ->
+ *                                       gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx
+ *
+ * Integer parts are exact (|kv| <= 127 and the Q8 activations within [-127, 127], so the maddubs
+ * pairs never saturate); the float operations follow the sources one for one (see each function).
+ * As in the other family files, scalar a * b + c in the sources is two roundings here (the C
+ * semantics without FMA contraction; a GCC build of ggml with -mfma and its default
+ * -ffp-contract=fast fuses some of them, e.g. the odd-block tail of the IQ4_NL AVX2 dot).
+ */
+#include "fs_families.h"
+
+#define B_IQ4_NL 18  /* f16 d | qs[16] */
+#define B_IQ4_XS 136 /* f16 d | u16 scales_h | scales_l[4] | qs[128] */
+
+/* kvalues_iq4nl (ggml-common.h): the 16 levels. */
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* The 32 levels of one 16-byte group of nibbles: out[j] = kv[qs[j] & 15], out[16 + j] = kv[qs[j] >> 4]. */
+static inline void iq4_levels(const uint8_t *qs, int8_t out[QK]) {
+    for (int j = 0; j < 16; j++) {
+        out[j] = kvalues_iq4nl[qs[j] & 0x0F];
+        out[j + 16] = kvalues_iq4nl[qs[j] >> 4];
+    }
+}
+
+/* The 6-bit scale of IQ4_XS sub-block s, minus 32 (in [-32, 31]). */
+static inline int iq4_xs_scale(const uint8_t *x, int s) {
+    const int lo = (x[4 + s / 2] >> (4 * (s % 2))) & 0x0F;
+    const int hi = (rd_u16(x + 2) >> (2 * s)) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* ---- dequantization (gguf-py IQ4_NL / IQ4_XS .dequantize_blocks) ---------------------------- */
+
+/* nb IQ4_NL blocks: y = d * (float)kv[nibble] (float32, one rounding). */
+void fs_dequant_iq4_nl(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += B_IQ4_NL, dst += QK) {
+        const float d = dq_f16(src);
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)kvalues_iq4nl[src[2 + j] & 0x0F];
+            dst[j + 16] = d * (float)kvalues_iq4nl[src[2 + j] >> 4];
+        }
+    }
+}
+
+/* nb IQ4_XS super-blocks: dl = d * (float)(ls - 32), y = dl * (float)kv[nibble]. */
+void fs_dequant_iq4_xs(const uint8_t *src, float *dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += B_IQ4_XS) {
+        const float d = dq_f16(src);
+        for (int s = 0; s < QK_K / QK; s++, dst += QK) {
+            const float dl = d * (float)iq4_xs_scale(src, s);
+            const uint8_t *qs = src + 8 + 16 * s;
+            for (int j = 0; j < 16; j++) {
+                dst[j] = dl * (float)kvalues_iq4nl[qs[j] & 0x0F];
+                dst[j + 16] = dl * (float)kvalues_iq4nl[qs[j] >> 4];
+            }
+        }
+    }
+}
+
+/* ---- portable dot products (ggml-cpu/quants.c *_generic) ------------------------------------ */
+
+/* sum_j kv[x nibble j] * q8[j] over the 32 elements of one nibble group (exact). */
+FS_VD_INLINE int iq4_group_sumi(const uint8_t *qs, const int8_t *q8) {
+    int8_t v[QK];
+    iq4_levels(qs, v);
+    return block_dot_i8(v, q8);
+}
+
+/* ggml_vec_dot_iq4_nl_q8_0_generic: sumf += (fp16(y.d) * fp16(x.d)) * (float)sumi, block by block. */
+FS_VD_INLINE float dot_iq4_nl_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_NL, y += B_Q8_0) {
+        const float d = rd_f16(y) * rd_f16(x);
+        sumf += d * (float)iq4_group_sumi(x + 2, (const int8_t *)(y + 2));
+    }
+    return sumf;
+}
+
+/* ggml_vec_dot_iq4_xs_q8_K_generic: per super-block d4d8 = fp16(x.d) * y.d; per sub-block s
+ * sumf += (d4d8 * (float)(ls_s - 32)) * (float)sumi_s, one accumulator, sub-blocks in order. */
+FS_VD_INLINE float dot_iq4_xs_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS, y += B_Q8_K) {
+        const float d4d8 = rd_f16(x) * rd_f32(y);
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        for (int s = 0; s < QK_K / QK; s++) {
+            const float dl = d4d8 * (float)iq4_xs_scale(x, s);
+            sumf += dl * (float)iq4_group_sumi(x + 8 + 16 * s, q8 + QK * s);
+        }
+    }
+    return sumf;
+}
+
+/* The repacked product (gemv_q4_b32_8x8_q8_0_lut_avx, gemm_q4_b32_8x8_q8_0_lut_avx; see
+ * fs_gemv_iq4_nl_c): acc = fma((float)sumi, fp16(x.d) * fp16(y.d), acc) block by block. */
+FS_VD_INLINE float dot_iq4_nl_gemv_c(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_NL, y += B_Q8_0)
+        acc = fmaf((float)iq4_group_sumi(x + 2, (const int8_t *)(y + 2)), rd_f16(x) * rd_f16(y), acc);
+    return acc;
+}
+
+/* out[r] = ggml_vec_dot_iq4_nl_q8_0_generic(weight row r, act): IQ4_NL rows x Q8_0 activations. */
+FS_ROWS(fs_rows_iq4_nl_c, dot_iq4_nl_c, )
+
+/* out[r] = ggml_vec_dot_iq4_xs_q8_K_generic(weight row r, act): IQ4_XS rows x Q8_K activations. */
+FS_ROWS(fs_rows_iq4_xs_c, dot_iq4_xs_c, )
+
+/* llama.cpp's x86 repacked IQ4_NL product (what it runs on AVX2 machines for IQ4_NL tensors with a
+ * row count multiple of 8: repack.cpp iq4_nl_8x8_q8_0, then ggml_gemv_iq4_nl_8x8_q8_0 /
+ * ggml_gemm_iq4_nl_8x8_q8_0 -> gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx). Each
+ * output is one SIMD lane of those kernels: acc = fma((float)sumi_b, fp16(x.d) * fp16(y.d), acc)
+ * over the blocks b in order, out = acc (no horizontal float sum; gemm and gemv alike). fmaf is
+ * correctly rounded as _mm256_fmadd_ps is, so this gives the bits of fs_gemv_iq4_nl_avx2. */
+FS_ROWS(fs_gemv_iq4_nl_c, dot_iq4_nl_gemv_c, )
+
+/* ---- AVX2 (ggml-cpu/arch/x86/quants.c, arch/x86/repack.cpp) --------------------------------- */
+#if FS_HAVE_AVX2_CODE
+
+/* kvalues_iq4nl in both 128-bit halves (the shuffle table of values128 / signextendlut). */
+static inline FS_AVX2_FN __m256i iq4_table(void) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)kvalues_iq4nl));
+}
+
+/* The 32 levels of one 16-byte nibble group, low nibbles in bytes 0..15 and high in 16..31
+ * (ggml: MM256_SET_M128I(shuffle(values128, hi), shuffle(values128, lo))). */
+static inline FS_AVX2_FN __m256i iq4_levels_32(__m256i table, const uint8_t *qs) {
+    return _mm256_shuffle_epi8(table, nibbles_32(qs));
+}
+
+/* mul_add_epi8 then madd with ones: the 32 products as 8 int32 lanes, lane k = elements 4k .. 4k + 3.
+ * ax = |levels| (_mm256_sign_epi8(v, v), hoisted by the callers), v = the levels themselves. */
+static inline FS_AVX2_FN __m256i iq4_lanes(__m256i ax, __m256i v, __m256i qy) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, v)), _mm256_set1_epi16(1));
+}
+
+/* ggml_vec_dot_iq4_nl_q8_0 (AVX2): blocks in pairs, accum1 / accum2 = fma(fp16(y.d) * fp16(x.d),
+ * (float)lanes, accum) for the even / odd block of each pair; sumf = hsum_float_8(accum1 + accum2);
+ * an odd last block is added as in the generic code, sumf += d * (float)sumi. */
+static inline FS_AVX2_FN float dot_iq4_nl_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    const __m256i table = iq4_table();
+    __m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2, x += 2 * B_IQ4_NL, y += 2 * B_Q8_0) {
+        const __m256i v1 = iq4_levels_32(table, x + 2), v2 = iq4_levels_32(table, x + B_IQ4_NL + 2);
+        const __m256i p1 = iq4_lanes(_mm256_sign_epi8(v1, v1), v1, _mm256_loadu_si256((const __m256i *)(y + 2)));
+        const __m256i p2 = iq4_lanes(_mm256_sign_epi8(v2, v2), v2, _mm256_loadu_si256((const __m256i *)(y + B_Q8_0 + 2)));
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y) * h2f(x)), _mm256_cvtepi32_ps(p1), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y + B_Q8_0) * h2f(x + B_IQ4_NL)), _mm256_cvtepi32_ps(p2), acc2);
+    }
+    float sumf = hsum_f32x8(_mm256_add_ps(acc1, acc2));
+    if (ib < nb) {
+        const __m256i v = iq4_levels_32(table, x + 2);
+        const int32_t sumi = hsum_i32x8(iq4_lanes(_mm256_sign_epi8(v, v), v, _mm256_loadu_si256((const __m256i *)(y + 2))));
+        sumf += (h2f(y) * h2f(x)) * (float)sumi;
+    }
+    return sumf;
+}
+
+/* The 8 int32 lanes of one IQ4_XS super-block times y: sum over sub-blocks s of (ls_s - 32) *
+ * (lanes of sub-block s) (ggml: madd(p16, set1_epi16(ls)), even / odd sub-blocks in sumi1 / sumi2,
+ * added at the end; exact, so in any order). */
+static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t *x, const int8_t *q8) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int s = 0; s < QK_K / QK; s++) {
+        const __m256i v = iq4_levels_32(table, x + 8 + 16 * s);
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v),
+                                                 _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(q8 + QK * s)), v));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)iq4_xs_scale(x, s))));
+    }
+    return sumi;
+}
+
+/* ggml_vec_dot_iq4_xs_q8_K (AVX2): per super-block accum = fma(fp16(x.d) * y.d, (float)lanes,
+ * accum); result hsum_float_8(accum). */
+static inline FS_AVX2_FN float dot_iq4_xs_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const __m256i table = iq4_table();
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS, y += B_Q8_K) {
+        const __m256i sumi = iq4_xs_block_lanes(table, x, (const int8_t *)(y + Q8K_QS));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x) * rd_f32(y)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+/* out[r] = ggml_vec_dot_iq4_nl_q8_0 (AVX2 branch) of weight row r and act. */
+FS_ROWS(fs_rows_iq4_nl_avx2, dot_iq4_nl_avx2, FS_AVX2_FN)
+
+/* out[r] = ggml_vec_dot_iq4_xs_q8_K (AVX2 branch) of weight row r and act. */
+FS_ROWS(fs_rows_iq4_xs_avx2, dot_iq4_xs_avx2, FS_AVX2_FN)
+
+/* IQ4_NL: one weight row x RN <= 4 activation rows; each pair of weight blocks is unpacked once
+ * for all RN rows. Per pair (row, activation) the operations of dot_iq4_nl_avx2. */
+FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                         int64_t os, const int RN) {
+    const __m256i table = iq4_table();
+    __m256 acc1[4], acc2[4];
+    for (int j = 0; j < RN; j++) acc1[j] = acc2[j] = _mm256_setzero_ps();
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2) {
+        const uint8_t *x1 = x + (size_t)ib * B_IQ4_NL, *x2 = x1 + B_IQ4_NL;
+        const __m256i v1 = iq4_levels_32(table, x1 + 2), v2 = iq4_levels_32(table, x2 + 2);
+        const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
+        const float dx1 = h2f(x1), dx2 = h2f(x2);
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0, *y2 = y1 + B_Q8_0;
+            const __m256i p1 = iq4_lanes(ax1, v1, _mm256_loadu_si256((const __m256i *)(y1 + 2)));
+            const __m256i p2 = iq4_lanes(ax2, v2, _mm256_loadu_si256((const __m256i *)(y2 + 2)));
+            acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y1) * dx1), _mm256_cvtepi32_ps(p1), acc1[j]);
+            acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y2) * dx2), _mm256_cvtepi32_ps(p2), acc2[j]);
+        }
+    }
+    float sumf[4];
+    for (int j = 0; j < RN; j++) sumf[j] = hsum_f32x8(_mm256_add_ps(acc1[j], acc2[j]));
+    if (ib < nb) {
+        const uint8_t *x1 = x + (size_t)ib * B_IQ4_NL;
+        const __m256i v = iq4_levels_32(table, x1 + 2), ax = _mm256_sign_epi8(v, v);
+        const float dx = h2f(x1);
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0;
+            const int32_t sumi = hsum_i32x8(iq4_lanes(ax, v, _mm256_loadu_si256((const __m256i *)(y1 + 2))));
+            sumf[j] += (h2f(y1) * dx) * (float)sumi;
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = sumf[j];
+}
+
+/* IQ4_XS: one weight row x RN <= 4 activation rows; each pair of sub-blocks is unpacked (levels,
+ * |levels|, scales) once for all RN rows. The int32 lanes are exact, and the float operations per
+ * pair (row, activation) are those of dot_iq4_xs_avx2. */
+FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                         int64_t os, const int RN) {
+    const __m256i table = iq4_table();
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
+        __m256i sumi[4];
+        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        for (int s = 0; s < QK_K / QK; s += 2) {
+            const __m256i v1 = iq4_levels_32(table, x + 8 + 16 * s), v2 = iq4_levels_32(table, x + 24 + 16 * s);
+            const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
+            const __m256i ls1 = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
+            const __m256i ls2 = _mm256_set1_epi16((short)iq4_xs_scale(x, s + 1));
+            for (int j = 0; j < RN; j++) {
+                const int8_t *q8 = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + QK * s;
+                const __m256i y1 = _mm256_loadu_si256((const __m256i *)q8);
+                const __m256i y2 = _mm256_loadu_si256((const __m256i *)(q8 + QK));
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(y1, v1)), ls1);
+                const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax2, _mm256_sign_epi8(y2, v2)), ls2);
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p1, p2));
+            }
+        }
+        const float dx = h2f(x);
+        for (int j = 0; j < RN; j++) {
+            const float d = dx * rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+/* out[t * os + r] = fs_rows_iq4_nl_avx2's dot of weight row r (w + r * rb) and activation row t
+ * (a + t * ab), register-tiled. */
+FS_TILES_1X4(fs_tiles_iq4_nl_avx2, tile_iq4_nl, QK)
+
+/* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t, register-tiled. */
+FS_TILES_1X4(fs_tiles_iq4_xs_avx2, tile_iq4_xs, QK_K)
+
+/* One IQ4_NL block of one row times qy: the exact sumi as 8 int32 lanes. */
+static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t *x, __m256i qy) {
+    const __m256i v = iq4_levels_32(table, x + 2);
+    return iq4_lanes(_mm256_sign_epi8(v, v), v, qy);
+}
+
+/* Lane k of the result: the sum of the 8 int32 lanes of v[k], k < 8 (exact). */
+static inline FS_AVX2_FN __m256i hsum_i32x8x8(const __m256i v[8]) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a = [s0 s1 s2 s3 | s0' s1' s2' s3'] (low / high 128-bit halves), b likewise for rows 4..7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* The repacked IQ4_NL product with AVX2 (see fs_gemv_iq4_nl_c for the formula): 8 rows at a time,
+ * one row per lane of the float vector as in gemv_q4_b32_8x8_q8_0_lut_avx (8 columns per register
+ * there): per block the 8 exact sums, acc = fma((float)sumi, fp16(x.d) * fp16(y.d), acc); leftover
+ * rows one at a time with the same operations. */
+FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
+                                    float *out) {
+    const int64_t nb = n / QK;
+    const __m256i table = iq4_table();
+    int64_t r = 0;
+    for (; r + 8 <= n_rows; r += 8) {
+        const uint8_t *x = w + (size_t)r * row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *y = act + (size_t)ib * B_Q8_0;
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+            __m256i lanes[8];
+            uint16_t dh[8];
+            for (int k = 0; k < 8; k++) {
+                const uint8_t *xk = x + (size_t)k * row_bytes + (size_t)ib * B_IQ4_NL;
+                lanes[k] = iq4_nl_block_lanes(table, xk, qy);
+                dh[k] = rd_u16(xk);
+            }
+            const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)dh));
+            const __m256 d = _mm256_mul_ps(dx, _mm256_set1_ps(h2f(y)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum_i32x8x8(lanes)), d, acc);
+        }
+        _mm256_storeu_ps(out + r, acc);
+    }
+    for (; r < n_rows; r++) {
+        const uint8_t *x = w + (size_t)r * row_bytes, *y = act;
+        float acc = 0.0f;
+        for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_NL, y += B_Q8_0) {
+            const int32_t sumi = hsum_i32x8(iq4_nl_block_lanes(table, x, _mm256_loadu_si256((const __m256i *)(y + 2))));
+            acc = fma_f32((float)sumi, h2f(x) * h2f(y), acc);
+        }
+        out[r] = acc;
+    }
+}
+
+#endif /* FS_HAVE_AVX2_CODE */

@@ -1,0 +1,190 @@
+"""The quant types added with the traits table (Q2_K, Q3_K, IQ4_NL, IQ4_XS, the IQ2 / IQ3 / IQ1 grids,
+TQ1_0, TQ2_0), each checked against its numpy reference class in tests/quant_reference/:
+
+* dequantization bit-identical to gguf-py's ``gguf.quants.dequantize`` on random blocks (every bit
+  pattern of these formats is a block, only the f16 scales are kept finite);
+* the dot products bit-identical to ggml's, both implementations: the portable C code against the
+  reference's ``dot("portable", ...)`` (ggml's *_generic code), run in a subprocess with
+  FIRESIDE_CPU=portable; the AVX2 code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
+  process when the CPU has AVX2; IQ4_NL's repacked product (llama.cpp's x86 gemv) against ``gemv``;
+* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows;
+* every result within float rounding of the float64 product of the dequantized operands.
+
+Real tensors of these types (made by llama.cpp's quantizer) are checked in tests/test_zoo_quants.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf.quants import dequantize
+
+from cython_kernels import quants, vecdot
+from quant_reference import REFERENCES
+from quant_reference.common import ACT_BLOCK, decode_act, quantize_act
+
+ROOT = Path(__file__).resolve().parent.parent
+TYPES = list(REFERENCES)
+# byte offsets of the f16 scales in each block (ggml-common.h); IQ1_M spreads its scale over nibbles
+F16_FIELDS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.TQ1_0: (52,), T.TQ2_0: (64,), T.IQ1_M: ()}
+SIZES = (256, 512, 2816)
+
+
+def random_rows(t: T, n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_rows, row_bytes) uint8: random blocks whose f16 scales are finite, both signs, 1e-4 .. 1."""
+    qk, bs = gguf.GGML_QUANT_SIZES[t]
+    nb = n_rows * (n // qk)
+    raw = rng.integers(0, 256, size=(nb, bs), dtype=np.uint8)
+    scale = (rng.uniform(1e-4, 1.0, nb) * rng.choice([-1.0, 1.0], nb)).astype(np.float16)
+    if t == T.IQ1_M:  # the f16 is the top nibbles of the four uint16 scale words at bytes 48..55
+        bits = scale.view(np.uint16).astype(np.uint16)
+        for k in range(4):
+            word = raw[:, 48 + 2 * k : 50 + 2 * k].copy().view("<u2")[:, 0]
+            word = (word & 0x0FFF) | (((bits >> (4 * k)) & 0xF) << 12)
+            raw[:, 48 + 2 * k : 50 + 2 * k] = word.astype("<u2").view(np.uint8).reshape(nb, 2)
+    else:
+        for off in F16_FIELDS.get(t, (0,)):
+            raw[:, off : off + 2] = scale.view(np.uint8).reshape(nb, 2)
+    return raw.reshape(n_rows, -1)
+
+
+def make_x(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Activations with uneven block magnitudes, an all-zero block and an outlier, like hidden states."""
+    x = rng.standard_normal(n).astype(np.float32)
+    x *= np.repeat(rng.uniform(0.05, 3.0, size=n // 32), 32).astype(np.float32)
+    x[32:64] = 0.0
+    x[rng.integers(n)] = np.float32(-25.0)
+    return x
+
+
+def _lib():
+    return ctypes.CDLL(vecdot.__file__)
+
+
+def c_rows(func: str, t: T, w: np.ndarray, act: np.ndarray, n: int) -> np.ndarray:
+    """out[r] = dot(w[r], act) by the C entry point ``func`` (fs_vec_dot_rows_norepack / fs_vec_dot_rows)."""
+    f = getattr(_lib(), func)
+    f.restype = None
+    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                  ctypes.c_void_p]
+    w, act = np.ascontiguousarray(w), np.ascontiguousarray(act)
+    out = np.zeros(w.shape[0], np.float32)
+    f(int(t), w.ctypes.data, w.shape[1], w.shape[0], act.ctypes.data, n, out.ctypes.data)
+    return out
+
+
+def c_tile(t: T, w: np.ndarray, acts: np.ndarray, n: int) -> np.ndarray:
+    """fs_vec_dot_tile: (n_act, n_rows) for activation rows acts (n_act, act_bytes); padded output rows."""
+    f = _lib().fs_vec_dot_tile
+    f.restype = None
+    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t,
+                  ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    w, acts = np.ascontiguousarray(w), np.ascontiguousarray(acts)
+    stride = w.shape[0] + 3
+    out = np.full((acts.shape[0], stride), np.float32(7.0))
+    f(int(t), w.ctypes.data, w.shape[1], w.shape[0], acts.ctypes.data, acts.shape[1], acts.shape[0], n,
+      out.ctypes.data, stride)
+    assert np.all(out[:, w.shape[0]:] == np.float32(7.0)), "wrote outside its tile"
+    return out[:, : w.shape[0]]
+
+
+def cases() -> list[tuple[str, T, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(20261202)
+    out = []
+    for t in TYPES:
+        sizes = SIZES + ((32, 96) if gguf.GGML_QUANT_SIZES[t][0] == 32 else ())
+        for n in sizes:
+            out.append((f"{t.name}-{n}", t, random_rows(t, 9 if n == 512 else 5, n, rng), make_x(n, rng)))
+    return out
+
+
+CASES = cases()
+
+_PORTABLE = r"""
+import sys, numpy as np
+sys.path.insert(0, "tests")
+from test_quant_families import CASES, c_rows
+from cython_kernels import vecdot
+assert vecdot.impl() == "portable"
+out = {}
+for i, (_, t, w, x) in enumerate(CASES):
+    act = vecdot.quantize_act(int(t), x)
+    out[f"rows_{i}"] = c_rows("fs_vec_dot_rows_norepack", t, w, act, x.size)
+    out[f"gemv_{i}"] = c_rows("fs_vec_dot_rows", t, w, act, x.size)
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory) -> dict:
+    """The portable implementation's results (a subprocess: the implementation is chosen once per process)."""
+    path = tmp_path_factory.mktemp("families") / "portable.npz"
+    env = dict(os.environ, FIRESIDE_CPU="portable",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run([sys.executable, "-c", _PORTABLE, str(path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return dict(np.load(path))
+
+
+def test_every_reference_type_is_in_the_traits_table():
+    names = set(quants.SUPPORTED_TYPE_NAMES)
+    for t in TYPES:
+        assert t.name in names
+        assert quants.block_elems(int(t)) == gguf.GGML_QUANT_SIZES[t][0]
+        assert quants.block_bytes(int(t)) == gguf.GGML_QUANT_SIZES[t][1]
+        assert vecdot.act_row_bytes(int(t), 256) == 256 // ACT_BLOCK[REFERENCES[t].act_type][0] * \
+            ACT_BLOCK[REFERENCES[t].act_type][1]
+
+
+@pytest.mark.parametrize("label, t, w, x", CASES, ids=[c[0] for c in CASES])
+def test_dequantize_bit_identical(label, t, w, x):
+    got = quants.dequantize(w, int(t), (w.shape[0], x.size))
+    want = dequantize(w, t).reshape(w.shape[0], x.size)
+    assert np.array_equal(got.view(np.uint32), want.astype(np.float32).view(np.uint32)), label
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[c[0] for c in CASES])
+def test_dot_products_bit_identical_to_ggml(i, portable):
+    label, t, w, x = CASES[i]
+    ref = REFERENCES[t]
+    n = x.size
+    act = vecdot.quantize_act(int(t), x)
+    assert np.array_equal(act, quantize_act(ref.act_type, x)), f"{label}: activation bytes"
+    want = {impl: np.array([ref.dot(impl, row, act, n) for row in w], np.float32) for impl in ("portable", "avx2")}
+    assert np.array_equal(portable[f"rows_{i}"].view(np.uint32), want["portable"].view(np.uint32)), label
+    if vecdot.impl() == "avx2":
+        got = c_rows("fs_vec_dot_rows_norepack", t, w, act, n)
+        assert np.array_equal(got.view(np.uint32), want["avx2"].view(np.uint32)), label
+    gemv = getattr(ref, "gemv", None)
+    if gemv is not None:  # llama.cpp's x86 repacked product: the same bits from both implementations
+        g = np.array([gemv(row, act, n) for row in w], np.float32)
+        assert np.array_equal(portable[f"gemv_{i}"].view(np.uint32), g.view(np.uint32)), label
+        assert np.array_equal(c_rows("fs_vec_dot_rows", t, w, act, n).view(np.uint32), g.view(np.uint32)), label
+    # float64 product of the dequantized weights and the dequantized quantized activation
+    W = dequantize(w, t).reshape(w.shape[0], n).astype(np.float64)
+    dec = decode_act(ref.act_type, act, n)
+    xq = (dec["q"] * dec["d"][:, None].astype(np.float64)).reshape(-1)
+    exact, scale = W @ xq, np.abs(W) @ np.abs(xq) + 1e-30
+    for impl, res in want.items():
+        assert np.all(np.abs(res - exact) <= 2e-5 * scale), (label, impl)
+
+
+@pytest.mark.parametrize("t", TYPES, ids=[t.name for t in TYPES])
+def test_tiles_equal_rows(t):
+    rng = np.random.default_rng(int(t))
+    n = 512
+    w = random_rows(t, 11, n, rng)
+    for n_act in (1, 2, 3, 4, 5, 6):
+        acts = np.stack([vecdot.quantize_act(int(t), make_x(n, rng)) for _ in range(n_act)])
+        got = c_tile(t, w, acts, n)
+        for j in range(n_act):
+            want = c_rows("fs_vec_dot_rows_norepack", t, w, acts[j], n)
+            assert np.array_equal(got[j].view(np.uint32), want.view(np.uint32)), (t.name, n_act, j)
