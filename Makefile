@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models llama-cpp run test clean serve screenshot bench package assets
+.PHONY: install models llama-cpp run test clean serve screenshot bench bench-quants package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ screenshot: install models
 bench: install models llama-cpp
 	$(PY) -m engine bench -m $(STARTER) -t 2 -p 512,4096 -n 128 --vs-llama-cpp
 	$(PY) -m engine bench -m $(GEMMA) -t 2 -p 512 -n 128 --vs-llama-cpp
+
+# Fireside against llama.cpp on the quant zoo (tests/zoo_quants.py: the starter models in Q2_K .. IQ1_M):
+# perplexity and decode speed per file, as a table.
+bench-quants: install models llama-cpp
+	$(PY) bench/quant_bench.py -t 2 -n 64
 
 # The Linux PyInstaller bundle (build/package/), and the icons it carries.
 package: install models

@@ -180,7 +180,11 @@ class LlamaCppBench:
         return elapsed
 
     def close(self) -> None:
-        """Free the context and the model."""
+        """Free the context and the model, and give llama.cpp its default (stderr) logger back: the Python
+        log callback dies with this object, and llama.cpp would otherwise call it afterwards."""
+        if getattr(self, "_log_cb", None) is not None:
+            self.lib.llama_log_set(self.lib.llama_log_callback(), ctypes.c_void_p(0))  # NULL: the default logger
+            self._log_cb = None
         if getattr(self, "ctx", None):
             self.lib.llama_free(self.ctx)
             self.ctx = None

@@ -11,6 +11,9 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from cython_kernels import quants
 
 SUPPORTED = [T.F32, T.F16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K, T.BF16]
+# the types added with the traits table (tests/test_quant_families.py checks their blocks)
+NEWER = [T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M,
+         T.TQ1_0, T.TQ2_0]
 
 # Byte offsets of the f16 scale fields inside one block (ggml-common.h block_* structs).
 F16_FIELDS = {
@@ -170,17 +173,17 @@ def test_concurrent_calls_agree():
 
 def test_block_sizes_match_gguf():
     for qtype in T:
-        if qtype in SUPPORTED:
+        if qtype in SUPPORTED + NEWER:
             assert quants.type_supported(int(qtype)), qtype.name
             assert (quants.block_elems(int(qtype)), quants.block_bytes(int(qtype))) == GGML_QUANT_SIZES[qtype]
             block_size, type_size = GGML_QUANT_SIZES[qtype]
             assert quants.row_bytes(int(qtype), 3 * block_size) == 3 * type_size
         else:
             assert not quants.type_supported(int(qtype)), qtype.name
-    assert sorted(quants.SUPPORTED_TYPES) == sorted(int(t) for t in SUPPORTED)
+    assert sorted(quants.SUPPORTED_TYPES) == sorted(int(t) for t in SUPPORTED + NEWER)
 
 
-@pytest.mark.parametrize("bad_type", [int(T.Q2_K), int(T.Q8_1), int(T.IQ4_XS), int(T.I8), 4, 99, -1])
+@pytest.mark.parametrize("bad_type", [int(T.Q8_1), int(T.Q8_K), int(T.MXFP4), int(T.I8), 4, 31, 99, -1])
 def test_unsupported_type_raises(bad_type):
     assert not quants.type_supported(bad_type)
     with pytest.raises(ValueError, match="unsupported GGML type"):

@@ -140,8 +140,24 @@ def test_unsupported_architecture(tmp_path):
 
 
 def test_unsupported_tensor_type(tmp_path):
-    path = write_tiny_llama(tmp_path / "q2k.gguf", q_type=gguf.GGMLQuantizationType.IQ4_NL)
-    expect_error(path, "blk.0.attn_q.weight", "IQ4_NL", "not support")
+    path = write_tiny_llama(tmp_path / "mxfp4.gguf", q_type=gguf.GGMLQuantizationType.MXFP4)
+    expect_error(path, "blk.0.attn_q.weight", "MXFP4", "not support")
+
+
+@pytest.mark.parametrize("type_id, name", [(31, "Q4_0_4_4"), (33, "Q4_0_8_8"), (4, "Q4_2"), (36, "IQ4_NL_4_4")])
+def test_removed_tensor_type_says_to_download_again(tmp_path, type_id, name):
+    """Types llama.cpp removed get a message saying the file needs re-downloading in a current format (the
+    tensor's type id is patched in a valid file: gguf's writer no longer knows these types)."""
+    path = write_tiny_llama(tmp_path / "old.gguf", q_type=gguf.GGMLQuantizationType.Q4_0)
+    data = bytearray(path.read_bytes())
+    key = b"blk.0.attn_q.weight"
+    at = data.index(key) + len(key)
+    n_dims = struct.unpack_from("<I", data, at)[0]
+    type_at = at + 4 + 8 * n_dims
+    assert struct.unpack_from("<I", data, type_at)[0] == int(gguf.GGMLQuantizationType.Q4_0)
+    struct.pack_into("<I", data, type_at, type_id)
+    path.write_bytes(bytes(data))
+    expect_error(path, "blk.0.attn_q.weight", name, "download the model again")
 
 
 def test_missing_tensor(tmp_path):

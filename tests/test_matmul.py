@@ -18,7 +18,7 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from cython_kernels import forward, vecdot
-from tests.test_vecdot import ALL_TYPES, REPACKED, c_vec_dot_rows, make_weights, make_x
+from test_vecdot import ALL_TYPES, REPACKED, c_vec_dot_rows, make_weights, make_x
 
 SHAPES = [(1, 37), (3, 16), (5, 8), (7, 21), (70, 13), (9, 24)]  # (n_tok, n_out)
 

@@ -27,32 +27,12 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from cython_kernels import quants, vecdot
-from quant_reference import REFERENCES
-from quant_reference.common import ACT_BLOCK, decode_act, quantize_act
+from quant_reference import NEWER as REFERENCES
+from quant_reference.common import ACT_BLOCK, decode_act, quantize_act, random_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = list(REFERENCES)
-# byte offsets of the f16 scales in each block (ggml-common.h); IQ1_M spreads its scale over nibbles
-F16_FIELDS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.TQ1_0: (52,), T.TQ2_0: (64,), T.IQ1_M: ()}
 SIZES = (256, 512, 2816)
-
-
-def random_rows(t: T, n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_rows, row_bytes) uint8: random blocks whose f16 scales are finite, both signs, 1e-4 .. 1."""
-    qk, bs = gguf.GGML_QUANT_SIZES[t]
-    nb = n_rows * (n // qk)
-    raw = rng.integers(0, 256, size=(nb, bs), dtype=np.uint8)
-    scale = (rng.uniform(1e-4, 1.0, nb) * rng.choice([-1.0, 1.0], nb)).astype(np.float16)
-    if t == T.IQ1_M:  # the f16 is the top nibbles of the four uint16 scale words at bytes 48..55
-        bits = scale.view(np.uint16).astype(np.uint16)
-        for k in range(4):
-            word = raw[:, 48 + 2 * k : 50 + 2 * k].copy().view("<u2")[:, 0]
-            word = (word & 0x0FFF) | (((bits >> (4 * k)) & 0xF) << 12)
-            raw[:, 48 + 2 * k : 50 + 2 * k] = word.astype("<u2").view(np.uint8).reshape(nb, 2)
-    else:
-        for off in F16_FIELDS.get(t, (0,)):
-            raw[:, off : off + 2] = scale.view(np.uint8).reshape(nb, 2)
-    return raw.reshape(n_rows, -1)
 
 
 def make_x(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,7 +81,7 @@ def cases() -> list[tuple[str, T, np.ndarray, np.ndarray]]:
     for t in TYPES:
         sizes = SIZES + ((32, 96) if gguf.GGML_QUANT_SIZES[t][0] == 32 else ())
         for n in sizes:
-            out.append((f"{t.name}-{n}", t, random_rows(t, 9 if n == 512 else 5, n, rng), make_x(n, rng)))
+            out.append((f"{t.name}-{n}", t, random_blocks(t, 9 if n == 512 else 5, n, rng), make_x(n, rng)))
     return out
 
 
@@ -181,7 +161,7 @@ def test_dot_products_bit_identical_to_ggml(i, portable):
 def test_tiles_equal_rows(t):
     rng = np.random.default_rng(int(t))
     n = 512
-    w = random_rows(t, 11, n, rng)
+    w = random_blocks(t, 11, n, rng)
     for n_act in (1, 2, 3, 4, 5, 6):
         acts = np.stack([vecdot.quantize_act(int(t), make_x(n, rng)) for _ in range(n_act)])
         got = c_tile(t, w, acts, n)

@@ -44,7 +44,7 @@ def zoo_file(request):
     return case, build_case(case, model_path(SOURCES[case.source]))
 
 
-def _greedy_agreement(case, ctx, ref, tok) -> tuple[int, int]:
+def _greedy_agreement(name: str, ctx, ref, tok) -> tuple[int, int]:
     """Decode llama.cpp's greedy continuation with Fireside one token at a time (the path generation
     takes) and check the argmax at every step where llama.cpp's top two logits are MARGIN apart."""
     agreeing = checked = 0
@@ -57,18 +57,21 @@ def _greedy_agreement(case, ctx, ref, tok) -> tuple[int, int]:
             have = int(np.argmax(logits))
             if margin > MARGIN:
                 checked += 1
-                assert have == want, (f"{case.name} {prompt_text!r}: step {i}: Fireside {have}, llama.cpp {want} "
+                assert have == want, (f"{name} {prompt_text!r}: step {i}: Fireside {have}, llama.cpp {want} "
                                       f"(margin {margin:.3f})")
                 agreeing += 1
             logits = ctx.decode(want)
     return agreeing, checked
 
 
-def test_zoo_matches_llama_cpp(zoo_file, text):
+def compare_with_llama_cpp(name: str, path, text: str, predicts_text: bool) -> tuple[float, float, float]:
+    """Load ``path`` in Fireside and in llama.cpp and compare them live: perplexity over N_CHUNKS chunks
+    of N_CTX tokens of ``text`` within 1% (``predicts_text``) or the median relative logit difference below
+    MAX_LOGIT_ERROR (models that predict nothing), then greedy decoding where llama.cpp's top two are
+    MARGIN apart. Returns (Fireside PPL, llama.cpp PPL, median relative logit difference)."""
     from engine.context import Context
     from engine.model import load_model
 
-    case, path = zoo_file
     model = load_model(path)
     ref = llama_cpp_logits(path, N_CTX)
     try:
@@ -93,20 +96,25 @@ def test_zoo_matches_llama_cpp(zoo_file, text):
             errors.append(np.sqrt(np.mean((mine - theirs_rows) ** 2, axis=1)) / theirs_rows.std(axis=1))
         ppl, ppl_ref = math.exp(ours / count), math.exp(theirs / count)
         median_err = float(np.median(np.concatenate(errors)))
-        print(f"\n{case.name}: Fireside PPL {ppl:.4f}, llama.cpp PPL {ppl_ref:.4f}, median relative logit "
+        print(f"\n{name}: Fireside PPL {ppl:.4f}, llama.cpp PPL {ppl_ref:.4f}, median relative logit "
               f"difference {median_err:.4f}")
-        if case.predicts_text:
-            assert ppl_ref < 1000, f"{case.name}: the zoo model no longer predicts text (llama.cpp PPL {ppl_ref:.1f})"
-            assert abs(ppl / ppl_ref - 1) < 0.01, f"{case.name}: Fireside PPL {ppl:.4f} vs llama.cpp {ppl_ref:.4f}"
+        if predicts_text:
+            assert ppl_ref < 1000, f"{name}: the zoo model no longer predicts text (llama.cpp PPL {ppl_ref:.1f})"
+            assert abs(ppl / ppl_ref - 1) < 0.01, f"{name}: Fireside PPL {ppl:.4f} vs llama.cpp {ppl_ref:.4f}"
         else:
-            assert median_err < MAX_LOGIT_ERROR, (f"{case.name}: logits differ from llama.cpp's by {median_err:.4f} of "
-                                                  f"their spread")
+            assert median_err < MAX_LOGIT_ERROR, f"{name}: logits differ from llama.cpp's by {median_err:.4f} of their spread"
 
-        agreeing, checked = _greedy_agreement(case, ctx, ref, tok)
-        print(f"{case.name}: greedy tokens agreeing {agreeing}/{checked} (of {len(PROMPTS) * N_GREEDY})")
-        assert checked >= N_GREEDY, f"{case.name}: too few decisive steps to compare ({checked})"
+        agreeing, checked = _greedy_agreement(name, ctx, ref, tok)
+        print(f"{name}: greedy tokens agreeing {agreeing}/{checked} (of {len(PROMPTS) * N_GREEDY})")
+        assert checked >= N_GREEDY, f"{name}: too few decisive steps to compare ({checked})"
+        return ppl, ppl_ref, median_err
     finally:
         ref.close()
+
+
+def test_zoo_matches_llama_cpp(zoo_file, text):
+    case, path = zoo_file
+    compare_with_llama_cpp(case.name, path, text, case.predicts_text)
 
 
 @pytest.mark.parametrize("arch, expected", [

@@ -8,6 +8,7 @@ q8_1 with AVX2, hsum_float_8).
 from __future__ import annotations
 
 import numpy as np
+from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 
 F32 = np.float32
@@ -114,6 +115,40 @@ def ref_q8_k(x: np.ndarray) -> np.ndarray:
 def quantize_act(vdt: T, x: np.ndarray) -> np.ndarray:
     """Activation bytes of x (float32, length a multiple of the block) in format vdt."""
     return {T.Q8_0: ref_q8_0, T.Q8_1: ref_q8_1, T.Q8_K: ref_q8_k}[vdt](x)
+
+
+# byte offsets of the f16 scales in each block (ggml-common.h) where they are not at byte 0; IQ1_M
+# spreads its scale over the top nibbles of its four uint16 scale words (bytes 48 .. 55)
+F16_FIELDS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q6_K: (208,), T.TQ1_0: (52,), T.TQ2_0: (64,), T.IQ1_M: ()}
+
+
+def set_scales(t: T, blocks: np.ndarray, scale) -> None:
+    """Write one f16 scale per block (float values, rounded to f16) into blocks (nb, block bytes) of type t,
+    in place: every f16 scale field of the block (Q2_K's d and dmin alike)."""
+    nb = blocks.shape[0]
+    scale = np.asarray(scale, np.float32).reshape(nb).astype(np.float16)
+    if t == T.IQ1_M:
+        bits = scale.view(np.uint16)
+        for k in range(4):
+            word = blocks[:, 48 + 2 * k : 50 + 2 * k].copy().view("<u2")[:, 0]
+            word = (word & 0x0FFF) | (((bits >> (4 * k)) & 0xF) << 12)
+            blocks[:, 48 + 2 * k : 50 + 2 * k] = word.astype("<u2").view(np.uint8).reshape(nb, 2)
+    else:
+        for off in F16_FIELDS.get(t, (0,)):
+            blocks[:, off : off + 2] = scale.view(np.uint8).reshape(nb, 2)
+
+
+def random_blocks(t: T, n_rows: int, n: int, rng: np.random.Generator, scale=None) -> np.ndarray:
+    """(n_rows, row_bytes) uint8 of GGML type t: random blocks (every bit pattern of these formats is a
+    valid block) whose f16 scales are ``scale`` (one per block, in row order) or, by default, random
+    finite values of both signs with magnitude 1e-4 .. 1."""
+    qk, bs = GGML_QUANT_SIZES[t]
+    nb = n_rows * (n // qk)
+    raw = rng.integers(0, 256, size=(nb, bs), dtype=np.uint8)
+    if scale is None:
+        scale = rng.uniform(1e-4, 1.0, nb) * rng.choice([-1.0, 1.0], nb)
+    set_scales(t, raw, scale)
+    return raw.reshape(n_rows, -1)
 
 
 class Reference:
