@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES
+from gguf import quants as gquants
 from gguf import GGMLQuantizationType as T
 
 F32 = np.float32
@@ -55,6 +56,23 @@ def hsum_float_8(v: np.ndarray) -> np.float32:
 def hsum_float_4(v: np.ndarray) -> np.float32:
     """ggml hsum_float_4x4-style reduction of one 4-lane vector: (0 + 2) + (1 + 3)."""
     return F32(F32(v[0] + v[2]) + F32(v[1] + v[3]))
+
+
+def grid_of(cls) -> np.ndarray:
+    """gguf-py's lattice grid of an IQ class (gguf.quants.IQ2_XXS ...) as int64 values, shape (entries, 4 or 8)."""
+    cls.init_grid()
+    return np.asarray(cls.grid, np.float32).reshape(cls.grid_shape).astype(np.int64)
+
+
+#: ksigns_iq2xs[128] (ggml-common.h), from gguf-py
+KSIGNS = np.frombuffer(gquants.IQ2_XXS.ksigns, dtype=np.uint8).astype(np.int64)
+BITS = np.arange(8, dtype=np.int64)
+
+
+def signs_of(sign_bytes: np.ndarray) -> np.ndarray:
+    """Sign bytes (..., groups) -> +1 / -1 per element (..., groups * 8); bit j: element j negative."""
+    bits = (sign_bytes[..., None] >> BITS) & 1
+    return np.where(bits == 1, -1, 1).reshape(*sign_bytes.shape[:-1], -1)
 
 
 def decode_act(vdt: T, act: np.ndarray, n: int) -> dict:

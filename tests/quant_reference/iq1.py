@@ -30,15 +30,9 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants as gq
 
-from .common import F32, Reference, blocks_of, decode_act, f16_at, fma32, hsum_float_8
+from .common import F32, Reference, blocks_of, decode_act, f16_at, fma32, hsum_float_8, grid_of
 
 DELTA = F32(0.125)  # IQ1S_DELTA == IQ1M_DELTA
-
-
-def _grid() -> np.ndarray:
-    """gguf-py's iq1s_grid as int64 values -1 / 0 / 1, shape (2048, 8)."""
-    gq.IQ1_S.init_grid()
-    return np.asarray(gq.IQ1_S.grid, np.float32).reshape(gq.IQ1_S.grid_shape).astype(np.int64)
 
 
 def _wrap8(v: np.ndarray) -> np.ndarray:
@@ -104,7 +98,7 @@ class IQ1_S(_IQ1):
         qh = np.ascontiguousarray(b[:, 34:50]).view("<u2").astype(np.int64)  # (nb, 8)
         hi = (qh[:, :, None] >> (3 * np.arange(4))) & 7  # (nb, 8, 4): one per group of 8
         idx = b[:, 2:34].astype(np.int64) | (hi.reshape(nb, 32) << 8)
-        g = _grid()[idx].reshape(nb, 256)
+        g = grid_of(gq.IQ1_S)[idx].reshape(nb, 256)
         sgn = np.repeat(np.where(qh & 0x8000, -1, 1), 32, axis=1)
         ls = np.repeat(2 * ((qh >> 12) & 7) + 1, 32, axis=1)
         return f16_at(b, 0), g, sgn, ls
@@ -126,7 +120,7 @@ class IQ1_M(_IQ1):
         nb = b.shape[0]
         qh = b[:, 32:48].astype(np.int64)
         nib = np.stack([qh & 15, qh >> 4], axis=-1).reshape(nb, 32)  # group g: nibble g % 2 of qh[g / 2]
-        g = _grid()[b[:, 0:32].astype(np.int64) | ((nib & 7) << 8)].reshape(nb, 256)
+        g = grid_of(gq.IQ1_S)[b[:, 0:32].astype(np.int64) | ((nib & 7) << 8)].reshape(nb, 256)
         sgn = np.repeat(np.where(nib & 8, -1, 1), 8, axis=1)
         sc = np.ascontiguousarray(b[:, 48:56]).view("<u2").astype(np.int64)  # (nb, 4)
         # half sub-block t = 2 s + h (16 elements): (sc[s / 2] >> (6 (s % 2) + 3 h)) & 7

@@ -20,23 +20,9 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants as gq
 
-from .common import F32, Reference, blocks_of, decode_act, f16_at, fma32, hsum_float_8
-
-
-def _grid(cls) -> np.ndarray:
-    """gguf-py's grid of cls as int64 values, shape (entries, 8)."""
-    cls.init_grid()
-    return np.asarray(cls.grid, np.float32).reshape(cls.grid_shape).astype(np.int64)
-
-
-_KSIGNS = np.frombuffer(gq.IQ2_XXS.ksigns, dtype=np.uint8).astype(np.int64)  # ksigns_iq2xs[128]
-_BITS = np.arange(8, dtype=np.int64)
-
-
-def _signs_of(sign_bytes: np.ndarray) -> np.ndarray:
-    """Sign bytes (..., groups) -> +1 / -1 per element (..., groups * 8); bit j: element j negative."""
-    bits = (sign_bytes[..., None] >> _BITS) & 1
-    return np.where(bits == 1, -1, 1).reshape(*sign_bytes.shape[:-1], -1)
+from .common import (
+    F32, KSIGNS, blocks_of, decode_act, f16_at, fma32, grid_of, hsum_float_8, Reference, signs_of,
+)
 
 
 class _IQ2(Reference):
@@ -93,8 +79,8 @@ class IQ2_XXS(_IQ2):
         a0, a1 = w[..., 0], w[..., 1]
         idx = (a0[..., None] >> (8 * np.arange(4))) & 255  # (nb, 8, 4)
         sidx = (a1[..., None] >> (7 * np.arange(4))) & 127
-        g = _grid(gq.IQ2_XXS)[idx].reshape(nb, 256)
-        sign = _signs_of(_KSIGNS[sidx].reshape(nb, 32))
+        g = grid_of(gq.IQ2_XXS)[idx].reshape(nb, 256)
+        sign = signs_of(KSIGNS[sidx].reshape(nb, 32))
         ls = np.repeat(2 * (a1 >> 28) + 1, 32, axis=1)
         return g, sign, ls
 
@@ -109,8 +95,8 @@ class IQ2_XS(_IQ2):
     def decode(cls, b):
         nb = b.shape[0]
         q = np.ascontiguousarray(b[:, 2:66]).view("<u2").astype(np.int64)  # (nb, 32)
-        g = _grid(gq.IQ2_XS)[q & 511].reshape(nb, 256)
-        sign = _signs_of(_KSIGNS[q >> 9])
+        g = grid_of(gq.IQ2_XS)[q & 511].reshape(nb, 256)
+        sign = signs_of(KSIGNS[q >> 9])
         return g, sign, cls._half_scales(b[:, 66:74])
 
 
@@ -127,6 +113,6 @@ class IQ2_S(_IQ2):
         qs = b[:, 2:34].astype(np.int64).reshape(nb, 8, 4)
         qh = b[:, 66:74].astype(np.int64)
         idx = qs | (((qh[..., None] >> (2 * np.arange(4))) & 3) << 8)
-        g = _grid(gq.IQ2_S)[idx].reshape(nb, 256)
-        sign = _signs_of(b[:, 34:66].astype(np.int64))
+        g = grid_of(gq.IQ2_S)[idx].reshape(nb, 256)
+        sign = signs_of(b[:, 34:66].astype(np.int64))
         return g, sign, cls._half_scales(b[:, 74:82])

@@ -28,23 +28,9 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants as gq
 
-from .common import F32, Reference, blocks_of, decode_act, f16_at, fma32, hsum_float_8
-
-
-def _grid(cls) -> np.ndarray:
-    """gguf-py's grid of cls as int64 values, shape (entries, 4)."""
-    cls.init_grid()
-    return np.asarray(cls.grid, np.float32).reshape(cls.grid_shape).astype(np.int64)
-
-
-_KSIGNS = np.frombuffer(gq.IQ2_XXS.ksigns, dtype=np.uint8).astype(np.int64)  # ksigns_iq2xs[128]
-_BITS = np.arange(8, dtype=np.int64)
-
-
-def _signs_of(sign_bytes: np.ndarray) -> np.ndarray:
-    """Sign bytes (nb, groups) -> +1 / -1 per element (nb, groups * 8); bit j: element j negative."""
-    bits = (sign_bytes[..., None] >> _BITS) & 1
-    return np.where(bits == 1, -1, 1).reshape(sign_bytes.shape[0], -1)
+from .common import (
+    BITS, F32, KSIGNS, blocks_of, decode_act, f16_at, fma32, grid_of, hsum_float_8, Reference, signs_of,
+)
 
 
 class _IQ3(Reference):
@@ -90,10 +76,10 @@ class IQ3_XXS(_IQ3):
     @classmethod
     def decode(cls, b):
         nb = b.shape[0]
-        g = _grid(gq.IQ3_XXS)[b[:, 2:66].astype(np.int64)].reshape(nb, 256)
+        g = grid_of(gq.IQ3_XXS)[b[:, 2:66].astype(np.int64)].reshape(nb, 256)
         aux = np.ascontiguousarray(b[:, 66:98]).view("<u4").astype(np.int64)  # (nb, 8)
         idx = (aux[:, :, None] >> (7 * np.arange(4))) & 127  # (nb, 8, 4): one per 8 elements
-        sign = _signs_of(_KSIGNS[idx].reshape(nb, 32))
+        sign = signs_of(KSIGNS[idx].reshape(nb, 32))
         ls = np.repeat(2 * (aux >> 28) + 1, 32, axis=1)
         return g, sign, ls
 
@@ -107,9 +93,9 @@ class IQ3_S(_IQ3):
     def decode(cls, b):
         nb = b.shape[0]
         qh = b[:, 66:74].astype(np.int64)
-        hi = ((qh[:, :, None] >> _BITS) & 1).reshape(nb, 64)  # bit k of qh[s] -> index 8 s + k
-        g = _grid(gq.IQ3_S)[b[:, 2:66].astype(np.int64) | (hi << 8)].reshape(nb, 256)
-        sign = _signs_of(b[:, 74:106].astype(np.int64))
+        hi = ((qh[:, :, None] >> BITS) & 1).reshape(nb, 64)  # bit k of qh[s] -> index 8 s + k
+        g = grid_of(gq.IQ3_S)[b[:, 2:66].astype(np.int64) | (hi << 8)].reshape(nb, 256)
+        sign = signs_of(b[:, 74:106].astype(np.int64))
         sc = b[:, 106:110].astype(np.int64)
         a = np.stack([sc & 15, sc >> 4], axis=-1).reshape(nb, 8)
         ls = np.repeat(2 * a + 1, 32, axis=1)
