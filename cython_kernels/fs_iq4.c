@@ -299,40 +299,15 @@ static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t
     return iq4_lanes(_mm256_sign_epi8(v, v), v, qy);
 }
 
-/* The repacked IQ4_NL product with AVX2 (see fs_gemv_iq4_nl_c for the formula): 4 rows at a time,
- * one row per lane of a float vector as in gemv_q4_b32_8x8_q8_0_lut_avx (8 columns per register
- * there; the lanes are independent, so the grouping changes no bit): per block the 4 exact sums,
- * acc = fma((float)sumi, fp16(x.d) * fp16(y.d), acc); leftover rows one at a time with the same
- * operations. Four rows, not eight: the weights are read from the memory-mapped file, and eight
- * concurrent row streams over 4 KiB pages ran at half the speed in a model (SmolLM2 IQ4_NL decode
- * 13.8 against 7.9 ms per token of the Q4_0 file, one thread), while a numpy array did not show it. */
+/* The repacked IQ4_NL product with AVX2 (see fs_gemv_iq4_nl_c for the formula): fs_kernel.h's
+ * gemv_b32_rows over the exact integer dot of one block. */
+static inline FS_AVX2_FN int32_t iq4_nl_block_sumi_avx2(const uint8_t *x, const uint8_t *y) {
+    return hsum_i32x8(iq4_nl_block_lanes(iq4_table(), x, _mm256_loadu_si256((const __m256i *)(y + 2))));
+}
+
 FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
                                     float *out) {
-    const int64_t nb = n / QK;
-    const __m256i table = iq4_table();
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
-        const uint8_t *y = act;
-        __m128 acc = _mm_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++, x0 += B_IQ4_NL, x1 += B_IQ4_NL, x2 += B_IQ4_NL, x3 += B_IQ4_NL, y += B_Q8_0) {
-            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
-            const __m128i sumi = hsum_i32x8x4(iq4_nl_block_lanes(table, x0, qy), iq4_nl_block_lanes(table, x1, qy),
-                                              iq4_nl_block_lanes(table, x2, qy), iq4_nl_block_lanes(table, x3, qy));
-            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), _mm_set1_ps(h2f(y)));
-            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(sumi), d, acc);
-        }
-        _mm_storeu_ps(out + r, acc);
-    }
-    for (; r < n_rows; r++) {
-        const uint8_t *x = w + (size_t)r * row_bytes, *y = act;
-        float acc = 0.0f;
-        for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_NL, y += B_Q8_0) {
-            const int32_t sumi = hsum_i32x8(iq4_nl_block_lanes(table, x, _mm256_loadu_si256((const __m256i *)(y + 2))));
-            acc = fma_f32((float)sumi, h2f(x) * h2f(y), acc);
-        }
-        out[r] = acc;
-    }
+    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_IQ4_NL, iq4_nl_block_sumi_avx2);
 }
 
 #endif /* FS_HAVE_AVX2_CODE */

@@ -243,6 +243,51 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
             }                                                                                               \
         }                                                                                                   \
     }
+/* llama.cpp's x86 repacked product of the 32-element types it repacks (Q4_0, IQ4_NL:
+ * gemv_q4_b32_8x8_q8_0_lut_avx and its gemm, arch/x86/repack.cpp), per output element:
+ * acc = fma((float)sumi_b, fp16(x_b.d) * fp16(y_b.d), acc) over the blocks b in order (x_b.d: the
+ * block's first two bytes; y: Q8_0 blocks), out = acc. `block_sumi` gives the exact integer dot of one
+ * weight block with one Q8_0 block; it is a constant at each call, so it is inlined.
+ * Rows go in groups of 4, one per lane of the float vector (the lanes are independent, so the
+ * grouping changes no bit), but each row is read front to back on its own, a chunk of blocks at a
+ * time, into exact sums, before the FMAs of the 4 rows run: 4 rows read block by block in step ran
+ * at 2.5x the time per block on 1536-element rows (4.8 against 1.8 ns, one thread). */
+#define FS_GEMV_CHUNK 64
+FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out, int64_t xbytes,
+                                           int32_t (*block_sumi)(const uint8_t *x, const uint8_t *y)) {
+    const int64_t nb = n / QK;
+    int64_t r = 0;
+    for (; r < n_rows; r += 4) {
+        const int rows = n_rows - r < 4 ? (int)(n_rows - r) : 4;
+        const uint8_t *x[4];
+        for (int k = 0; k < 4; k++) x[k] = w + (size_t)(r + (k < rows ? k : 0)) * row_bytes;
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t c0 = 0; c0 < nb; c0 += FS_GEMV_CHUNK) {
+            const int64_t cn = nb - c0 < FS_GEMV_CHUNK ? nb - c0 : FS_GEMV_CHUNK;
+            int32_t sumi[4][FS_GEMV_CHUNK];
+            uint16_t dh[4][FS_GEMV_CHUNK];
+            for (int k = 0; k < rows; k++)
+                for (int64_t j = 0; j < cn; j++) {
+                    const uint8_t *xb = x[k] + (size_t)(c0 + j) * (size_t)xbytes;
+                    sumi[k][j] = block_sumi(xb, act + (size_t)(c0 + j) * B_Q8_0);
+                    dh[k][j] = rd_u16(xb);
+                }
+            for (int k = rows; k < 4; k++)
+                for (int64_t j = 0; j < cn; j++) sumi[k][j] = 0, dh[k][j] = 0;
+            for (int64_t j = 0; j < cn; j++) {
+                const __m128i s = _mm_setr_epi32(sumi[0][j], sumi[1][j], sumi[2][j], sumi[3][j]);
+                const __m128 dx = _mm_cvtph_ps(_mm_setr_epi16((short)dh[0][j], (short)dh[1][j], (short)dh[2][j],
+                                                              (short)dh[3][j], 0, 0, 0, 0));
+                const __m128 d = _mm_mul_ps(dx, _mm_set1_ps(h2f(act + (size_t)(c0 + j) * B_Q8_0)));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc);
+            }
+        }
+        float o[4];
+        _mm_storeu_ps(o, acc);
+        for (int k = 0; k < rows; k++) out[r + k] = o[k];
+    }
+}
 #endif /* FS_HAVE_AVX2_CODE */
 
 #endif /* FS_KERNEL_H */

@@ -344,59 +344,24 @@ static inline FS_AVX2_FN float dot_q8_0_avx2(const uint8_t *x, const uint8_t *y,
     return hsum_f32x8(acc);
 }
 
-/* gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx for Q4_0 (x86):
- * acc = fma(sumi, dx * dy, acc) per block of 32. */
-static inline FS_AVX2_FN float dot_q4_0_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
-    const int64_t nb = n / QK;
-    float acc = 0.0f;
-    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0) {
-        const float d = h2f(x) * h2f(y);
-        const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
-        const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
-        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-        const int32_t sumi = hsum_i32x8(_mm256_madd_epi16(_mm256_set1_epi16(1), p16));
-        acc = fma_f32((float)sumi, d, acc);
-    }
-    return acc;
-}
-
-
 FS_ROWS(fs_rows_q4_0_avx2, dot_q4_0_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q4_1_avx2, dot_q4_1_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q5_0_avx2, dot_q5_0_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q5_1_avx2, dot_q5_1_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q8_0_avx2, dot_q8_0_avx2, FS_AVX2_FN)
 
-/* Row loops of the repacked products: 4 rows at a time, one row per lane of the float vectors
- * (as llama.cpp's kernels hold 8 columns per register; each lane does the operations of the
- * single-row functions above, so the grouping does not change any bit), the activation loaded
- * once for the 4 rows; leftover rows one at a time. */
-
-
-static inline FS_AVX2_FN __m256i q4_0_block_lanes(const uint8_t *x, __m256i qy) {
+/* The repacked Q4_0 product (gemv_q4_b32_8x8_q8_0_lut_avx): fs_kernel.h's gemv_b32_rows over the exact
+ * integer dot of one block, (q - 8) * y summed. */
+static inline FS_AVX2_FN int32_t q4_0_block_sumi_avx2(const uint8_t *x, const uint8_t *y) {
     const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
+    const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-    return _mm256_madd_epi16(_mm256_set1_epi16(1), p16);
+    return hsum_i32x8(_mm256_madd_epi16(_mm256_set1_epi16(1), p16));
 }
 
-FS_AVX2_FN void fs_gemv_q4_0_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                           int64_t n, float *out) {
-    const int64_t nb = n / QK;
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const uint8_t *x0 = w + (size_t)r * row_bytes, *x1 = x0 + row_bytes, *x2 = x1 + row_bytes, *x3 = x2 + row_bytes;
-        const uint8_t *y = act;
-        __m128 acc = _mm_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q4_0, x1 += B_Q4_0, x2 += B_Q4_0, x3 += B_Q4_0, y += B_Q8_0) {
-            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
-            const __m128i sumi = hsum_i32x8x4(q4_0_block_lanes(x0, qy), q4_0_block_lanes(x1, qy),
-                                              q4_0_block_lanes(x2, qy), q4_0_block_lanes(x3, qy));
-            const __m128 d = _mm_mul_ps(h2f_x4(x0, x1, x2, x3), _mm_set1_ps(h2f(y)));
-            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(sumi), d, acc);
-        }
-        _mm_storeu_ps(out + r, acc);
-    }
-    for (; r < n_rows; r++) out[r] = dot_q4_0_gemv_avx2(w + (size_t)r * row_bytes, act, n);
+FS_AVX2_FN void fs_gemv_q4_0_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
+                                  float *out) {
+    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_Q4_0, q4_0_block_sumi_avx2);
 }
 
 /* ---- register-tiled products (several weight rows x several activation rows) ---------------
