@@ -300,14 +300,14 @@ static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t
 }
 
 /* The repacked IQ4_NL product with AVX2 (see fs_gemv_iq4_nl_c for the formula): fs_kernel.h's
- * gemv_b32_rows over the exact integer dot of one block. */
-static inline FS_AVX2_FN int32_t iq4_nl_block_sumi_avx2(const uint8_t *x, const uint8_t *y) {
-    return hsum_i32x8(iq4_nl_block_lanes(iq4_table(), x, _mm256_loadu_si256((const __m256i *)(y + 2))));
+ * gemv_b32_rows over the integer products of one block as 8 int32 lanes. */
+static inline FS_AVX2_FN __m256i iq4_nl_gemv_lanes(const uint8_t *x, __m256i qy) {
+    return iq4_nl_block_lanes(iq4_table(), x, qy);
 }
 
 FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
                                     float *out) {
-    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_IQ4_NL, iq4_nl_block_sumi_avx2);
+    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_IQ4_NL, iq4_nl_gemv_lanes);
 }
 
 #endif /* FS_HAVE_AVX2_CODE */

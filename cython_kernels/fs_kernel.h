@@ -246,8 +246,9 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
 /* llama.cpp's x86 repacked product of the 32-element types it repacks (Q4_0, IQ4_NL:
  * gemv_q4_b32_8x8_q8_0_lut_avx and its gemm, arch/x86/repack.cpp), per output element:
  * acc = fma((float)sumi_b, fp16(x_b.d) * fp16(y_b.d), acc) over the blocks b in order (x_b.d: the
- * block's first two bytes; y: Q8_0 blocks), out = acc. `block_sumi` gives the exact integer dot of one
- * weight block with one Q8_0 block; it is a constant at each call, so it is inlined.
+ * block's first two bytes; y: Q8_0 blocks), out = acc. `block_lanes` gives the integer products of one
+ * weight block with the 32 activation quants qy as 8 int32 lanes (their sum is the exact block dot);
+ * it is a constant at each call, so it is inlined.
  * Rows go in groups of 4, one per lane of the float vector (the lanes are independent, so the
  * grouping changes no bit), but each row is read front to back on its own, a chunk of blocks at a
  * time, into exact sums, before the FMAs of the 4 rows run: 4 rows read block by block in step ran
@@ -255,7 +256,7 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
 #define FS_GEMV_CHUNK 64
 FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                            int64_t n, float *out, int64_t xbytes,
-                                           int32_t (*block_sumi)(const uint8_t *x, const uint8_t *y)) {
+                                           __m256i (*block_lanes)(const uint8_t *x, __m256i qy)) {
     const int64_t nb = n / QK;
     int64_t r = 0;
     for (; r < n_rows; r += 4) {
@@ -267,12 +268,20 @@ FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, i
             const int64_t cn = nb - c0 < FS_GEMV_CHUNK ? nb - c0 : FS_GEMV_CHUNK;
             int32_t sumi[4][FS_GEMV_CHUNK];
             uint16_t dh[4][FS_GEMV_CHUNK];
-            for (int k = 0; k < rows; k++)
-                for (int64_t j = 0; j < cn; j++) {
-                    const uint8_t *xb = x[k] + (size_t)(c0 + j) * (size_t)xbytes;
-                    sumi[k][j] = block_sumi(xb, act + (size_t)(c0 + j) * B_Q8_0);
-                    dh[k][j] = rd_u16(xb);
-                }
+            for (int k = 0; k < rows; k++) {
+                const uint8_t *xb = x[k] + (size_t)c0 * (size_t)xbytes;
+                const uint8_t *yb = act + (size_t)c0 * B_Q8_0;
+#define FS_GEMV_LANES(j) block_lanes(xb + (size_t)(j) * (size_t)xbytes, \
+                                     _mm256_loadu_si256((const __m256i *)(yb + (size_t)(j) * B_Q8_0 + 2)))
+                int64_t j = 0;
+                for (; j + 4 <= cn; j += 4) /* four blocks reduced at once */
+                    _mm_storeu_si128((__m128i *)(void *)&sumi[k][j],
+                                     hsum_i32x8x4(FS_GEMV_LANES(j), FS_GEMV_LANES(j + 1), FS_GEMV_LANES(j + 2),
+                                                  FS_GEMV_LANES(j + 3)));
+                for (; j < cn; j++) sumi[k][j] = hsum_i32x8(FS_GEMV_LANES(j));
+#undef FS_GEMV_LANES
+                for (j = 0; j < cn; j++) dh[k][j] = rd_u16(xb + (size_t)j * (size_t)xbytes);
+            }
             for (int k = rows; k < 4; k++)
                 for (int64_t j = 0; j < cn; j++) sumi[k][j] = 0, dh[k][j] = 0;
             for (int64_t j = 0; j < cn; j++) {

@@ -351,17 +351,16 @@ FS_ROWS(fs_rows_q5_1_avx2, dot_q5_1_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q8_0_avx2, dot_q8_0_avx2, FS_AVX2_FN)
 
 /* The repacked Q4_0 product (gemv_q4_b32_8x8_q8_0_lut_avx): fs_kernel.h's gemv_b32_rows over the exact
- * integer dot of one block, (q - 8) * y summed. */
-static inline FS_AVX2_FN int32_t q4_0_block_sumi_avx2(const uint8_t *x, const uint8_t *y) {
+ * integer products of one block, (q - 8) * y, as 8 int32 lanes. */
+static inline FS_AVX2_FN __m256i q4_0_block_lanes(const uint8_t *x, __m256i qy) {
     const __m256i qx = _mm256_sub_epi8(nibbles_32(x + 2), _mm256_set1_epi8(8));
-    const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-    return hsum_i32x8(_mm256_madd_epi16(_mm256_set1_epi16(1), p16));
+    return _mm256_madd_epi16(_mm256_set1_epi16(1), p16);
 }
 
 FS_AVX2_FN void fs_gemv_q4_0_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
                                   float *out) {
-    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_Q4_0, q4_0_block_sumi_avx2);
+    gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_Q4_0, q4_0_block_lanes);
 }
 
 /* ---- register-tiled products (several weight rows x several activation rows) ---------------
