@@ -214,11 +214,6 @@ static inline FS_AVX2_FN __m128i hsum_i32x8x4(__m256i a, __m256i b, __m256i c, _
     return _mm_hadd_epi32(_mm_hadd_epi32(a4, b4), _mm_hadd_epi32(c4, d4));
 }
 
-/* a * b + c with one rounding (one lane of _mm256_fmadd_ps). */
-static inline FS_AVX2_FN float fma_f32(float a, float b, float c) {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-
 /* [fp16 at p0, p1, p2, p3] as floats. */
 static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
     return _mm_cvtph_ps(

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
+import quant_reference
 from cython_kernels import quants
 
 SUPPORTED = [T.F32, T.F16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K, T.BF16]
 # the types added with the traits table (tests/test_quant_families.py checks their blocks)
-NEWER = [T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M,
-         T.TQ1_0, T.TQ2_0]
+NEWER = list(quant_reference.NEWER)
 
 # Byte offsets of the f16 scale fields inside one block (ggml-common.h block_* structs).
 F16_FIELDS = {

@@ -14,7 +14,6 @@ Real tensors of these types (made by llama.cpp's quantizer) are checked in tests
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -27,52 +26,13 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from cython_kernels import quants, vecdot
+from kernel_calls import c_vec_dot_rows, c_vec_dot_tile, make_x
 from quant_reference import NEWER as REFERENCES
 from quant_reference.common import ACT_BLOCK, decode_act, quantize_act, random_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = list(REFERENCES)
 SIZES = (256, 512, 2816)
-
-
-def make_x(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Activations with uneven block magnitudes, an all-zero block and an outlier, like hidden states."""
-    x = rng.standard_normal(n).astype(np.float32)
-    x *= np.repeat(rng.uniform(0.05, 3.0, size=n // 32), 32).astype(np.float32)
-    x[32:64] = 0.0
-    x[rng.integers(n)] = np.float32(-25.0)
-    return x
-
-
-def _lib():
-    return ctypes.CDLL(vecdot.__file__)
-
-
-def c_rows(func: str, t: T, w: np.ndarray, act: np.ndarray, n: int) -> np.ndarray:
-    """out[r] = dot(w[r], act) by the C entry point ``func`` (fs_vec_dot_rows_norepack / fs_vec_dot_rows)."""
-    f = getattr(_lib(), func)
-    f.restype = None
-    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                  ctypes.c_void_p]
-    w, act = np.ascontiguousarray(w), np.ascontiguousarray(act)
-    out = np.zeros(w.shape[0], np.float32)
-    f(int(t), w.ctypes.data, w.shape[1], w.shape[0], act.ctypes.data, n, out.ctypes.data)
-    return out
-
-
-def c_tile(t: T, w: np.ndarray, acts: np.ndarray, n: int) -> np.ndarray:
-    """fs_vec_dot_tile: (n_act, n_rows) for activation rows acts (n_act, act_bytes); padded output rows."""
-    f = _lib().fs_vec_dot_tile
-    f.restype = None
-    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t,
-                  ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
-    w, acts = np.ascontiguousarray(w), np.ascontiguousarray(acts)
-    stride = w.shape[0] + 3
-    out = np.full((acts.shape[0], stride), np.float32(7.0))
-    f(int(t), w.ctypes.data, w.shape[1], w.shape[0], acts.ctypes.data, acts.shape[1], acts.shape[0], n,
-      out.ctypes.data, stride)
-    assert np.all(out[:, w.shape[0]:] == np.float32(7.0)), "wrote outside its tile"
-    return out[:, : w.shape[0]]
 
 
 def cases() -> list[tuple[str, T, np.ndarray, np.ndarray]]:
@@ -90,14 +50,15 @@ CASES = cases()
 _PORTABLE = r"""
 import sys, numpy as np
 sys.path.insert(0, "tests")
-from test_quant_families import CASES, c_rows
+from test_quant_families import CASES
+from kernel_calls import c_vec_dot_rows
 from cython_kernels import vecdot
 assert vecdot.impl() == "portable"
 out = {}
 for i, (_, t, w, x) in enumerate(CASES):
     act = vecdot.quantize_act(int(t), x)
-    out[f"rows_{i}"] = c_rows("fs_vec_dot_rows_norepack", t, w, act, x.size)
-    out[f"gemv_{i}"] = c_rows("fs_vec_dot_rows", t, w, act, x.size)
+    out[f"rows_{i}"] = c_vec_dot_rows("norepack", t, w, act, x.size)
+    out[f"gemv_{i}"] = c_vec_dot_rows("gemv", t, w, act, x.size)
 np.savez(sys.argv[1], **out)
 """
 
@@ -141,13 +102,13 @@ def test_dot_products_bit_identical_to_ggml(i, portable):
     want = {impl: np.array([ref.dot(impl, row, act, n) for row in w], np.float32) for impl in ("portable", "avx2")}
     assert np.array_equal(portable[f"rows_{i}"].view(np.uint32), want["portable"].view(np.uint32)), label
     if vecdot.impl() == "avx2":
-        got = c_rows("fs_vec_dot_rows_norepack", t, w, act, n)
+        got = c_vec_dot_rows("norepack", t, w, act, n)
         assert np.array_equal(got.view(np.uint32), want["avx2"].view(np.uint32)), label
     gemv = getattr(ref, "gemv", None)
     if gemv is not None:  # llama.cpp's x86 repacked product: the same bits from both implementations
         g = np.array([gemv(row, act, n) for row in w], np.float32)
         assert np.array_equal(portable[f"gemv_{i}"].view(np.uint32), g.view(np.uint32)), label
-        assert np.array_equal(c_rows("fs_vec_dot_rows", t, w, act, n).view(np.uint32), g.view(np.uint32)), label
+        assert np.array_equal(c_vec_dot_rows("gemv", t, w, act, n).view(np.uint32), g.view(np.uint32)), label
     # float64 product of the dequantized weights and the dequantized quantized activation
     W = dequantize(w, t).reshape(w.shape[0], n).astype(np.float64)
     dec = decode_act(ref.act_type, act, n)
@@ -164,7 +125,7 @@ def test_tiles_equal_rows(t):
     w = random_blocks(t, 11, n, rng)
     for n_act in (1, 2, 3, 4, 5, 6):
         acts = np.stack([vecdot.quantize_act(int(t), make_x(n, rng)) for _ in range(n_act)])
-        got = c_tile(t, w, acts, n)
+        got = c_vec_dot_tile(t, w, acts, n)
         for j in range(n_act):
-            want = c_rows("fs_vec_dot_rows_norepack", t, w, acts[j], n)
+            want = c_vec_dot_rows("norepack", t, w, acts[j], n)
             assert np.array_equal(got[j].view(np.uint32), want.view(np.uint32)), (t.name, n_act, j)

@@ -34,7 +34,6 @@ the float types), then each weight row is dotted with it block by block in integ
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from gguf.quants import dequantize, quantize
 
 from cython_kernels import vecdot
 from engine.gguf_file import GGUFFile
+from kernel_calls import c_vec_dot_rows, make_x
 from quant_reference import REFERENCES
 from quant_reference.common import ACT_BLOCK, ref_q8_0, ref_q8_1, ref_q8_k
 
@@ -158,23 +158,7 @@ def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int, 
     return ref.dot(impl, row, act, n)
 
 
-# -- the entry points not in the Cython module (yet), through ctypes ---------------------------------
-
-_C_FUNCS = {"gemv": "fs_vec_dot_rows", "gemm": "fs_vec_dot_rows_gemm", "norepack": "fs_vec_dot_rows_norepack"}
-
-
-def c_vec_dot_rows(mode: str, wtype: T, w: np.ndarray, act: np.ndarray, n: int) -> np.ndarray:
-    """out[r] = dot(w[r], act) by the C function for ``mode``, on an already quantized activation."""
-    f = getattr(ctypes.CDLL(vecdot.__file__), _C_FUNCS[mode])
-    f.restype = None
-    f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                  ctypes.c_void_p]
-    w = np.ascontiguousarray(w, dtype=np.uint8)
-    act = np.ascontiguousarray(act, dtype=np.uint8)
-    out = np.zeros(w.shape[0], np.float32)
-    f(int(wtype), w.ctypes.data, w.shape[1], w.shape[0], act.ctypes.data, n, out.ctypes.data)
-    return out
-
+# -- the entry points not in the Cython module (yet): tests/kernel_calls.py ----------------------------
 
 def all_modes(t: T, w: np.ndarray, x: np.ndarray) -> dict:
     act = vecdot.quantize_act(int(t), x)
@@ -182,17 +166,6 @@ def all_modes(t: T, w: np.ndarray, x: np.ndarray) -> dict:
 
 
 # -- test data --------------------------------------------------------------------------------
-
-def make_x(n: int, rng: np.random.Generator) -> np.ndarray:
-    """An activation row with uneven block magnitudes, an all-zero block, negative maxima and an
-    outlier, like real hidden states."""
-    x = rng.standard_normal(n).astype(np.float32)
-    x *= np.repeat(rng.uniform(0.05, 3.0, size=(n + 31) // 32), 32)[:n].astype(np.float32)
-    if n >= 64:
-        x[32:64] = 0.0
-    x[rng.integers(n)] = np.float32(-25.0)
-    return x
-
 
 def make_weights(wtype: T, n_rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """Weight rows as uint8 (n_rows, row_bytes): gguf-py quantizes F32/F16/BF16/Q4_0/Q4_1/Q5_0/
