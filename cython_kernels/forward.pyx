@@ -16,6 +16,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free
 from cython.parallel cimport parallel
 
+from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_supported
+
 from cython_kernels.ops cimport (
     fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
@@ -58,23 +60,35 @@ cdef struct Config:
     float attn_temp_scale, attn_temp_offset, attn_temp_floor   # Llama 4 / Mistral 3 temperature (0 = off)
 
 
-cdef fs_weight _weight(object w) except *:
-    """Fill an fs_weight from a dict {data: uint8 (n_out, row_bytes), type, n_in, n_out}."""
+cdef fs_weight _weight(object w, int64_t n_out, int64_t n_in, str what) except *:
+    """Fill an fs_weight from a dict {data: uint8 (n_out, row_bytes), type, n_in, n_out}, checked against the
+    shape the config expects: the kernels read ``n_out`` rows of ``fs_row_bytes(type, n_in)`` bytes."""
     cdef fs_weight out
     cdef const uint8_t[:, ::1] data = w["data"]
+    wtype = w["type"]
+    if not fs_type_supported(wtype):
+        raise ValueError(f"{what}: unsupported GGML type {wtype}")
+    if w["n_in"] != n_in or w["n_out"] != n_out or data.shape[0] != n_out:
+        raise ValueError(f"{what}: shape ({w['n_out']}, {w['n_in']}) with {data.shape[0]} rows, expected "
+                         f"({n_out}, {n_in})")
+    if n_in % fs_block_elems(wtype) or <size_t>data.shape[1] != fs_row_bytes(wtype, n_in):
+        raise ValueError(f"{what}: rows of {data.shape[1]} bytes do not hold {n_in} elements of type {wtype}")
     out.data = &data[0, 0]
-    out.type = w["type"]
-    out.n_in = w["n_in"]
-    out.n_out = w["n_out"]
+    out.type = wtype
+    out.n_in = n_in
+    out.n_out = n_out
     out.row_bytes = data.shape[1]
     return out
 
 
-cdef const float *_vec(object a, list keep) except? NULL:
+cdef const float *_vec(object a, list keep, int64_t n=-1, str what="") except? NULL:
+    """A float32 vector's data pointer (NULL for None), checked to hold ``n`` elements when n >= 0."""
     cdef const float[::1] view
     if a is None:
         return NULL
     view = a
+    if n >= 0 and view.shape[0] != n:
+        raise ValueError(f"{what}: {view.shape[0]} elements, expected {n}")
     keep.append(a)
     return &view[0]
 
@@ -99,7 +113,7 @@ cdef fs_rope_params _rope(dict r, list keep) except *:
     rp.corr_dims[1] = 0
     if rp.n_rot > 0:
         fs_rope_yarn_corr_dims(rp.n_rot, r["n_ctx_orig"], rp.base, r["beta_fast"], r["beta_slow"], rp.corr_dims)
-    rp.freq_factors = _vec(r.get("factors"), keep)
+    rp.freq_factors = _vec(r.get("factors"), keep, rp.n_rot // 2, "rope factors")
     return rp
 
 
@@ -134,6 +148,8 @@ cdef class CompiledModel:
     def __init__(self, dict config, list layers, dict tok_embd, dict output, output_norm, output_bias=None):
         cdef int i
         cdef LayerWeights *Lw
+        cdef Config *c = &self.cfg
+        cdef int64_t qw, kvw
         self._keep = [config, layers, tok_embd, output, output_norm, output_bias]
         for key in (*_CONFIG_INT, *_CONFIG_FLOAT):
             if key not in config:
@@ -151,37 +167,61 @@ cdef class CompiledModel:
         self.cfg.logit_scale = config["logit_scale"]
         self.cfg.attn_temp_scale = config["attn_temp_scale"]; self.cfg.attn_temp_offset = config["attn_temp_offset"]
         self.cfg.attn_temp_floor = config["attn_temp_floor"]
-        if len(layers) != self.cfg.n_layer:
-            raise ValueError(f"expected {self.cfg.n_layer} layers, got {len(layers)}")
-        if self.cfg.q_norm_n <= 0 or self.cfg.k_norm_n <= 0:
-            raise ValueError("q_norm_n and k_norm_n must be positive")
-        self.layers = <LayerWeights *>calloc(self.cfg.n_layer, sizeof(LayerWeights))
+        for name, value in (("n_layer", c.n_layer), ("n_embd", c.n_embd), ("n_head", c.n_head),
+                            ("n_head_kv", c.n_head_kv), ("head_dim", c.head_dim), ("n_ff", c.n_ff),
+                            ("n_vocab", c.n_vocab), ("q_norm_n", c.q_norm_n), ("k_norm_n", c.k_norm_n)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, not {value}")
+        if c.n_head % c.n_head_kv:
+            raise ValueError(f"n_head {c.n_head} is not a multiple of n_head_kv {c.n_head_kv}")
+        qw = <int64_t>c.n_head * c.head_dim
+        kvw = <int64_t>c.n_head_kv * c.head_dim
+        if qw % c.q_norm_n or kvw % c.k_norm_n:
+            raise ValueError("q_norm_n / k_norm_n must divide the Q / K row widths")
+        if c.act not in (ACT_SILU, ACT_GELU_TANH):
+            raise ValueError(f"unknown activation {c.act}")
+        for key in _CONFIG_FLOAT:
+            if not np.isfinite(config[key]):
+                raise ValueError(f"{key} = {config[key]!r} is not finite")
+        if len(layers) != c.n_layer:
+            raise ValueError(f"expected {c.n_layer} layers, got {len(layers)}")
+        self.layers = <LayerWeights *>calloc(c.n_layer, sizeof(LayerWeights))
         if self.layers == NULL:
             raise MemoryError()
         for i, L in enumerate(layers):
             Lw = &self.layers[i]
-            Lw.wq = _weight(L["wq"]); Lw.wk = _weight(L["wk"]); Lw.wv = _weight(L["wv"]); Lw.wo = _weight(L["wo"])
-            Lw.w_gate = _weight(L["w_gate"]); Lw.w_up = _weight(L["w_up"]); Lw.w_down = _weight(L["w_down"])
-            Lw.bq = _vec(L.get("bq"), self._keep); Lw.bk = _vec(L.get("bk"), self._keep)
-            Lw.bv = _vec(L.get("bv"), self._keep); Lw.bo = _vec(L.get("bo"), self._keep)
-            Lw.b_gate = _vec(L.get("b_gate"), self._keep); Lw.b_up = _vec(L.get("b_up"), self._keep)
-            Lw.b_down = _vec(L.get("b_down"), self._keep)
-            Lw.attn_norm = _vec(L.get("attn_norm"), self._keep)
-            Lw.ffn_norm = _vec(L.get("ffn_norm"), self._keep)
-            Lw.q_norm = _vec(L.get("q_norm"), self._keep)
-            Lw.k_norm = _vec(L.get("k_norm"), self._keep)
-            Lw.post_attn_norm = _vec(L.get("post_attn_norm"), self._keep)
-            Lw.post_ffn_norm = _vec(L.get("post_ffn_norm"), self._keep)
+            Lw.wq = _weight(L["wq"], qw, c.n_embd, f"layer {i} wq")
+            Lw.wk = _weight(L["wk"], kvw, c.n_embd, f"layer {i} wk")
+            Lw.wv = _weight(L["wv"], kvw, c.n_embd, f"layer {i} wv")
+            Lw.wo = _weight(L["wo"], c.n_embd, qw, f"layer {i} wo")
+            Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
+            Lw.w_up = _weight(L["w_up"], c.n_ff, c.n_embd, f"layer {i} w_up")
+            Lw.w_down = _weight(L["w_down"], c.n_embd, c.n_ff, f"layer {i} w_down")
+            Lw.bq = _vec(L.get("bq"), self._keep, qw, "bq"); Lw.bk = _vec(L.get("bk"), self._keep, kvw, "bk")
+            Lw.bv = _vec(L.get("bv"), self._keep, kvw, "bv"); Lw.bo = _vec(L.get("bo"), self._keep, c.n_embd, "bo")
+            Lw.b_gate = _vec(L.get("b_gate"), self._keep, c.n_ff, "b_gate")
+            Lw.b_up = _vec(L.get("b_up"), self._keep, c.n_ff, "b_up")
+            Lw.b_down = _vec(L.get("b_down"), self._keep, c.n_embd, "b_down")
+            Lw.attn_norm = _vec(L.get("attn_norm"), self._keep, c.n_embd, "attn_norm")
+            Lw.ffn_norm = _vec(L.get("ffn_norm"), self._keep, c.n_embd, "ffn_norm")
+            Lw.q_norm = _vec(L.get("q_norm"), self._keep, c.q_norm_n, "q_norm")
+            Lw.k_norm = _vec(L.get("k_norm"), self._keep, c.k_norm_n, "k_norm")
+            Lw.post_attn_norm = _vec(L.get("post_attn_norm"), self._keep, c.n_embd, "post_attn_norm")
+            Lw.post_ffn_norm = _vec(L.get("post_ffn_norm"), self._keep, c.n_embd, "post_ffn_norm")
+            n_rot = L["rope"]["n_rot"]
+            if n_rot < 0 or n_rot % 2 or n_rot > c.head_dim:
+                raise ValueError(f"layer {i}: n_rot {n_rot} must be even and at most head_dim {c.head_dim}")
             Lw.rope = _rope(L["rope"], self._keep)
-            if Lw.rope.n_rot < 0 or Lw.rope.n_rot % 2 or Lw.rope.n_rot > self.cfg.head_dim:
-                raise ValueError(f"layer {i}: n_rot {Lw.rope.n_rot} must be even and at most head_dim "
-                                 f"{self.cfg.head_dim}")
-            Lw.rope_factors_long = _vec(L["rope"].get("factors_long"), self._keep)
+            Lw.rope_factors_long = _vec(L["rope"].get("factors_long"), self._keep, n_rot // 2, "rope factors_long")
+            if L["window"] < 0:
+                raise ValueError(f"layer {i}: negative sliding window {L['window']}")
             Lw.window = L["window"]
-        self.tok_embd = _weight(tok_embd)
-        self.output = _weight(output)
-        self.output_norm = _vec(output_norm, self._keep)
-        self.output_bias = _vec(output_bias, self._keep)
+        self.tok_embd = _weight(tok_embd, c.n_vocab, c.n_embd, "token_embd")
+        self.output = _weight(output, c.n_vocab, c.n_embd, "output")
+        self.output_norm = _vec(output_norm, self._keep, c.n_embd, "output_norm")
+        if self.output_norm == NULL:
+            raise ValueError("output_norm is required")
+        self.output_bias = _vec(output_bias, self._keep, c.n_vocab, "output_bias")
 
     def __dealloc__(self):
         free(self.layers)

@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import FiresideError
+
 INSTALL_HINT = "make llama-cpp"
 
 
-class LlamaCppError(RuntimeError):
+class LlamaCppError(FiresideError, RuntimeError):
     """llama.cpp is missing or failed; the message says what to do."""
 
 

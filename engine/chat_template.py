@@ -36,6 +36,8 @@ from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from .errors import FiresideError
+
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
@@ -101,7 +103,7 @@ CHATML_TEMPLATE = """\
 """
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(FiresideError, ValueError):
     """A chat template cannot be compiled or rendered; the message says where and why."""
 
 

@@ -9,20 +9,20 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import __version__
-from .chat_template import ChatTemplateError
-from .context import Context, ContextFullError
+from .context import Context
+from .errors import FiresideError
 from .generate import GenerationStats, generate
-from .gguf_file import GGUFError
+from .logs import log_exception
 from .paths import bundled_model_dirs, list_models, models_dir
 from .sampling import Sampler, SamplerParams
-from .tokenizer import TokenizerError
-from .starter_models import DEFAULT_STARTER, STARTER_MODELS, StarterModelError, ensure_starter_model
+from .starter_models import DEFAULT_STARTER, STARTER_MODELS, ensure_starter_model
 
 
-class CLIError(Exception):
+class CLIError(FiresideError):
     """A user-facing error: printed as one line, exit status 1."""
 
 
@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="open the desktop app (the default with no command, or with a .gguf path)")
     add_gui_args(p)
     p.set_defaults(func=cmd_gui)
+    for p in (parser, *sub.choices.values()):  # before or after the command: `fireside run ... --verbose`
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS if p is not parser else False,
+                       help="print the full traceback of an error")
     return parser
 
 
@@ -344,15 +347,26 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (len(argv) == 1 and argv[0].lower().endswith(".gguf")):
         argv = ["gui", *argv]
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return args.func(args)
-    except (CLIError, GGUFError, ContextFullError, StarterModelError, TokenizerError, ChatTemplateError,
-            FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (FiresideError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log file
+        path = log_exception(exc, f"fireside {args.command}")
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: internal error ({type(exc).__name__}: {exc}); this is a bug in Fireside. The details are "
+              f"in {path}{'' if args.verbose else ' (or run again with --verbose)'}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ import numpy as np
 
 from cython_kernels.forward import ForwardContext
 
+from .errors import FiresideError, ModelOutputError, PromptError
 from .model import Model
 
 DEFAULT_N_CTX = 4096
 DEFAULT_N_BATCH = 512
 
 
-class ContextFullError(ValueError):
+class ContextFullError(FiresideError, ValueError):
     """The tokens do not fit in the context window (n_ctx)."""
 
 
@@ -71,8 +72,18 @@ class Context:
         pos0 = len(self.tokens)
         if pos0 + len(tokens) > self.n_ctx:
             raise ContextFullError(f"context is full: {pos0} + {len(tokens)} tokens exceed n_ctx = {self.n_ctx}")
+        bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
+        if bad is not None:
+            raise PromptError(f"token id {bad} is outside the vocabulary (0..{self.n_vocab - 1})")
         self._fwd.eval(np.asarray(tokens, np.int32), pos0, logits, logits_from)
         self.tokens.extend(tokens)
+        if logits is not None:
+            # NaN propagates through max and min, and inf shows in one of them: two fast reductions.
+            lo, hi = float(np.min(logits)), float(np.max(logits))
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                del self.tokens[pos0:]  # those cache rows hold garbage too
+                raise ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(tokens) - 1}: "
+                                       f"the file is probably damaged")
 
     def prefill(self, tokens: list[int], progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
         """Bring the cache to exactly ``tokens`` and return the last token's logits.
@@ -86,10 +97,11 @@ class Context:
 
         Raises:
             ContextFullError: the prompt is longer than n_ctx.
-            ValueError: empty prompt.
+            PromptError: empty prompt, or a token id outside the vocabulary.
+            ModelOutputError: the model produced NaN or infinite logits (a damaged file).
         """
         if not tokens:
-            raise ValueError("empty prompt: at least one token is needed")
+            raise PromptError("empty prompt: at least one token is needed")
         if len(tokens) > self.n_ctx:
             raise ContextFullError(f"prompt is {len(tokens)} tokens, longer than the context (n_ctx = {self.n_ctx})")
         # Keep at least the last token to evaluate: its logits are the output.
@@ -109,6 +121,8 @@ class Context:
 
         Raises:
             ContextFullError: the cache already holds n_ctx tokens.
+            PromptError: a token id outside the vocabulary.
+            ModelOutputError: NaN or infinite logits.
         """
         self._eval([token], self._logits)
         return self._logits[0]

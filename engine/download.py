@@ -53,6 +53,7 @@ from filelock import FileLock, Timeout  # huggingface_hub's own lock library (on
 import gguf
 
 from . import __version__
+from .errors import FiresideError
 from .gguf_file import GGUFError, GGUFFile
 from .paths import models_dir
 
@@ -66,7 +67,7 @@ _SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FiresideError, RuntimeError):
     """A listing or download failed; the message says what to do (one line, user-facing)."""
 
 

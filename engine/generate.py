@@ -134,6 +134,9 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
 
     Raises (while iterating):
         ContextFullError: the prompt alone does not fit in n_ctx.
+        ModelFileChangedError: the model file changed on disk (checked before the prompt and each token).
+        ModelOutputError: the model produced NaN or infinite logits.
+        PromptError: an empty prompt or a token id outside the vocabulary.
     """
     stats = GenerationStats(n_prompt=len(prompt_tokens))
     tok = ctx.model.tokenizer
@@ -142,6 +145,7 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
 
     def run() -> Iterator[GeneratedToken]:
         t0 = time.perf_counter()
+        ctx.model.check_file()
         logits, stats.n_reused = ctx.prefill(prompt_tokens, progress)
         stats.prefill_s = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -183,6 +187,7 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
                 if stats.n_generated >= limit:
                     stats.finish_reason = "length"
                     break
+                ctx.model.check_file()  # a stat call, microseconds: stop before reading a rewritten file
                 logits = ctx.decode(token)
             if stats.finish_reason in ("length", "cancelled"):
                 tail = pending + decoder.flush()

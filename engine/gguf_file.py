@@ -14,6 +14,7 @@ Every problem raises :class:`GGUFError` with one message naming the file and the
 """
 from __future__ import annotations
 
+import math
 import mmap
 import operator
 import struct
@@ -26,12 +27,16 @@ from typing import Any
 import gguf
 import numpy as np
 
+from .errors import FiresideError
+
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 # Sanity bounds so a corrupt count fails fast instead of looping for minutes.
 _MAX_COUNT = 1 << 24
 _MAX_DIMS = 4
+_MAX_ALIGNMENT = 1 << 20
+_MAX_ELEMENTS = 1 << 48  # elements of one tensor: 256 TB of F8 data, far past any file
 
 # numpy dtypes of the scalar value types, little-endian (GGUF spec).
 _SCALAR_FORMATS: dict[int, str] = {
@@ -49,7 +54,7 @@ _SCALAR_FORMATS: dict[int, str] = {
 }
 
 
-class GGUFError(ValueError):
+class GGUFError(FiresideError, ValueError):
     """A file is not a usable GGUF model; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):
@@ -195,7 +200,7 @@ class TensorInfo:
     @property
     def n_elements(self) -> int:
         """Number of scalar elements."""
-        return int(np.prod(self.ne, dtype=np.int64))
+        return math.prod(self.ne)
 
 
 class _Cursor:
@@ -296,8 +301,8 @@ class GGUFFile:
             offset = cur.unpack("<Q", f"tensor {name}")
             infos.append((name, ne, ggml_type, offset))
 
-        alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
-        if alignment <= 0 or alignment & (alignment - 1):
+        alignment = self.get_int("general.alignment", DEFAULT_ALIGNMENT)
+        if alignment <= 0 or alignment > _MAX_ALIGNMENT or alignment & (alignment - 1):
             raise GGUFError(self.path, f"corrupt header: general.alignment {alignment} is not a power of two")
         self.alignment = alignment
         self.data_offset = -(-cur.pos // alignment) * alignment
@@ -388,13 +393,16 @@ class GGUFFile:
                 ) from None
             raise GGUFError(self.path, f"tensor {name} has unknown GGML type id {ggml_type}") from None
         block_elems, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        if math.prod(ne) > _MAX_ELEMENTS:
+            raise GGUFError(self.path, f"corrupt tensor info: {name} has dimensions {list(ne)}")
         if ne[0] % block_elems:
             raise GGUFError(
                 self.path,
                 f"inconsistent tensor {name}: row length {ne[0]} is not a multiple of {qtype.name}'s block size {block_elems}",
             )
+        # Python integers: a hostile dimension near 2^64 cannot wrap the size into something small.
         row_bytes = ne[0] // block_elems * block_bytes
-        n_rows = int(np.prod(ne[1:], dtype=np.int64)) if len(ne) > 1 else 1
+        n_rows = math.prod(ne[1:])
         n_bytes = row_bytes * n_rows
         start = self.data_offset + offset
         if offset % self.alignment:
@@ -411,6 +419,63 @@ class GGUFFile:
     def get(self, key: str, default: Any = None) -> Any:
         """Return a metadata value, or ``default`` when the key is absent."""
         return self.metadata.get(key, default)
+
+    def _typed(self, key: str, kinds: tuple, what: str) -> Any:
+        """The value of a present key, checked to be one of ``kinds`` (bool only where named)."""
+        value = self.metadata[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            shown = f"an array of {len(value)}" if isinstance(value, (Sequence, np.ndarray)) \
+                and not isinstance(value, str) else repr(value)
+            raise GGUFError(self.path, f"metadata key {key} = {shown} must be {what}")
+        return value
+
+    def get_int(self, key: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> Any:
+        """An integer metadata value (any GGUF integer type), or ``default`` when the key is absent.
+
+        Raises:
+            GGUFError: the value is not an integer (a float, string, bool or array), or outside ``lo..hi``.
+        """
+        if key not in self.metadata:
+            return default
+        value = self._typed(key, (int,), "an integer")
+        if ((lo is not None and value < lo) or (hi is not None and value > hi)):
+            span = f"in {lo}..{hi}" if lo is not None and hi is not None else \
+                (f"at least {lo}" if lo is not None else f"at most {hi}")
+            raise GGUFError(self.path, f"metadata key {key} = {value} must be {span}")
+        return value
+
+    def get_float(self, key: str, default: float | None = None, *, lo: float | None = None,
+                  hi: float | None = None) -> Any:
+        """A finite number (GGUF float or integer types) as ``float``, or ``default`` when the key is absent.
+
+        Raises:
+            GGUFError: the value is not a number, is NaN or infinite, or lies outside ``lo..hi``.
+        """
+        if key not in self.metadata:
+            return default
+        value = float(self._typed(key, (int, float), "a number"))
+        if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = "a finite number" + (f" in {lo:g}..{hi:g}" if lo is not None and hi is not None else
+                                        f" of at least {lo:g}" if lo is not None else
+                                        f" of at most {hi:g}" if hi is not None else "")
+            raise GGUFError(self.path, f"metadata key {key} = {value!r} must be {span}")
+        return value
+
+    def get_str(self, key: str, default: str | None = None) -> Any:
+        """A string metadata value, or ``default`` when the key is absent.
+
+        Raises:
+            GGUFError: the value is not a string.
+        """
+        return self._typed(key, (str,), "a string") if key in self.metadata else default
+
+    def get_bool(self, key: str, default: bool | None = None) -> Any:
+        """A boolean metadata value, or ``default`` when the key is absent.
+
+        Raises:
+            GGUFError: the value is not a bool.
+        """
+        return self._typed(key, (bool,), "true or false") if key in self.metadata else default
 
     def require(self, key: str) -> Any:
         """Return a metadata value.

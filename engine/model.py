@@ -4,6 +4,7 @@ Nothing is copied or dequantized at load except 1-D norm vectors stored in a non
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from cython_kernels.forward import CompiledModel
 from cython_kernels.quants import SUPPORTED_TYPE_NAMES, dequantize, type_supported
 
 from .chat_template import ChatTemplate
+from .errors import ModelFileChangedError
 from .gguf_file import GGUFError, GGUFFile, TensorInfo, ggml_type_name
 from .models import MOE_ARCHITECTURES, architecture_module, supported_architectures
 from .models.base import Fused, HParams, Tensor, TensorTable
@@ -45,14 +47,37 @@ class ModelInfo:
     has_chat_template: bool
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """What identifies the bytes of a file on disk: device, inode, size in bytes, mtime in nanoseconds.
+
+    Copying another file over it (``cp new.gguf model.gguf`` keeps the inode) changes the size or the
+    mtime; replacing it (a download renamed over it) changes the inode.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> "FileIdentity":
+        """The identity of ``path`` now. Raises OSError if it cannot be read."""
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class Model:
     """A loaded model: hyper-parameters, tokenizer, chat template and compiled weights.
 
     Create with :func:`load_model`. The GGUF mapping stays open for the model's lifetime.
+
+    Attributes:
+        identity: the model file's :class:`FileIdentity` when it was loaded (see :meth:`check_file`).
     """
 
     def __init__(self, gf: GGUFFile, hparams: HParams, compiled: CompiledModel, tokenizer: Tokenizer,
-                 chat_template: ChatTemplate, info: ModelInfo):
+                 chat_template: ChatTemplate, info: ModelInfo, identity: FileIdentity | None = None):
         self.gguf = gf
         self.path = gf.path
         self.hparams = hparams
@@ -60,6 +85,26 @@ class Model:
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.info = info
+        self.identity = identity if identity is not None else FileIdentity.of(gf.path)
+
+    def check_file(self) -> None:
+        """Check that the file on disk is still the one that was loaded (same device, inode, size, mtime).
+
+        The weights are read from a memory mapping of the file, so a file rewritten in place would
+        change the model under the running engine, and a shortened one makes the next read of a page
+        past its new end fail with SIGBUS, which no program can recover from (llama.cpp's mmap has the
+        same limit). The engine calls this before each generation and between tokens; what it cannot
+        catch is a file cut short during the few milliseconds of one forward pass.
+
+        Raises:
+            ModelFileChangedError: the file was modified, replaced or deleted since it was loaded.
+        """
+        try:
+            now = FileIdentity.of(self.path)
+        except OSError:
+            raise ModelFileChangedError(f"the model file {self.path} is gone from disk; reload the model") from None
+        if now != self.identity:
+            raise ModelFileChangedError(f"the model file {self.path.name} changed on disk; reload it")
 
 
 def _check_type(gf: GGUFFile, t: TensorInfo) -> None:
@@ -256,6 +301,7 @@ def load_model(path: str | Path) -> Model:
     """
     gf = GGUFFile(path)
     try:
+        identity = FileIdentity.of(gf.path)  # before anything is read through the mapping
         hp = read_hparams(gf)
         table = architecture_module(hp.arch).tensors(hp)
         factors = _rope_factors(gf, hp, table)
@@ -274,10 +320,13 @@ def load_model(path: str | Path) -> Model:
         # The tokenizer comes after the tensor checks so a broken file reports its tensor problem first.
         tokenizer = Tokenizer.from_metadata(gf.metadata, source=str(gf.path))
         chat_template = ChatTemplate.from_metadata(gf.metadata, tokenizer)
-        if tokenizer.n_vocab > hp.n_vocab:
-            raise GGUFError(gf.path, f"inconsistent shapes: tokenizer has {tokenizer.n_vocab} tokens, "
-                                     f"token_embd.weight only {hp.n_vocab} rows")
-        return Model(gf, hp, compiled, tokenizer, chat_template, _info(gf, hp))
+        # llama.cpp sizes token_embd.weight from the vocabulary (llama-model.cpp load_tensors: n_vocab =
+        # vocab.n_tokens()) and refuses any other shape; a smaller vocabulary would let the sampler pick
+        # a row the tokenizer cannot decode, a larger one a token the model has no embedding for.
+        if tokenizer.n_vocab != hp.n_vocab:
+            raise GGUFError(gf.path, f"inconsistent shapes: the tokenizer has {tokenizer.n_vocab} tokens but "
+                                     f"token_embd.weight has {hp.n_vocab} rows")
+        return Model(gf, hp, compiled, tokenizer, chat_template, _info(gf, hp), identity)
     except BaseException:
         gf.close()
         raise

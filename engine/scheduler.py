@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from .context import Context
+from .errors import FiresideError
 from .generate import GenerationStats, generate
 from .model import Model
 from .sampling import Sampler, SamplerParams
@@ -30,7 +31,7 @@ Event = tuple[str, Any]
 DEFAULT_MAX_QUEUE = 16
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(FiresideError, RuntimeError):
     """The scheduler's queue already holds ``max_queue`` waiting jobs (the server answers 503)."""
 
 

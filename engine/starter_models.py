@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import FiresideError
 from .paths import bundled_model_dirs, models_dir
 
 
@@ -60,7 +61,7 @@ STARTER_MODELS = (SMOLLM2, GEMMA3)
 DEFAULT_STARTER = SMOLLM2
 
 
-class StarterModelError(RuntimeError):
+class StarterModelError(FiresideError, RuntimeError):
     """A starter model could not be downloaded or failed its checksum."""
 
 

@@ -63,6 +63,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
+from .errors import FiresideError
 from .gguf_file import StringArray
 
 log = logging.getLogger(__name__)
@@ -425,7 +426,7 @@ _FIM_TEXTS = {
 }
 
 
-class TokenizerError(ValueError):
+class TokenizerError(FiresideError, ValueError):
     """The GGUF metadata does not describe a tokenizer Fireside can run; the message says why."""
 
 

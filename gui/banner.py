@@ -4,8 +4,10 @@ Messages stay until closed or replaced: no modal dialog stops the user (or a tes
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
 
 class Banner(QFrame):
@@ -17,23 +19,38 @@ class Banner(QFrame):
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action = QPushButton(self)  # the message's one remedy ("Reload"), when it has one
+        self.action.hide()
+        self.action.clicked.connect(self._on_action)
+        self._callback: Callable[[], None] | None = None
         close = QToolButton(self, text="✕", autoRaise=True, toolTip="Dismiss")
         close.clicked.connect(self.hide)
         row = QHBoxLayout(self)
         row.setContentsMargins(12, 6, 6, 6)
         row.addWidget(self.label, 1)
+        row.addWidget(self.action)
         row.addWidget(close)
         self.kind = ""
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
-        """Show ``text``; ``kind`` is "error" or "info"."""
+    def show_message(self, text: str, kind: str = "error", action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """Show ``text``; ``kind`` is "error" or "info"; ``action`` an optional (button label, callback),
+        run once when clicked (the banner then closes)."""
         self.kind = kind
         self.setObjectName("errorBanner" if kind == "error" else "infoBanner")
         self.style().unpolish(self)
         self.style().polish(self)
         self.label.setText(text)
+        self._callback = action[1] if action else None
+        self.action.setText(action[0] if action else "")
+        self.action.setVisible(action is not None)
         self.show()
+
+    def _on_action(self) -> None:
+        callback, self._callback = self._callback, None
+        self.hide()
+        if callback is not None:
+            callback()
 
     def text(self) -> str:
         """The message shown, or "" when hidden."""

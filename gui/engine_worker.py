@@ -19,9 +19,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.context import ContextFullError
+from engine.errors import FiresideError, ModelFileChangedError
 from engine.generate import GenerationStats
 from engine.gguf_file import GGUFError
-from engine.model import load_model
+from engine.logs import log_exception
+from engine.model import FileIdentity, load_model
 from engine.sampling import SamplerParams
 from engine.scheduler import GenerationRequest, Scheduler
 from .signals import emit
@@ -68,6 +70,7 @@ class EngineWorker(QObject):
     token = Signal(int, str)                     # request id, text piece (non-empty)
     finished = Signal(int, object)               # request id, GenerationStats
     failed = Signal(int, str)                    # request id, message for the user
+    file_changed = Signal(int, str)              # request id, message: the model file changed on disk
 
     _load_requested = Signal(str, int, int)
     _generate_requested = Signal(int, object, object, int)
@@ -144,8 +147,9 @@ class EngineWorker(QObject):
             _check_file(p)
             with self._lock:
                 current = self._model
-            if current is not None and Path(current.path).resolve() == p.resolve():
-                model = current  # same file, new context settings: no need to map it again
+            if (current is not None and Path(current.path).resolve() == p.resolve()
+                    and current.identity == FileIdentity.of(p)):
+                model = current  # same file, unchanged, new context settings: no need to map it again
             else:
                 emit(self.load_progress, LOAD_STAGES[1], 2, len(LOAD_STAGES))
                 model = load_model(p)
@@ -175,8 +179,11 @@ class EngineWorker(QObject):
         try:
             text = model.chat_template.render(messages, add_generation_prompt=True)
             tokens = model.chat_template.encode(text)
-        except Exception as exc:  # noqa: BLE001 - template or tokenizer errors are the model file's
+        except FiresideError as exc:  # template or tokenizer errors are the model file's
             emit(self.failed, req_id, f"The model's chat template could not format this conversation: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: logged, and the window goes on
+            emit(self.failed, req_id, _internal_error("Formatting the conversation", exc))
             return
         if len(tokens) >= sched.n_ctx:
             emit(self.failed, req_id, context_overflow_message(len(tokens), sched.n_ctx))
@@ -210,8 +217,12 @@ class EngineWorker(QObject):
             elif isinstance(payload, ContextFullError):
                 emit(self.failed, req_id, f"The context window is full: {payload}. Start a new chat or raise "
                                          f"the context size in Settings.")
-            else:
+            elif isinstance(payload, ModelFileChangedError):
+                emit(self.file_changed, req_id, f"{str(payload)[:1].upper()}{str(payload)[1:]}.")
+            elif isinstance(payload, FiresideError):
                 emit(self.failed, req_id, f"Generation failed: {payload}")
+            else:
+                emit(self.failed, req_id, _internal_error("Generation", payload))
 
 
 def _check_file(p: Path) -> None:
@@ -231,9 +242,17 @@ def _check_file(p: Path) -> None:
                          f"Download models in the .gguf format.")
 
 
+def _internal_error(what: str, exc: BaseException) -> str:
+    """The message for an exception that is a Fireside bug; its traceback goes to the log file."""
+    path = log_exception(exc, f"app: {what.lower()}")
+    return f"{what} failed with an internal error ({type(exc).__name__}: {exc}). Details are in {path}."
+
+
 def _load_error_message(p: Path, exc: Exception) -> str:
     if isinstance(exc, GGUFError):
         return f"Could not load {p.name}: {exc.problem}"
     if isinstance(exc, MemoryError):
         return f"Could not load {p.name}: not enough memory for this model and context size."
-    return f"Could not load {p.name}: {exc}"
+    if isinstance(exc, (FiresideError, OSError, ValueError)):
+        return f"Could not load {p.name}: {exc}"
+    return f"Could not load {p.name}: " + _internal_error("Loading the model", exc)

@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         w.token.connect(self._on_token)
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
+        w.file_changed.connect(self._on_file_changed)
         w.prompt_progress.connect(self._on_prompt_progress)
 
     def _build_ui(self) -> None:
@@ -522,6 +523,14 @@ class MainWindow(QMainWindow):
             emit(self.reply_failed, message)
         else:
             self._detached.pop(req_id, None)
+
+    def _on_file_changed(self, req_id: int, message: str) -> None:
+        """The model file changed on disk: the reply fails, and the banner offers to reload the file."""
+        self._on_failed(req_id, message)
+        if self.banner.text() == message and self.loaded is not None:
+            path = self.loaded.path
+            self.banner.show_message(f"{message} Reload it to go on.", "error",
+                                     action=("Reload", lambda: self.open_model(path)))
 
     def _detach_pending(self) -> None:
         """Stop the running reply and let it finish in the background (it is saved to its conversation)."""

@@ -247,10 +247,25 @@ QK_NORMS = (norm("attn_q_norm", "q_norm", head_dim), norm("attn_k_norm", "k_norm
 
 # ---- metadata --------------------------------------------------------------------------------------
 
-def _positive(gf: GGUFFile, key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise GGUFError(gf.path, f"metadata key {key} = {value!r} must be a positive integer")
-    return int(value)
+# Upper bounds on what a file may claim, far above any released model (Llama 3.1 405B: n_embd 16384,
+# 126 blocks, n_ff 53248, 128 heads) yet small enough that nothing sized from them overflows a C int.
+MAX_EMBD = 1 << 17
+MAX_HEADS = 1 << 12
+MAX_HEAD_DIM = 1 << 12
+MAX_FF = 1 << 20
+MAX_LAYERS = 1 << 12
+MAX_CTX = (1 << 31) - 1
+
+
+def block_indices(gf: GGUFFile) -> set[int]:
+    """The ``N`` of every ``blk.N.*`` tensor in the file."""
+    out = set()
+    for name in gf.tensors:
+        if name.startswith("blk."):
+            head = name[4:].split(".", 1)[0]
+            if head.isdigit():
+                out.add(int(head))
+    return out
 
 
 def rope_scaling(gf: GGUFFile, arch: str, n_ctx_train: int) -> RopeScaling:
@@ -259,15 +274,18 @@ def rope_scaling(gf: GGUFFile, arch: str, n_ctx_train: int) -> RopeScaling:
     ``1 + 0.1 ln(factor)`` cancelled against the kernel's own, times ``rope.scaling.attn_factor``).
 
     Raises:
-        GGUFError: an unknown scaling type.
+        GGUFError: an unknown scaling type, or a factor that is not a finite non-negative number.
     """
     def key(name: str) -> str:
         return f"{arch}.{name}"
 
-    kind = str(gf.get(key("rope.scaling.type"), "linear"))
+    kind = gf.get_str(key("rope.scaling.type"), "linear")
     if kind not in ("none", "linear", "yarn", "longrope"):
         raise GGUFError(gf.path, f"unsupported rope.scaling.type {kind!r} (supported: none, linear, yarn, longrope)")
-    factor = float(gf.get(key("rope.scaling.factor"), gf.get(key("rope.scale_linear"), 0.0)) or 0.0)
+    factor = gf.get_float(key("rope.scaling.factor"), gf.get_float(key("rope.scale_linear"), 0.0, lo=0.0, hi=1e6),
+                          lo=0.0, hi=1e6)
+    if 0.0 < factor < 1e-6:
+        raise GGUFError(gf.path, f"metadata key {key('rope.scaling.factor')} = {factor!r} must be 0 or at least 1e-6")
     freq_scale = 1.0 if factor == 0.0 or kind == "none" else 1.0 / factor
     ext_factor = 1.0 if kind == "yarn" else 0.0
     attn_factor = 1.0
@@ -277,46 +295,67 @@ def rope_scaling(gf: GGUFFile, arch: str, n_ctx_train: int) -> RopeScaling:
         def mscale(scale: float, m: float) -> float:
             return 1.0 if scale <= 1.0 else 0.1 * m * math.log(scale) + 1.0
 
-        log_mul = float(gf.get(key("rope.scaling.yarn_log_multiplier"), 0.0))
+        log_mul = gf.get_float(key("rope.scaling.yarn_log_multiplier"), 0.0, lo=-100.0, hi=100.0)
         attn_factor = mscale(f, 1.0) / mscale(f, log_mul) if log_mul != 0.0 else mscale(f, 1.0)
+        if not math.isfinite(attn_factor):
+            raise GGUFError(gf.path, f"metadata key {key('rope.scaling.yarn_log_multiplier')} = {log_mul!r} "
+                                     f"gives a non-finite YaRN attention factor")
         attn_factor *= 1.0 / (1.0 + 0.1 * math.log(f))
-    attn_factor *= float(gf.get(key("rope.scaling.attn_factor"), 1.0))
+    attn_factor *= gf.get_float(key("rope.scaling.attn_factor"), 1.0, lo=0.0, hi=1e3)
     return RopeScaling(
         type=kind, freq_scale=freq_scale, ext_factor=ext_factor, attn_factor=attn_factor,
-        beta_fast=float(gf.get(key("rope.scaling.yarn_beta_fast"), 32.0)),
-        beta_slow=float(gf.get(key("rope.scaling.yarn_beta_slow"), 1.0)),
-        n_ctx_orig=int(gf.get(key("rope.scaling.original_context_length"), n_ctx_train) or n_ctx_train),
+        beta_fast=gf.get_float(key("rope.scaling.yarn_beta_fast"), 32.0, lo=-1e4, hi=1e4),
+        beta_slow=gf.get_float(key("rope.scaling.yarn_beta_slow"), 1.0, lo=-1e4, hi=1e4),
+        n_ctx_orig=gf.get_int(key("rope.scaling.original_context_length"), 0, lo=0, hi=MAX_CTX) or n_ctx_train,
     )
 
 
 def read_common(gf: GGUFFile, arch: str) -> dict:
-    """Read the hyper-parameters every llama-like architecture stores under ``{arch}.*``.
+    """Read the hyper-parameters every llama-like architecture stores under ``{arch}.*``, checked against
+    each other and the tensors before anything is sized from them (as llama.cpp's loader refuses a file
+    whose hyper-parameters do not match its tensors, ``llama-model-loader.cpp``).
 
     Returns:
         dict of :class:`HParams` keyword arguments, with every layer full-attention, RoPE on, at
         ``rope.freq_base`` (architecture files replace the per-layer tuples where they differ).
 
     Raises:
-        GGUFError: a required key is missing or the values are inconsistent.
+        GGUFError: a required key is missing, a value has the wrong type or lies out of bounds, or the
+            values are inconsistent (head counts that do not divide, ``n_rot`` odd or above the head
+            size, ``block_count`` different from the ``blk.N`` blocks the file holds).
     """
     def key(name: str) -> str:
         return f"{arch}.{name}"
 
-    n_embd = _positive(gf, key("embedding_length"), gf.require(key("embedding_length")))
-    n_head = _positive(gf, key("attention.head_count"), gf.require(key("attention.head_count")))
-    n_head_kv = _positive(gf, key("attention.head_count_kv"), gf.get(key("attention.head_count_kv"), n_head))
+    def size(name: str, hi: int, default: int | None = None) -> int:
+        value = gf.get_int(key(name), default, lo=1, hi=hi)
+        if value is None:
+            raise GGUFError(gf.path, f"missing metadata key {key(name)}")
+        return value
+
+    n_layer = size("block_count", MAX_LAYERS)
+    present = block_indices(gf)
+    if present != set(range(n_layer)):
+        missing = sorted(set(range(n_layer)) - present)
+        extra = sorted(present - set(range(n_layer)))
+        detail = (f"blocks {missing[:5]} are missing" if missing else f"it holds blocks up to blk.{max(extra)}")
+        raise GGUFError(gf.path, f"metadata key {key('block_count')} = {n_layer} does not match the tensors: "
+                                 f"{detail}")
+    n_embd = size("embedding_length", MAX_EMBD)
+    n_head = size("attention.head_count", MAX_HEADS)
+    n_head_kv = size("attention.head_count_kv", MAX_HEADS, n_head)
     if n_head % n_head_kv:
-        raise GGUFError(gf.path, f"inconsistent heads: head_count {n_head}, head_count_kv {n_head_kv}")
-    head_dim = _positive(gf, key("attention.key_length"), gf.get(key("attention.key_length"), n_embd // n_head or 1))
-    if int(gf.get(key("attention.value_length"), head_dim)) != head_dim:
+        raise GGUFError(gf.path, f"inconsistent heads: head_count {n_head} is not a multiple of head_count_kv "
+                                 f"{n_head_kv}")
+    head_dim = size("attention.key_length", MAX_HEAD_DIM, max(n_embd // n_head, 1))
+    if gf.get_int(key("attention.value_length"), head_dim) != head_dim:
         raise GGUFError(gf.path, "attention.value_length different from key_length is not supported")
-    n_rot = int(gf.get(key("rope.dimension_count"), head_dim))
+    n_rot = gf.get_int(key("rope.dimension_count"), head_dim)
     if n_rot < 0 or n_rot % 2 or n_rot > head_dim:
         raise GGUFError(gf.path, f"metadata key {key('rope.dimension_count')} = {n_rot} must be even and at most "
                                  f"the head size {head_dim}")
-    n_layer = _positive(gf, key("block_count"), gf.require(key("block_count")))
-    n_ctx_train = _positive(gf, key("context_length"), gf.get(key("context_length"), 2048))
-    rope_base = float(gf.get(key("rope.freq_base"), 10000.0))
+    n_ctx_train = size("context_length", MAX_CTX, 2048)
+    rope_base = gf.get_float(key("rope.freq_base"), 10000.0, lo=1.0, hi=1e12)
     embd = gf.tensor("token_embd.weight")
     return dict(
         arch=arch,
@@ -324,12 +363,12 @@ def read_common(gf: GGUFFile, arch: str) -> dict:
         n_embd=n_embd,
         n_head=n_head,
         n_head_kv=n_head_kv,
-        n_ff=_positive(gf, key("feed_forward_length"), gf.require(key("feed_forward_length"))),
+        n_ff=size("feed_forward_length", MAX_FF),
         head_dim=head_dim,
         n_rot=n_rot,
         n_ctx_train=n_ctx_train,
         n_vocab=embd.shape[0],
-        eps=float(gf.get(key("attention.layer_norm_rms_epsilon"), 1e-5)),
+        eps=gf.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5, lo=0.0, hi=1.0),
         rope_base=rope_base,
         rope=rope_scaling(gf, arch, n_ctx_train),
         attn_scale=head_dim**-0.5,

@@ -14,7 +14,7 @@ Differences from llama, per llama.cpp ``src/models/gemma2.cpp``:
 from __future__ import annotations
 
 from ..gguf_file import GGUFFile
-from .base import (ACT_GELU_TANH, POST_NORMS, PRE_NORMS, HParams, TensorTable, attn_output, gated_ffn, qkv,
+from .base import (ACT_GELU_TANH, MAX_CTX, POST_NORMS, PRE_NORMS, HParams, TensorTable, attn_output, gated_ffn, qkv,
                    read_common, swa_hparams, swa_layers)
 
 TENSORS = TensorTable(
@@ -27,8 +27,8 @@ def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Gemma 2 model's :class:`HParams` from its GGUF metadata."""
     common = read_common(gf, "gemma2")
     n_layer = common["n_layer"]
-    window = int(gf.get("gemma2.attention.sliding_window", 4096))
-    swa_base = float(gf.get("gemma2.rope.freq_base_swa", common["rope_base"]))
+    window = gf.get_int("gemma2.attention.sliding_window", 4096, lo=0, hi=MAX_CTX)
+    swa_base = gf.get_float("gemma2.rope.freq_base_swa", common["rope_base"], lo=1.0, hi=1e12)
     is_swa = swa_layers(gf, "gemma2", n_layer, 2)
     q_width = common["n_embd"] // common["n_head"] if n_layer == 46 else common["head_dim"]
     common.update(attn_scale=q_width**-0.5, **swa_hparams(is_swa, window, swa_base, common["rope_base"]))
@@ -38,8 +38,8 @@ def read_hparams(gf: GGUFFile) -> HParams:
         act=ACT_GELU_TANH,
         embd_scale=float(common["n_embd"]) ** 0.5,
         attn_scale_on_q=True,
-        attn_softcap=float(gf.get("gemma2.attn_logit_softcapping", 50.0)),
-        logit_softcap=float(gf.get("gemma2.final_logit_softcapping", 30.0)),
+        attn_softcap=gf.get_float("gemma2.attn_logit_softcapping", 50.0, lo=0.0, hi=1e6),
+        logit_softcap=gf.get_float("gemma2.final_logit_softcapping", 30.0, lo=0.0, hi=1e6),
     )
 
 

@@ -14,7 +14,7 @@ Differences from llama, per llama.cpp ``src/models/gemma3.cpp``:
 from __future__ import annotations
 
 from ..gguf_file import GGUFFile
-from .base import (ACT_GELU_TANH, POST_NORMS, PRE_NORMS, QK_NORMS, HParams, TensorTable, attn_output, gated_ffn,
+from .base import (ACT_GELU_TANH, MAX_CTX, POST_NORMS, PRE_NORMS, QK_NORMS, HParams, TensorTable, attn_output, gated_ffn,
                    qkv, read_common, swa_hparams, swa_layers)
 
 SWA_PATTERN = 6  # llama.cpp: load_swa_pattern(ml, 6)
@@ -27,9 +27,9 @@ def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Gemma 3 model's :class:`HParams` from its GGUF metadata."""
     common = read_common(gf, "gemma3")
     n_layer = common["n_layer"]
-    window = int(gf.get("gemma3.attention.sliding_window", 0))
+    window = gf.get_int("gemma3.attention.sliding_window", 0, lo=0, hi=MAX_CTX)
     is_local = swa_layers(gf, "gemma3", n_layer, SWA_PATTERN) if window > 0 else [False] * n_layer
-    swa_base = float(gf.get("gemma3.rope.freq_base_swa", SWA_ROPE_BASE))
+    swa_base = gf.get_float("gemma3.rope.freq_base_swa", SWA_ROPE_BASE, lo=1.0, hi=1e12)
     if n_layer == 62:
         common["attn_scale"] = (common["n_embd"] // common["n_head"]) ** -0.5
     common.update(swa_hparams(is_local, window, swa_base, common["rope_base"]))
@@ -39,7 +39,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
         act=ACT_GELU_TANH,
         embd_scale=float(common["n_embd"]) ** 0.5,
         attn_scale_on_q=True,
-        logit_softcap=float(gf.get("gemma3.final_logit_softcapping", 0.0)),
+        logit_softcap=gf.get_float("gemma3.final_logit_softcapping", 0.0, lo=0.0, hi=1e6),
     )
 
 

@@ -7,7 +7,7 @@ logits divided by ``logit_scale`` (required); optional biases and RoPE factors a
 """
 from __future__ import annotations
 
-from ..gguf_file import GGUFError, GGUFFile
+from ..gguf_file import GGUFFile
 from . import llama
 from .base import HParams, TensorTable, read_common
 
@@ -16,20 +16,19 @@ def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Granite model's :class:`HParams` from its GGUF metadata.
 
     Raises:
-        GGUFError: ``granite.logit_scale`` missing or zero.
+        GGUFError: ``granite.logit_scale`` missing, or not a number in 1e-6..1e6.
     """
     common = read_common(gf, "granite")
-    attn_scale = float(gf.get("granite.attention.scale", 0.0))
+    attn_scale = gf.get_float("granite.attention.scale", 0.0, lo=0.0, hi=1e6)
     if attn_scale:
         common["attn_scale"] = attn_scale
-    logit_scale = float(gf.require("granite.logit_scale"))
-    if logit_scale == 0.0:
-        raise GGUFError(gf.path, "metadata key granite.logit_scale must not be 0")
+    gf.require("granite.logit_scale")
+    logit_scale = gf.get_float("granite.logit_scale", lo=1e-6, hi=1e6)
     return HParams(
         **common,
         rope_neox=False,
-        embd_scale=float(gf.get("granite.embedding_scale", 0.0)) or 1.0,
-        residual_scale=float(gf.get("granite.residual_scale", 0.0)),
+        embd_scale=gf.get_float("granite.embedding_scale", 0.0, lo=0.0, hi=1e6) or 1.0,
+        residual_scale=gf.get_float("granite.residual_scale", 0.0, lo=0.0, hi=1e6),
         logit_scale=1.0 / logit_scale,
     )
 

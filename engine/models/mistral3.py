@@ -20,7 +20,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
         GGUFError: temperature scaling without an original context length.
     """
     common = read_common(gf, "mistral3")
-    temp = float(gf.get("mistral3.attention.temperature_scale", 0.0))
+    temp = gf.get_float("mistral3.attention.temperature_scale", 0.0, lo=0.0, hi=1e6)
     if temp != 0.0 and common["rope"].n_ctx_orig <= 0:
         raise GGUFError(gf.path, "attention.temperature_scale needs rope.scaling.original_context_length")
     return HParams(**common, rope_neox=False, attn_temp_scale=temp)

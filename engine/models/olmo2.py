@@ -11,7 +11,7 @@ Differences from llama, per llama.cpp ``src/models/olmo2.cpp``:
 from __future__ import annotations
 
 from ..gguf_file import GGUFError, GGUFFile
-from .base import (POST_NORMS, HParams, TensorTable, attn_output, gated_ffn, norm, qkv, read_common, swa_hparams,
+from .base import (MAX_CTX, POST_NORMS, HParams, TensorTable, attn_output, gated_ffn, norm, qkv, read_common, swa_hparams,
                    swa_layers)
 
 TENSORS = TensorTable(
@@ -34,7 +34,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
         GGUFError: sliding-window layers together with RoPE scaling (their unscaled RoPE is not built).
     """
     common = read_common(gf, "olmo2")
-    window = int(gf.get("olmo2.attention.sliding_window", 0))
+    window = gf.get_int("olmo2.attention.sliding_window", 0, lo=0, hi=MAX_CTX)
     if window > 0:
         if common["rope"].freq_scale != 1.0 or common["rope"].ext_factor != 0.0:
             raise GGUFError(gf.path, "olmo2 sliding-window layers with RoPE scaling are not supported")

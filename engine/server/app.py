@@ -29,6 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..chat_template import ChatTemplateError
 from ..context import ContextFullError
+from ..errors import FiresideError, ModelFileChangedError, ModelOutputError, PromptError
+from ..logs import log_exception
 from ..generate import GeneratedToken, GenerationStats
 from ..scheduler import GenerationRequest, Job, QueueFullError, SchedulerClosedError
 from ..tokenizer import TokenizerError
@@ -147,9 +149,20 @@ def _submit(scheduler: "Scheduler", request: GenerationRequest, jobs: ActiveJobs
 
 
 def _engine_failure(exc: BaseException, param: str) -> APIError:
+    """The OpenAI error for a generation that failed on the engine thread."""
     if isinstance(exc, ContextFullError):
         return APIError(400, str(exc), param=param, code="context_length_exceeded")
-    return APIError(500, f"Generation failed: {type(exc).__name__}: {exc}", type=SERVER_ERROR)
+    if isinstance(exc, PromptError):
+        return APIError(400, str(exc), param=param)
+    if isinstance(exc, ModelFileChangedError):
+        return APIError(500, f"Generation failed: {exc}", type=SERVER_ERROR, code="model_file_changed")
+    if isinstance(exc, ModelOutputError):
+        return APIError(500, f"Generation failed: {exc}", type=SERVER_ERROR, code="model_output_invalid")
+    if isinstance(exc, FiresideError):
+        return APIError(500, f"Generation failed: {exc}", type=SERVER_ERROR)
+    path = log_exception(exc, "server generation")
+    return APIError(500, f"Generation failed: internal error ({type(exc).__name__}: {exc}); the traceback is in "
+                         f"{path}", type=SERVER_ERROR)
 
 
 CANCELLED = ("The generation was cancelled before it finished (the model was unloaded or switched, "

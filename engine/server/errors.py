@@ -19,6 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import FiresideError
+from ..logs import log_exception
+
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
 SERVER_ERROR = "server_error"
@@ -103,4 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, f"Internal server error: {type(exc).__name__}: {exc}", type=SERVER_ERROR)
+        if isinstance(exc, FiresideError):
+            return error_response(500, str(exc), type=SERVER_ERROR)
+        path = log_exception(exc, f"server {request.method} {request.url.path}")
+        return error_response(500, f"Internal server error: {type(exc).__name__}: {exc} (traceback in {path})",
+                              type=SERVER_ERROR)

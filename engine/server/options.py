@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from .limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 API_KEY_ENV = "FIRESIDE_API_KEY"
@@ -29,6 +31,14 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="allow browser pages from ORIGIN (e.g. http://localhost:3000) to call the API; "
                         "repeatable (default: CORS off)")
     p.add_argument("--max-body-mib", type=float, default=1.0, help="largest request body in MiB (default 1)")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="SECONDS",
+                   help=f"close a connection that sends nothing for this long (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    p.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT_S, metavar="SECONDS",
+                   help="answer 408 and close when a request's headers and body take longer than this to arrive "
+                        f"(default {DEFAULT_REQUEST_TIMEOUT_S:g}; the reply itself is never limited)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="open connections allowed; the idle longest is dropped for a new one (default: the "
+                        "file-descriptor limit less 256)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -51,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"-t / --threads must be >= 1, not {args.n_threads}")
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in 0..65535, not {args.port}")
+    if not (args.idle_timeout > 0 and args.request_timeout > 0):
+        raise CLIError("--idle-timeout and --request-timeout must be positive")
+    if args.max_connections is not None and args.max_connections < 1:
+        raise CLIError("--max-connections must be >= 1")
     path = resolve_model(args.model)
     t0 = time.perf_counter()
     model = load_model(path)
@@ -60,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{scheduler.n_threads}, max_queue = {scheduler.max_queue}", file=sys.stderr)
     server = InProcessServer(lambda: (model, scheduler), host=args.host, port=args.port, api_key=args.api_key,
                              cors_origins=args.cors_origins, max_body_bytes=max(1, int(args.max_body_mib * 2**20)),
-                             log_level="info")
+                             log_level="info", idle_timeout_s=args.idle_timeout,
+                             request_timeout_s=args.request_timeout, max_connections=args.max_connections)
     try:
         try:
             server.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import socket
 import sys
 import threading
@@ -17,8 +18,11 @@ from typing import Iterable
 
 import uvicorn
 
+from ..logs import RateLimitFilter
 from .app import GetEngine, create_app
 from .middleware import DEFAULT_MAX_BODY_BYTES
+from .limits import ACCEPT_BACKLOG, DEFAULT_IDLE_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S
+from .protocol import guarded_protocol
 
 START_TIMEOUT_S = 30.0
 # How long stop() lets open responses finish (they are cancelled first, so this is rarely reached).
@@ -82,6 +86,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+_log_filter = RateLimitFilter()
+
+
+def _rate_limit_server_logs() -> None:
+    """At most a few identical records per 10 s from uvicorn and asyncio (an EMFILE storm logs one
+    traceback per failed ``accept``)."""
+    for name in ("uvicorn.error", "uvicorn.access", "asyncio"):
+        logger = logging.getLogger(name)
+        if _log_filter not in logger.filters:
+            logger.addFilter(_log_filter)
+
+
 class InProcessServer:
     """The OpenAI-compatible server, running in a daemon thread of this process.
 
@@ -92,14 +108,21 @@ class InProcessServer:
         log_level: None keeps uvicorn quiet and leaves the process's logging configuration alone (the
             desktop app); a level name such as ``"info"`` installs uvicorn's console logging with an access
             log (``fireside serve``).
+        idle_timeout_s, request_timeout_s, max_connections: the connection limits of
+            :func:`~engine.server.protocol.guarded_protocol` (seconds; None = below the descriptor limit).
 
     Use :meth:`start` and :meth:`stop`; a stopped server can be started again.
     """
 
     def __init__(self, get_engine: GetEngine, *, host: str = "127.0.0.1", port: int = 8080,
                  api_key: str | None = None, cors_origins: Iterable[str] = (),
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str | None = None):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str | None = None,
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+                 max_connections: int | None = None):
         self.host = host
+        self.idle_timeout_s = idle_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.max_connections = max_connections
         self.port = int(port)
         self.app = create_app(get_engine, api_key=api_key, cors_origins=tuple(cors_origins),
                               max_body_bytes=max_body_bytes)
@@ -139,8 +162,13 @@ class InProcessServer:
         quiet = self._log_level is None
         config = uvicorn.Config(self.app, log_level="warning" if quiet else self._log_level,
                                 log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
-                                access_log=not quiet, lifespan="off", timeout_graceful_shutdown=GRACEFUL_S)
+                                access_log=not quiet, lifespan="off", timeout_graceful_shutdown=GRACEFUL_S,
+                                backlog=ACCEPT_BACKLOG,
+                                http=guarded_protocol(idle_timeout_s=self.idle_timeout_s,
+                                                      request_timeout_s=self.request_timeout_s,
+                                                      max_connections=self.max_connections))
         server = uvicorn.Server(config)
+        _rate_limit_server_logs()
         self._server, self._error = server, None
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="fireside-server",
                                         daemon=True)
