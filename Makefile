@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models llama-cpp run test clean serve screenshot bench bench-quants package assets
+.PHONY: install models llama-cpp run test clean serve screenshot bench bench-quants fuzz package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ bench: install models llama-cpp
 # perplexity and decode speed per file, as a table.
 bench-quants: install models llama-cpp
 	$(PY) bench/quant_bench.py -t 2 -n 64
+
+# 10,000 seeded mutants of a small GGUF model (tests/gguf_fuzz.py), each loaded and run in its own forked
+# process with a memory cap and a timeout; prints how each ended (make test runs 400). SEED=n for others.
+SEED ?= 1
+fuzz: install models
+	$(PY) -m tests.gguf_fuzz --count 10000 --seed $(SEED)
 
 # The Linux PyInstaller bundle (build/package/), and the icons it carries.
 package: install models

@@ -4,6 +4,7 @@ Flags are chosen per platform so the build never depends on ``-march=native`` be
 machine that runs it: the C kernels carry their own per-function CPU dispatch (see
 ``cython_kernels/fs_common.h``), so one binary runs on any x86-64 and uses AVX2/FMA where present.
 """
+import os
 import sys
 
 import numpy
@@ -25,11 +26,14 @@ def _compile_args():
 
 
 cflags, ldflags = _compile_args()
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if os.environ.get("FIRESIDE_DEBUG") == "1":  # kernel preconditions checked once per call (FS_ASSERT)
+    macros.append(("FS_DEBUG", "1"))
 common = dict(
     include_dirs=["cython_kernels", numpy.get_include()],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=macros,
 )
 
 # The traits table, its dispatch, one family file per group of GGML types, and the forward-pass ops.

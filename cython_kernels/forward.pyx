@@ -448,6 +448,8 @@ def matmul(int wtype, w, x, int n_threads=1):
     if w.dtype != np.uint8 or w.ndim != 2 or x.ndim != 2:
         raise ValueError("w must be uint8 (n_out, row_bytes) and x float32 (n_tok, n_in)")
     act_row_bytes(wtype, x.shape[1])  # validates the type and n_in
+    if not fs_type_supported(wtype) or <size_t>w.shape[1] < fs_row_bytes(wtype, x.shape[1]):
+        raise ValueError(f"rows of {w.shape[1]} bytes cannot hold {x.shape[1]} elements of type {wtype}")
     cdef const uint8_t[:, ::1] wv = w
     cdef const float[:, ::1] xv = x
     cdef fs_weight W

@@ -29,4 +29,18 @@
 #define FS_HAVE_AVX2_CODE 0
 #endif
 
+/* FS_ASSERT: a kernel's preconditions, checked once per call (never per element) in debug builds
+ * (FIRESIDE_DEBUG=1 at build time defines FS_DEBUG); a failed one prints the condition and aborts, so a
+ * caller's mistake is a clear stop instead of a write out of bounds. Release builds compile it away: the
+ * Cython boundary (forward.pyx) checks everything a model file decides before it reaches the kernels. */
+#ifdef FS_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define FS_ASSERT(cond) do { if (!(cond)) { \
+        fprintf(stderr, "fireside kernel precondition failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+        abort(); } } while (0)
+#else
+#define FS_ASSERT(cond) ((void)0)
+#endif
+
 #endif

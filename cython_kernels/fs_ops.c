@@ -167,6 +167,12 @@ static int shareable(const fs_weight *const *ws, int n_w) {
 
 void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
                           uint8_t *act, fs_team *team) {
+#ifdef FS_DEBUG
+    for (int k = 0; k < n_w; k++)
+        FS_ASSERT(fs_type_supported(ws[k]->type) && ws[k]->n_in % fs_block_elems(ws[k]->type) == 0 &&
+                  ws[k]->row_bytes == fs_row_bytes(ws[k]->type, ws[k]->n_in) && ws[k]->n_out > 0);
+    FS_ASSERT(n_tok >= 0);
+#endif
     if (shareable(ws, n_w)) {
         matmul_multi_body(ws, ys, n_w, x, n_tok, act, team);
         return;
@@ -198,6 +204,10 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
 }
 
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) {
+    FS_ASSERT(emb->row_bytes == fs_row_bytes(emb->type, emb->n_in));
+#ifdef FS_DEBUG
+    for (int64_t t = 0; t < n_tok; t++) FS_ASSERT(tokens[t] >= 0 && tokens[t] < emb->n_out);
+#endif
     for (int64_t t = 0; t < n_tok; t++) {
         float *row = out + t * emb->n_in;
         if (fs_dequantize_row(emb->type, emb->data + (int64_t)tokens[t] * emb->row_bytes, row, emb->n_in) != 0)
@@ -209,6 +219,7 @@ int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, floa
 }
 
 void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps) {
+    FS_ASSERT(n > 0 && n_rows >= 0);
     for (int64_t r = 0; r < n_rows; r++) {
         const float *xr = x + r * n;
         float *o = out + r * n;
@@ -255,6 +266,7 @@ static void rope_yarn(float theta_extrap, const fs_rope_params *rp, int i0, floa
 
 void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp) {
     const int n_rot = rp->n_rot, half = n_rot / 2;
+    FS_ASSERT(n_rot >= 0 && n_rot % 2 == 0 && n_rot <= head_dim && n_head > 0);
     if (n_rot <= 0 || n_rot > head_dim) return;
     /* theta_i = pos * base^(-2i/n_rot) by repeated float multiplication, as ggml_rope_cache_init. */
     const float theta_scale = powf(rp->base, -2.0f / (float)n_rot);
@@ -548,6 +560,8 @@ static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, 
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                        int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
                        float *out, float *work, int64_t n_ctx, fs_team *team) {
+    FS_ASSERT(n_tok >= 1 && pos0 >= 0 && pos0 + n_tok <= n_ctx);
+    FS_ASSERT(n_head > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && head_dim > 0 && window >= 0);
     /* soft-capping divides the scale by the cap first, as ggml's flash attention does */
     if (softcap != 0.0f) scale /= softcap;
     const int group = n_head / n_head_kv;

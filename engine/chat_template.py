@@ -26,6 +26,7 @@ with it - llama.cpp's rule - so a prompt never gets two.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -139,12 +140,44 @@ class _GenerationBlock(Extension):
         return caller()
 
 
+#: Work one render may do, so a hostile template cannot hang the app or fill its memory: loop items
+#: drawn from ``range`` in all (Jinja's sandbox caps each ``range`` at 100,000, not their nesting), and
+#: the length of a string or list built by ``*``. Real templates iterate over the messages and never
+#: come near either.
+MAX_RENDER_ITEMS = 200_000
+MAX_REPEAT_LEN = 1 << 22
+_budget = threading.local()
+
+
+def _bounded_range(*args: int) -> range:
+    """``range`` drawing its length from this render's budget of :data:`MAX_RENDER_ITEMS`."""
+    r = range(*args)
+    left = getattr(_budget, "left", MAX_RENDER_ITEMS)
+    if len(r) > left:
+        raise SecurityError(f"the template asked for more than {MAX_RENDER_ITEMS:,} loop items in one render")
+    _budget.left = left - len(r)
+    return r
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """transformers' environment, except that an unsafe attribute (``__class__``, ``mro``...) raises
-    at once instead of quietly rendering as an empty string."""
+    at once instead of quietly rendering as an empty string, and that ``range``, ``*`` and ``**`` are
+    bounded (:data:`MAX_RENDER_ITEMS`, :data:`MAX_REPEAT_LEN`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
 
     def unsafe_undefined(self, obj: Any, attribute: str):
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT_LEN:
+                    raise SecurityError(f"the template built a sequence longer than {MAX_REPEAT_LEN:,} items")
+        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
+              and abs(left) > 1 and right > 0 and abs(left).bit_length() * right > 1 << 16):
+            raise SecurityError("the template computed a power too large to hold")
+        return super().call_binop(context, operator, left, right)
 
 
 @lru_cache(maxsize=1)
@@ -154,6 +187,7 @@ def _environment() -> _Environment:
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    env.globals["range"] = _bounded_range
     return env
 
 
@@ -283,6 +317,7 @@ class ChatTemplate:
         variables["messages"] = self._with_tool_arguments_as_expected(messages)
         variables["add_generation_prompt"] = add_generation_prompt
         try:
+            _budget.left = MAX_RENDER_ITEMS
             return self._template.render(**variables)
         except _TemplateException as exc:
             raise ChatTemplateError(f"{self._name} refused the conversation: {exc}"
@@ -305,6 +340,7 @@ class ChatTemplate:
                 for content in ("", None):
                     for tools in (None, _PROBE_TOOLS):
                         try:
+                            _budget.left = MAX_RENDER_ITEMS
                             out = self._template.render(messages=_probe_conversation(arguments, content), tools=tools,
                                                         documents=None, add_generation_prompt=True,
                                                         **self.special_tokens)

@@ -455,6 +455,21 @@ def _as_str_list(value, key: str, source: str) -> list[str]:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _scalar(metadata: dict, key: str, kind: type, default, source: str):
+    """A scalar metadata value of type ``kind`` (``str`` or ``bool``), or ``default`` when absent.
+
+    Raises:
+        TokenizerError: the value has another type (an array, a number where a string belongs...).
+    """
+    value = metadata.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        shown = "an array" if isinstance(value, (list, tuple, np.ndarray, StringArray)) else repr(value)
+        raise TokenizerError(f"{source}: {key} = {shown} must be {'a string' if kind is str else 'true or false'}")
+    return value
+
+
 def _as_array(value, key: str, n: int, dtype, source: str) -> np.ndarray | None:
     if value is None:
         return None
@@ -826,7 +841,7 @@ class Tokenizer:
             TokenizerError: unsupported ``tokenizer.ggml.model`` (the message names it and lists the
                 supported ones), missing or inconsistent vocabulary data.
         """
-        model = metadata.get("tokenizer.ggml.model")
+        model = _scalar(metadata, "tokenizer.ggml.model", str, None, source)
         if model is None:
             raise TokenizerError(f"{source}: the file has no tokenizer (tokenizer.ggml.model is missing)")
         if model not in SUPPORTED_MODELS:
@@ -868,10 +883,11 @@ class Tokenizer:
         if spm:
             self.pre = "default"
             pre_type = _PreType("default", add_bos=True, clean_spaces=False, escape_whitespaces=True)
-            self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))
+            self.add_space_prefix = _scalar(metadata, "tokenizer.ggml.add_space_prefix", bool, True, source)
         else:
-            self.pre, pre_type = _bpe_pre_type(model, metadata.get("tokenizer.ggml.pre"), source)
-            self.add_space_prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", False))
+            self.pre, pre_type = _bpe_pre_type(model, _scalar(metadata, "tokenizer.ggml.pre", str, None, source),
+                                               source)
+            self.add_space_prefix = _scalar(metadata, "tokenizer.ggml.add_space_prefix", bool, False, source)
         self.clean_spaces = pre_type.clean_spaces
         self._escape_spaces = pre_type.escape_whitespaces
         self._byte_level = not spm and pre_type.regexes not in _RAW_PRE_TYPES
@@ -879,10 +895,10 @@ class Tokenizer:
         self.bos_id = token_id("tokenizer.ggml.bos_token_id", 1 if spm else None)
         self.eos_id = token_id("tokenizer.ggml.eos_token_id", 2 if spm else None)
         self.unk_id = token_id("tokenizer.ggml.unknown_token_id", 0 if spm else None)
-        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", pre_type.add_bos))
+        self.add_bos = _scalar(metadata, "tokenizer.ggml.add_bos_token", bool, pre_type.add_bos, source)
         if pre_type.regexes == "gemma4":
             self.add_bos = True  # llama.cpp overrides add_bos_token = false for Gemma 4 (llama-vocab.cpp)
-        self.add_eos = bool(metadata.get("tokenizer.ggml.add_eos_token", False))
+        self.add_eos = _scalar(metadata, "tokenizer.ggml.add_eos_token", bool, False, source)
         if self.add_bos and self.bos_id is None:
             raise TokenizerError(f"{source}: tokenizer.ggml.add_bos_token is true but there is no BOS token")
         if self.add_eos and self.eos_id is None:

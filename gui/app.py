@@ -33,10 +33,26 @@ def create_app(argv: list[str] | None = None):
     return app
 
 
+def log_uncaught_exceptions() -> None:
+    """Send exceptions that escape a Qt slot to the log file (``engine.logs``) as well as stderr; the
+    window keeps running (PySide6 reports them and goes on)."""
+    from engine.logs import log_exception
+
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            log_exception(exc.with_traceback(tb), "app")
+        previous(kind, exc, tb)
+
+    sys.excepthook = hook
+
+
 def run(model: str | None = None) -> int:
     """Open the main window (loading ``model`` if given) and run the event loop; returns the exit status."""
     from .main_window import MainWindow
 
+    log_uncaught_exceptions()
     app = create_app()
     window = MainWindow(model_path=model)
     window.show()

@@ -306,7 +306,7 @@ def mutate(base: GGUFParts, kind: str, rng: random.Random) -> tuple[bytes, str]:
             k.vtype, k.value, k.etype = T_UINT32, 7, None
             what = "an array as uint32 7"
         elif choice == 0:
-            k.vtype, k.etype, k.value = T_ARRAY, (k.vtype if k.vtype != T_STRING else T_STRING), [k.value]
+            k.vtype, k.etype, k.value = T_ARRAY, k.vtype, [k.value]
             what = "a scalar as a one-element array"
         elif choice == 1:
             k.vtype, k.value = T_STRING, str(k.value)[:50]
@@ -385,17 +385,14 @@ def check_one(path: str) -> str:
     from engine.sampling import Sampler, SamplerParams
 
     model = load_model(path)
+    ctx = Context(model, n_ctx=64, n_batch=16, n_threads=1)
     try:
-        ctx = Context(model, n_ctx=64, n_batch=16, n_threads=1)
-        try:
-            text = model.chat_template.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
-            tokens = model.chat_template.encode(text)
-        except ChatTemplateError:
-            tokens = model.tokenizer.encode("Hello there", add_special=True)
-        out = generate(ctx, tokens[-48:], sampler=Sampler(SamplerParams(seed=1)), max_tokens=4).text()
-        return f"generated {out!r}"
-    finally:
-        model.close() if hasattr(model, "close") else None
+        text = model.chat_template.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+        tokens = model.chat_template.encode(text)
+    except ChatTemplateError:  # a refusal too; go on with a plain prompt to reach the forward pass
+        tokens = model.tokenizer.encode("Hello there", add_special=True)
+    out = generate(ctx, tokens[-48:], sampler=Sampler(SamplerParams(seed=1)), max_tokens=4).text()
+    return f"generated {out!r}"
 
 
 def _child(path: str, mem_bytes: int, out_fd: int) -> None:

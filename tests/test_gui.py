@@ -424,3 +424,27 @@ def test_welcome_lists_models_next_to_the_packaged_app(qtbot, open_window, smoll
     with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS) as blocker:
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert Path(blocker.args[0].path) == beside
+
+
+def test_model_file_changed_on_disk_offers_reload(qtbot, open_window, smollm2_path, tmp_path):
+    """A model file rewritten while loaded: the next reply is refused with one message, and the banner's
+    Reload button maps the file again, after which replies work."""
+    import shutil
+
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(smollm2_path, copy)
+    w = open_window()
+    load_by_drop(qtbot, w, copy)
+    st = copy.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as a copy over it would leave it
+    with qtbot.waitSignal(w.reply_failed, timeout=REPLY_TIMEOUT_MS) as blocker:
+        w.send_message("Say hello.")
+    assert "changed on disk; reload it" in blocker.args[0]
+    assert "changed on disk" in w.banner.text() and w.banner.action.isVisible()
+    assert w.banner.action.text() == "Reload"
+    model_before = w.worker.engine()[0]
+    with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS):
+        qtbot.mouseClick(w.banner.action, Qt.MouseButton.LeftButton)
+    assert w.worker.engine()[0] is not model_before  # mapped again, not the stale mapping reused
+    stats, tokens = type_and_send(qtbot, w, "Say hello.")
+    assert stats.n_generated > 0 and tokens

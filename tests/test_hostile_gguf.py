@@ -257,3 +257,52 @@ def test_an_internal_error_is_logged_not_shown(tmp_path, monkeypatch, capsys):
     log = (tmp_path / "logs" / "fireside.log").read_text()
     assert "Traceback (most recent call last)" in log and "kaboom" in log
     assert issubclass(GGUFError, FiresideError)
+
+
+def test_server_answers_a_changed_file_with_one_openai_error(model_copy):
+    """The server keeps running; the request gets a 500 OpenAI error with code model_file_changed."""
+    import httpx
+
+    from engine.scheduler import Scheduler
+    from engine.server.runner import InProcessServer
+
+    model = load_model(model_copy)
+    scheduler = Scheduler(model, n_ctx=128, n_threads=1)
+    server = InProcessServer(lambda: (model, scheduler), host="127.0.0.1", port=0)
+    server.start()
+    try:
+        body = {"prompt": "Hi", "max_tokens": 2, "temperature": 0}
+        assert httpx.post(f"{server.url}/v1/completions", json=body, timeout=60).status_code == 200
+        st = model_copy.stat()
+        os.utime(model_copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        r = httpx.post(f"{server.url}/v1/completions", json=body, timeout=60)
+        assert r.status_code == 500
+        err = r.json()["error"]
+        assert err["code"] == "model_file_changed" and "changed on disk; reload it" in err["message"]
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200 and server.running
+    finally:
+        server.stop()
+        scheduler.close()
+
+
+@pytest.mark.parametrize("template, expect", [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loop items"),
+    ('{{ "x" * 10**9 }}', "sequence longer"),
+    ("{{ 10 ** 100000000 }}", "power too large"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "RecursionError"),
+])
+def test_hostile_chat_template_is_stopped(smollm2_path, template, expect):
+    """A template that would loop for hours or fill the memory is refused at once with one error."""
+    import time
+
+    from engine.chat_template import ChatTemplate, ChatTemplateError
+    from engine.gguf_file import GGUFFile
+    from engine.tokenizer import Tokenizer
+
+    with GGUFFile(smollm2_path) as gf:
+        metadata = dict(gf.metadata, **{"tokenizer.chat_template": template})
+    ct = ChatTemplate.from_metadata(metadata, Tokenizer.from_metadata(metadata))
+    t0 = time.monotonic()
+    with pytest.raises(ChatTemplateError, match=expect):
+        ct.render([{"role": "user", "content": "Hi"}])
+    assert time.monotonic() - t0 < 10

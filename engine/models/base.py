@@ -357,6 +357,9 @@ def read_common(gf: GGUFFile, arch: str) -> dict:
     n_ctx_train = size("context_length", MAX_CTX, 2048)
     rope_base = gf.get_float(key("rope.freq_base"), 10000.0, lo=1.0, hi=1e12)
     embd = gf.tensor("token_embd.weight")
+    if len(embd.ne) != 2 or embd.ne[1] < 1:
+        raise GGUFError(gf.path, f"inconsistent shapes: token_embd.weight has dimensions {list(embd.ne)}, "
+                                 f"expected [n_embd, n_vocab] with n_vocab >= 1")
     return dict(
         arch=arch,
         n_layer=n_layer,
