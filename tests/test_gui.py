@@ -267,11 +267,18 @@ def test_event_loop_stays_responsive_while_generating(qtbot, open_window, smollm
 
 def test_switching_while_generating_stops_and_saves(qtbot, open_window, smollm2_path):
     w = open_window()
-    w.apply_settings(replace(w.app_settings, max_tokens=200))
+    # Greedy: a random seed could end the reply after a token or two, before the switch below.
+    w.apply_settings(replace(w.app_settings, max_tokens=200, temperature=0.0, seed=1))
     load_by_drop(qtbot, w, smollm2_path)
+    failed = Recorder(w.reply_failed)
+    done = Recorder(w.reply_finished)
     w.send_message("Count from one to one hundred, in words.")
     first_conv, req = w.conv_id, w.pending.req_id
-    qtbot.waitUntil(lambda: len(w.pending.parts) >= 2, timeout=REPLY_TIMEOUT_MS)
+
+    def streaming() -> bool:
+        assert w.pending is not None, f"the reply ended early: failed {failed.calls}, finished {done.calls}"
+        return len(w.pending.parts) >= 2
+    qtbot.waitUntil(streaming, timeout=REPLY_TIMEOUT_MS)
     finished = Recorder(w.worker.finished)
     qtbot.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # New chat
     assert w.conv_id is None and w.chat_view.messages == [] and w.pending is None
