@@ -684,9 +684,108 @@ static inline FS_AVX2_FN void rows_q4_k_repack_avx2(const uint8_t *w, size_t row
     }
 }
 
+/* The scales and mins of one Q4_K super-block as 16-bit lanes (the utmp unpack of scale_min_k4 on
+ * 32-bit words, then widened): low 128 bits sc[0..8), high 128 bits mn[0..8). */
+static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s) {
+    const uint32_t kmask1 = 0x3f3f3f3fu, kmask2 = 0x0f0f0f0fu, kmask3 = 0x03030303u;
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const __m128i o = _mm_setr_epi32((int)(u[0] & kmask1), (int)((u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4)),
+                                     (int)(u[1] & kmask1), (int)(((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4)));
+    return _mm256_cvtepu8_epi16(o);
+}
+
+/* I of one Q4_K super-block of one row (x: the block; q8: the activation's 256 int8) as 8 int32 lanes
+ * whose sum is I = sum_j sc[j] * dot(sub-block j); *m gets the 4 lanes whose sum is M (kq_min_prod,
+ * with q8s = the activation's 8 sub-block sums as int16, shared by every row). The scales are
+ * broadcast by byte shuffles of one vector (ggml's get_scale_shuffle_k4) instead of one scalar
+ * extraction each. Exact integers: the lane split does not change I or M. */
+static inline FS_AVX2_FN __m256i q4_k_row_ints(const uint8_t *x, const int8_t *q8, __m128i q8s, __m128i *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i sm = q4_k_scales_mins16(x + 4);
+    *m = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), q8s);
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00); /* sc[0..8) in both halves */
+    const uint8_t *q4 = x + 16;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        /* bytes 2j, 2j + 1 (the int16 sc[j]) in every 16-bit lane, j = 2c and 2c + 1 */
+        const __m256i shuf_l = _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c)));
+        const __m256i shuf_h = _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1)));
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+        const __m256i ql = _mm256_and_si256(bits, m4);
+        const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+        const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(_mm256_shuffle_epi8(sc, shuf_l), pl),
+                                                       _mm256_madd_epi16(_mm256_shuffle_epi8(sc, shuf_h), ph)));
+    }
+    return sumi;
+}
+
+/* Super-blocks per pass of rows_q4_k_gemv_avx2: the integer sums of 8 rows fit in 3 KB of stack. */
+#define Q4K_GEMV_CHUNK 32
+
+/* Q4_K gemv (the float operations of ggml_gemv_q4_K_8x8_q8_K, one float lane per row): per
+ * super-block, acc = fma((float)I, fp16(x.d) * y.d, acc), accm = fma((float)M, fp16(x.dmin) * y.d,
+ * accm) with the exact I and M of each row; out = acc - accm.
+ *
+ * llama.cpp interleaves 8 rows in memory so that its gemv reads one sequential stream. Here the
+ * file's layout stays as it is (memory-mapped, no copy) and the work is split in two phases per
+ * group of 8 rows: the integer phase runs through each row in turn (a sequential read of the
+ * group, which the hardware prefetcher follows; walking 8 rows block by block instead is 8
+ * streams 1-4 KB apart and stalls on memory) and keeps each block's I, M and fp16 (d, dmin); the
+ * float phase then takes the FMAs 8 rows at a time, in super-block order, as llama.cpp does. */
+static inline FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
+                                                  const uint8_t *act, int64_t n, float *out) {
+    const int64_t nb = n / QK_K;
+    /* bytes 0, 1 of each 32-bit word (x.d) into the low 8 bytes of each 128-bit lane, bytes 2, 3
+     * (x.dmin) into the high 8 */
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    int32_t ints[Q4K_GEMV_CHUNK][3][8]; /* per super-block: I, M, the raw (d, dmin) of rows 0..7 */
+    for (int64_t r = 0; r < n_rows; r += 8) {
+        const int g = n_rows - r < 8 ? (int)(n_rows - r) : 8;
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+        for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
+            const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
+            if (g < 8) memset(ints, 0, sizeof ints); /* lanes of absent rows: zeros, never stored */
+            for (int k = 0; k < g; k++) {
+                const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
+                const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
+                for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
+                    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS));
+                    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+                    __m128i m;
+                    const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s, &m);
+                    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
+                    __m128i im = _mm_hadd_epi32(s4, m);
+                    im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
+                    ints[j][0][k] = _mm_cvtsi128_si32(im);
+                    ints[j][1][k] = _mm_extract_epi32(im, 1);
+                    memcpy(&ints[j][2][k], x, 4);
+                }
+            }
+            const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
+            for (int j = 0; j < nc; j++, y += B_Q8_K) {
+                /* [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7] as fp16 */
+                const __m256i h = _mm256_permute4x64_epi64(
+                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)ints[j][2]), split), 0xD8);
+                const __m256 yd = _mm256_set1_ps(rd_f32(y));
+                const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
+                const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[j][0])), d, acc);
+                accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[j][1])), dmin, accm);
+            }
+        }
+        float o[8];
+        _mm256_storeu_ps(o, _mm256_sub_ps(acc, accm));
+        memcpy(out + r, o, (size_t)g * sizeof(float));
+    }
+}
+
 FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                            int64_t n, float *out) {
-    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 0);
+    rows_q4_k_gemv_avx2(w, row_bytes, n_rows, act, n, out);
 }
 
 FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
