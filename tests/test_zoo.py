@@ -3,9 +3,9 @@
 For each zoo file, llama.cpp (llama-cpp-python, the ``[test]`` extra) and Fireside score the same
 token chunks the way ``llama-perplexity`` does (``engine/perplexity.py``: chunks of n_ctx tokens,
 BOS first where the model adds one, the second half of each chunk scored), and Fireside's perplexity
-must be within 1% of llama.cpp's. Then llama.cpp decodes greedily from a prompt, and at every step
-where llama.cpp's top two logits are more than ``MARGIN`` apart, Fireside's argmax (fed the same
-tokens) must be llama.cpp's token. No stored expected numbers: both engines run here.
+must be within ``PPL_TOLERANCE`` (2%) of llama.cpp's. Then llama.cpp decodes greedily from a prompt, and
+at every step where llama.cpp's top two logits are more than ``MARGIN`` apart, Fireside's argmax (fed
+the same tokens) must be llama.cpp's token. No stored expected numbers: both engines run here.
 """
 from __future__ import annotations
 
@@ -22,11 +22,22 @@ from zoo import CASES, build_case
 
 N_CTX = 512
 N_CHUNKS = 2
-N_GREEDY = 16
+N_GREEDY = 24  # greedy tokens per prompt
+MIN_DECISIVE = 16  # steps (of both prompts) whose top two are MARGIN apart, at least
 # Logits. Fireside's and llama.cpp's logits of the same positions differ by a median 5% of their spread
 # (RMS difference / std) on the plain SmolLM2 file, from position to position (positions whose attention
-# only sees one distinct V row agree to the bit); top-two pairs closer than this may flip.
-MARGIN = 0.5
+# only sees one distinct V row agree to the bit); top-two pairs closer than this may flip. Two faithful
+# implementations differ as much from each other: on the zoo's Q3_K_L file Fireside's AVX2 and portable
+# kernels (ggml's AVX2 and generic operation orders), and llama.cpp, are a median 6.2-6.4% apart pairwise
+# over a 512-token chunk, and a pair 0.509 apart flipped against an AVX2-only llama.cpp build (llama-linear),
+# so 0.75 (about 4 standard deviations of the top-two difference's noise).
+MARGIN = 0.75
+# Perplexity, relative. The same noise moves the perplexity of the zoo's files: against an AVX2-only
+# llama.cpp build (the tolerance was set against an AVX-512 one) six files landed 1.0-1.7% off (Q2_K
+# 66.36 vs 67.52), and Fireside's own AVX2 and portable kernels are 1.1% (Q2_K: 66.36 / 67.07) and 1.6%
+# (Q3_K_L: 14.94 / 15.17) apart: 2% is that noise with some room, not a defect's signature (a wrong
+# scale, offset or index in a tensor type is not a rounding-level change), and the greedy check stays.
+PPL_TOLERANCE = 0.02
 # For zoo models that do not predict text: the median over positions of that relative logit difference.
 MAX_LOGIT_ERROR = 0.25
 PROMPTS = ["The capital of France is", "def fibonacci(n):"]
@@ -100,13 +111,13 @@ def compare_with_llama_cpp(name: str, path, text: str, predicts_text: bool) -> t
               f"difference {median_err:.4f}")
         if predicts_text:
             assert ppl_ref < 1000, f"{name}: the zoo model no longer predicts text (llama.cpp PPL {ppl_ref:.1f})"
-            assert abs(ppl / ppl_ref - 1) < 0.01, f"{name}: Fireside PPL {ppl:.4f} vs llama.cpp {ppl_ref:.4f}"
+            assert abs(ppl / ppl_ref - 1) < PPL_TOLERANCE, f"{name}: Fireside PPL {ppl:.4f} vs llama.cpp {ppl_ref:.4f}"
         else:
             assert median_err < MAX_LOGIT_ERROR, f"{name}: logits differ from llama.cpp's by {median_err:.4f} of their spread"
 
         agreeing, checked = _greedy_agreement(name, ctx, ref, tok)
         print(f"{name}: greedy tokens agreeing {agreeing}/{checked} (of {len(PROMPTS) * N_GREEDY})")
-        assert checked >= N_GREEDY, f"{name}: too few decisive steps to compare ({checked})"
+        assert checked >= MIN_DECISIVE, f"{name}: too few decisive steps to compare ({checked})"
         return ppl, ppl_ref, median_err
     finally:
         ref.close()

@@ -1,5 +1,5 @@
 """Both starter models in the llama.cpp file types of the newer quant types (tests/zoo_quants.py), compared
-live with llama.cpp: perplexity within 1% where the file still predicts text, logits otherwise, and greedy
+live with llama.cpp: perplexity within 2% (test_zoo.PPL_TOLERANCE) where the file still predicts text, logits otherwise, and greedy
 decoding (test_zoo.compare_with_llama_cpp). The first tensor of each newer type in these files (real
 blocks made by llama.cpp's quantizer) dequantizes bit-identically to gguf.quants.dequantize."""
 from __future__ import annotations
