@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models llama-cpp run test clean serve screenshot bench bench-quants fuzz package assets
+.PHONY: install models llama-cpp run test clean serve screenshot bench bench-sizes bench-quants fuzz package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,11 +52,20 @@ serve: install models
 screenshot: install models
 	QT_QPA_PLATFORM=offscreen $(PY) -m gui.screenshot -m $(STARTER) -o build/screenshot.png
 
-# Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models;
-# pp4096 on SmolLM2 checks that a long prompt is not dominated by attention.
+# Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models, then at
+# realistic sizes (bench-sizes below); pp4096 on SmolLM2 checks that a long prompt is not dominated by
+# attention.
 bench: install models llama-cpp
 	$(PY) -m engine bench -m $(STARTER) -t 2 -p 512,4096 -n 128 --vs-llama-cpp
 	$(PY) -m engine bench -m $(GEMMA) -t 2 -p 512 -n 128 --vs-llama-cpp
+	$(PY) bench/size_bench.py --shapes $(SHAPES) --types $(TYPES) -t 2 -p 512 -n 64
+
+# Fireside against llama.cpp at the sizes users run: random-weight Llama 3 1B / 3B / 8B and Qwen2.5 1.5B in
+# Q4_K_M, Q8_0 and IQ4_XS, made with llama.cpp's quantizer into .cache/bench (bench/size_bench.py).
+SHAPES ?= 1b,3b,8b,qwen1.5b
+TYPES ?= Q4_K_M,Q8_0,IQ4_XS
+bench-sizes: install models llama-cpp
+	$(PY) bench/size_bench.py --shapes $(SHAPES) --types $(TYPES) -t 2 -p 512 -n 64
 
 # Fireside against llama.cpp on the quant zoo (tests/zoo_quants.py: the starter models in Q2_K .. IQ1_M):
 # perplexity and decode speed per file, as a table.

@@ -260,7 +260,8 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
-        (bytes), llama_cpp (or absent), and results: per test its tokens_per_s, std, samples; with a
+        (bytes), cpu_variant (the kernels' implementation that ran: "avx2" or "portable"), llama_cpp (or
+        absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``).
     """
@@ -284,7 +285,8 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
         rows.append(row)
     report = {"model": model.path.name, "file_size": model.info.file_size, "n_threads": ctx.n_threads,
               "n_batch": ctx.n_batch, "n_ctx": ctx.n_ctx, "peak_rss": peak_rss, "kv_cache_bytes": kv_size,
-              "rss_target": rss_target_bytes(model.info.file_size, kv_size), "results": rows}
+              "rss_target": rss_target_bytes(model.info.file_size, kv_size), "cpu_variant": cpu_variant(),
+              "results": rows}
     if llama_cpp is not None:
         report["llama_cpp"] = llama_cpp
     return report
@@ -319,7 +321,15 @@ def format_report(report: dict) -> str:
     if compared and report["llama_cpp"].get("peak_rss"):
         line += f"; llama.cpp process {report['llama_cpp']['peak_rss'] / mib:.0f} MiB"
     lines.append(line)
+    lines.append(f"CPU variant: {report['cpu_variant']} (FIRESIDE_CPU=portable forces the portable kernels)")
     return "\n".join(lines)
+
+
+def cpu_variant() -> str:
+    """The kernels' implementation in this process ("avx2" or "portable"; cython_kernels.vecdot.impl)."""
+    from cython_kernels.vecdot import impl
+
+    return impl()
 
 
 def peak_rss_bytes() -> int:

@@ -166,6 +166,7 @@ def test_bench_json_report(smollm2_path):
     assert report["n_ctx"] == 64
     assert report["rss_target"] == report["file_size"] + report["kv_cache_bytes"] + RSS_OVERHEAD_BYTES
     assert report["peak_rss"] > report["file_size"] // 2  # the mapped weights were read
+    assert report["cpu_variant"] in ("avx2", "portable")
 
 
 # -- llama.cpp ---------------------------------------------------------------------------------
