@@ -13,6 +13,8 @@
  */
 #include "fs_families.h"
 
+#include <stdlib.h>
+
 #define B_Q2_K 84  /* scales[16] | qs[64] | f16 d | f16 dmin */
 #define B_Q3_K 110 /* hmask[32] | qs[64] | scales[12] | f16 d */
 
@@ -625,7 +627,67 @@ static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y,
 
 FS_ROWS(fs_rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
-FS_ROWS(fs_rows_q6_k_avx2, dot_q6_k_avx2, FS_AVX2_FN)
+/* Super-blocks whose activation offset terms fs_rows_q6_k_avx2 keeps on the stack (16 KB): rows up to
+ * 16,384 elements; longer rows take dot_q6_k_avx2 as it is. */
+#define Q6K_ROWS_MAX_NB 64
+
+/* dot_q6_k_avx2 with the activation's offset products maddubs(32, y) taken from m32 (8 vectors per
+ * super-block, computed once for all rows): the same int16 values, so the same lanes and bits. */
+static inline FS_AVX2_FN float dot_q6_k_m32_avx2(const uint8_t *x, const uint8_t *y, int64_t nb, const __m256i (*m32)[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
+        const float d = rd_f32(y) * h2f(x + 208);
+        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
+        const uint8_t *ql = x;
+        const uint8_t *qh = x + 128;
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
+            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
+            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                const long long i2 = 2 * (4 * h + k);
+                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+                const __m256i q8k = _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k));
+                const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8k), m32[ib][4 * h + k]);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc16, p16));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_f32x8(acc);
+}
+
+/* Q6_K rows (ggml_vec_dot_q6_K_q8_K's bits per row, each row read front to back). Half of that
+ * kernel's byte products, maddubs(32, y) for the -32 offset, depend on the activation only: they
+ * are made once per call here and shared by the rows. */
+FS_AVX2_FN void fs_rows_q6_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                  int64_t n, float *out) {
+    const int64_t nb = n / QK_K;
+    if (n_rows < 2 || nb > Q6K_ROWS_MAX_NB) {
+        for (int64_t r = 0; r < n_rows; r++) out[r] = dot_q6_k_avx2(w + (size_t)r * row_bytes, act, n);
+        return;
+    }
+    __m256i m32[Q6K_ROWS_MAX_NB][8];
+    const __m256i m32s = _mm256_set1_epi8(32);
+    for (int64_t ib = 0; ib < nb; ib++)
+        for (int j = 0; j < 8; j++)
+            m32[ib][j] = _mm256_maddubs_epi16(m32s, _mm256_loadu_si256((const __m256i *)(act + (size_t)ib * B_Q8_K + Q8K_QS + 32 * j)));
+    for (int64_t r = 0; r < n_rows; r++)
+        out[r] = dot_q6_k_m32_avx2(w + (size_t)r * row_bytes, act, nb, (const __m256i (*)[8])m32);
+}
 
 /* Integer parts of one Q4_K super-block of one row: chunk[c] = q4_k_chunk_lanes (the scaled
  * products of elements 64c .. 64c + 64 as 8 int32 lanes); returns kq_min_prod (4 lanes). */
@@ -892,7 +954,154 @@ FS_VD_INLINE FS_AVX2_FN void tile_q4_k_gemm(const uint8_t *x, const uint8_t *a, 
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = _mm_cvtss_f32(_mm_sub_ss(acc[j], _mm_movehdup_ps(acc[j])));
 }
 
-FS_TILES_1X4(fs_gemm_tiles_q4_k_avx2, tile_q4_k_gemm, QK_K)
+static FS_TILES_1X4(gemm_tiles_q4_k_1x4_avx2, tile_q4_k_gemm, QK_K)
+
+/* ---- Q4_K prefill: 8 weight rows x 4 tokens, the rows interleaved on the fly ----------------------
+ * llama.cpp's x86 gemm (ggml_gemm_q4_K_8x8_q8_K) holds 8 weight rows in the lanes of one vector, so
+ * its integer sums need no horizontal reductions; it gets that from a layout made at load time. Here
+ * each 8-row group of a tile is interleaved into a scratch buffer when the product starts (once per
+ * group and call, shared by every token of the batch) and the file's mapping stays as it is.
+ * Per super-block the buffer holds (Q4K8_* offsets): the quants unpacked to bytes, [sub-block j][group
+ * g of 4 elements][row r][4 bytes] (one 32-byte vector per (j, g): 8 rows x elements 32j + 4g .. + 3);
+ * each sub-block's scale per row as a pair of int16 (for madd); each 64-element chunk's two mins per
+ * row as an int16 pair; and fp16(d), fp16(dmin) per row as floats. */
+#define Q4K8_Q 0
+#define Q4K8_SC 2048
+#define Q4K8_MN (Q4K8_SC + 8 * 32)
+#define Q4K8_D (Q4K8_MN + 4 * 32)
+#define Q4K8_DMIN (Q4K8_D + 32)
+#define Q4K8_BLOCK (Q4K8_DMIN + 32) /* 2496 bytes per super-block of 8 rows */
+
+/* 8x8 transpose of int32: out[g] lane r = in[r] lane g. */
+static inline FS_AVX2_FN void transpose_i32x8x8(const __m256i in[8], __m256i out[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(in[2 * k], in[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(in[2 * k], in[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k + 0] = _mm256_unpacklo_epi64(t[4 * k + 0], t[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k + 0], t[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+    }
+    /* u[0..3]: rows 0-3, columns (0,4), (1,5), (2,6), (3,7) by 128-bit half; u[4..7]: rows 4-7 */
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x20);
+        out[k + 4] = _mm256_permute2x128_si256(u[k], u[4 + k], 0x31);
+    }
+}
+
+/* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes). */
+static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t *o = buf + (size_t)ib * Q4K8_BLOCK;
+        int32_t sc[8][8], mn[4][8];
+        float d[8], dmin[8];
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *x = w + (size_t)r * row_bytes + (size_t)ib * B_Q4_K;
+            uint8_t s8[8], m8[8];
+            scale_min_k4(x + 4, s8, m8);
+            for (int j = 0; j < 8; j++) sc[j][r] = (int32_t)s8[j] * 0x10001;
+            for (int c = 0; c < 4; c++) mn[c][r] = (int32_t)m8[2 * c] | ((int32_t)m8[2 * c + 1] << 16);
+            d[r] = h2f(x);
+            dmin[r] = h2f(x + 2);
+        }
+        memcpy(o + Q4K8_SC, sc, sizeof sc);
+        memcpy(o + Q4K8_MN, mn, sizeof mn);
+        memcpy(o + Q4K8_D, d, sizeof d);
+        memcpy(o + Q4K8_DMIN, dmin, sizeof dmin);
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[8], hi[8], t[8];
+            for (int r = 0; r < 8; r++) {
+                const __m256i bits = _mm256_loadu_si256(
+                    (const __m256i *)(w + (size_t)r * row_bytes + (size_t)ib * B_Q4_K + 16 + 32 * c));
+                lo[r] = _mm256_and_si256(bits, m4);                        /* sub-block 2c */
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);  /* sub-block 2c + 1 */
+            }
+            transpose_i32x8x8(lo, t);
+            for (int g = 0; g < 8; g++) _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c) * 8 + g) * 32), t[g]);
+            transpose_i32x8x8(hi, t);
+            for (int g = 0; g < 8; g++) _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c + 1) * 8 + g) * 32), t[g]);
+        }
+    }
+}
+
+/* 8 interleaved rows x RN <= 4 tokens (a: their Q8_K rows, ab apart), written at out[t * os + r].
+ * Per token and 64-element chunk c, in order: acc = fma((float)I_c, fp16(x.d) * y.d, acc),
+ * accm = fma((float)M_c, fp16(x.dmin) * y.d, accm), one row per lane; out = acc - accm: the float
+ * operations of ggml_gemm_q4_K_8x8_q8_K and of tile_q4_k_gemm. I_c: the 8 groups of a sub-block are
+ * summed as int16 (at most 8 * 2 * 15 * 127 = 30,480 in magnitude: exact) before the scale's madd. */
+FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const uint8_t *a, size_t ab, float *out,
+                                        int64_t os, const int RN) {
+    __m256 acc[4], accm[4];
+    for (int t = 0; t < RN; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *p = buf + (size_t)ib * Q4K8_BLOCK;
+        const uint8_t *y[4];
+        int32_t spair[4][4]; /* per token: (s_2c, s_2c+1) as an int16 pair, s_j = sub-block j's sum */
+        for (int t = 0; t < RN; t++) {
+            y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
+            _mm_storeu_si128((__m128i *)spair[t],
+                             _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+        }
+        const __m256 dx = _mm256_loadu_ps((const float *)(p + Q4K8_D));
+        const __m256 dmx = _mm256_loadu_ps((const float *)(p + Q4K8_DMIN));
+        for (int c = 0; c < 4; c++) {
+            __m256i isum[4];
+            for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * c + h;
+                __m256i s16[4];
+                for (int t = 0; t < RN; t++) s16[t] = _mm256_setzero_si256();
+                for (int g = 0; g < 8; g++) {
+                    const __m256i wq = _mm256_loadu_si256((const __m256i *)(p + Q4K8_Q + (j * 8 + g) * 32));
+                    for (int t = 0; t < RN; t++) {
+                        int32_t y4;
+                        memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
+                        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wq, _mm256_set1_epi32(y4)));
+                    }
+                }
+                const __m256i scv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_SC + j * 32));
+                for (int t = 0; t < RN; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
+            }
+            const __m256i mnv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_MN + c * 32));
+            for (int t = 0; t < RN; t++) {
+                const __m256 yd = _mm256_set1_ps(rd_f32(y[t]));
+                const __m256i msum = _mm256_madd_epi16(mnv, _mm256_set1_epi32(spair[t][c]));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dx, yd), acc[t]);
+                accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmx, yd), accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) _mm256_storeu_ps(out + (size_t)t * os, _mm256_sub_ps(acc[t], accm[t]));
+}
+
+/* The Q4_K gemm tiles: groups of 8 rows through gemm8_q4_k (interleaved once per group), the rows left
+ * over (n_rows % 8) one at a time through tile_q4_k_gemm. Same bits either way. */
+FS_AVX2_FN void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                        int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    int64_t r8 = nb > 0 ? n_rows - n_rows % 8 : 0;
+    uint8_t *buf = r8 > 0 ? (uint8_t *)malloc((size_t)nb * Q4K8_BLOCK) : NULL;
+    if (buf == NULL) r8 = 0;
+    for (int64_t r = 0; r < r8; r += 8) {
+        q4_k_interleave8(w + (size_t)r * rb, rb, nb, buf);
+        for (int64_t j = 0; j < n_act; j += 4) {
+            const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+            const uint8_t *aj = a + (size_t)j * ab;
+            float *o = out + j * os + r;
+            if (rn == 4) gemm8_q4_k(buf, nb, aj, ab, o, os, 4);
+            else if (rn == 3) gemm8_q4_k(buf, nb, aj, ab, o, os, 3);
+            else if (rn == 2) gemm8_q4_k(buf, nb, aj, ab, o, os, 2);
+            else gemm8_q4_k(buf, nb, aj, ab, o, os, 1);
+        }
+    }
+    free(buf);
+    if (r8 < n_rows) gemm_tiles_q4_k_1x4_avx2(w + (size_t)r8 * rb, rb, n_rows - r8, a, ab, n_act, n, out + r8, os);
+}
 FS_TILES_1X4(fs_tiles_q6_k_avx2, tile_q6_k, QK_K)
 
 #endif /* FS_HAVE_AVX2_CODE */

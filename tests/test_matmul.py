@@ -20,7 +20,7 @@ from gguf.quants import dequantize
 from cython_kernels import forward, vecdot
 from test_vecdot import ALL_TYPES, REPACKED, c_vec_dot_rows, make_weights, make_x
 
-SHAPES = [(1, 37), (3, 16), (5, 8), (7, 21), (70, 13), (9, 24)]  # (n_tok, n_out)
+SHAPES = [(1, 37), (3, 16), (5, 8), (7, 21), (70, 13), (9, 24), (14, 40)]  # (n_tok, n_out)
 
 
 def _x(n_tok: int, n: int, rng) -> np.ndarray:
