@@ -42,7 +42,7 @@ def rows(report: dict, shape: str, ftype: str) -> list[str]:
         ll = r.get("llama_cpp", {})
         bpt = r.get("bytes_per_token")
         traffic = (f"{bpt['weights'] / 1e6:.0f} MB | {r['gb_per_s']:.1f} | {ll.get('gb_per_s', float('nan')):.1f}"
-                   if bpt else "| |")
+                   if bpt else " | | ")  # three cells either way
         out.append(f"| {shape} | {ftype} | {size} | {r['test']} | {r['tokens_per_s']:.2f} ± {r['std']:.2f} | "
                    f"{ll.get('tokens_per_s', float('nan')):.2f} ± {ll.get('std', float('nan')):.2f} | "
                    f"{r.get('ratio', float('nan')):.2f} | {traffic} |")
