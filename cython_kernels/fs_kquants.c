@@ -464,33 +464,6 @@ static inline FS_AVX2_FN __m128 q4_k_d_dmin(const uint8_t *x, float yd) {
     return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dd)), _mm_set1_ps(yd));
 }
 
-/* ggml_gemv_q4_K_8x8_q8_K (x86): acc = fma(I, d * y.d, acc), accm = fma(M, dmin * y.d, accm) per
- * super-block; out = acc - accm. Both FMAs are taken at once in lanes 0 and 1 of one vector: the
- * exact int32 sums are reduced to [I, M, I, M] (hadd of the 4 lanes of the scaled products with
- * the 4 lanes of the min products, then hadd again). */
-static inline FS_AVX2_FN float dot_q4_k_gemv_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
-    const int64_t nb = n / QK_K;
-    __m128 acc = _mm_setzero_ps(); /* lane 0: acc, lane 1: accm */
-    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
-        const __m128 dd = q4_k_d_dmin(x, rd_f32(y));
-        uint8_t sc[8], mn[8];
-        scale_min_k4(x + 4, sc, mn);
-        const __m128i mprod = kq_min_prod(mn, y);
-        const uint8_t *q4 = x + 16;
-        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
-        __m256i sumi = q4_k_chunk_lanes(q4, q8, sc, 0);
-        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 1));
-        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 2));
-        sumi = _mm256_add_epi32(sumi, q4_k_chunk_lanes(q4, q8, sc, 3));
-        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
-        __m128i im = _mm_hadd_epi32(s4, mprod);
-        im = _mm_hadd_epi32(im, im);
-        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(im), dd, acc);
-    }
-    return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
-}
-
-
 /* ggml_gemm_q4_K_8x8_q8_K (x86): the same FMAs once per 64 elements c = 0..3, in order, with
  * I_c = sc[2c] * dot(sub-block 2c) + sc[2c+1] * dot(sub-block 2c+1) and M_c = lane c of
  * kq_min_prod = mn[2c] * (bsums[4c] + bsums[4c+1]) + mn[2c+1] * (bsums[4c+2] + bsums[4c+3]).
@@ -569,60 +542,65 @@ static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y,
     return hsum_f32x8(acc) + summs;
 }
 
-/* ggml_vec_dot_q6_K_q8_K (AVX2): 6-bit values q in [0, 64) times y through maddubs, minus
- * maddubs(32, y) (the -32 offset), scaled per 16 elements by the int8 scales with madd;
- * acc = fma(y.d * fp16(x.d), lanes, acc). */
-static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
-    const int64_t nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m2 = _mm256_set1_epi8(3);
+/* The 6-bit values (q in [0, 64)) of one half (128 elements) of a Q6_K block x into q4[4] and its
+ * scales, widened to int16 per 16 elements, into sc16[4] (ggml's get_scale_shuffle(4h + k): bytes
+ * 0..7 pick scale 2i, bytes 8..15 scale 2i + 1). */
+FS_VD_INLINE FS_AVX2_FN void q6_k_half_unpack(const uint8_t *x, int h, __m256i q4[4], __m256i sc16[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
+    for (int k = 0; k < 4; k++) {
+        const long long i2 = 2 * (4 * h + k);
+        const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+        sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+    }
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+    const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+    const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+    q4[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+    q4[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+    q4[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+    q4[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+}
+
+/* The 8 int32 lanes of one half of a Q6_K block times the activation quants yh (128 int8): per 32
+ * elements k, madd(sc16[k], maddubs(q4[k], y) - maddubs(32, y)), the -32 offset taken through the
+ * second product. m32, if not NULL, holds those offset products already made (the activation's
+ * alone, shared by every row): the same int16 values. */
+FS_VD_INLINE FS_AVX2_FN __m256i q6_k_half_lanes(const __m256i q4[4], const __m256i sc16[4], const int8_t *yh,
+                                                const __m256i *m32) {
     const __m256i m32s = _mm256_set1_epi8(32);
+    __m256i p[4];
+    for (int k = 0; k < 4; k++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(yh + 32 * k));
+        const __m256i off = m32 != NULL ? m32[k] : _mm256_maddubs_epi16(m32s, q8);
+        p[k] = _mm256_madd_epi16(sc16[k], _mm256_sub_epi16(_mm256_maddubs_epi16(q4[k], q8), off));
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+}
+
+/* ggml_vec_dot_q6_K_q8_K (AVX2) over nb super-blocks: the two halves' lanes (q6_k_half_lanes) summed
+ * exactly, acc = fma(y.d * fp16(x.d), lanes, acc), result hsum(acc). m32: NULL, or the activation's
+ * offset products, 8 vectors per super-block. */
+FS_VD_INLINE FS_AVX2_FN float q6_k_row_avx2(const uint8_t *x, const uint8_t *y, int64_t nb, const __m256i (*m32)[8]) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
         const float d = rd_f32(y) * h2f(x + 208);
-        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
-        const uint8_t *ql = x;
-        const uint8_t *qh = x + 128;
         const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i sc16[4];
-            for (int k = 0; k < 4; k++) {
-                /* get_scale_shuffle(4h + k): bytes 0..7 pick scale 2i, bytes 8..15 scale 2i + 1. */
-                const long long i2 = 2 * (4 * h + k);
-                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
-                sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-            }
-            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
-            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
-            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
-            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m2), 4);
-            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 2), m2), 4);
-            const __m256i q4h_2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 4), m2), 4);
-            const __m256i q4h_3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 6), m2), 4);
-            const __m256i q4_0 = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0);
-            const __m256i q4_1 = _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1);
-            const __m256i q4_2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4), q4h_2);
-            const __m256i q4_3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4), q4h_3);
-            const int8_t *yh = q8 + 128 * h;
-            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)(yh + 0));
-            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)(yh + 32));
-            const __m256i q8_2 = _mm256_loadu_si256((const __m256i *)(yh + 64));
-            const __m256i q8_3 = _mm256_loadu_si256((const __m256i *)(yh + 96));
-            __m256i p16_0 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_0, q8_0), _mm256_maddubs_epi16(m32s, q8_0));
-            __m256i p16_1 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_1, q8_1), _mm256_maddubs_epi16(m32s, q8_1));
-            __m256i p16_2 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_2, q8_2), _mm256_maddubs_epi16(m32s, q8_2));
-            __m256i p16_3 = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_3, q8_3), _mm256_maddubs_epi16(m32s, q8_3));
-            p16_0 = _mm256_madd_epi16(sc16[0], p16_0);
-            p16_1 = _mm256_madd_epi16(sc16[1], p16_1);
-            p16_2 = _mm256_madd_epi16(sc16[2], p16_2);
-            p16_3 = _mm256_madd_epi16(sc16[3], p16_3);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+            __m256i q4[4], sc16[4];
+            q6_k_half_unpack(x, h, q4, sc16);
+            sumi = _mm256_add_epi32(sumi, q6_k_half_lanes(q4, sc16, q8 + 128 * h, m32 != NULL ? m32[ib] + 4 * h : NULL));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum_f32x8(acc);
+}
+
+static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return q6_k_row_avx2(x, y, n / QK_K, NULL);
 }
 
 FS_ROWS(fs_rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
@@ -630,45 +608,6 @@ FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
 /* Super-blocks whose activation offset terms fs_rows_q6_k_avx2 keeps on the stack (16 KB): rows up to
  * 16,384 elements; longer rows take dot_q6_k_avx2 as it is. */
 #define Q6K_ROWS_MAX_NB 64
-
-/* dot_q6_k_avx2 with the activation's offset products maddubs(32, y) taken from m32 (8 vectors per
- * super-block, computed once for all rows): the same int16 values, so the same lanes and bits. */
-static inline FS_AVX2_FN float dot_q6_k_m32_avx2(const uint8_t *x, const uint8_t *y, int64_t nb, const __m256i (*m32)[8]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i m2 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
-        const float d = rd_f32(y) * h2f(x + 208);
-        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
-        const uint8_t *ql = x;
-        const uint8_t *qh = x + 128;
-        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h));
-            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *)(ql + 64 * h + 32));
-            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *)(qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(q4bits1, m4), _mm256_slli_epi16(_mm256_and_si256(q4bitsH, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bitsH, 6), m2), 4));
-            for (int k = 0; k < 4; k++) {
-                const long long i2 = 2 * (4 * h + k);
-                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
-                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-                const __m256i q8k = _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k));
-                const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], q8k), m32[ib][4 * h + k]);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc16, p16));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum_f32x8(acc);
-}
 
 /* Q6_K rows (ggml_vec_dot_q6_K_q8_K's bits per row, each row read front to back). Half of that
  * kernel's byte products, maddubs(32, y) for the -32 offset, depend on the activation only: they
@@ -686,7 +625,7 @@ FS_AVX2_FN void fs_rows_q6_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
         for (int j = 0; j < 8; j++)
             m32[ib][j] = _mm256_maddubs_epi16(m32s, _mm256_loadu_si256((const __m256i *)(act + (size_t)ib * B_Q8_K + Q8K_QS + 32 * j)));
     for (int64_t r = 0; r < n_rows; r++)
-        out[r] = dot_q6_k_m32_avx2(w + (size_t)r * row_bytes, act, nb, (const __m256i (*)[8])m32);
+        out[r] = q6_k_row_avx2(w + (size_t)r * row_bytes, act, nb, (const __m256i (*)[8])m32);
 }
 
 /* Integer parts of one Q4_K super-block of one row: chunk[c] = q4_k_chunk_lanes (the scaled
@@ -700,10 +639,10 @@ static inline FS_AVX2_FN __m128i q4_k_block_ints(const uint8_t *x, const uint8_t
     return kq_min_prod(mn, y);
 }
 
-/* Q4_K, 4 rows: per super-block (gemv) or per 64 elements (gemm),
+/* Q4_K gemm rows (fs_vec_dot_rows_gemm), 4 at a time: per 64 elements,
  * acc = fma(I, fp16(x.d) * y.d, acc), accm = fma(M, fp16(x.dmin) * y.d, accm); out = acc - accm. */
-static inline FS_AVX2_FN void rows_q4_k_repack_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
-                                                    const uint8_t *act, int64_t n, float *out, int per_chunk) {
+static inline FS_AVX2_FN void rows_q4_k_gemm_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
+                                                  const uint8_t *act, int64_t n, float *out) {
     const int64_t nb = n / QK_K;
     int64_t r = 0;
     for (; r + 4 <= n_rows; r += 4) {
@@ -717,44 +656,31 @@ static inline FS_AVX2_FN void rows_q4_k_repack_avx2(const uint8_t *w, size_t row
             __m256i k0[4], k1[4], k2[4], k3[4];
             __m128i m0 = q4_k_block_ints(x0, y, k0), m1 = q4_k_block_ints(x1, y, k1);
             __m128i m2 = q4_k_block_ints(x2, y, k2), m3 = q4_k_block_ints(x3, y, k3);
-            if (per_chunk) {
-                /* transpose: mc[c] = [lane c of m0, m1, m2, m3] = M_c of the 4 rows */
-                const __m128i t0 = _mm_unpacklo_epi32(m0, m1), t1 = _mm_unpacklo_epi32(m2, m3);
-                const __m128i t2 = _mm_unpackhi_epi32(m0, m1), t3 = _mm_unpackhi_epi32(m2, m3);
-                const __m128i mc[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3),
-                                       _mm_unpackhi_epi64(t2, t3)};
-                for (int c = 0; c < 4; c++) {
-                    const __m128i ic = hsum_i32x8x4(k0[c], k1[c], k2[c], k3[c]);
-                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(ic), d, acc);
-                    accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mc[c]), dmin, accm);
-                }
-            } else {
-                const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(k0[0], k0[1]), _mm256_add_epi32(k0[2], k0[3]));
-                const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(k1[0], k1[1]), _mm256_add_epi32(k1[2], k1[3]));
-                const __m256i s2 = _mm256_add_epi32(_mm256_add_epi32(k2[0], k2[1]), _mm256_add_epi32(k2[2], k2[3]));
-                const __m256i s3 = _mm256_add_epi32(_mm256_add_epi32(k3[0], k3[1]), _mm256_add_epi32(k3[2], k3[3]));
-                const __m128i msum = _mm_hadd_epi32(_mm_hadd_epi32(m0, m1), _mm_hadd_epi32(m2, m3));
-                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum_i32x8x4(s0, s1, s2, s3)), d, acc);
-                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), dmin, accm);
+            /* transpose: mc[c] = [lane c of m0, m1, m2, m3] = M_c of the 4 rows */
+            const __m128i t0 = _mm_unpacklo_epi32(m0, m1), t1 = _mm_unpacklo_epi32(m2, m3);
+            const __m128i t2 = _mm_unpackhi_epi32(m0, m1), t3 = _mm_unpackhi_epi32(m2, m3);
+            const __m128i mc[4] = {_mm_unpacklo_epi64(t0, t1), _mm_unpackhi_epi64(t0, t1), _mm_unpacklo_epi64(t2, t3),
+                                   _mm_unpackhi_epi64(t2, t3)};
+            for (int c = 0; c < 4; c++) {
+                const __m128i ic = hsum_i32x8x4(k0[c], k1[c], k2[c], k3[c]);
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(ic), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mc[c]), dmin, accm);
             }
         }
         _mm_storeu_ps(out + r, _mm_sub_ps(acc, accm));
     }
     for (; r < n_rows; r++) {
         const uint8_t *x = w + (size_t)r * row_bytes;
-        out[r] = per_chunk ? dot_q4_k_gemm_avx2(x, act, n) : dot_q4_k_gemv_avx2(x, act, n);
+        out[r] = dot_q4_k_gemm_avx2(x, act, n);
     }
 }
 
-/* The scales and mins of one Q4_K super-block as 16-bit lanes (the utmp unpack of scale_min_k4 on
- * 32-bit words, then widened): low 128 bits sc[0..8), high 128 bits mn[0..8). */
+/* The scales and mins of one Q4_K super-block as 16-bit lanes (scale_min_k4, widened): low 128 bits
+ * sc[0..8), high 128 bits mn[0..8). */
 static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s) {
-    const uint32_t kmask1 = 0x3f3f3f3fu, kmask2 = 0x0f0f0f0fu, kmask3 = 0x03030303u;
-    uint32_t u[3];
-    memcpy(u, s, 12);
-    const __m128i o = _mm_setr_epi32((int)(u[0] & kmask1), (int)((u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4)),
-                                     (int)(u[1] & kmask1), (int)(((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4)));
-    return _mm256_cvtepu8_epi16(o);
+    uint8_t sm[16];
+    scale_min_k4(s, sm, sm + 8);
+    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
 }
 
 /* I of one Q4_K super-block of one row (x: the block; q8: the activation's 256 int8) as 8 int32 lanes
@@ -805,20 +731,23 @@ static inline FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_b
     const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
                                            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     int32_t ints[Q4K_GEMV_CHUNK][3][8]; /* per super-block: I, M, the raw (d, dmin) of rows 0..7 */
+    __m128i q8s[Q4K_GEMV_CHUNK];        /* per super-block: the activation's 8 sub-block sums, int16 */
     for (int64_t r = 0; r < n_rows; r += 8) {
         const int g = n_rows - r < 8 ? (int)(n_rows - r) : 8;
         __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
         for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
             const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
             if (g < 8) memset(ints, 0, sizeof ints); /* lanes of absent rows: zeros, never stored */
+            for (int j = 0; j < nc; j++) {
+                const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(act + (size_t)(ib0 + j) * B_Q8_K + Q8K_BSUMS));
+                q8s[j] = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+            }
             for (int k = 0; k < g; k++) {
                 const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
                 const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
                 for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
-                    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS));
-                    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
                     __m128i m;
-                    const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s, &m);
+                    const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &m);
                     const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
                     __m128i im = _mm_hadd_epi32(s4, m);
                     im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
@@ -852,52 +781,25 @@ FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
 
 FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                            int64_t n, float *out) {
-    rows_q4_k_repack_avx2(w, row_bytes, n_rows, act, n, out, 1);
-}
-
-/* The 8 int32 lanes of one half (128 elements) of a Q6_K block times activation qs q8 (as
- * dot_q6_k_avx2 sums them), the weight bits already unpacked into q4[4] and scales into sc16[4]. */
-FS_VD_INLINE FS_AVX2_FN __m256i q6_k_half_lanes(const __m256i q4[4], const __m256i sc16[4], const int8_t *yh) {
-    const __m256i m32s = _mm256_set1_epi8(32);
-    __m256i p[4];
-    for (int k = 0; k < 4; k++) {
-        const __m256i q8 = _mm256_loadu_si256((const __m256i *)(yh + 32 * k));
-        p[k] = _mm256_madd_epi16(sc16[k], _mm256_sub_epi16(_mm256_maddubs_epi16(q4[k], q8), _mm256_maddubs_epi16(m32s, q8)));
-    }
-    return _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+    rows_q4_k_gemm_avx2(w, row_bytes, n_rows, act, n, out);
 }
 
 /* Q6_K: one weight row x RN activation rows; the row's 6-bit values and scales are unpacked once
  * per half block for all RN rows. Same operations per pair as dot_q6_k_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out, int64_t os,
                                        const int RN) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
     __m256 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
         const float dx = h2f(x + 208);
-        const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
         __m256i sumi[4];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i sc16[4], q4[4];
-            for (int k = 0; k < 4; k++) {
-                const long long i2 = 2 * (4 * h + k);
-                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
-                sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-            }
-            const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
-            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
-            const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
-            q4[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
-            q4[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
-            q4[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
-            q4[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+            q6_k_half_unpack(x, h, q4, sc16);
             for (int j = 0; j < RN; j++) {
                 const int8_t *yh = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + 128 * h;
-                sumi[j] = _mm256_add_epi32(sumi[j], q6_k_half_lanes(q4, sc16, yh));
+                sumi[j] = _mm256_add_epi32(sumi[j], q6_k_half_lanes(q4, sc16, yh, NULL));
             }
         }
         for (int j = 0; j < RN; j++) {
@@ -1049,6 +951,12 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
         }
         const __m256 dx = _mm256_loadu_ps((const float *)(p + Q4K8_D));
         const __m256 dmx = _mm256_loadu_ps((const float *)(p + Q4K8_DMIN));
+        __m256 d[4], dmin[4]; /* fp16(x.d) * y.d and fp16(x.dmin) * y.d per token */
+        for (int t = 0; t < RN; t++) {
+            const __m256 yd = _mm256_set1_ps(rd_f32(y[t]));
+            d[t] = _mm256_mul_ps(dx, yd);
+            dmin[t] = _mm256_mul_ps(dmx, yd);
+        }
         for (int c = 0; c < 4; c++) {
             __m256i isum[4];
             for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
@@ -1069,10 +977,9 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
             }
             const __m256i mnv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_MN + c * 32));
             for (int t = 0; t < RN; t++) {
-                const __m256 yd = _mm256_set1_ps(rd_f32(y[t]));
                 const __m256i msum = _mm256_madd_epi16(mnv, _mm256_set1_epi32(spair[t][c]));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dx, yd), acc[t]);
-                accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmx, yd), accm[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), d[t], acc[t]);
+                accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), dmin[t], accm[t]);
             }
         }
     }
