@@ -29,6 +29,18 @@
 #define FS_HAVE_AVX2_CODE 0
 #endif
 
+/* Hand-written AVX-512 code (x86-64-v4 plus VNNI: AVX512F/BW/DQ/VL and AVX512_VNNI; Intel Ice Lake,
+ * Sapphire Rapids and later servers, AMD Zen 4 and 5), marked FS_AVX512_FN, compiled wherever the
+ * AVX2 code is and run only when fs_impl() (fs_traits.h) chose FS_IMPL_AVX512. It keeps the AVX2
+ * code's numerics (the same float operations per output, exact integer sums), so its results are the
+ * AVX2 implementation's bit for bit. */
+#if FS_HAVE_AVX2_CODE && !defined(FS_VECDOT_NO_AVX512)
+#define FS_HAVE_AVX512_CODE 1
+#define FS_AVX512_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")))
+#else
+#define FS_HAVE_AVX512_CODE 0
+#endif
+
 /* FS_ASSERT: a kernel's preconditions, checked once per call (never per element) in debug builds
  * (FIRESIDE_DEBUG=1 at build time defines FS_DEBUG); a failed one prints the condition and aborts, so a
  * caller's mistake is a clear stop instead of a write out of bounds. Release builds compile it away: the

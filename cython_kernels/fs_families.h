@@ -5,6 +5,8 @@
  *   fs_rows_x_c        ggml_vec_dot_x_* (the *_generic code), one weight row after another
  *   fs_rows_x_avx2     the same with ggml's __AVX2__ arithmetic (FS_HAVE_AVX2_CODE only)
  *   fs_tiles_x_avx2    register-tiled prefill with fs_rows_x_avx2's bits (where a type has one)
+ *   fs_*_x_avx512      the AVX-512 variant of one of these, with the AVX2 one's bits (where a type has
+ *                      one; FS_HAVE_AVX512_CODE only)
  *   fs_gemv_x_* / fs_gemm_x_* / fs_gemm_tiles_x_avx2: llama.cpp's x86 repacked products (Q4_0,
  *                      Q4_K, IQ4_NL), whose float arithmetic differs from ggml_vec_dot's
  */
@@ -17,6 +19,11 @@
 #define FS_FAMILY_AVX2(decl) decl
 #else
 #define FS_FAMILY_AVX2(decl)
+#endif
+#if FS_HAVE_AVX512_CODE
+#define FS_FAMILY_AVX512(decl) decl
+#else
+#define FS_FAMILY_AVX512(decl)
 #endif
 
 #define FS_DECLARE_TYPE(x)                                                                                     \
@@ -59,6 +66,14 @@ FS_DECLARE_TYPE(q3_k) FS_DECLARE_TILES(q3_k)
 FS_DECLARE_TYPE(q4_k) FS_DECLARE_GEMV(q4_k)
 FS_DECLARE_TYPE(q5_k)
 FS_DECLARE_TYPE(q6_k) FS_DECLARE_TILES(q6_k)
+FS_FAMILY_AVX512(void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                          int64_t n, float *out);)
+FS_FAMILY_AVX512(void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                          int64_t n, float *out);)
+FS_FAMILY_AVX512(void fs_tiles_q6_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                           int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_FAMILY_AVX512(void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a,
+                                                size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
 void fs_gemm_q4_k_c(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n, float *out);
 FS_FAMILY_AVX2(void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                       int64_t n, float *out);)

@@ -222,8 +222,9 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
 
 /* A register-tiled product over a tile kernel that takes one weight row x RN <= 4 activation rows
  * (RN a constant at each call, so the tile lives in registers): defines the fs_tiles_fn `name`. */
-#define FS_TILES_1X4(name, kernel, QKB)                                                                    \
-    FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,          \
+#define FS_TILES_1X4(name, kernel, QKB) FS_TILES_1X4_ATTR(name, kernel, QKB, FS_AVX2_FN)
+#define FS_TILES_1X4_ATTR(name, kernel, QKB, attrs)                                                        \
+    attrs void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,          \
                          int64_t n_act, int64_t n, float *out, int64_t os) {                                \
         const int64_t nb = n / (QKB);                                                                       \
         for (int64_t j = 0; j < n_act; j += 4) {                                                            \

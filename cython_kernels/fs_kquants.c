@@ -678,9 +678,19 @@ static inline FS_AVX2_FN void rows_q4_k_gemm_avx2(const uint8_t *w, size_t row_b
 /* The scales and mins of one Q4_K super-block as 16-bit lanes (scale_min_k4, widened): low 128 bits
  * sc[0..8), high 128 bits mn[0..8). */
 static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s) {
-    uint8_t sm[16];
-    scale_min_k4(s, sm, sm + 8);
-    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)sm));
+    /* scale_min_k4 in one 16-byte vector (reads s[0 .. 16): the 12 scale bytes and 4 quant bytes of
+     * the same block): output byte j < 4: s[j] & 63; 4 <= j < 8: (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+     * 8 <= j < 12: s[j - 4] & 63; j >= 12: (s[j - 4] >> 4) | (s[j - 8] >> 6) << 4. Byte shifts are
+     * 16-bit shifts whose spill-over bits the masks drop. (A byte array filled by scalar stores and
+     * loaded as a vector stalls on store forwarding.) */
+    const __m128i v = _mm_loadu_si128((const __m128i *)s);
+    const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i m1 = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0);
+    const __m128i m2 = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15);
+    const __m128i sm = _mm_or_si128(_mm_or_si128(_mm_and_si128(a, m1), _mm_and_si128(_mm_srli_epi16(a, 4), m2)),
+                                    _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30)));
+    return _mm256_cvtepu8_epi16(sm);
 }
 
 /* I of one Q4_K super-block of one row (x: the block; q8: the activation's 256 int8) as 8 int32 lanes
@@ -710,8 +720,28 @@ static inline FS_AVX2_FN __m256i q4_k_row_ints(const uint8_t *x, const int8_t *q
     return sumi;
 }
 
-/* Super-blocks per pass of rows_q4_k_gemv_avx2: the integer sums of 8 rows fit in 3 KB of stack. */
+/* Super-blocks per pass of the Q4_K gemv: the integer sums of 8 rows fit in 3 KB of stack. */
 #define Q4K_GEMV_CHUNK 32
+
+/* The integer phase of the Q4_K gemv for row k of a group (q4_k_gemv): for its nc super-blocks at x
+ * (their activation blocks at y; q8s[j]: block j's 8 sub-block sums as int16), ints[j][0][k] = I,
+ * ints[j][1][k] = M and ints[j][2][k] = the block's first 4 bytes (fp16 d, dmin). */
+typedef void (*q4k_row_ints_fn)(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s, int32_t (*ints)[3][8],
+                                int k);
+
+static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
+                                                 int32_t (*ints)[3][8], int k) {
+    for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
+        __m128i m;
+        const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &m);
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
+        __m128i im = _mm_hadd_epi32(s4, m);
+        im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
+        ints[j][0][k] = _mm_cvtsi128_si32(im);
+        ints[j][1][k] = _mm_extract_epi32(im, 1);
+        memcpy(&ints[j][2][k], x, 4);
+    }
+}
 
 /* Q4_K gemv (the float operations of ggml_gemv_q4_K_8x8_q8_K, one float lane per row): per
  * super-block, acc = fma((float)I, fp16(x.d) * y.d, acc), accm = fma((float)M, fp16(x.dmin) * y.d,
@@ -719,12 +749,14 @@ static inline FS_AVX2_FN __m256i q4_k_row_ints(const uint8_t *x, const int8_t *q
  *
  * llama.cpp interleaves 8 rows in memory so that its gemv reads one sequential stream. Here the
  * file's layout stays as it is (memory-mapped, no copy) and the work is split in two phases per
- * group of 8 rows: the integer phase runs through each row in turn (a sequential read of the
- * group, which the hardware prefetcher follows; walking 8 rows block by block instead is 8
- * streams 1-4 KB apart and stalls on memory) and keeps each block's I, M and fp16 (d, dmin); the
- * float phase then takes the FMAs 8 rows at a time, in super-block order, as llama.cpp does. */
-static inline FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows,
-                                                  const uint8_t *act, int64_t n, float *out) {
+ * group of 8 rows: the integer phase (row_ints: the CPU variant's; a constant at each call, so it is
+ * inlined) runs through each row in turn (a sequential read of the group, which the hardware
+ * prefetcher follows; walking 8 rows block by block instead is 8 streams 1-4 KB apart and stalls on
+ * memory) and keeps each block's I, M and fp16 (d, dmin); the float phase then takes the FMAs 8 rows
+ * at a time, in super-block order, as llama.cpp does. The integers are exact, so every variant gives
+ * the same bits. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                       int64_t n, float *out, q4k_row_ints_fn row_ints) {
     const int64_t nb = n / QK_K;
     /* bytes 0, 1 of each 32-bit word (x.d) into the low 8 bytes of each 128-bit lane, bytes 2, 3
      * (x.dmin) into the high 8 */
@@ -742,20 +774,9 @@ static inline FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_b
                 const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(act + (size_t)(ib0 + j) * B_Q8_K + Q8K_BSUMS));
                 q8s[j] = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
             }
-            for (int k = 0; k < g; k++) {
-                const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
-                const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
-                for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
-                    __m128i m;
-                    const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &m);
-                    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
-                    __m128i im = _mm_hadd_epi32(s4, m);
-                    im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
-                    ints[j][0][k] = _mm_cvtsi128_si32(im);
-                    ints[j][1][k] = _mm_extract_epi32(im, 1);
-                    memcpy(&ints[j][2][k], x, 4);
-                }
-            }
+            for (int k = 0; k < g; k++)
+                row_ints(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K, nc, q8s,
+                         ints, k);
             const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
             for (int j = 0; j < nc; j++, y += B_Q8_K) {
                 /* [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7] as fp16 */
@@ -776,7 +797,7 @@ static inline FS_AVX2_FN void rows_q4_k_gemv_avx2(const uint8_t *w, size_t row_b
 
 FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                            int64_t n, float *out) {
-    rows_q4_k_gemv_avx2(w, row_bytes, n_rows, act, n, out);
+    q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx2);
 }
 
 FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
@@ -894,9 +915,23 @@ static inline FS_AVX2_FN void transpose_i32x8x8(const __m256i in[8], __m256i out
     }
 }
 
+/* Chunk c (elements 64c .. 64c + 64) of one super-block (at x, row_bytes apart) of 8 Q4_K rows, unpacked
+ * to bytes and transposed: t[h][g] lane r = elements 32(2c + h) + 4g .. + 3 of row r (h = 0: the low
+ * nibbles, sub-block 2c; h = 1: the high nibbles, sub-block 2c + 1). */
+static inline FS_AVX2_FN void q4_k_quants_t8(const uint8_t *x, size_t row_bytes, int c, __m256i t[2][8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i lo[8], hi[8];
+    for (int r = 0; r < 8; r++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + (size_t)r * row_bytes + 16 + 32 * c));
+        lo[r] = _mm256_and_si256(bits, m4);
+        hi[r] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+    }
+    transpose_i32x8x8(lo, t[0]);
+    transpose_i32x8x8(hi, t[1]);
+}
+
 /* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes). */
 static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t ib = 0; ib < nb; ib++) {
         uint8_t *o = buf + (size_t)ib * Q4K8_BLOCK;
         int32_t sc[8][8], mn[4][8];
@@ -915,17 +950,11 @@ static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_byte
         memcpy(o + Q4K8_D, d, sizeof d);
         memcpy(o + Q4K8_DMIN, dmin, sizeof dmin);
         for (int c = 0; c < 4; c++) {
-            __m256i lo[8], hi[8], t[8];
-            for (int r = 0; r < 8; r++) {
-                const __m256i bits = _mm256_loadu_si256(
-                    (const __m256i *)(w + (size_t)r * row_bytes + (size_t)ib * B_Q4_K + 16 + 32 * c));
-                lo[r] = _mm256_and_si256(bits, m4);                        /* sub-block 2c */
-                hi[r] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);  /* sub-block 2c + 1 */
-            }
-            transpose_i32x8x8(lo, t);
-            for (int g = 0; g < 8; g++) _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c) * 8 + g) * 32), t[g]);
-            transpose_i32x8x8(hi, t);
-            for (int g = 0; g < 8; g++) _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c + 1) * 8 + g) * 32), t[g]);
+            __m256i t[2][8];
+            q4_k_quants_t8(w + (size_t)ib * B_Q4_K, row_bytes, c, t);
+            for (int h = 0; h < 2; h++)
+                for (int g = 0; g < 8; g++)
+                    _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c + h) * 8 + g) * 32), t[h][g]);
         }
     }
 }
@@ -1012,6 +1041,315 @@ FS_AVX2_FN void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_r
 FS_TILES_1X4(fs_tiles_q6_k_avx2, tile_q6_k, QK_K)
 
 #endif /* FS_HAVE_AVX2_CODE */
+
+/* ---- AVX-512 (with VNNI): the same products, 64 bytes per instruction ---------------------------
+ * Each kernel here computes the same exact integers as its AVX2 counterpart above and then runs that
+ * counterpart's float operations unchanged, so the results are the AVX2 ones bit for bit
+ * (tests/test_cpu_variants.py). The byte products stay maddubs (unsigned weight x signed activation
+ * into int16, as ggml's AVX2 code, so the same saturation-free ranges hold); the scale multiply and
+ * the accumulation fold into one VNNI dpwssd. Sub-block scales are spread over 16-bit lanes with one
+ * vpermw each. */
+#if FS_HAVE_AVX512_CODE
+
+/* Lanes 0..7 of a plus lanes 8..15 of a: the 8 int32 lanes an AVX2 kernel holds for the same work,
+ * when the low and high 256 bits of a hold what its two consecutive 256-bit steps did. */
+static inline FS_AVX512_FN __m256i fold_i32x16(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+
+/* vpermw index: 16-bit lanes 0..15 pick lane a, lanes 16..31 lane b. */
+static inline FS_AVX512_FN __m512i idx16_halves(int a, int b) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
+}
+
+/* I of one Q4_K super-block x times the activation quants q8, as 16 int32 lanes whose sum is I
+ * (sm: q4_k_scales_mins16 of the block). The 128 quant bytes are two 64-byte loads, chunks (0, 1) and
+ * (2, 3); a 128-bit-lane shuffle pairs each chunk's low nibbles (sub-block 2c) with its high nibbles
+ * (2c + 1), which then meet the 64 contiguous activation bytes q8[64c .. 64c + 64). */
+static inline FS_AVX512_FN __m512i q4_k_block_ints512(const uint8_t *x, const int8_t *q8, __m256i sm) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i s = _mm512_castsi256_si512(sm);
+    __m512i sumi = _mm512_setzero_si512();
+    for (int p = 0; p < 2; p++) {
+        const __m512i bits = _mm512_loadu_si512((const void *)(x + 16 + 64 * p));
+        const __m512i lo = _mm512_and_si512(bits, m4), hi = _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4);
+        const __m512i v[2] = {_mm512_shuffle_i64x2(lo, hi, 0x44), _mm512_shuffle_i64x2(lo, hi, 0xEE)};
+        for (int h = 0; h < 2; h++) {
+            const int c = 2 * p + h;
+            const __m512i sc = _mm512_permutexvar_epi16(idx16_halves(2 * c, 2 * c + 1), s);
+            const __m512i prod = _mm512_maddubs_epi16(v[h], _mm512_loadu_si512((const void *)(q8 + 64 * c)));
+            sumi = _mm512_dpwssd_epi32(sumi, prod, sc);
+        }
+    }
+    return sumi;
+}
+
+/* The Q4_K gemv's integer phase (q4k_row_ints_fn) with AVX-512: four super-blocks' I and M reduced
+ * together. */
+/* Lane 0 .. 3 of the result: the sums of the 16 int32 lanes of a, b, c, d (exact). */
+static inline FS_AVX512_FN __m128i hsum_i32x16x4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    /* 128-bit lanes: [a0 + a2, a1 + a3, b0 + b2, b1 + b3], likewise for c, d */
+    const __m512i ab = _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x88), _mm512_shuffle_i64x2(a, b, 0xDD));
+    const __m512i cd = _mm512_add_epi32(_mm512_shuffle_i64x2(c, d, 0x88), _mm512_shuffle_i64x2(c, d, 0xDD));
+    /* 128-bit lane k: four partial sums of vector k (a, b, c, d) */
+    __m512i x = _mm512_add_epi32(_mm512_shuffle_i64x2(ab, cd, 0x88), _mm512_shuffle_i64x2(ab, cd, 0xDD));
+    x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, 0x4E));
+    x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, 0xB1)); /* every int32 of lane k: the sum of vector k */
+    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x));
+}
+
+/* The Q4_K gemv's integer phase (q4k_row_ints_fn) with AVX-512: four super-blocks' I and M reduced
+ * together. */
+static inline FS_AVX512_FN void q4_k_row_ints_avx512(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
+                                                     int32_t (*ints)[3][8], int k) {
+    int j = 0;
+    for (; j + 4 <= nc; j += 4) {
+        const uint8_t *x0 = x + (size_t)j * B_Q4_K, *y0 = y + (size_t)j * B_Q8_K + Q8K_QS;
+        const __m256i s0 = q4_k_scales_mins16(x0 + 4), s1 = q4_k_scales_mins16(x0 + B_Q4_K + 4);
+        const __m256i s2 = q4_k_scales_mins16(x0 + 2 * B_Q4_K + 4), s3 = q4_k_scales_mins16(x0 + 3 * B_Q4_K + 4);
+        const __m128i iv = hsum_i32x16x4(q4_k_block_ints512(x0, (const int8_t *)y0, s0),
+                                         q4_k_block_ints512(x0 + B_Q4_K, (const int8_t *)(y0 + B_Q8_K), s1),
+                                         q4_k_block_ints512(x0 + 2 * B_Q4_K, (const int8_t *)(y0 + 2 * B_Q8_K), s2),
+                                         q4_k_block_ints512(x0 + 3 * B_Q4_K, (const int8_t *)(y0 + 3 * B_Q8_K), s3));
+        const __m128i m01 = _mm_hadd_epi32(_mm_madd_epi16(_mm256_extracti128_si256(s0, 1), q8s[j]),
+                                           _mm_madd_epi16(_mm256_extracti128_si256(s1, 1), q8s[j + 1]));
+        const __m128i m23 = _mm_hadd_epi32(_mm_madd_epi16(_mm256_extracti128_si256(s2, 1), q8s[j + 2]),
+                                           _mm_madd_epi16(_mm256_extracti128_si256(s3, 1), q8s[j + 3]));
+        const __m128i mv = _mm_hadd_epi32(m01, m23);
+        ints[j][0][k] = _mm_cvtsi128_si32(iv);
+        ints[j + 1][0][k] = _mm_extract_epi32(iv, 1);
+        ints[j + 2][0][k] = _mm_extract_epi32(iv, 2);
+        ints[j + 3][0][k] = _mm_extract_epi32(iv, 3);
+        ints[j][1][k] = _mm_cvtsi128_si32(mv);
+        ints[j + 1][1][k] = _mm_extract_epi32(mv, 1);
+        ints[j + 2][1][k] = _mm_extract_epi32(mv, 2);
+        ints[j + 3][1][k] = _mm_extract_epi32(mv, 3);
+        for (int i = 0; i < 4; i++) memcpy(&ints[j + i][2][k], x0 + (size_t)i * B_Q4_K, 4);
+    }
+    if (j < nc) q4_k_row_ints_avx2(x + (size_t)j * B_Q4_K, y + (size_t)j * B_Q8_K, nc - j, q8s + j, ints + j, k);
+}
+
+FS_AVX512_FN void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                      int64_t n, float *out) {
+    q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx512);
+}
+
+/* The 8 int32 lanes of q6_k_row_avx2's sumi for one Q6_K super-block x times the activation quants
+ * q8 (m32: the activation's offset products maddubs(32, y), 4 vectors per super-block). Per half h
+ * the 64 low-nibble bytes are one load; the 32 high-bit bytes are broadcast to both 256-bit halves
+ * and shifted by a different count in each, so one vector holds AVX2's q4[0] | q4[1] (elements
+ * 0 .. 63 of the half) and another q4[2] | q4[3]; fold_i32x16 then gives AVX2's lanes. */
+static inline FS_AVX512_FN __m256i q6_k_block_lanes512(const uint8_t *x, const int8_t *q8, const __m512i *m32) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl01 = idx16_halves(4, 2), shr23 = idx16_halves(0, 2); /* 16-bit shift counts */
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192))));
+    __m512i sumi = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        const __m512i b = _mm512_loadu_si512((const void *)(x + 64 * h));
+        const __m512i bh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+        const __m512i t01 = _mm512_and_si512(_mm512_sllv_epi16(bh, shl01), m30);
+        const __m512i t23 = _mm512_and_si512(_mm512_srlv_epi16(bh, shr23), m30);
+        const __m512i q[2] = {_mm512_or_si512(_mm512_and_si512(b, m4), t01),
+                              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m4), t23)};
+        for (int p = 0; p < 2; p++) {
+            const __m512i y = _mm512_loadu_si512((const void *)(q8 + 128 * h + 64 * p));
+            const __m512i prod = _mm512_sub_epi16(_mm512_maddubs_epi16(q[p], y), m32[2 * h + p]);
+            /* 16-bit lanes 8i .. 8i + 7 take scale 8h + 4p + i */
+            const __m512i idx = _mm512_add_epi16(_mm512_srli_epi16(_mm512_set_epi16(
+                31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3), _mm512_set1_epi16((short)(8 * h + 4 * p)));
+            sumi = _mm512_dpwssd_epi32(sumi, prod, _mm512_permutexvar_epi16(idx, sc16));
+        }
+    }
+    return fold_i32x16(sumi);
+}
+
+/* Q6_K rows with AVX-512 (fs_rows_q6_k_avx2's bits): the activation's offset products made once per
+ * call, then each row front to back: acc = fma(y.d * fp16(x.d), lanes, acc), result hsum(acc). */
+FS_AVX512_FN void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                      int64_t n, float *out) {
+    const int64_t nb = n / QK_K;
+    if (nb > Q6K_ROWS_MAX_NB) {
+        fs_rows_q6_k_avx2(w, row_bytes, n_rows, act, n, out);
+        return;
+    }
+    __m512i m32[Q6K_ROWS_MAX_NB][4];
+    const __m512i m32s = _mm512_set1_epi8(32);
+    for (int64_t ib = 0; ib < nb; ib++)
+        for (int j = 0; j < 4; j++)
+            m32[ib][j] = _mm512_maddubs_epi16(m32s, _mm512_loadu_si512((const void *)(act + (size_t)ib * B_Q8_K + Q8K_QS + 64 * j)));
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint8_t *x = w + (size_t)r * row_bytes, *y = act;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
+            const float d = rd_f32(y) * h2f(x + 208);
+            const __m256i sumi = q6_k_block_lanes512(x, (const int8_t *)(y + Q8K_QS), m32[ib]);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        out[r] = hsum_f32x8(acc);
+    }
+}
+
+/* Q6_K: one weight row x RN activation rows (tile_q6_k's bits): the row's 6-bit values and their
+ * scales are unpacked once per super-block for all RN rows; the offset products maddubs(32, y) are made
+ * per activation row. */
+FS_VD_INLINE FS_AVX512_FN void tile_q6_k_avx512(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                                                int64_t os, const int RN) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), m32s = _mm512_set1_epi8(32);
+    const __m512i shl01 = idx16_halves(4, 2), shr23 = idx16_halves(0, 2);
+    const __m512i lane8 = _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
+                                                             16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
+    __m256 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
+        const float dx = h2f(x + 208);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192))));
+        __m512i q[4], sc[4]; /* 64 elements each: q[2h + p] = elements 128h + 64p .. + 64 */
+        for (int h = 0; h < 2; h++) {
+            const __m512i b = _mm512_loadu_si512((const void *)(x + 64 * h));
+            const __m512i bh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+            q[2 * h] = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_and_si512(_mm512_sllv_epi16(bh, shl01), m30));
+            q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m4),
+                                           _mm512_and_si512(_mm512_srlv_epi16(bh, shr23), m30));
+            for (int p = 0; p < 2; p++)
+                sc[2 * h + p] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane8, _mm512_set1_epi16((short)(8 * h + 4 * p))), sc16);
+        }
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_K;
+            __m512i sumi = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) {
+                const __m512i yv = _mm512_loadu_si512((const void *)(y + Q8K_QS + 64 * k));
+                const __m512i prod = _mm512_sub_epi16(_mm512_maddubs_epi16(q[k], yv), _mm512_maddubs_epi16(m32s, yv));
+                sumi = _mm512_dpwssd_epi32(sumi, prod, sc[k]);
+            }
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y) * dx), _mm256_cvtepi32_ps(fold_i32x16(sumi)), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+}
+
+FS_TILES_1X4_ATTR(fs_tiles_q6_k_avx512, tile_q6_k_avx512, QK_K, FS_AVX512_FN)
+
+/* ---- Q4_K prefill with AVX-512: 16 weight rows x 4 tokens ----------------------------------------
+ * gemm8_q4_k's scheme with 16 rows in the 16 lanes of a vector: each 16-row group of a tile is
+ * interleaved once per call into Q4K16_* (per super-block: the quants as [sub-block j][group g of 4
+ * elements][row r][4 bytes], one 64-byte vector per (j, g); each sub-block's scale per row as an int32;
+ * each chunk's two mins per row as an int16 pair; fp16(d), fp16(dmin) per row as floats). The byte
+ * products of a sub-block accumulate in int32 with VNNI dpbusd (exact: no int16 step to saturate), then
+ * meet the scale in one mullo. */
+#define Q4K16_Q 0
+#define Q4K16_SC 4096
+#define Q4K16_MN (Q4K16_SC + 8 * 64)
+#define Q4K16_D (Q4K16_MN + 4 * 64)
+#define Q4K16_DMIN (Q4K16_D + 64)
+#define Q4K16_BLOCK (Q4K16_DMIN + 64) /* 4992 bytes per super-block of 16 rows */
+
+static inline FS_AVX512_FN void q4_k_interleave16(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf) {
+    for (int64_t ib = 0; ib < nb; ib++) {
+        uint8_t *o = buf + (size_t)ib * Q4K16_BLOCK;
+        int32_t sc[8][16], mn[4][16];
+        float d[16], dmin[16];
+        for (int r = 0; r < 16; r++) {
+            const uint8_t *x = w + (size_t)r * row_bytes + (size_t)ib * B_Q4_K;
+            uint8_t s8[8], m8[8];
+            scale_min_k4(x + 4, s8, m8);
+            for (int j = 0; j < 8; j++) sc[j][r] = s8[j];
+            for (int c = 0; c < 4; c++) mn[c][r] = (int32_t)m8[2 * c] | ((int32_t)m8[2 * c + 1] << 16);
+            d[r] = h2f(x);
+            dmin[r] = h2f(x + 2);
+        }
+        memcpy(o + Q4K16_SC, sc, sizeof sc);
+        memcpy(o + Q4K16_MN, mn, sizeof mn);
+        memcpy(o + Q4K16_D, d, sizeof d);
+        memcpy(o + Q4K16_DMIN, dmin, sizeof dmin);
+        for (int c = 0; c < 4; c++)
+            for (int half = 0; half < 2; half++) {
+                __m256i t[2][8];
+                q4_k_quants_t8(w + (size_t)(8 * half) * row_bytes + (size_t)ib * B_Q4_K, row_bytes, c, t);
+                for (int h = 0; h < 2; h++)
+                    for (int g = 0; g < 8; g++)
+                        _mm256_storeu_si256((__m256i *)(o + Q4K16_Q + ((2 * c + h) * 8 + g) * 64 + 32 * half), t[h][g]);
+            }
+    }
+}
+
+/* 16 interleaved rows x RN <= 4 tokens: gemm8_q4_k's float operations per row lane, so its bits. */
+FS_VD_INLINE FS_AVX512_FN void gemm16_q4_k(const uint8_t *buf, int64_t nb, const uint8_t *a, size_t ab, float *out,
+                                           int64_t os, const int RN) {
+    __m512 acc[4], accm[4];
+    for (int t = 0; t < RN; t++) acc[t] = accm[t] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *p = buf + (size_t)ib * Q4K16_BLOCK;
+        const uint8_t *y[4];
+        int32_t spair[4][4];
+        for (int t = 0; t < RN; t++) {
+            y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
+            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
+            _mm_storeu_si128((__m128i *)spair[t],
+                             _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+        }
+        const __m512 dx = _mm512_loadu_ps((const float *)(p + Q4K16_D));
+        const __m512 dmx = _mm512_loadu_ps((const float *)(p + Q4K16_DMIN));
+        __m512 d[4], dmin[4];
+        for (int t = 0; t < RN; t++) {
+            const __m512 yd = _mm512_set1_ps(rd_f32(y[t]));
+            d[t] = _mm512_mul_ps(dx, yd);
+            dmin[t] = _mm512_mul_ps(dmx, yd);
+        }
+        for (int c = 0; c < 4; c++) {
+            __m512i isum[4];
+            for (int t = 0; t < RN; t++) isum[t] = _mm512_setzero_si512();
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * c + h;
+                __m512i s32[4];
+                for (int t = 0; t < RN; t++) s32[t] = _mm512_setzero_si512();
+                for (int g = 0; g < 8; g++) {
+                    const __m512i wq = _mm512_loadu_si512((const void *)(p + Q4K16_Q + (j * 8 + g) * 64));
+                    for (int t = 0; t < RN; t++) {
+                        int32_t y4;
+                        memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
+                        s32[t] = _mm512_dpbusd_epi32(s32[t], wq, _mm512_set1_epi32(y4));
+                    }
+                }
+                const __m512i scv = _mm512_loadu_si512((const void *)(p + Q4K16_SC + j * 64));
+                for (int t = 0; t < RN; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s32[t], scv));
+            }
+            const __m512i mnv = _mm512_loadu_si512((const void *)(p + Q4K16_MN + c * 64));
+            for (int t = 0; t < RN; t++) {
+                const __m512i msum = _mm512_madd_epi16(mnv, _mm512_set1_epi32(spair[t][c]));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), d[t], acc[t]);
+                accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(msum), dmin[t], accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) _mm512_storeu_ps(out + (size_t)t * os, _mm512_sub_ps(acc[t], accm[t]));
+}
+
+/* The Q4_K gemm tiles with AVX-512: groups of 16 rows through gemm16_q4_k, the rest through the AVX2
+ * tiles (8-row groups, then single rows). Same bits everywhere. */
+FS_AVX512_FN void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                            int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    int64_t r16 = nb > 0 ? n_rows - n_rows % 16 : 0;
+    uint8_t *buf = r16 > 0 ? (uint8_t *)malloc((size_t)nb * Q4K16_BLOCK) : NULL;
+    if (buf == NULL) r16 = 0;
+    for (int64_t r = 0; r < r16; r += 16) {
+        q4_k_interleave16(w + (size_t)r * rb, rb, nb, buf);
+        for (int64_t j = 0; j < n_act; j += 4) {
+            const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+            const uint8_t *aj = a + (size_t)j * ab;
+            float *o = out + j * os + r;
+            if (rn == 4) gemm16_q4_k(buf, nb, aj, ab, o, os, 4);
+            else if (rn == 3) gemm16_q4_k(buf, nb, aj, ab, o, os, 3);
+            else if (rn == 2) gemm16_q4_k(buf, nb, aj, ab, o, os, 2);
+            else gemm16_q4_k(buf, nb, aj, ab, o, os, 1);
+        }
+    }
+    free(buf);
+    if (r16 < n_rows) fs_gemm_tiles_q4_k_avx2(w + (size_t)r16 * rb, rb, n_rows - r16, a, ab, n_act, n, out + r16, os);
+}
+
+#endif /* FS_HAVE_AVX512_CODE */
 
 /* ==== the low-bit K-quants: Q2_K and Q3_K ==================================================
  *

@@ -19,6 +19,11 @@
 #else
 #define AVX2(f) NULL
 #endif
+#if FS_HAVE_AVX512_CODE
+#define AVX512(f) f
+#else
+#define AVX512(f) NULL
+#endif
 
 #define NONE {NULL, NULL}
 #define ROWS(x) {fs_rows_##x##_c, AVX2(fs_rows_##x##_avx2)}
@@ -44,10 +49,14 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_Q8_0, q8_0, "Q8_0", QK, B_Q8_0, FS_Q8_0, TILES(q8_0)),
     PLAIN(FS_Q2_K, q2_k, "Q2_K", QK_K, 84, FS_Q8_K_ID, TILES(q2_k)),
     PLAIN(FS_Q3_K, q3_k, "Q3_K", QK_K, 110, FS_Q8_K_ID, TILES(q3_k)),
-    {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS(q4_k), NONE, 8, GEMV(q4_k),
-     {fs_gemm_q4_k_c, AVX2(fs_gemm_q4_k_avx2)}, {NULL, AVX2(fs_gemm_tiles_q4_k_avx2)}},
+    {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS(q4_k), NONE, 8,
+     {fs_gemv_q4_k_c, AVX2(fs_gemv_q4_k_avx2), AVX512(fs_gemv_q4_k_avx512)},
+     {fs_gemm_q4_k_c, AVX2(fs_gemm_q4_k_avx2)},
+     {NULL, AVX2(fs_gemm_tiles_q4_k_avx2), AVX512(fs_gemm_tiles_q4_k_avx512)}},
     PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, NONE),
-    PLAIN(FS_Q6_K, q6_k, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, TILES(q6_k)),
+    {FS_Q6_K, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, fs_dequant_q6_k,
+     {fs_rows_q6_k_c, AVX2(fs_rows_q6_k_avx2), AVX512(fs_rows_q6_k_avx512)},
+     {NULL, AVX2(fs_tiles_q6_k_avx2), AVX512(fs_tiles_q6_k_avx512)}, 0, NONE, NONE, NONE},
     PLAIN(FS_IQ2_XXS, iq2_xxs, "IQ2_XXS", QK_K, 66, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ2_XS, iq2_xs, "IQ2_XS", QK_K, 74, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ3_XXS, iq3_xxs, "IQ3_XXS", QK_K, 98, FS_Q8_K_ID, NONE),
@@ -92,10 +101,14 @@ const fs_act_traits *fs_act_traits_of(int act_type) {
 
 /* ---- the implementation, chosen once ------------------------------------------------------ */
 
+static const char *const IMPL_NAMES[FS_IMPL_COUNT] = {"portable", "avx2", "avx512"};
+
+const char *fs_impl_name(int impl) { return impl >= 0 && impl < FS_IMPL_COUNT ? IMPL_NAMES[impl] : NULL; }
+
 #if FS_HAVE_AVX2_CODE
-/* The only mutable global: threads racing on the first call all compute the same value; the atomic
+/* The only mutable globals: threads racing on the first call all compute the same value; the atomic
  * load/store makes that race well defined. -1: not chosen yet. */
-static int impl_state = -1;
+static int impl_state = -1, best_state = -1;
 
 static int cpu_has_f16c(void) {
     unsigned a, b, c, d;
@@ -103,19 +116,38 @@ static int cpu_has_f16c(void) {
     return (c & (1u << 29)) != 0; /* CPUID.1:ECX.F16C (clang's __builtin_cpu_supports lacks "f16c") */
 }
 
+int fs_impl_best(void) {
+    int s = __atomic_load_n(&best_state, __ATOMIC_ACQUIRE);
+    if (s >= 0) return s;
+    s = FS_IMPL_PORTABLE;
+    __builtin_cpu_init();
+    /* libgcc / compiler-rt also check that the OS saves the YMM (and for AVX-512 the ZMM and mask)
+     * registers (XCR0) before they report these features. */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) {
+        s = FS_IMPL_AVX2;
+#if FS_HAVE_AVX512_CODE
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("bmi2"))
+            s = FS_IMPL_AVX512;
+#endif
+    }
+    __atomic_store_n(&best_state, s, __ATOMIC_RELEASE);
+    return s;
+}
+
 int fs_impl(void) {
     int s = __atomic_load_n(&impl_state, __ATOMIC_ACQUIRE);
     if (s >= 0) return s;
-    s = FS_IMPL_PORTABLE;
+    s = fs_impl_best();
     const char *env = getenv("FIRESIDE_CPU");
-    if (!(env != NULL && strcmp(env, "portable") == 0)) {
-        __builtin_cpu_init();
-        /* "avx2" also implies the OS saves the YMM registers (libgcc / compiler-rt check XCR0). */
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) s = FS_IMPL_AVX2;
-    }
+    if (env != NULL)
+        for (int i = 0; i < s; i++)
+            if (strcmp(env, IMPL_NAMES[i]) == 0) s = i;
     __atomic_store_n(&impl_state, s, __ATOMIC_RELEASE);
     return s;
 }
 #else
+int fs_impl_best(void) { return FS_IMPL_PORTABLE; }
 int fs_impl(void) { return FS_IMPL_PORTABLE; }
 #endif

@@ -19,8 +19,10 @@
 extern "C" {
 #endif
 
-/* Implementations of the dot products: index into the per-CPU arrays below. */
-enum { FS_IMPL_PORTABLE = 0, FS_IMPL_AVX2 = 1, FS_IMPL_COUNT = 2 };
+/* Implementations of the dot products ("CPU variants"): index into the per-CPU arrays below, each
+ * one able to run where the next one down can. A row whose entry for the chosen implementation is
+ * NULL takes the next one down that is not (AVX-512 -> AVX2 -> portable). */
+enum { FS_IMPL_PORTABLE = 0, FS_IMPL_AVX2 = 1, FS_IMPL_AVX512 = 2, FS_IMPL_COUNT = 3 };
 
 /* An activation format (ggml's vec_dot_type): Q8_0, Q8_1, Q8_K or a float type. */
 typedef struct fs_act_traits {
@@ -60,9 +62,17 @@ const fs_type_traits *fs_traits_at(int i);
 /* The activation format `act_type`, or NULL. */
 const fs_act_traits *fs_act_traits_of(int act_type);
 
-/* The implementation the dot products use on this CPU (FS_IMPL_PORTABLE or FS_IMPL_AVX2): AVX2 when
- * the CPU has AVX2, FMA and F16C and FIRESIDE_CPU is not "portable"; chosen once, at the first call. */
+/* The implementation the kernels use in this process, chosen once, at the first call: the best one
+ * the CPU runs (fs_impl_best), or the one FIRESIDE_CPU names ("portable", "avx2", "avx512") when the
+ * CPU runs it; a name the CPU cannot run, or an unknown one, leaves the best (the Python side warns). */
 int fs_impl(void);
+
+/* The best implementation this CPU and build can run: FS_IMPL_AVX512 with AVX512F/BW/DQ/VL and
+ * AVX512_VNNI (the OS saving the ZMM state), FS_IMPL_AVX2 with AVX2, FMA and F16C, else portable. */
+int fs_impl_best(void);
+
+/* "portable", "avx2", "avx512" for 0 <= impl < FS_IMPL_COUNT, else NULL. */
+const char *fs_impl_name(int impl);
 
 #ifdef __cplusplus
 }

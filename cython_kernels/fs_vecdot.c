@@ -75,9 +75,9 @@
  * The portable versions use C's fmaf (correctly rounded, as _mm256_fmadd_ps is), so they give the
  * same bits as the AVX2 ones. */
 
-const char *fs_vecdot_impl(void) { return fs_impl() == FS_IMPL_AVX2 ? "avx2" : "portable"; }
+const char *fs_vecdot_impl(void) { return fs_impl_name(fs_impl()); }
 
-int fs_use_avx2(void) { return fs_impl() == FS_IMPL_AVX2; }
+int fs_use_avx2(void) { return fs_impl() >= FS_IMPL_AVX2; }
 
 int fs_act_format(int wtype) {
     const fs_type_traits *t = fs_traits(wtype);
@@ -106,10 +106,18 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n) {
     a->quantize(x, (uint8_t *)dst, n / a->block_elems);
 }
 
-/* The function of the CPU's implementation, or the portable one where a type has no AVX2 version. */
+/* The function of the chosen implementation, or of the next one down that a type has (AVX-512 ->
+ * AVX2 -> portable); NULL if none. */
 static fs_rows_fn pick_rows(const fs_rows_fn f[FS_IMPL_COUNT]) {
-    const int impl = fs_impl();
-    return f[impl] != NULL ? f[impl] : f[FS_IMPL_PORTABLE];
+    for (int impl = fs_impl(); impl >= 0; impl--)
+        if (f[impl] != NULL) return f[impl];
+    return NULL;
+}
+
+static fs_tiles_fn pick_tiles(const fs_tiles_fn f[FS_IMPL_COUNT]) {
+    for (int impl = fs_impl(); impl >= 0; impl--)
+        if (f[impl] != NULL) return f[impl];
+    return NULL;
 }
 
 /* Which product a call reproduces (for the types llama.cpp repacks on x86). */
@@ -150,7 +158,7 @@ void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int
 
 int fs_vec_dot_tiled(int wtype) {
     const fs_type_traits *t = fs_traits(wtype);
-    return t != NULL && t->tiles[fs_impl()] != NULL;
+    return t != NULL && pick_tiles(t->tiles) != NULL;
 }
 
 int fs_vec_dot_repacked(int wtype, int64_t n_rows) {
@@ -173,7 +181,7 @@ void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
                           size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride) {
     const fs_type_traits *t = valid(wtype, n, NULL);
     if (t == NULL || n <= 0) return;
-    fs_tiles_fn tiles = t->repack_rows ? t->gemm_tiles[fs_impl()] : NULL;
+    fs_tiles_fn tiles = t->repack_rows ? pick_tiles(t->gemm_tiles) : NULL;
     tile_or_rows(MODE_GEMM, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
 }
 
@@ -184,6 +192,6 @@ void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
     /* For one activation row (decode) the rows are streamed one after the other: nothing to reuse
      * across tokens, and the sequential reads are faster (Q8_0: 13 against 7 GB/s on a 200 MB
      * matrix; SmolLM2 decode, Q4_1: 65-78 against 46-53 tokens/s, same machine, same minutes). */
-    fs_tiles_fn tiles = n_act == 1 ? NULL : t->tiles[fs_impl()];
+    fs_tiles_fn tiles = n_act == 1 ? NULL : pick_tiles(t->tiles);
     tile_or_rows(MODE_NOREPACK, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
 }

@@ -12,3 +12,9 @@ cdef extern from "fs_vecdot.h" nogil:
     void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
                          int64_t n, float *out) noexcept
     const char *fs_vecdot_impl() noexcept
+
+
+cdef extern from "fs_traits.h" nogil:
+    int fs_impl() noexcept
+    int fs_impl_best() noexcept
+    const char *fs_impl_name(int impl) noexcept

@@ -18,11 +18,28 @@ from libc.stdint cimport int64_t, uint8_t
 from cython_kernels.quants cimport fs_row_bytes, fs_type_supported
 
 
+VARIANTS = ("portable", "avx2", "avx512")  # fs_traits.h FS_IMPL_*, each runnable where the next is
+
+
 def impl():
-    """The implementation in use: ``"avx2"`` or ``"portable"`` (chosen once per process; set the
-    environment variable ``FIRESIDE_CPU=portable`` before the first call to force the portable
-    one)."""
+    """The CPU variant of the kernels in use: ``"portable"``, ``"avx2"`` (x86-64-v3: AVX2, FMA,
+    F16C) or ``"avx512"`` (x86-64-v4 with VNNI: AVX512F/BW/DQ/VL and AVX512_VNNI). Chosen once per
+    process: the best this CPU runs (``best()``), or the one the environment variable
+    ``FIRESIDE_CPU`` names, set before the first call, when this CPU runs it."""
     return fs_vecdot_impl().decode("ascii")
+
+
+def best():
+    """The best CPU variant this CPU and build can run (see ``impl()``), whatever ``FIRESIDE_CPU``
+    says."""
+    return fs_impl_name(fs_impl_best()).decode("ascii")
+
+
+def variants():
+    """Every CPU variant this CPU and build can run, slowest first: ``("portable", ..., best())``.
+    The AVX-512 variant gives the AVX2 variant's results bit for bit; the portable one differs from
+    them by float summation order only (fs_vecdot.h)."""
+    return VARIANTS[:fs_impl_best() + 1]
 
 
 def act_row_bytes(int wtype, int64_t n):

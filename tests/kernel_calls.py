@@ -9,6 +9,10 @@ from gguf import GGMLQuantizationType as T
 
 from cython_kernels import vecdot
 
+#: CPU variant (cython_kernels.vecdot.impl()) -> the ggml code whose float operations it follows:
+#: the AVX-512 variant computes the AVX2 code's exact integers faster and keeps its float operations.
+NUMERICS = {"portable": "portable", "avx2": "avx2", "avx512": "avx2"}
+
 #: mode -> C function: llama.cpp's x86 repacked gemv / gemm arithmetic, or ggml_vec_dot's ("norepack")
 C_FUNCS = {"gemv": "fs_vec_dot_rows", "gemm": "fs_vec_dot_rows_gemm", "norepack": "fs_vec_dot_rows_norepack"}
 

@@ -5,8 +5,9 @@ TQ1_0, TQ2_0), each checked against its numpy reference class in tests/quant_ref
   pattern of these formats is a block, only the f16 scales are kept finite);
 * the dot products bit-identical to ggml's, both implementations: the portable C code against the
   reference's ``dot("portable", ...)`` (ggml's *_generic code), run in a subprocess with
-  FIRESIDE_CPU=portable; the AVX2 code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
-  process when the CPU has AVX2; IQ4_NL's repacked product (llama.cpp's x86 gemv) against ``gemv``;
+  FIRESIDE_CPU=portable; the SIMD code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
+  process when the CPU has AVX2 (the AVX-512 variant keeps the AVX2 bits; tests/test_cpu_variants.py
+  runs the others); IQ4_NL's repacked product (llama.cpp's x86 gemv) against ``gemv``;
 * the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows;
 * every result within float rounding of the float64 product of the dequantized operands.
 
@@ -26,7 +27,7 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
 from cython_kernels import quants, vecdot
-from kernel_calls import c_vec_dot_rows, c_vec_dot_tile, make_x
+from kernel_calls import NUMERICS, c_vec_dot_rows, c_vec_dot_tile, make_x
 from quant_reference import NEWER as REFERENCES
 from quant_reference.common import ACT_BLOCK, decode_act, quantize_act, random_blocks
 
@@ -101,9 +102,9 @@ def test_dot_products_bit_identical_to_ggml(i, portable):
     assert np.array_equal(act, quantize_act(ref.act_type, x)), f"{label}: activation bytes"
     want = {impl: np.array([ref.dot(impl, row, act, n) for row in w], np.float32) for impl in ("portable", "avx2")}
     assert np.array_equal(portable[f"rows_{i}"].view(np.uint32), want["portable"].view(np.uint32)), label
-    if vecdot.impl() == "avx2":
+    if vecdot.impl() != "portable":
         got = c_vec_dot_rows("norepack", t, w, act, n)
-        assert np.array_equal(got.view(np.uint32), want["avx2"].view(np.uint32)), label
+        assert np.array_equal(got.view(np.uint32), want[NUMERICS[vecdot.impl()]].view(np.uint32)), label
     gemv = getattr(ref, "gemv", None)
     if gemv is not None:  # llama.cpp's x86 repacked product: the same bits from both implementations
         g = np.array([gemv(row, act, n) for row in w], np.float32)

@@ -48,7 +48,7 @@ from gguf.quants import dequantize, quantize
 
 from cython_kernels import vecdot
 from engine.gguf_file import GGUFFile
-from kernel_calls import c_vec_dot_rows, make_x
+from kernel_calls import NUMERICS, c_vec_dot_rows, make_x
 from quant_reference import REFERENCES
 from quant_reference.common import ACT_BLOCK, ref_q8_0, ref_q8_1, ref_q8_k
 
@@ -150,12 +150,12 @@ def check_against_references(wtype: T, w: np.ndarray, x: np.ndarray, got: np.nda
 
 def emulate_ggml(impl: str, wtype: T, row: np.ndarray, act: np.ndarray, n: int, mode: str = "gemv") -> np.float32:
     """ggml's result for one row (the type's class in tests/quant_reference): ``impl`` "portable" = the
-    scalar generic code, "avx2" = the __AVX2__ code. For Q4_0 / Q4_K, ``mode`` "gemv" / "gemm" is the x86
+    scalar generic code, "avx2" or "avx512" = the __AVX2__ code (kernel_calls.NUMERICS). For Q4_0 / Q4_K, ``mode`` "gemv" / "gemm" is the x86
     repacked product (both implementations), "norepack" ggml_vec_dot as for the other types."""
     ref = REFERENCES[wtype]
     if wtype in REPACKED and mode != "norepack":
         return ref.gemm(row, act, n) if mode == "gemm" else ref.gemv(row, act, n)
-    return ref.dot(impl, row, act, n)
+    return ref.dot(NUMERICS[impl], row, act, n)
 
 
 # -- the entry points not in the Cython module (yet): tests/kernel_calls.py ----------------------------
@@ -392,7 +392,7 @@ def test_bit_identical_to_ggml(impl_results, real_cases):
     """Every result equals, bit for bit, ggml's float operation sequence for that implementation
     (and, for Q4_0 / Q4_K, for the product each entry point reproduces)."""
     cases = SYNTHETIC + real_cases
-    assert {k.split("/")[0] for k in impl_results} <= {"avx2", "portable"}
+    assert {k.split("/")[0] for k in impl_results} <= set(NUMERICS)
     for key, outs in impl_results.items():
         impl, _, mode = key.partition("/")
         if mode and mode != "norepack" and mode != "gemm":
@@ -451,12 +451,15 @@ def test_q8_k_4x8_sign_choice_gives_same_result():
             assert np.array_equal(a, b), (t.name, mode)  # == also equates +0 and -0
 
 
-def test_avx2_matches_portable(impl_results, real_cases):
-    if "avx2" not in impl_results:
+def test_simd_matches_portable(impl_results, real_cases):
+    """The SIMD variant of this process and the portable one agree to float summation order (bit for
+    bit on the repacked products)."""
+    if vecdot.impl() == "portable":
         pytest.skip(f"this CPU / build runs the {vecdot.impl()} implementation only")
     cases = SYNTHETIC + real_cases
+    simd = vecdot.impl()
     for mode in MODES:
-        for (label, t, w, x), fast, slow in zip(cases, impl_results[f"avx2/{mode}"], impl_results[f"portable/{mode}"]):
+        for (label, t, w, x), fast, slow in zip(cases, impl_results[f"{simd}/{mode}"], impl_results[f"portable/{mode}"]):
             if t in REPACKED and mode != "norepack":  # the repacked products: same bits everywhere
                 assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32)), (mode, label)
             xq = act_blocks(VEC_DOT_TYPE[t], vecdot.quantize_act(int(t), x), x.size)["xq"]
