@@ -20,7 +20,7 @@
 
 /* Hand-written AVX2 (+FMA, F16C) code: compiled in with GCC or clang on x86-64 (not clang-cl, whose
  * <immintrin.h> hides AVX unless built with -mavx), marked FS_AVX2_FN, and run only when
- * fs_use_avx2() (fs_vecdot.h) says the CPU has the features and FIRESIDE_CPU is not "portable". */
+ * fs_use_avx2() (fs_vecdot.h) says the chosen CPU variant is AVX2 or AVX-512. */
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(_MSC_VER) && !defined(FS_VECDOT_NO_AVX2)
 #define FS_HAVE_AVX2_CODE 1

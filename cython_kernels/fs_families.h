@@ -35,7 +35,9 @@
 
 #define FS_DECLARE_TILES(x)                                                                                   \
     FS_FAMILY_AVX2(void fs_tiles_##x##_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a,     \
-                                            size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
+                                            size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)                                                                                 \
+    FS_FAMILY_AVX512(void fs_tiles_##x##_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, \
+                                                size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
 
 #define FS_DECLARE_GEMV(x)                                                                                     \
     void fs_gemv_##x##_c(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,    \
@@ -66,12 +68,10 @@ FS_DECLARE_TYPE(q3_k) FS_DECLARE_TILES(q3_k)
 FS_DECLARE_TYPE(q4_k) FS_DECLARE_GEMV(q4_k)
 FS_DECLARE_TYPE(q5_k)
 FS_DECLARE_TYPE(q6_k) FS_DECLARE_TILES(q6_k)
-FS_FAMILY_AVX512(void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                          int64_t n, float *out);)
 FS_FAMILY_AVX512(void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                           int64_t n, float *out);)
-FS_FAMILY_AVX512(void fs_tiles_q6_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                           int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_FAMILY_AVX512(void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                          int64_t n, float *out);)
 FS_FAMILY_AVX512(void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a,
                                                 size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
 void fs_gemm_q4_k_c(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n, float *out);

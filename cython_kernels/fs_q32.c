@@ -445,8 +445,14 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
 #define TILE_RM 4 /* weight rows per register tile (32-element block types) */
 #define TILE_RN 4 /* activation rows per register tile */
 
-static inline FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                  int64_t n_act, int64_t n, float *out, int64_t os) {
+/* A register tile function (tile32 or tile32_avx512). */
+typedef void (*tile32_fn)(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab, int64_t nb, float *out,
+                          int64_t os, const int RM, const int RN);
+
+/* The tiles of a whole product through `tile` (a constant at each call, so it is inlined with its
+ * RM and RN). */
+FS_VD_INLINE FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                        int64_t n_act, int64_t n, float *out, int64_t os, tile32_fn tile32) {
     const int64_t nb = n / QK;
     for (int64_t j = 0; j < n_act; j += TILE_RN) {
         const int64_t rn = n_act - j < TILE_RN ? n_act - j : TILE_RN;
@@ -474,12 +480,84 @@ static inline FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, 
 #define FS_TILE32_FN(name, TYPE)                                                                          \
     FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,  \
                                 int64_t n_act, int64_t n, float *out, int64_t os) {                        \
-        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os);                                         \
+        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os, tile32);                                 \
     }
 FS_TILE32_FN(fs_tiles_q4_0_avx2, FS_Q4_0)
 FS_TILE32_FN(fs_tiles_q4_1_avx2, FS_Q4_1)
 FS_TILE32_FN(fs_tiles_q5_0_avx2, FS_Q5_0)
 FS_TILE32_FN(fs_tiles_q5_1_avx2, FS_Q5_1)
 FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0)
+
+#if FS_HAVE_AVX512_CODE
+/* tile32 with AVX-512 and VNNI, its bits: two activation rows share one 512-bit accumulator per weight
+ * row (their 8 float lanes side by side; the FMAs are lane-wise, so each pair sees tile32's operations),
+ * and the byte products are one dpbusd (the exact int32 sums of maddubs + madd, which never saturate
+ * here: |x| <= 128 and |y| <= 127 pairwise stay below 2^15). AVX-512 has no vpsignb: the activation
+ * is negated under the mask of the weight's sign bits (where the weight is 0 its |x| is 0 too). */
+FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab,
+                                             int64_t nb, float *out, int64_t os, const int RM, const int RN) {
+    const int q81 = type == FS_Q4_1 || type == FS_Q5_1;
+    const int xbs = block32_bytes(type), ybs = q81 ? B_Q8_1 : B_Q8_0, yq = q81 ? 4 : 2;
+    const int RP = (RN + 1) / 2; /* activation pairs (2p, 2p + 1); an odd last row is paired with itself */
+    __m512 acc[4][2];
+    float summs[4][4];
+    for (int i = 0; i < RM; i++) {
+        for (int p = 0; p < RP; p++) acc[i][p] = _mm512_setzero_ps();
+        for (int j = 0; j < RN; j++) summs[i][j] = 0.0f;
+    }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m512i qy[2];
+        __m512 dy[2];
+        float sy[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int p = 0; p < RP; p++) {
+            const int j0 = 2 * p, j1 = 2 * p + 1 < RN ? 2 * p + 1 : 2 * p;
+            const uint8_t *y0 = a + (size_t)j0 * ab + (size_t)ib * ybs, *y1 = a + (size_t)j1 * ab + (size_t)ib * ybs;
+            qy[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + yq))),
+                                       _mm256_loadu_si256((const __m256i *)(y1 + yq)), 1);
+            dy[p] = _mm512_insertf32x8(_mm512_set1_ps(h2f(y0)), _mm256_set1_ps(h2f(y1)), 1);
+        }
+        if (q81)
+            for (int j = 0; j < RN; j++) sy[j] = h2f(a + (size_t)j * ab + (size_t)ib * ybs + 2);
+        for (int i = 0; i < RM; i++) {
+            const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
+            const __m512i qx = _mm512_broadcast_i64x4(unpack_block32(type, x));
+            const __m512 dx = _mm512_set1_ps(h2f(x));
+            if (q81) {
+                const float mx = h2f(x + 2);
+                for (int j = 0; j < RN; j++) summs[i][j] += mx * sy[j];
+                for (int p = 0; p < RP; p++) {
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy[p]));
+                    acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy[p]), q, acc[i][p]);
+                }
+            } else {
+                const __m512i ax = _mm512_abs_epi8(qx);
+                const __mmask64 neg = _mm512_movepi8_mask(qx);
+                for (int p = 0; p < RP; p++) {
+                    const __m512i sy8 = _mm512_mask_sub_epi8(qy[p], neg, _mm512_setzero_si512(), qy[p]);
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy8));
+                    acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy[p]), q, acc[i][p]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) {
+            const __m512 v = acc[i][j / 2];
+            const float r = hsum_f32x8(j % 2 == 0 ? _mm512_castps512_ps256(v) : _mm512_extractf32x8_ps(v, 1));
+            out[(size_t)j * os + i] = q81 ? r + summs[i][j] : r;
+        }
+}
+
+#define FS_TILE32_FN_AVX512(name, TYPE)                                                                    \
+    FS_AVX512_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,       \
+                           int64_t n_act, int64_t n, float *out, int64_t os) {                              \
+        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os, tile32_avx512);                           \
+    }
+FS_TILE32_FN_AVX512(fs_tiles_q4_0_avx512, FS_Q4_0)
+FS_TILE32_FN_AVX512(fs_tiles_q4_1_avx512, FS_Q4_1)
+FS_TILE32_FN_AVX512(fs_tiles_q5_0_avx512, FS_Q5_0)
+FS_TILE32_FN_AVX512(fs_tiles_q5_1_avx512, FS_Q5_1)
+FS_TILE32_FN_AVX512(fs_tiles_q8_0_avx512, FS_Q8_0)
+#endif /* FS_HAVE_AVX512_CODE */
 
 #endif /* FS_HAVE_AVX2_CODE */

@@ -28,6 +28,7 @@
 #define NONE {NULL, NULL}
 #define ROWS(x) {fs_rows_##x##_c, AVX2(fs_rows_##x##_avx2)}
 #define TILES(x) {NULL, AVX2(fs_tiles_##x##_avx2)}
+#define TILES512(x) {NULL, AVX2(fs_tiles_##x##_avx2), AVX512(fs_tiles_##x##_avx512)}
 #define GEMV(x) {fs_gemv_##x##_c, AVX2(fs_gemv_##x##_avx2)}
 
 /* GGML type ids of the activation-only formats (ggml.h). */
@@ -38,15 +39,18 @@
  * llama.cpp does not repack on x86. */
 #define PLAIN(T, x, NAME, QK_, BYTES, ACT, TILES_) \
     {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES_, 0, NONE, NONE, NONE}
+/* The same with AVX-512 tile kernels. */
+#define PLAIN512(T, x, NAME, QK_, BYTES, ACT) \
+    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES512(x), 0, NONE, NONE, NONE}
 
 static const fs_type_traits TRAITS[] = {
     PLAIN(FS_F32, f32, "F32", 1, 4, FS_F32, NONE),
     PLAIN(FS_F16, f16, "F16", 1, 2, FS_F16, NONE),
-    {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS(q4_0), TILES(q4_0), 8, GEMV(q4_0), NONE, NONE},
-    PLAIN(FS_Q4_1, q4_1, "Q4_1", QK, B_Q4_1, FS_Q8_1_ID, TILES(q4_1)),
-    PLAIN(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0, TILES(q5_0)),
-    PLAIN(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID, TILES(q5_1)),
-    PLAIN(FS_Q8_0, q8_0, "Q8_0", QK, B_Q8_0, FS_Q8_0, TILES(q8_0)),
+    {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS(q4_0), TILES512(q4_0), 8, GEMV(q4_0), NONE, NONE},
+    PLAIN512(FS_Q4_1, q4_1, "Q4_1", QK, B_Q4_1, FS_Q8_1_ID),
+    PLAIN512(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0),
+    PLAIN512(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID),
+    PLAIN512(FS_Q8_0, q8_0, "Q8_0", QK, B_Q8_0, FS_Q8_0),
     PLAIN(FS_Q2_K, q2_k, "Q2_K", QK_K, 84, FS_Q8_K_ID, TILES(q2_k)),
     PLAIN(FS_Q3_K, q3_k, "Q3_K", QK_K, 110, FS_Q8_K_ID, TILES(q3_k)),
     {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS(q4_k), NONE, 8,
@@ -56,7 +60,7 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, NONE),
     {FS_Q6_K, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, fs_dequant_q6_k,
      {fs_rows_q6_k_c, AVX2(fs_rows_q6_k_avx2), AVX512(fs_rows_q6_k_avx512)},
-     {NULL, AVX2(fs_tiles_q6_k_avx2), AVX512(fs_tiles_q6_k_avx512)}, 0, NONE, NONE, NONE},
+     TILES512(q6_k), 0, NONE, NONE, NONE},
     PLAIN(FS_IQ2_XXS, iq2_xxs, "IQ2_XXS", QK_K, 66, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ2_XS, iq2_xs, "IQ2_XS", QK_K, 74, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ3_XXS, iq3_xxs, "IQ3_XXS", QK_K, 98, FS_Q8_K_ID, NONE),

@@ -42,10 +42,15 @@
  *  - No allocation, no global state except the one-time choice of implementation; safe to call
  *    from many threads at once and without the Python GIL.
  *
- * Implementation choice: on x86-64 with GCC or clang, the AVX2 (+FMA, F16C) code runs when the CPU
- * has those features, unless the environment variable FIRESIDE_CPU=portable is set (read once, at
- * the first call). Elsewhere (MSVC, arm64, old x86) the portable code runs. Define
- * FS_VECDOT_NO_AVX2 at compile time to leave the AVX2 code out.
+ * Implementation choice ("CPU variants", fs_traits.h fs_impl): on x86-64 with GCC or clang, the
+ * AVX-512 code (AVX512F/BW/DQ/VL + AVX512_VNNI) runs when the CPU has those features, else the AVX2
+ * (+FMA, F16C) code when it has those, else the portable code; the environment variable FIRESIDE_CPU
+ * (portable, avx2, avx512; read once, at the first call) picks a lower one. A type without a kernel
+ * in the chosen variant takes the next one down. The AVX-512 kernels compute the AVX2 kernels' exact
+ * integer sums with wider instructions and keep their float operations, so the two give the same bits
+ * (llama.cpp on an AVX-512 CPU also runs ggml's AVX2 vec_dot code, with VNNI only inside its exact
+ * integer helpers). Elsewhere (MSVC, arm64, old x86) the portable code runs. Define
+ * FS_VECDOT_NO_AVX2 (or FS_VECDOT_NO_AVX512) at compile time to leave SIMD code out.
  *
  * Byte order: weight rows and the F32 activation format are read as little-endian (every platform
  * Fireside targets); f16 fields are assembled byte by byte.
@@ -111,6 +116,7 @@ int fs_vec_dot_tiled(int wtype);
  * 4 activation rows (fs_vec_dot_tile_gemm) and its gemv for the rest (fs_vec_dot_rows). */
 int fs_vec_dot_repacked(int wtype, int64_t n_rows);
 
+/* The chosen CPU variant's name: "portable", "avx2" or "avx512". */
 const char *fs_vecdot_impl(void);
 
 /* The GGML type id of the activation format fs_quantize_act writes for weights of type wtype
@@ -118,8 +124,8 @@ const char *fs_vecdot_impl(void);
  * can share one quantized activation row. */
 int fs_act_format(int wtype);
 
-/* 1 when the hand-written AVX2 code runs (the CPU has AVX2, FMA and F16C, and FIRESIDE_CPU is not
- * "portable"); the choice is made once, at the first call. */
+/* 1 when the hand-written AVX2 code may run (the chosen variant is AVX2 or AVX-512); the choice is
+ * made once, at the first call. */
 int fs_use_avx2(void);
 
 #ifdef __cplusplus

@@ -16,6 +16,7 @@ give the bytes one generated token reads, to turn tokens/s into GB/s.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -260,7 +261,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
-        (bytes), cpu_variant (the kernels' implementation that ran: "avx2" or "portable"), llama_cpp (or
+        (bytes), cpu_variant (the kernels' CPU variant that ran: "portable", "avx2" or "avx512"), llama_cpp (or
         absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``).
@@ -321,15 +322,34 @@ def format_report(report: dict) -> str:
     if compared and report["llama_cpp"].get("peak_rss"):
         line += f"; llama.cpp process {report['llama_cpp']['peak_rss'] / mib:.0f} MiB"
     lines.append(line)
-    lines.append(f"CPU variant: {report['cpu_variant']} (FIRESIDE_CPU=portable forces the portable kernels)")
+    lines.append(f"CPU variant: {report['cpu_variant']} (this CPU runs {', '.join(cpu_variants())}; "
+                 "FIRESIDE_CPU=<variant> forces one)")
     return "\n".join(lines)
 
 
 def cpu_variant() -> str:
-    """The kernels' implementation in this process ("avx2" or "portable"; cython_kernels.vecdot.impl)."""
+    """The kernels' CPU variant in this process: "portable", "avx2" or "avx512"
+    (cython_kernels.vecdot.impl)."""
     from cython_kernels.vecdot import impl
 
     return impl()
+
+
+def cpu_variant_warning() -> str | None:
+    """A one-line warning when ``$FIRESIDE_CPU`` names a CPU variant this process does not run (unknown,
+    or beyond this CPU), else None."""
+    want = os.environ.get("FIRESIDE_CPU")
+    if not want or want == cpu_variant():
+        return None
+    return (f"FIRESIDE_CPU={want}: this CPU runs the variants {', '.join(cpu_variants())}; "
+            f"using {cpu_variant()}")
+
+
+def cpu_variants() -> tuple[str, ...]:
+    """Every CPU variant of the kernels this CPU can run, slowest first (cython_kernels.vecdot.variants)."""
+    from cython_kernels.vecdot import variants
+
+    return variants()
 
 
 def peak_rss_bytes() -> int:
