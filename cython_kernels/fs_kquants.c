@@ -959,6 +959,18 @@ static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_byte
     }
 }
 
+/* Super-block ib of RN <= 4 Q8_K activation rows (a, ab apart): y[t] = its block in row t,
+ * spair[t][c] = (s_2c, s_2c+1) as an int16 pair, s_j = the sum of sub-block j's quants. */
+FS_VD_INLINE FS_AVX2_FN void q8_k_tokens(const uint8_t *a, size_t ab, int64_t ib, const int RN, const uint8_t *y[4],
+                                         int32_t spair[4][4]) {
+    for (int t = 0; t < RN; t++) {
+        y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
+        _mm_storeu_si128((__m128i *)spair[t],
+                         _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+    }
+}
+
 /* 8 interleaved rows x RN <= 4 tokens (a: their Q8_K rows, ab apart), written at out[t * os + r].
  * Per token and 64-element chunk c, in order: acc = fma((float)I_c, fp16(x.d) * y.d, acc),
  * accm = fma((float)M_c, fp16(x.dmin) * y.d, accm), one row per lane; out = acc - accm: the float
@@ -971,13 +983,8 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *p = buf + (size_t)ib * Q4K8_BLOCK;
         const uint8_t *y[4];
-        int32_t spair[4][4]; /* per token: (s_2c, s_2c+1) as an int16 pair, s_j = sub-block j's sum */
-        for (int t = 0; t < RN; t++) {
-            y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
-            _mm_storeu_si128((__m128i *)spair[t],
-                             _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
-        }
+        int32_t spair[4][4];
+        q8_k_tokens(a, ab, ib, RN, y, spair);
         const __m256 dx = _mm256_loadu_ps((const float *)(p + Q4K8_D));
         const __m256 dmx = _mm256_loadu_ps((const float *)(p + Q4K8_DMIN));
         __m256 d[4], dmin[4]; /* fp16(x.d) * y.d and fp16(x.dmin) * y.d per token */
@@ -1015,28 +1022,45 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
     for (int t = 0; t < RN; t++) _mm256_storeu_ps(out + (size_t)t * os, _mm256_sub_ps(acc[t], accm[t]));
 }
 
-/* The Q4_K gemm tiles: groups of 8 rows through gemm8_q4_k (interleaved once per group), the rows left
- * over (n_rows % 8) one at a time through tile_q4_k_gemm. Same bits either way. */
-FS_AVX2_FN void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                        int64_t n_act, int64_t n, float *out, int64_t os) {
+/* Interleaves `group` rows of a Q4_K tile into a buffer (q4_k_interleave8 / 16). */
+typedef void (*q4k_interleave_fn)(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf);
+/* The interleaved rows x RN <= 4 tokens (gemm8_q4_k / gemm16_q4_k). */
+typedef void (*q4k_gemm_fn)(const uint8_t *buf, int64_t nb, const uint8_t *a, size_t ab, float *out, int64_t os,
+                            const int RN);
+
+/* The Q4_K gemm tiles: groups of `group` rows interleaved once per group (block_bytes per super-block)
+ * and multiplied 4 tokens at a time by `gemm`; the rows left over (n_rows % group) go to `rest`.
+ * interleave and gemm are constants at each call, so they are inlined. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_gemm_groups(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                              int64_t n_act, int64_t n, float *out, int64_t os, int group,
+                                              size_t block_bytes, q4k_interleave_fn interleave, q4k_gemm_fn gemm,
+                                              fs_tiles_fn rest) {
     const int64_t nb = n / QK_K;
-    int64_t r8 = nb > 0 ? n_rows - n_rows % 8 : 0;
-    uint8_t *buf = r8 > 0 ? (uint8_t *)malloc((size_t)nb * Q4K8_BLOCK) : NULL;
-    if (buf == NULL) r8 = 0;
-    for (int64_t r = 0; r < r8; r += 8) {
-        q4_k_interleave8(w + (size_t)r * rb, rb, nb, buf);
+    int64_t rg = nb > 0 ? n_rows - n_rows % group : 0;
+    uint8_t *buf = rg > 0 ? (uint8_t *)malloc((size_t)nb * block_bytes) : NULL;
+    if (buf == NULL) rg = 0;
+    for (int64_t r = 0; r < rg; r += group) {
+        interleave(w + (size_t)r * rb, rb, nb, buf);
         for (int64_t j = 0; j < n_act; j += 4) {
             const int64_t rn = n_act - j < 4 ? n_act - j : 4;
             const uint8_t *aj = a + (size_t)j * ab;
             float *o = out + j * os + r;
-            if (rn == 4) gemm8_q4_k(buf, nb, aj, ab, o, os, 4);
-            else if (rn == 3) gemm8_q4_k(buf, nb, aj, ab, o, os, 3);
-            else if (rn == 2) gemm8_q4_k(buf, nb, aj, ab, o, os, 2);
-            else gemm8_q4_k(buf, nb, aj, ab, o, os, 1);
+            if (rn == 4) gemm(buf, nb, aj, ab, o, os, 4);
+            else if (rn == 3) gemm(buf, nb, aj, ab, o, os, 3);
+            else if (rn == 2) gemm(buf, nb, aj, ab, o, os, 2);
+            else gemm(buf, nb, aj, ab, o, os, 1);
         }
     }
     free(buf);
-    if (r8 < n_rows) gemm_tiles_q4_k_1x4_avx2(w + (size_t)r8 * rb, rb, n_rows - r8, a, ab, n_act, n, out + r8, os);
+    if (rg < n_rows) rest(w + (size_t)rg * rb, rb, n_rows - rg, a, ab, n_act, n, out + rg, os);
+}
+
+/* The Q4_K gemm tiles: groups of 8 rows through gemm8_q4_k, the rows left over (n_rows % 8) one at a
+ * time through tile_q4_k_gemm. Same bits either way. */
+FS_AVX2_FN void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                        int64_t n_act, int64_t n, float *out, int64_t os) {
+    q4_k_gemm_groups(w, rb, n_rows, a, ab, n_act, n, out, os, 8, Q4K8_BLOCK, q4_k_interleave8, gemm8_q4_k,
+                     gemm_tiles_q4_k_1x4_avx2);
 }
 FS_TILES_1X4(fs_tiles_q6_k_avx2, tile_q6_k, QK_K)
 
@@ -1282,12 +1306,7 @@ FS_VD_INLINE FS_AVX512_FN void gemm16_q4_k(const uint8_t *buf, int64_t nb, const
         const uint8_t *p = buf + (size_t)ib * Q4K16_BLOCK;
         const uint8_t *y[4];
         int32_t spair[4][4];
-        for (int t = 0; t < RN; t++) {
-            y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
-            const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
-            _mm_storeu_si128((__m128i *)spair[t],
-                             _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
-        }
+        q8_k_tokens(a, ab, ib, RN, y, spair);
         const __m512 dx = _mm512_loadu_ps((const float *)(p + Q4K16_D));
         const __m512 dmx = _mm512_loadu_ps((const float *)(p + Q4K16_DMIN));
         __m512 d[4], dmin[4];
@@ -1329,24 +1348,8 @@ FS_VD_INLINE FS_AVX512_FN void gemm16_q4_k(const uint8_t *buf, int64_t nb, const
  * tiles (8-row groups, then single rows). Same bits everywhere. */
 FS_AVX512_FN void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                             int64_t n_act, int64_t n, float *out, int64_t os) {
-    const int64_t nb = n / QK_K;
-    int64_t r16 = nb > 0 ? n_rows - n_rows % 16 : 0;
-    uint8_t *buf = r16 > 0 ? (uint8_t *)malloc((size_t)nb * Q4K16_BLOCK) : NULL;
-    if (buf == NULL) r16 = 0;
-    for (int64_t r = 0; r < r16; r += 16) {
-        q4_k_interleave16(w + (size_t)r * rb, rb, nb, buf);
-        for (int64_t j = 0; j < n_act; j += 4) {
-            const int64_t rn = n_act - j < 4 ? n_act - j : 4;
-            const uint8_t *aj = a + (size_t)j * ab;
-            float *o = out + j * os + r;
-            if (rn == 4) gemm16_q4_k(buf, nb, aj, ab, o, os, 4);
-            else if (rn == 3) gemm16_q4_k(buf, nb, aj, ab, o, os, 3);
-            else if (rn == 2) gemm16_q4_k(buf, nb, aj, ab, o, os, 2);
-            else gemm16_q4_k(buf, nb, aj, ab, o, os, 1);
-        }
-    }
-    free(buf);
-    if (r16 < n_rows) fs_gemm_tiles_q4_k_avx2(w + (size_t)r16 * rb, rb, n_rows - r16, a, ab, n_act, n, out + r16, os);
+    q4_k_gemm_groups(w, rb, n_rows, a, ab, n_act, n, out, os, 16, Q4K16_BLOCK, q4_k_interleave16, gemm16_q4_k,
+                     fs_gemm_tiles_q4_k_avx2);
 }
 
 #endif /* FS_HAVE_AVX512_CODE */
