@@ -1108,8 +1108,6 @@ static inline FS_AVX512_FN __m512i q4_k_block_ints512(const uint8_t *x, const in
     return sumi;
 }
 
-/* The Q4_K gemv's integer phase (q4k_row_ints_fn) with AVX-512: four super-blocks' I and M reduced
- * together. */
 /* Lane 0 .. 3 of the result: the sums of the 16 int32 lanes of a, b, c, d (exact). */
 static inline FS_AVX512_FN __m128i hsum_i32x16x4(__m512i a, __m512i b, __m512i c, __m512i d) {
     /* 128-bit lanes: [a0 + a2, a1 + a3, b0 + b2, b1 + b3], likewise for c, d */
@@ -1158,32 +1156,40 @@ FS_AVX512_FN void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_
     q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx512);
 }
 
-/* The 8 int32 lanes of q6_k_row_avx2's sumi for one Q6_K super-block x times the activation quants
- * q8 (m32: the activation's offset products maddubs(32, y), 4 vectors per super-block). Per half h
- * the 64 low-nibble bytes are one load; the 32 high-bit bytes are broadcast to both 256-bit halves
- * and shifted by a different count in each, so one vector holds AVX2's q4[0] | q4[1] (elements
- * 0 .. 63 of the half) and another q4[2] | q4[3]; fold_i32x16 then gives AVX2's lanes. */
-static inline FS_AVX512_FN __m256i q6_k_block_lanes512(const uint8_t *x, const int8_t *q8, const __m512i *m32) {
+/* One Q6_K super-block x unpacked for AVX-512: q[2h + p] = the 6-bit values (0 .. 63) of elements
+ * 128h + 64p .. + 64, sc[2h + p] = their scales as 16-bit lanes (lanes 8i .. 8i + 7: scale 8h + 4p + i).
+ * Per half h the 64 low-nibble bytes are one load; the 32 high-bit bytes are broadcast to both 256-bit
+ * halves and shifted by a different count in each, so q[2h] holds AVX2's q4[0] | q4[1] of that half
+ * (q6_k_half_unpack) and q[2h + 1] its q4[2] | q4[3]. */
+FS_VD_INLINE FS_AVX512_FN void q6_k_block_unpack512(const uint8_t *x, __m512i q[4], __m512i sc[4]) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const __m512i shl01 = idx16_halves(4, 2), shr23 = idx16_halves(0, 2); /* 16-bit shift counts */
+    const __m512i lane8 = _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
+                                                             16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
     const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192))));
-    __m512i sumi = _mm512_setzero_si512();
     for (int h = 0; h < 2; h++) {
         const __m512i b = _mm512_loadu_si512((const void *)(x + 64 * h));
         const __m512i bh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
-        const __m512i t01 = _mm512_and_si512(_mm512_sllv_epi16(bh, shl01), m30);
-        const __m512i t23 = _mm512_and_si512(_mm512_srlv_epi16(bh, shr23), m30);
-        const __m512i q[2] = {_mm512_or_si512(_mm512_and_si512(b, m4), t01),
-                              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m4), t23)};
-        for (int p = 0; p < 2; p++) {
-            const __m512i y = _mm512_loadu_si512((const void *)(q8 + 128 * h + 64 * p));
-            const __m512i prod = _mm512_sub_epi16(_mm512_maddubs_epi16(q[p], y), m32[2 * h + p]);
-            /* 16-bit lanes 8i .. 8i + 7 take scale 8h + 4p + i */
-            const __m512i idx = _mm512_add_epi16(_mm512_srli_epi16(_mm512_set_epi16(
-                31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
-                15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3), _mm512_set1_epi16((short)(8 * h + 4 * p)));
-            sumi = _mm512_dpwssd_epi32(sumi, prod, _mm512_permutexvar_epi16(idx, sc16));
-        }
+        q[2 * h] = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_and_si512(_mm512_sllv_epi16(bh, shl01), m30));
+        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m4),
+                                       _mm512_and_si512(_mm512_srlv_epi16(bh, shr23), m30));
+        for (int p = 0; p < 2; p++)
+            sc[2 * h + p] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane8, _mm512_set1_epi16((short)(8 * h + 4 * p))), sc16);
+    }
+}
+
+/* The 8 int32 lanes of q6_k_row_avx2's sumi for one unpacked Q6_K super-block (q, sc) times the
+ * activation quants q8: per 64 elements k, dpwssd(sc[k], maddubs(q[k], y) - maddubs(32, y)), folded
+ * to AVX2's lanes. m32: NULL, or the activation's offset products maddubs(32, y) already made (4 per
+ * super-block; the same int16 values). */
+FS_VD_INLINE FS_AVX512_FN __m256i q6_k_block_lanes512(const __m512i q[4], const __m512i sc[4], const int8_t *q8,
+                                                      const __m512i *m32) {
+    const __m512i m32s = _mm512_set1_epi8(32);
+    __m512i sumi = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) {
+        const __m512i y = _mm512_loadu_si512((const void *)(q8 + 64 * k));
+        const __m512i off = m32 != NULL ? m32[k] : _mm512_maddubs_epi16(m32s, y);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_sub_epi16(_mm512_maddubs_epi16(q[k], y), off), sc[k]);
     }
     return fold_i32x16(sumi);
 }
@@ -1207,7 +1213,9 @@ FS_AVX512_FN void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_
         __m256 acc = _mm256_setzero_ps();
         for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
             const float d = rd_f32(y) * h2f(x + 208);
-            const __m256i sumi = q6_k_block_lanes512(x, (const int8_t *)(y + Q8K_QS), m32[ib]);
+            __m512i q[4], sc[4];
+            q6_k_block_unpack512(x, q, sc);
+            const __m256i sumi = q6_k_block_lanes512(q, sc, (const int8_t *)(y + Q8K_QS), m32[ib]);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         out[r] = hsum_f32x8(acc);
@@ -1219,34 +1227,16 @@ FS_AVX512_FN void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_
  * per activation row. */
 FS_VD_INLINE FS_AVX512_FN void tile_q6_k_avx512(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                                 int64_t os, const int RN) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30), m32s = _mm512_set1_epi8(32);
-    const __m512i shl01 = idx16_halves(4, 2), shr23 = idx16_halves(0, 2);
-    const __m512i lane8 = _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
-                                                             16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
     __m256 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
         const float dx = h2f(x + 208);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192))));
-        __m512i q[4], sc[4]; /* 64 elements each: q[2h + p] = elements 128h + 64p .. + 64 */
-        for (int h = 0; h < 2; h++) {
-            const __m512i b = _mm512_loadu_si512((const void *)(x + 64 * h));
-            const __m512i bh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
-            q[2 * h] = _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_and_si512(_mm512_sllv_epi16(bh, shl01), m30));
-            q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m4),
-                                           _mm512_and_si512(_mm512_srlv_epi16(bh, shr23), m30));
-            for (int p = 0; p < 2; p++)
-                sc[2 * h + p] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane8, _mm512_set1_epi16((short)(8 * h + 4 * p))), sc16);
-        }
+        __m512i q[4], sc[4];
+        q6_k_block_unpack512(x, q, sc);
         for (int j = 0; j < RN; j++) {
             const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_K;
-            __m512i sumi = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                const __m512i yv = _mm512_loadu_si512((const void *)(y + Q8K_QS + 64 * k));
-                const __m512i prod = _mm512_sub_epi16(_mm512_maddubs_epi16(q[k], yv), _mm512_maddubs_epi16(m32s, yv));
-                sumi = _mm512_dpwssd_epi32(sumi, prod, sc[k]);
-            }
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y) * dx), _mm256_cvtepi32_ps(fold_i32x16(sumi)), acc[j]);
+            const __m256i sumi = q6_k_block_lanes512(q, sc, (const int8_t *)(y + Q8K_QS), NULL);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y) * dx), _mm256_cvtepi32_ps(sumi), acc[j]);
         }
     }
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);

@@ -476,17 +476,18 @@ FS_VD_INLINE FS_AVX2_FN void tile32_all(int type, const uint8_t *w, size_t rb, i
     }
 }
 
-/* One function per type so that `type` is a constant inside each (the switch folds away). */
-#define FS_TILE32_FN(name, TYPE)                                                                          \
-    FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,  \
-                                int64_t n_act, int64_t n, float *out, int64_t os) {                        \
-        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os, tile32);                                 \
+/* One function per type and variant (attrs, tile) so that `type` is a constant inside each (the
+ * switch folds away). */
+#define FS_TILE32_FN(name, TYPE, attrs, tile)                                                              \
+    attrs void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,             \
+                    int64_t n_act, int64_t n, float *out, int64_t os) {                                    \
+        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os, tile);                                   \
     }
-FS_TILE32_FN(fs_tiles_q4_0_avx2, FS_Q4_0)
-FS_TILE32_FN(fs_tiles_q4_1_avx2, FS_Q4_1)
-FS_TILE32_FN(fs_tiles_q5_0_avx2, FS_Q5_0)
-FS_TILE32_FN(fs_tiles_q5_1_avx2, FS_Q5_1)
-FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0)
+FS_TILE32_FN(fs_tiles_q4_0_avx2, FS_Q4_0, FS_AVX2_FN, tile32)
+FS_TILE32_FN(fs_tiles_q4_1_avx2, FS_Q4_1, FS_AVX2_FN, tile32)
+FS_TILE32_FN(fs_tiles_q5_0_avx2, FS_Q5_0, FS_AVX2_FN, tile32)
+FS_TILE32_FN(fs_tiles_q5_1_avx2, FS_Q5_1, FS_AVX2_FN, tile32)
+FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0, FS_AVX2_FN, tile32)
 
 #if FS_HAVE_AVX512_CODE
 /* tile32 with AVX-512 and VNNI, its bits: two activation rows share one 512-bit accumulator per weight
@@ -548,16 +549,11 @@ FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t 
         }
 }
 
-#define FS_TILE32_FN_AVX512(name, TYPE)                                                                    \
-    FS_AVX512_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,       \
-                           int64_t n_act, int64_t n, float *out, int64_t os) {                              \
-        tile32_all(TYPE, w, rb, n_rows, a, ab, n_act, n, out, os, tile32_avx512);                           \
-    }
-FS_TILE32_FN_AVX512(fs_tiles_q4_0_avx512, FS_Q4_0)
-FS_TILE32_FN_AVX512(fs_tiles_q4_1_avx512, FS_Q4_1)
-FS_TILE32_FN_AVX512(fs_tiles_q5_0_avx512, FS_Q5_0)
-FS_TILE32_FN_AVX512(fs_tiles_q5_1_avx512, FS_Q5_1)
-FS_TILE32_FN_AVX512(fs_tiles_q8_0_avx512, FS_Q8_0)
+FS_TILE32_FN(fs_tiles_q4_0_avx512, FS_Q4_0, FS_AVX512_FN, tile32_avx512)
+FS_TILE32_FN(fs_tiles_q4_1_avx512, FS_Q4_1, FS_AVX512_FN, tile32_avx512)
+FS_TILE32_FN(fs_tiles_q5_0_avx512, FS_Q5_0, FS_AVX512_FN, tile32_avx512)
+FS_TILE32_FN(fs_tiles_q5_1_avx512, FS_Q5_1, FS_AVX512_FN, tile32_avx512)
+FS_TILE32_FN(fs_tiles_q8_0_avx512, FS_Q8_0, FS_AVX512_FN, tile32_avx512)
 #endif /* FS_HAVE_AVX512_CODE */
 
 #endif /* FS_HAVE_AVX2_CODE */

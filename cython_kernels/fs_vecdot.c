@@ -106,27 +106,27 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n) {
     a->quantize(x, (uint8_t *)dst, n / a->block_elems);
 }
 
-/* The function of the chosen implementation, or of the next one down that a type has (AVX-512 ->
- * AVX2 -> portable); NULL if none. */
-static fs_rows_fn pick_rows(const fs_rows_fn f[FS_IMPL_COUNT]) {
-    for (int impl = fs_impl(); impl >= 0; impl--)
-        if (f[impl] != NULL) return f[impl];
-    return NULL;
+/* The index of the entry to use in a traits array of kernels per implementation: the chosen
+ * implementation's, or the next one down that the type has (AVX-512 -> AVX2 -> portable). has:
+ * bit i set when entry i is not NULL. */
+static int pick_index(unsigned has) {
+    int impl = fs_impl();
+    while (impl > FS_IMPL_PORTABLE && !(has >> impl & 1u)) impl--;
+    return impl;
 }
 
-static fs_tiles_fn pick_tiles(const fs_tiles_fn f[FS_IMPL_COUNT]) {
-    for (int impl = fs_impl(); impl >= 0; impl--)
-        if (f[impl] != NULL) return f[impl];
-    return NULL;
-}
+/* The kernel to run from f[FS_IMPL_COUNT] (rows or tiles alike); NULL if the type has none. */
+_Static_assert(FS_IMPL_COUNT == 3, "PICK lists every implementation");
+#define PICK(f) ((f)[pick_index((unsigned)((f)[0] != NULL) | (unsigned)((f)[1] != NULL) << 1 | \
+                                (unsigned)((f)[2] != NULL) << 2)])
 
 /* Which product a call reproduces (for the types llama.cpp repacks on x86). */
 enum { MODE_GEMV = 0, MODE_GEMM = 1, MODE_NOREPACK = 2 };
 
 static fs_rows_fn rows_for(const fs_type_traits *t, int mode) {
-    if (t->repack_rows == 0 || mode == MODE_NOREPACK) return pick_rows(t->rows);
-    if (mode == MODE_GEMM && t->gemm[FS_IMPL_PORTABLE] != NULL) return pick_rows(t->gemm);
-    return pick_rows(t->gemv);
+    if (t->repack_rows == 0 || mode == MODE_NOREPACK) return PICK(t->rows);
+    if (mode == MODE_GEMM && t->gemm[FS_IMPL_PORTABLE] != NULL) return PICK(t->gemm);
+    return PICK(t->gemv);
 }
 
 static void vd_rows(int mode, int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
@@ -158,7 +158,7 @@ void fs_vec_dot_rows_norepack(int wtype, const uint8_t *w, size_t row_bytes, int
 
 int fs_vec_dot_tiled(int wtype) {
     const fs_type_traits *t = fs_traits(wtype);
-    return t != NULL && pick_tiles(t->tiles) != NULL;
+    return t != NULL && PICK(t->tiles) != NULL;
 }
 
 int fs_vec_dot_repacked(int wtype, int64_t n_rows) {
@@ -181,7 +181,7 @@ void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
                           size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride) {
     const fs_type_traits *t = valid(wtype, n, NULL);
     if (t == NULL || n <= 0) return;
-    fs_tiles_fn tiles = t->repack_rows ? pick_tiles(t->gemm_tiles) : NULL;
+    fs_tiles_fn tiles = t->repack_rows ? PICK(t->gemm_tiles) : NULL;
     tile_or_rows(MODE_GEMM, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
 }
 
@@ -192,6 +192,6 @@ void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
     /* For one activation row (decode) the rows are streamed one after the other: nothing to reuse
      * across tokens, and the sequential reads are faster (Q8_0: 13 against 7 GB/s on a 200 MB
      * matrix; SmolLM2 decode, Q4_1: 65-78 against 46-53 tokens/s, same machine, same minutes). */
-    fs_tiles_fn tiles = n_act == 1 ? NULL : pick_tiles(t->tiles);
+    fs_tiles_fn tiles = n_act == 1 ? NULL : PICK(t->tiles);
     tile_or_rows(MODE_NOREPACK, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
 }

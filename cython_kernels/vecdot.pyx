@@ -9,6 +9,7 @@ dotted with it block by block in integers. See ``fs_vecdot.h`` for the formats a
 Other Cython modules use the C functions directly (``from cython_kernels.vecdot cimport
 fs_vec_dot_rows``); see ``vecdot.pxd``.
 """
+import os
 import time
 
 import numpy as np
@@ -33,6 +34,15 @@ def best():
     """The best CPU variant this CPU and build can run (see ``impl()``), whatever ``FIRESIDE_CPU``
     says."""
     return fs_impl_name(fs_impl_best()).decode("ascii")
+
+
+def variant_warning():
+    """A one-line warning when the environment variable ``FIRESIDE_CPU`` names a CPU variant this
+    process does not run (an unknown name, or one beyond this CPU), else None."""
+    want = os.environ.get("FIRESIDE_CPU")
+    if not want or want == impl():
+        return None
+    return f"FIRESIDE_CPU={want}: this CPU runs the variants {', '.join(variants())}; using {impl()}"
 
 
 def variants():

@@ -16,7 +16,6 @@ give the bytes one generated token reads, to turn tokens/s into GB/s.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
+
+from cython_kernels import vecdot
 
 from .context import Context
 from .gguf_file import TensorInfo
@@ -261,7 +262,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
-        (bytes), cpu_variant (the kernels' CPU variant that ran: "portable", "avx2" or "avx512"), llama_cpp (or
+        (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable", "avx2" or "avx512"), llama_cpp (or
         absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``).
@@ -286,7 +287,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
         rows.append(row)
     report = {"model": model.path.name, "file_size": model.info.file_size, "n_threads": ctx.n_threads,
               "n_batch": ctx.n_batch, "n_ctx": ctx.n_ctx, "peak_rss": peak_rss, "kv_cache_bytes": kv_size,
-              "rss_target": rss_target_bytes(model.info.file_size, kv_size), "cpu_variant": cpu_variant(),
+              "rss_target": rss_target_bytes(model.info.file_size, kv_size), "cpu_variant": vecdot.impl(),
               "results": rows}
     if llama_cpp is not None:
         report["llama_cpp"] = llama_cpp
@@ -322,34 +323,9 @@ def format_report(report: dict) -> str:
     if compared and report["llama_cpp"].get("peak_rss"):
         line += f"; llama.cpp process {report['llama_cpp']['peak_rss'] / mib:.0f} MiB"
     lines.append(line)
-    lines.append(f"CPU variant: {report['cpu_variant']} (this CPU runs {', '.join(cpu_variants())}; "
+    lines.append(f"CPU variant: {report['cpu_variant']} (this CPU runs {', '.join(vecdot.variants())}; "
                  "FIRESIDE_CPU=<variant> forces one)")
     return "\n".join(lines)
-
-
-def cpu_variant() -> str:
-    """The kernels' CPU variant in this process: "portable", "avx2" or "avx512"
-    (cython_kernels.vecdot.impl)."""
-    from cython_kernels.vecdot import impl
-
-    return impl()
-
-
-def cpu_variant_warning() -> str | None:
-    """A one-line warning when ``$FIRESIDE_CPU`` names a CPU variant this process does not run (unknown,
-    or beyond this CPU), else None."""
-    want = os.environ.get("FIRESIDE_CPU")
-    if not want or want == cpu_variant():
-        return None
-    return (f"FIRESIDE_CPU={want}: this CPU runs the variants {', '.join(cpu_variants())}; "
-            f"using {cpu_variant()}")
-
-
-def cpu_variants() -> tuple[str, ...]:
-    """Every CPU variant of the kernels this CPU can run, slowest first (cython_kernels.vecdot.variants)."""
-    from cython_kernels.vecdot import variants
-
-    return variants()
 
 
 def peak_rss_bytes() -> int:

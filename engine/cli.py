@@ -350,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    from .bench import cpu_variant_warning
+    from cython_kernels.vecdot import variant_warning
 
-    warning = cpu_variant_warning()
+    warning = variant_warning()
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     try:

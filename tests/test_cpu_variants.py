@@ -104,12 +104,17 @@ def test_variants_listed():
 @pytest.mark.parametrize("name", ["nonsense", "avx512", "avx2", "portable"])
 def test_fireside_cpu_names(name):
     """A name this CPU runs is taken; any other leaves the best variant."""
-    code = "from cython_kernels import vecdot; print(vecdot.impl())"
+    code = "from cython_kernels import vecdot; print(vecdot.impl()); print(vecdot.variant_warning())"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, FIRESIDE_CPU=name),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     want = name if name in vecdot.variants() else vecdot.best()
-    assert proc.stdout.strip() == want
+    got, warning = proc.stdout.splitlines()
+    assert got == want
+    if name in vecdot.variants():
+        assert warning == "None"
+    else:
+        assert warning.startswith(f"FIRESIDE_CPU={name}: ") and warning.endswith(f"using {want}")
 
 
 def test_avx512_equals_avx2_bit_for_bit(variant_results):
