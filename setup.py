@@ -13,16 +13,16 @@ from setuptools import Extension, setup
 
 
 def _compile_args():
+    # Threads come from the kernels' own pool (cython_kernels/fs_pool.c: pthreads, or Win32 threads and
+    # WaitOnAddress), not OpenMP, so Apple clang and MSVC builds use every core too.
     if sys.platform == "win32":
-        # /openmp:llvm: OpenMP 3.1 (collapse, unsigned loops); C11 atomics for the team barrier
-        # (fs_ops.h). Untested here: Fireside is only built and run on Linux in CI.
-        return ["/O2", "/openmp:llvm", "/std:c11", "/experimental:c11atomics"], []
-    if sys.platform == "darwin":
-        # Apple clang has no bundled OpenMP: the kernels fall back to one thread there.
-        return ["-O3", "-std=c11", "-ffp-contract=off"], []
+        # C11 atomics for the team barrier (fs_pool.h). Untested here: CI builds and runs on Linux only.
+        return ["/O2", "/std:c11", "/experimental:c11atomics"], []
     # -ffp-contract=off: keep float rounding identical across the dispatch variants, so results
     # do not depend on whether the CPU has FMA.
-    return ["-O3", "-std=gnu11", "-fopenmp", "-ffp-contract=off"], ["-fopenmp"]
+    if sys.platform == "darwin":
+        return ["-O3", "-std=c11", "-ffp-contract=off"], []
+    return ["-O3", "-std=gnu11", "-pthread", "-ffp-contract=off"], ["-pthread"]
 
 
 cflags, ldflags = _compile_args()
@@ -40,7 +40,7 @@ common = dict(
 KERNEL_C = [
     f"cython_kernels/{name}.c"
     for name in ("fs_traits", "fs_quants", "fs_vecdot", "fs_float", "fs_q32", "fs_kquants", "fs_iq4", "fs_iq2", "fs_iq3",
-                 "fs_iq1", "fs_ternary", "fs_ops")
+                 "fs_iq1", "fs_ternary", "fs_pool", "fs_ops")
 ]
 extensions = [
     Extension(f"cython_kernels.{name}", [f"cython_kernels/{name}.pyx", *KERNEL_C], **common)

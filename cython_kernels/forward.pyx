@@ -14,12 +14,11 @@ import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free
-from cython.parallel cimport parallel
 
 from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_supported
 
 from cython_kernels.ops cimport (
-    fs_team, fs_team_init, fs_team_start, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
+    fs_team, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team,
@@ -58,6 +57,34 @@ cdef struct Config:
     int n_ctx_orig        # rope.scaling.original_context_length: n_ctx above it takes the long factors
     float eps, embd_scale, attn_scale, attn_softcap, logit_softcap, residual_scale, logit_scale
     float attn_temp_scale, attn_temp_offset, attn_temp_floor   # Llama 4 / Mistral 3 temperature (0 = off)
+
+
+cdef struct Pass:
+    # One forward pass as plain C data, run by every thread of the context's pool (_forward_job).
+    Config c
+    const LayerWeights *layers
+    const fs_weight *tok_embd
+    const fs_weight *output
+    const float *output_norm
+    const float *output_bias
+    uint16_t *k_cache             # (n_layer, n_ctx, n_head_kv * head_dim) f16 bits
+    uint16_t *v_cache
+    float *x
+    float *xb
+    float *q
+    float *k
+    float *v
+    float *att
+    float *hg
+    float *hu
+    uint8_t *act
+    float *attn_work
+    const int32_t *pos
+    int64_t n_ctx
+    bint long_rope
+    const int32_t *tokens         # the batch: n tokens at positions pos0 ..
+    int n, pos0, logits_from
+    float *logits                 # (n - logits_from, n_vocab), or NULL
 
 
 cdef fs_weight _weight(object w, int64_t n_out, int64_t n_in, str what) except *:
@@ -231,6 +258,111 @@ cdef class CompiledModel:
         return self.cfg.n_vocab
 
 
+cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
+    """One forward pass (a :c:type:`Pass`), called by every member of the pool's team."""
+    cdef Pass *pp = <Pass *>arg
+    cdef Pass P = pp[0]
+    cdef Config c = P.c
+    cdef const LayerWeights *L
+    cdef int l
+    cdef int64_t kv = c.n_head_kv * c.head_dim
+    cdef const int32_t *tokens = P.tokens
+    cdef int n = P.n, pos0 = P.pos0, logits_from = P.logits_from
+    cdef float *logits = P.logits
+    cdef float *x = P.x
+    cdef float *xb = P.xb
+    cdef float *q = P.q
+    cdef float *k = P.k
+    cdef float *v = P.v
+    cdef float *att = P.att
+    cdef float *hg = P.hg
+    cdef float *hu = P.hu
+    cdef uint8_t *act = P.act
+    cdef uint16_t *kc
+    cdef uint16_t *vc
+    cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
+    cdef const int32_t *pos = P.pos
+    cdef int rows
+    cdef int64_t qw = c.n_head * c.head_dim
+    cdef const float *h
+    cdef fs_rope_params rp
+    fs_get_rows_team(P.tok_embd, tokens, n, c.embd_scale, x, team)   # x (n, n_embd)
+    for l in range(c.n_layer):
+        L = &P.layers[l]
+        kc = P.k_cache + l * P.n_ctx * kv
+        vc = P.v_cache + l * P.n_ctx * kv
+        rp = L.rope
+        if P.long_rope and L.rope_factors_long != NULL:
+            rp.freq_factors = L.rope_factors_long
+        # -- attention --
+        h = x
+        if L.attn_norm != NULL:
+            fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, team)
+            h = xb
+        # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ h -> q, k, v in one pass
+        fs_matmul3_team(&L.wq, &L.wk, &L.wv, h, n, q, k, v, act, team)
+        if L.bq != NULL:
+            fs_add_rows_team(q, L.bq, n, qw, team)
+        if L.bk != NULL:
+            fs_add_rows_team(k, L.bk, n, kv, team)
+        if L.bv != NULL:
+            fs_add_rows_team(v, L.bv, n, kv, team)
+        if L.q_norm != NULL:   # per head (rows of head_dim) or the whole row (OLMo 2)
+            fs_rmsnorm_team(q, L.q_norm, q, n * qw // c.q_norm_n, c.q_norm_n, c.eps, team)
+        if L.k_norm != NULL:
+            fs_rmsnorm_team(k, L.k_norm, k, n * kv // c.k_norm_n, c.k_norm_n, c.eps, team)
+        if rp.n_rot > 0:
+            fs_rope_team(q, n, c.n_head, c.head_dim, pos, &rp, team)
+            fs_rope_team(k, n, c.n_head_kv, c.head_dim, pos, &rp, team)
+        if c.attn_temp_scale != 0:
+            fs_attn_temp_team(q, n, qw, pos, c.attn_temp_scale, c.attn_temp_offset, c.attn_temp_floor, team)
+        if c.attn_scale_on_q:
+            fs_scale_team(q, c.attn_scale, n * qw, team)
+        fs_to_f16_team(k, kc + pos0 * kv, n * kv, team)   # K, V rows of this batch into the f16 cache
+        fs_to_f16_team(v, vc + pos0 * kv, n * kv, team)
+        fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.attn_softcap,
+                          L.window, att, P.attn_work, P.n_ctx, team)
+        fs_matmul_team(&L.wo, att, n, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
+        if L.bo != NULL:
+            fs_add_rows_team(xb, L.bo, n, c.n_embd, team)
+        if L.post_attn_norm != NULL:
+            fs_rmsnorm_team(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps, team)
+        if c.residual_scale != 0:
+            fs_scale_team(xb, c.residual_scale, n * c.n_embd, team)
+        fs_add_team(x, xb, n * c.n_embd, team)
+        # -- feed-forward: down(act(gate(h)) * up(h)) --
+        h = x
+        if L.ffn_norm != NULL:
+            fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, team)
+            h = xb
+        # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
+        fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, team)
+        if L.b_gate != NULL:
+            fs_add_rows_team(hg, L.b_gate, n, c.n_ff, team)
+        if L.b_up != NULL:
+            fs_add_rows_team(hu, L.b_up, n, c.n_ff, team)
+        fs_gated_act_team(hg, hu, n * c.n_ff, c.act, team)
+        # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
+        fs_matmul_team(&L.w_down, hg, n, xb, act, team)
+        if L.b_down != NULL:
+            fs_add_rows_team(xb, L.b_down, n, c.n_embd, team)
+        if L.post_ffn_norm != NULL:
+            fs_rmsnorm_team(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps, team)
+        if c.residual_scale != 0:
+            fs_scale_team(xb, c.residual_scale, n * c.n_embd, team)
+        fs_add_team(x, xb, n * c.n_embd, team)
+    if logits != NULL:
+        rows = n - logits_from
+        fs_rmsnorm_team(x + logits_from * c.n_embd, P.output_norm, xb, rows, c.n_embd, c.eps, team)
+        fs_matmul_team(P.output, xb, rows, logits, act, team)  # (rows, n_vocab)
+        if P.output_bias != NULL:
+            fs_add_rows_team(logits, P.output_bias, rows, c.n_vocab, team)
+        if c.logit_scale != 1:
+            fs_scale_team(logits, c.logit_scale, rows * c.n_vocab, team)
+        if c.logit_softcap > 0:
+            fs_softcap_team(logits, c.logit_softcap, rows * c.n_vocab, team)
+
+
 cdef class ForwardContext:
     """Run state for one sequence: activation buffers for ``n_batch`` tokens and the KV cache.
 
@@ -259,6 +391,13 @@ cdef class ForwardContext:
     cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) attention scratch
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
     cdef bint long_rope             # n_ctx > n_ctx_orig: layers take their long RoPE factors (Phi-3 LongRoPE)
+    cdef fs_pool *pool              # n_threads members (fs_pool.h), for this context's whole life
+
+    def __cinit__(self):
+        self.pool = NULL
+
+    def __dealloc__(self):
+        fs_pool_free(self.pool)
 
     def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads):
         if n_ctx <= 0 or n_batch <= 0 or n_threads <= 0:
@@ -282,6 +421,9 @@ cdef class ForwardContext:
         self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx, c.n_head // c.n_head_kv), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
         self.long_rope = n_ctx > c.n_ctx_orig   # llama.cpp llama_model::get_rope_factors (n_ctx_seq)
+        self.pool = fs_pool_new(n_threads)
+        if self.pool == NULL:
+            raise MemoryError("no memory for the thread pool")
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
         """Run ``len(tokens)`` tokens at positions ``pos0 ..`` through the model, filling the KV cache.
@@ -317,110 +459,41 @@ cdef class ForwardContext:
             self._forward(&tokens[0], n, pos0, lp, logits_from)
 
     cdef void _forward(self, const int32_t *tokens, int n, int pos0, float *logits, int logits_from) noexcept nogil:
-        cdef Config c = self.model.cfg
-        cdef LayerWeights *L
-        cdef int l, nth = self.n_threads
-        cdef int64_t kv = c.n_head_kv * c.head_dim
-        cdef float *x = &self.x[0, 0]
-        cdef float *xb = &self.xb[0, 0]
-        cdef float *q = &self.q[0, 0]
-        cdef float *k = &self.k[0, 0]
-        cdef float *v = &self.v[0, 0]
-        cdef float *att = &self.att[0, 0]
-        cdef float *hg = &self.hg[0, 0]
-        cdef float *hu = &self.hu[0, 0]
-        cdef uint8_t *act = &self.act[0]
-        cdef uint16_t *kc
-        cdef uint16_t *vc
-        cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
-        cdef int32_t *pos = &self.pos[0]
-        cdef int rows
-        cdef int64_t qw = c.n_head * c.head_dim
-        cdef const float *h
-        cdef fs_rope_params rp
-        cdef fs_team team
+        cdef Pass P
+        P.c = self.model.cfg
+        P.layers = self.model.layers
+        P.tok_embd = &self.model.tok_embd
+        P.output = &self.model.output
+        P.output_norm = self.model.output_norm
+        P.output_bias = self.model.output_bias
+        P.k_cache = &self.k_cache[0, 0, 0]
+        P.v_cache = &self.v_cache[0, 0, 0]
+        P.x = &self.x[0, 0]
+        P.xb = &self.xb[0, 0]
+        P.q = &self.q[0, 0]
+        P.k = &self.k[0, 0]
+        P.v = &self.v[0, 0]
+        P.att = &self.att[0, 0]
+        P.hg = &self.hg[0, 0]
+        P.hu = &self.hu[0, 0]
+        P.act = &self.act[0]
+        P.attn_work = &self.attn_work[0]
+        P.pos = &self.pos[0]
+        P.n_ctx = self.n_ctx
+        P.long_rope = self.long_rope
+        P.tokens = tokens
+        P.n = n
+        P.pos0 = pos0
+        P.logits_from = logits_from
+        P.logits = logits
+        # One job for the whole pass (llama.cpp's graph compute): every thread of the pool runs the
+        # sequence in _forward_job; each op does its share and ends with a team barrier (fs_pool.h).
+        fs_pool_run(self.pool, _forward_job, &P)
 
-        fs_team_init(&team, nth)
-        # One parallel region for the whole pass (llama.cpp's graph compute): every thread runs this
-        # sequence; each op does its share and ends with a team barrier (fs_team in fs_ops.h).
-        with parallel(num_threads=nth):
-            fs_team_start(&team)
-            fs_get_rows_team(&self.model.tok_embd, tokens, n, c.embd_scale, x, &team)   # x (n, n_embd)
-            for l in range(c.n_layer):
-                L = &self.model.layers[l]
-                kc = &self.k_cache[l, 0, 0]
-                vc = &self.v_cache[l, 0, 0]
-                rp = L.rope
-                if self.long_rope and L.rope_factors_long != NULL:
-                    rp.freq_factors = L.rope_factors_long
-                # -- attention --
-                h = x
-                if L.attn_norm != NULL:
-                    fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, &team)
-                    h = xb
-                # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ h -> q, k, v in one pass
-                fs_matmul3_team(&L.wq, &L.wk, &L.wv, h, n, q, k, v, act, &team)
-                if L.bq != NULL:
-                    fs_add_rows_team(q, L.bq, n, qw, &team)
-                if L.bk != NULL:
-                    fs_add_rows_team(k, L.bk, n, kv, &team)
-                if L.bv != NULL:
-                    fs_add_rows_team(v, L.bv, n, kv, &team)
-                if L.q_norm != NULL:   # per head (rows of head_dim) or the whole row (OLMo 2)
-                    fs_rmsnorm_team(q, L.q_norm, q, n * qw // c.q_norm_n, c.q_norm_n, c.eps, &team)
-                if L.k_norm != NULL:
-                    fs_rmsnorm_team(k, L.k_norm, k, n * kv // c.k_norm_n, c.k_norm_n, c.eps, &team)
-                if rp.n_rot > 0:
-                    fs_rope_team(q, n, c.n_head, c.head_dim, pos, &rp, &team)
-                    fs_rope_team(k, n, c.n_head_kv, c.head_dim, pos, &rp, &team)
-                if c.attn_temp_scale != 0:
-                    fs_attn_temp_team(q, n, qw, pos, c.attn_temp_scale, c.attn_temp_offset, c.attn_temp_floor, &team)
-                if c.attn_scale_on_q:
-                    fs_scale_team(q, c.attn_scale, n * qw, &team)
-                fs_to_f16_team(k, kc + pos0 * kv, n * kv, &team)   # K, V rows of this batch into the f16 cache
-                fs_to_f16_team(v, vc + pos0 * kv, n * kv, &team)
-                fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.attn_softcap,
-                                  L.window, att, &self.attn_work[0], self.n_ctx, &team)
-                fs_matmul_team(&L.wo, att, n, xb, act, &team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
-                if L.bo != NULL:
-                    fs_add_rows_team(xb, L.bo, n, c.n_embd, &team)
-                if L.post_attn_norm != NULL:
-                    fs_rmsnorm_team(xb, L.post_attn_norm, xb, n, c.n_embd, c.eps, &team)
-                if c.residual_scale != 0:
-                    fs_scale_team(xb, c.residual_scale, n * c.n_embd, &team)
-                fs_add_team(x, xb, n * c.n_embd, &team)
-                # -- feed-forward: down(act(gate(h)) * up(h)) --
-                h = x
-                if L.ffn_norm != NULL:
-                    fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, &team)
-                    h = xb
-                # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
-                fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, &team)
-                if L.b_gate != NULL:
-                    fs_add_rows_team(hg, L.b_gate, n, c.n_ff, &team)
-                if L.b_up != NULL:
-                    fs_add_rows_team(hu, L.b_up, n, c.n_ff, &team)
-                fs_gated_act_team(hg, hu, n * c.n_ff, c.act, &team)
-                # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
-                fs_matmul_team(&L.w_down, hg, n, xb, act, &team)
-                if L.b_down != NULL:
-                    fs_add_rows_team(xb, L.b_down, n, c.n_embd, &team)
-                if L.post_ffn_norm != NULL:
-                    fs_rmsnorm_team(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps, &team)
-                if c.residual_scale != 0:
-                    fs_scale_team(xb, c.residual_scale, n * c.n_embd, &team)
-                fs_add_team(x, xb, n * c.n_embd, &team)
-            if logits != NULL:
-                rows = n - logits_from
-                fs_rmsnorm_team(x + logits_from * c.n_embd, self.model.output_norm, xb, rows, c.n_embd, c.eps,
-                                &team)
-                fs_matmul_team(&self.model.output, xb, rows, logits, act, &team)  # (rows, n_vocab)
-                if self.model.output_bias != NULL:
-                    fs_add_rows_team(logits, self.model.output_bias, rows, c.n_vocab, &team)
-                if c.logit_scale != 1:
-                    fs_scale_team(logits, c.logit_scale, rows * c.n_vocab, &team)
-                if c.logit_softcap > 0:
-                    fs_softcap_team(logits, c.logit_softcap, rows * c.n_vocab, &team)
+    @property
+    def pool_threads(self):
+        """Threads the pool runs a forward pass on: n_threads, or fewer if the OS refused some."""
+        return fs_pool_size(self.pool)
 
     def kv_cache(self):
         """Return (k_cache, v_cache) as numpy arrays (n_layer, n_ctx, n_head_kv * head_dim) float16."""
@@ -434,7 +507,7 @@ def matmul(int wtype, w, x, int n_threads=1):
         wtype: GGML type id of the weights.
         w: uint8 (n_out, row_bytes) C-contiguous, each row ``n_in`` elements of ``wtype``.
         x: float32 (n_tok, n_in) activations.
-        n_threads: OpenMP threads.
+        n_threads: threads (a pool started for this call).
 
     Returns:
         float32 (n_tok, n_out). Runs with the GIL released.

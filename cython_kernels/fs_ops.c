@@ -11,99 +11,6 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static int omp_get_thread_num(void) { return 0; }
-static int omp_get_num_threads(void) { return 1; }
-#endif
-
-/* ---- fs_team: one parallel region for a whole forward pass ------------------------------------
- * Barriers between ops spin briefly (the gaps inside a forward pass are microseconds, and a thread
- * that went to sleep costs a wake-up of tens of microseconds per op), then sleep on a futex, so a
- * thread whose partner was descheduled by a busy machine gives its core away instead of burning
- * it. Between forward passes the region ends and libgomp's idle workers sleep too. (llama.cpp's
- * threadpool works the same way: ggml_barrier inside a graph, ggml-cpu.c.) */
-#define FS_TEAM_SPIN 2000 /* pause instructions, some tens of microseconds */
-
-#ifdef __linux__
-#include <limits.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-static void team_wait(_Atomic unsigned *addr, unsigned val) {
-    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-static void team_wake(_Atomic unsigned *addr) {
-    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-#else
-#ifdef _WIN32
-#include <windows.h>
-#define sched_yield() SwitchToThread()
-#else
-#include <sched.h>
-#endif
-static void team_wait(_Atomic unsigned *addr, unsigned val) {
-    (void)addr;
-    (void)val;
-    sched_yield();
-}
-static void team_wake(_Atomic unsigned *addr) { (void)addr; }
-#endif
-
-void fs_team_init(fs_team *t, int n_threads) {
-    atomic_store(&t->arrived, 0);
-    atomic_store(&t->gen, 0u);
-    atomic_store(&t->sleepers, 0);
-    t->n = n_threads;
-}
-
-void fs_team_start(fs_team *t) {
-    /* The team may be smaller than asked for (nested regions, thread limits): count its members. */
-    #pragma omp single
-    t->n = omp_get_num_threads();
-    /* implicit barrier of single: every thread sees n */
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-void fs_team_sync(fs_team *t) {
-    if (t == NULL) {
-        #pragma omp barrier
-        return;
-    }
-    if (t->n <= 1) return;
-    const unsigned gen = atomic_load(&t->gen);
-    if (atomic_fetch_add(&t->arrived, 1) == t->n - 1) {
-        atomic_store(&t->arrived, 0);
-        atomic_fetch_add(&t->gen, 1u);
-        if (atomic_load(&t->sleepers) > 0) team_wake(&t->gen);
-        return;
-    }
-    for (int i = 0; i < FS_TEAM_SPIN; i++) {
-        if (atomic_load_explicit(&t->gen, memory_order_acquire) != gen) return;
-        cpu_relax();
-    }
-    /* seq_cst: either the last thread sees sleepers > 0 and wakes us, or we see the new gen */
-    atomic_fetch_add(&t->sleepers, 1);
-    while (atomic_load(&t->gen) == gen) team_wait(&t->gen, gen);
-    atomic_fetch_sub(&t->sleepers, 1);
-}
-
-/* [lo, hi) of n items for this thread of the team (static split). */
-static inline void team_range(int64_t n, int64_t *lo, int64_t *hi) {
-    const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    *lo = n * tid / nth;
-    *hi = n * (tid + 1) / nth;
-}
-
 /* Weight rows per work item: 16 rows of a few hundred bytes stay in L1 while every token of the
  * batch is dotted with them. */
 #define TILE_ROWS 16
@@ -144,12 +51,13 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
     first_tile[0] = 0;
     for (int k = 0; k < nw; k++) first_tile[k + 1] = first_tile[k] + (ws[k]->n_out + TILE_ROWS - 1) / TILE_ROWS;
     const int64_t n_tiles = first_tile[nw];
-    #pragma omp for schedule(static) nowait
-    for (int64_t t = 0; t < n_tok; t++)
+    int64_t lo, hi;
+    fs_team_range(team, n_tok, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++)
         fs_quantize_act(ws[0]->type, x + t * n_in, act + t * act_bytes, n_in);
     fs_team_sync(team); /* every activation row is quantized before any dot product */
-    #pragma omp for schedule(static) nowait
-    for (int64_t tile = 0; tile < n_tiles; tile++) {
+    fs_team_range(team, n_tiles, &lo, &hi);
+    for (int64_t tile = lo; tile < hi; tile++) {
         int k = 0;
         while (tile >= first_tile[k + 1]) k++;
         matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
@@ -198,9 +106,30 @@ void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *
     fs_matmul_multi_team(ws, ys, 3, x, n_tok, act, team);
 }
 
+struct matmul_job {
+    const fs_weight *w;
+    const float *x;
+    int64_t n_tok;
+    float *y;
+    uint8_t *act;
+};
+
+static void matmul_job_run(void *arg, fs_team *team) {
+    const struct matmul_job *j = arg;
+    fs_matmul_team(j->w, j->x, j->n_tok, j->y, j->act, team);
+}
+
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
-    #pragma omp parallel num_threads(n_threads)
-    fs_matmul_team(w, x, n_tok, y, act, NULL);
+    struct matmul_job job = {w, x, n_tok, y, act};
+    fs_pool *pool = n_threads > 1 ? fs_pool_new(n_threads) : NULL;
+    if (pool != NULL) {
+        fs_pool_run(pool, matmul_job_run, &job);
+        fs_pool_free(pool);
+        return;
+    }
+    fs_team alone;
+    fs_team_init(&alone, 1);
+    matmul_job_run(&job, &alone);
 }
 
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) {
@@ -574,44 +503,43 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
     if (tiled && head_dim % 8 == 0 && fs_use_avx2()) {
         /* one work item = one token and one group of up to 4 query heads sharing a KV head */
         const int n_sub = (group + 3) / 4;
-        #pragma omp for schedule(dynamic, 1) collapse(2) nowait
-        for (int64_t t = 0; t < n_tok; t++) {
-            for (int u = 0; u < n_head_kv * n_sub; u++) {
-                float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
-                const int g = u / n_sub, h0 = g * group + (u % n_sub) * 4;
-                const int nq = g * group + group - h0 < 4 ? g * group + group - h0 : 4;
-                const int64_t p = pos0 + t;
-                const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-                attend_group_avx2(q + t * q_stride + (int64_t)h0 * head_dim, head_dim, nq,
-                                  k_cache + (int64_t)g * head_dim, v_cache + (int64_t)g * head_dim, kv_stride,
-                                  head_dim, scale, softcap, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
-            }
+        const int64_t n_u = (int64_t)n_head_kv * n_sub;
+        float *w = work + (int64_t)fs_team_tid() * work_per_thread;
+        for (int64_t item; (item = fs_team_next(team)) < n_tok * n_u;) {
+            const int64_t t = item / n_u;
+            const int u = (int)(item % n_u);
+            const int g = u / n_sub, h0 = g * group + (u % n_sub) * 4;
+            const int nq = g * group + group - h0 < 4 ? g * group + group - h0 : 4;
+            const int64_t p = pos0 + t;
+            const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+            attend_group_avx2(q + t * q_stride + (int64_t)h0 * head_dim, head_dim, nq,
+                              k_cache + (int64_t)g * head_dim, v_cache + (int64_t)g * head_dim, kv_stride,
+                              head_dim, scale, softcap, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
         }
         fs_team_sync(team);
         return;
     }
 #endif
-    #pragma omp for schedule(dynamic, 1) collapse(2) nowait
-    for (int64_t t = 0; t < n_tok; t++) {
-        for (int h = 0; h < n_head; h++) {
-            float *w = work + (int64_t)omp_get_thread_num() * work_per_thread;
-            const int64_t p = pos0 + t;
-            const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-            const int64_t kv_off = (int64_t)(h / group) * head_dim;
-            const float *qh = q + t * q_stride + (int64_t)h * head_dim;
-            float *o = out + t * q_stride + (int64_t)h * head_dim;
-            if (tiled)
-                attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
-                               p, w + head_dim, w, o);
+    float *w = work + (int64_t)fs_team_tid() * work_per_thread;
+    for (int64_t item; (item = fs_team_next(team)) < n_tok * n_head;) {
+        const int64_t t = item / n_head;
+        const int h = (int)(item % n_head);
+        const int64_t p = pos0 + t;
+        const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+        const int64_t kv_off = (int64_t)(h / group) * head_dim;
+        const float *qh = q + t * q_stride + (int64_t)h * head_dim;
+        float *o = out + t * q_stride + (int64_t)h * head_dim;
+        if (tiled)
+            attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+                           p, w + head_dim, w, o);
 #if FS_HAVE_AVX2_CODE
-            else if (f16_avx2)
-                attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap,
-                                    first, p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
+        else if (f16_avx2)
+            attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap,
+                                first, p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
 #endif
-            else
-                attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
-                               p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
-        }
+        else
+            attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+                           p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
     }
     fs_team_sync(team);
 }
@@ -659,7 +587,7 @@ void fs_softcap(float *x, float cap, int64_t n) {
 
 int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team) {
     int64_t lo, hi;
-    team_range(n_tok, &lo, &hi);
+    fs_team_range(team, n_tok, &lo, &hi);
     const int rc = hi > lo ? fs_get_rows(emb, tokens + lo, hi - lo, scale, out + lo * emb->n_in) : 0;
     fs_team_sync(team);
     return rc;
@@ -667,7 +595,7 @@ int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok,
 
 void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team) {
     int64_t lo, hi;
-    team_range(n_rows, &lo, &hi);
+    fs_team_range(team, n_rows, &lo, &hi);
     if (hi > lo) fs_rmsnorm(x + lo * n, w, out + lo * n, hi - lo, n, eps);
     fs_team_sync(team);
 }
@@ -675,7 +603,7 @@ void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows,
 void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp,
                   fs_team *team) {
     int64_t lo, hi;
-    team_range(n_tok, &lo, &hi);
+    fs_team_range(team, n_tok, &lo, &hi);
     if (hi > lo) fs_rope(x + lo * n_head * (int64_t)head_dim, hi - lo, n_head, head_dim, pos + lo, rp);
     fs_team_sync(team);
 }
@@ -683,58 +611,58 @@ void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32
 void fs_attn_temp_team(float *q, int64_t n_tok, int64_t width, const int32_t *pos, float scale, float offset,
                        float floor_scale, fs_team *team) {
     int64_t lo, hi;
-    team_range(n_tok, &lo, &hi);
+    fs_team_range(team, n_tok, &lo, &hi);
     if (hi > lo) fs_attn_temp(q + lo * width, hi - lo, width, pos + lo, scale, offset, floor_scale);
     fs_team_sync(team);
 }
 
 void fs_add_rows_team(float *y, const float *b, int64_t n_tok, int64_t n, fs_team *team) {
     int64_t lo, hi;
-    team_range(n_tok, &lo, &hi);
+    fs_team_range(team, n_tok, &lo, &hi);
     if (hi > lo) fs_add_rows(y + lo * n, b, hi - lo, n);
     fs_team_sync(team);
 }
 
 /* Elementwise ops split in chunks of whole cache lines (16 floats) so threads never share one. */
-static inline void team_chunk(int64_t n, int64_t *lo, int64_t *hi) {
+static inline void team_chunk(const fs_team *team, int64_t n, int64_t *lo, int64_t *hi) {
     const int64_t blocks = (n + 15) / 16;
     int64_t b0, b1;
-    team_range(blocks, &b0, &b1);
+    fs_team_range(team, blocks, &b0, &b1);
     *lo = b0 * 16 < n ? b0 * 16 : n;
     *hi = b1 * 16 < n ? b1 * 16 : n;
 }
 
 void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team) {
     int64_t lo, hi;
-    team_chunk(n, &lo, &hi);
+    team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_to_f16(x + lo, y + lo, hi - lo);
     fs_team_sync(team);
 }
 
 void fs_gated_act_team(float *gate, const float *up, int64_t n, int act, fs_team *team) {
     int64_t lo, hi;
-    team_chunk(n, &lo, &hi);
+    team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_gated_act(gate + lo, up + lo, hi - lo, act);
     fs_team_sync(team);
 }
 
 void fs_add_team(float *dst, const float *src, int64_t n, fs_team *team) {
     int64_t lo, hi;
-    team_chunk(n, &lo, &hi);
+    team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_add(dst + lo, src + lo, hi - lo);
     fs_team_sync(team);
 }
 
 void fs_scale_team(float *x, float s, int64_t n, fs_team *team) {
     int64_t lo, hi;
-    team_chunk(n, &lo, &hi);
+    team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_scale(x + lo, s, hi - lo);
     fs_team_sync(team);
 }
 
 void fs_softcap_team(float *x, float cap, int64_t n, fs_team *team) {
     int64_t lo, hi;
-    team_chunk(n, &lo, &hi);
+    team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_softcap(x + lo, cap, hi - lo);
     fs_team_sync(team);
 }

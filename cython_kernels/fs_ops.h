@@ -1,5 +1,5 @@
 /* Transformer building blocks on float32 activations: quantized matmul, RMSNorm, RoPE, attention,
- * gated activations. Plain C with OpenMP; every function is safe to call without the GIL.
+ * gated activations. Plain C, threads from fs_pool.h; every function is safe to call without the GIL.
  *
  * Shapes are row-major: an activation batch is (n_tok, n) with rows contiguous.
  */
@@ -8,7 +8,7 @@
 
 #include "fs_common.h"
 
-#include <stdatomic.h>
+#include "fs_pool.h"
 
 /* A weight matrix as stored in the GGUF file: n_out rows of n_in elements, each row row_bytes long
  * in GGML type `type` (ggml ne[0] = n_in, ne[1] = n_out). */
@@ -28,25 +28,13 @@ typedef struct {
  * As llama.cpp's CPU backend: each activation row is quantized once to the weight type's
  * vec_dot_type (Q8_0, Q8_1, Q8_K, F16 ...), then integer dot products run per block
  * (fs_vecdot.h). Rows of W are split across threads; each output element is summed in a fixed
- * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes. */
+ * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes.
+ * Runs on a pool of n_threads started for the call (a forward pass uses its context's pool instead). */
 void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads);
 
-/* The threads of one OpenMP parallel region running a whole forward pass (llama.cpp's graph
- * compute): ops are called by every thread in the same order, each does its share with orphaned
- * worksharing, then fs_team_sync waits for the others (spin, then sleep on a futex). Init once with the
- * thread count, call fs_team_start at the top of the region. The *_team functions below take one;
- * NULL means "inside a plain parallel region" (an OpenMP barrier). */
-typedef struct {
-    _Atomic int arrived;
-    _Atomic unsigned gen;
-    _Atomic int sleepers;
-    int n;
-    char pad[64 - 4 * sizeof(int)];
-} fs_team;
-
-void fs_team_init(fs_team *t, int n_threads);
-void fs_team_start(fs_team *t);
-void fs_team_sync(fs_team *t);
+/* The *_team functions are called by every member of a team (fs_pool.h) in the same order: each does
+ * its share and ends with fs_team_sync, so one job can run a whole forward pass (llama.cpp's graph
+ * compute). */
 
 /* Most weights fs_matmul_multi_team multiplies in one pass. */
 #define FS_MATMUL_MAX_MULTI 4
@@ -119,8 +107,8 @@ void fs_add_rows(float *y, const float *b, int64_t n_tok, int64_t n);
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
  * softcap > 0: each score s = q.k * scale becomes softcap * tanh(s / softcap) before the softmax
  * (Gemma 2's attention-logit soft-capping, as ggml_compute_forward_flash_attn_ext's logit_softcap).
- * work: n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch.
- * Called by every thread of a team (fs_team). */
+ * work: team->n * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch.
+ * Called by every member of a team; (token, head) items are handed out dynamically (fs_team_next). */
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
                        int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
                        float *out, float *work, int64_t n_ctx, fs_team *team);

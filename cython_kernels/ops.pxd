@@ -2,6 +2,18 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 
 
+cdef extern from "fs_pool.h" nogil:
+    ctypedef struct fs_team:
+        int n
+    ctypedef struct fs_pool:
+        pass
+    ctypedef void (*fs_job_fn)(void *arg, fs_team *team) noexcept nogil
+    fs_pool *fs_pool_new(int n_threads) noexcept
+    void fs_pool_free(fs_pool *p) noexcept
+    int fs_pool_size(const fs_pool *p) noexcept
+    void fs_pool_run(fs_pool *p, fs_job_fn fn, void *arg) noexcept
+
+
 cdef extern from "fs_ops.h" nogil:
     ctypedef struct fs_weight:
         const uint8_t *data
@@ -10,8 +22,6 @@ cdef extern from "fs_ops.h" nogil:
         int64_t n_out
         size_t row_bytes
 
-    ctypedef struct fs_team:
-        pass
     ctypedef struct fs_rope_params:
         int n_rot
         int neox
@@ -23,9 +33,6 @@ cdef extern from "fs_ops.h" nogil:
         const float *freq_factors
     void fs_rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow,
                                 float dims[2]) noexcept
-    void fs_team_init(fs_team *t, int n_threads) noexcept
-    void fs_team_start(fs_team *t) noexcept
-    void fs_team_sync(fs_team *t) noexcept
     void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
                               uint8_t *act, fs_team *team) noexcept
     void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act,

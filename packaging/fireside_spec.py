@@ -9,16 +9,13 @@ checkout (``pathex`` is the repository root), with the compiled kernels built in
 * The compiled kernels ``cython_kernels/*.so`` / ``*.pyd`` are named as hidden imports (PyInstaller
   cannot see imports made from inside an extension module). One file per extension holds every CPU
   variant (GCC ``target_clones`` dispatch at run time), so there is nothing per-CPU to collect.
-* The OpenMP runtime the kernels link against is collected explicitly: ``libgomp.so.1`` on Linux
-  (found with ``ldd``), ``vcomp140.dll`` on Windows (MSVC ``/openmp``); macOS builds have no OpenMP
-  (see setup.py).
+* The kernels need no runtime beyond the C library: their threads are their own pool
+  (``cython_kernels/fs_pool.c``), not OpenMP.
 * Unused Qt bindings and development-only packages are excluded.
 """
 from __future__ import annotations
 
-import ctypes.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -70,24 +67,6 @@ def kernel_modules() -> list[str]:
     return [f"cython_kernels.{n}" for n in names]
 
 
-def openmp_binaries() -> list[tuple[str, str]]:
-    """The OpenMP runtime the kernels link against, as PyInstaller ``binaries`` entries (source, dest dir)."""
-    if sys.platform.startswith("linux"):
-        found = []
-        for so in (ROOT / "cython_kernels").glob("*.so"):
-            out = subprocess.run(["ldd", str(so)], capture_output=True, text=True).stdout
-            found += re.findall(r"(libgomp\.so[.\d]*)\s+=>\s+(\S+)", out)
-        if not found:
-            raise SystemExit("the kernels do not link libgomp: were they built with -fopenmp (setup.py)?")
-        return sorted({(path, ".") for _name, path in found})
-    if sys.platform == "win32":
-        dll = ctypes.util.find_library("vcomp140")
-        if dll is None:
-            raise SystemExit("vcomp140.dll (the MSVC OpenMP runtime) not found: install the VC++ redistributable")
-        return [(dll, ".")]
-    return []  # macOS: built without OpenMP
-
-
 def datas() -> list[tuple[str, str]]:
     """Files the app reads at run time: its icons (``assets/`` inside the bundle, as in the checkout)."""
     return [(str(ASSETS / "fireside.svg"), "assets"), (str(ASSETS / "icons"), "assets/icons")]
@@ -97,7 +76,6 @@ def analysis_kwargs() -> dict:
     """Keyword arguments of ``Analysis`` common to every OS."""
     return dict(
         pathex=[str(ROOT)],
-        binaries=openmp_binaries(),
         datas=datas(),
         hiddenimports=kernel_modules(),
         excludes=EXCLUDES,

@@ -18,21 +18,21 @@ import pytest
 from conftest import ROOT
 
 SOURCES = ["fs_traits", "fs_quants", "fs_vecdot", "fs_float", "fs_q32", "fs_kquants", "fs_iq4", "fs_iq2", "fs_iq3",
-           "fs_iq1", "fs_ternary", "fs_ops"]
+           "fs_iq1", "fs_ternary", "fs_pool", "fs_ops"]
 
 
 @pytest.fixture(scope="module")
 def debug_lib() -> str:
-    """Path of the debug build of the kernels (rebuilt when a C file or header changes)."""
+    """Path of the debug build of the kernels (rebuilt when a C file, a header or the command changes)."""
     kdir = ROOT / "cython_kernels"
-    digest = hashlib.sha256()
+    flags = ["-O0", "-g", "-std=gnu11", "-pthread", "-ffp-contract=off", "-DFS_DEBUG", "-fPIC", "-shared"]
+    digest = hashlib.sha256(" ".join(flags + SOURCES).encode())
     for p in sorted([*kdir.glob("*.c"), *kdir.glob("*.h")]):
         digest.update(p.name.encode() + p.read_bytes())
     out = ROOT / ".cache" / "debug-kernels" / digest.hexdigest()[:16] / "libfs_debug.so"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["gcc", "-O0", "-g", "-std=gnu11", "-fopenmp", "-ffp-contract=off", "-DFS_DEBUG", "-fPIC", "-shared",
-               f"-I{kdir}", "-o", str(out), *(str(kdir / f"{n}.c") for n in SOURCES), "-lm"]
+        cmd = ["gcc", *flags, f"-I{kdir}", "-o", str(out), *(str(kdir / f"{n}.c") for n in SOURCES), "-lm"]
         subprocess.run(cmd, check=True, capture_output=True)
     return str(out)
 
