@@ -540,3 +540,80 @@ def matmul(int wtype, w, x, int n_threads=1):
         with nogil:
             fs_matmul(&W, &xv[0, 0], n_tok, &yv[0, 0], &av[0], n_threads)
     return y
+
+
+cdef struct AttentionJob:
+    const float *q
+    int64_t n_tok, pos0, n_ctx, window
+    const uint16_t *k_cache
+    const uint16_t *v_cache
+    int n_head, n_head_kv, head_dim
+    float scale, softcap
+    float *out
+    float *work
+
+
+cdef void _attention_job(void *arg, fs_team *team) noexcept nogil:
+    cdef AttentionJob *j = <AttentionJob *>arg
+    fs_attention_team(j.q, j.n_tok, j.pos0, j.k_cache, j.v_cache, j.n_head, j.n_head_kv, j.head_dim, j.scale,
+                      j.softcap, j.window, j.out, j.work, j.n_ctx, team)
+
+
+def attention(q, k_cache, v_cache, int pos0, int n_head, int n_head_kv, float scale, float softcap=0.0,
+              int window=0, int n_threads=1):
+    """Causal attention over an f16 KV cache with the forward pass's kernel (``fs_attention_team``), for tests.
+
+    Args:
+        q: float32 (n_tok, n_head * head_dim), queries of positions ``pos0 .. pos0 + n_tok - 1``.
+        k_cache, v_cache: float16 (n_ctx, n_head_kv * head_dim), rows ``0 .. pos0 + n_tok - 1`` filled.
+        scale: factor on q.k; softcap: Gemma 2's logit soft-cap (0 = off); window: sliding window in
+            tokens (0 = full causal); n_threads: threads of a pool started for this call.
+
+    Returns:
+        float32 (n_tok, n_head * head_dim).
+
+    Raises:
+        ValueError: shapes or dtypes that do not fit together.
+    """
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    k_cache = np.ascontiguousarray(k_cache)
+    v_cache = np.ascontiguousarray(v_cache)
+    if q.ndim != 2 or k_cache.dtype != np.float16 or v_cache.dtype != np.float16 or k_cache.shape != v_cache.shape:
+        raise ValueError("q must be float32 (n_tok, n_head * head_dim), the caches float16 of one shape")
+    if n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv or q.shape[1] % n_head:
+        raise ValueError("n_head must be a positive multiple of n_head_kv dividing q's width")
+    cdef int head_dim = q.shape[1] // n_head
+    cdef int64_t n_tok = q.shape[0], n_ctx = k_cache.shape[0]
+    if k_cache.ndim != 2 or k_cache.shape[1] != n_head_kv * head_dim or n_tok < 1 or pos0 < 0 or pos0 + n_tok > n_ctx:
+        raise ValueError("cache shape, positions and q do not fit together")
+    if window < 0 or n_threads < 1:
+        raise ValueError("window must be >= 0 and n_threads >= 1")
+    out = np.zeros_like(q)
+    work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head // n_head_kv), np.float32)
+    cdef const float[:, ::1] qv = q
+    cdef const uint16_t[:, ::1] kv = k_cache.view(np.uint16)
+    cdef const uint16_t[:, ::1] vv = v_cache.view(np.uint16)
+    cdef float[:, ::1] ov = out
+    cdef float[::1] wv = work
+    cdef AttentionJob j
+    j.q = &qv[0, 0]
+    j.n_tok = n_tok
+    j.pos0 = pos0
+    j.n_ctx = n_ctx
+    j.window = window
+    j.k_cache = &kv[0, 0]
+    j.v_cache = &vv[0, 0]
+    j.n_head = n_head
+    j.n_head_kv = n_head_kv
+    j.head_dim = head_dim
+    j.scale = scale
+    j.softcap = softcap
+    j.out = &ov[0, 0]
+    j.work = &wv[0]
+    cdef fs_pool *pool = fs_pool_new(n_threads)
+    if pool == NULL:
+        raise MemoryError("no memory for the thread pool")
+    with nogil:
+        fs_pool_run(pool, _attention_job, &j)
+        fs_pool_free(pool)
+    return out

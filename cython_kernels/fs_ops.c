@@ -413,77 +413,270 @@ static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cac
         _mm256_storeu_ps(out + d, _mm256_mul_ps(load_f16x8(acc + d), _mm256_set1_ps(inv)));
 }
 
-/* Float-accumulating attention of nq <= 4 query heads that share one KV head and one causal range
- * first..p (the heads of a GQA group at one token): each K and V row is converted from f16 once
- * (F16C) and used by all nq queries. head_dim % 8 == 0. scores: nq * (p + 1) floats of scratch. */
-static FS_AVX2_FN void attend_group_avx2(const float *q, int64_t q_head_stride, int nq, const uint16_t *k_cache,
-                                         const uint16_t *v_cache, int64_t kv_stride, int head_dim, float scale,
-                                         float softcap, int64_t first, int64_t p, float *scores, float *out,
-                                         int64_t out_head_stride) {
-    const int64_t len = p - first + 1;
-    float *sc[4];
-    for (int i = 0; i < nq; i++) sc[i] = scores + i * len;
-    /* scores = q . k * scale, and their maxima */
-    float M[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    for (int64_t j = 0; j < len; j++) {
-        const uint16_t *kj = k_cache + (first + j) * kv_stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int d = 0; d < head_dim; d += 8) {
-            const __m256 k8 = load_f16x8(kj + d);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), k8, a0);
-            if (nq > 1) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + q_head_stride + d), k8, a1);
-            if (nq > 2) a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 2 * q_head_stride + d), k8, a2);
-            if (nq > 3) a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 3 * q_head_stride + d), k8, a3);
-        }
-        const __m256 acc[4] = {a0, a1, a2, a3};
-        for (int i = 0; i < nq; i++) {
-            float s = hsum_f32x8(acc[i]) * scale;
-            if (softcap != 0.0f) s = softcap * tanhf(s);
-            sc[i][j] = s;
-            M[i] = s > M[i] ? s : M[i];
-        }
-    }
-    /* softmax numerators and their sums */
-    float inv[4];
-    for (int i = 0; i < nq; i++) {
-        const __m256 m8 = _mm256_set1_ps(M[i]);
-        __m256 s8 = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 8 <= len; j += 8) {
-            const __m256 e = exp_neg_f32x8(_mm256_sub_ps(_mm256_loadu_ps(sc[i] + j), m8));
-            _mm256_storeu_ps(sc[i] + j, e);
-            s8 = _mm256_add_ps(s8, e);
-        }
-        float S = hsum_f32x8(s8);
-        for (; j < len; j++) {
-            sc[i][j] = expf(sc[i][j] - M[i]);
-            S += sc[i][j];
-        }
-        inv[i] = 1.0f / S;
-    }
-    /* out = sum_j w_j v_j / S, 16 output dims at a time held in registers for the nq heads */
-    for (int d = 0; d < head_dim; d += 16) {
-        const int two = d + 16 <= head_dim;
-        __m256 o[4][2];
-        for (int i = 0; i < 4; i++) o[i][0] = o[i][1] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < len; j++) {
-            const uint16_t *vj = v_cache + (first + j) * kv_stride + d;
-            const __m256 v0 = load_f16x8(vj);
-            const __m256 v1 = two ? load_f16x8(vj + 8) : _mm256_setzero_ps();
-            for (int i = 0; i < nq; i++) {
-                const __m256 w = _mm256_broadcast_ss(sc[i] + j);
-                o[i][0] = _mm256_fmadd_ps(w, v0, o[i][0]);
-                o[i][1] = _mm256_fmadd_ps(w, v1, o[i][1]);
-            }
-        }
-        for (int i = 0; i < nq; i++) {
-            const __m256 s = _mm256_set1_ps(inv[i]);
-            float *oi = out + i * out_head_stride + d;
-            _mm256_storeu_ps(oi, _mm256_mul_ps(o[i][0], s));
-            if (two) _mm256_storeu_ps(oi + 8, _mm256_mul_ps(o[i][1], s));
-        }
+/* ---- tiled attention (batches of FS_FA_TILE_Q queries and more) ------------------------------
+ * One tile: the nq = n_tok_tile * group query heads of n_tok_tile consecutive tokens that share one KV
+ * head (a GQA group), over the union of their key ranges [first, p_last]. Keys are taken
+ * FS_ATTN_KEY_CHUNK at a time: their K and V rows are converted from f16 once into a float chunk that
+ * every query of the tile reads from L1; the scores of eight keys come from eight accumulators summed
+ * together (one horizontal-sum tree, hsum_f32x8x8); the outputs of four queries stay in registers
+ * while they take a chunk's V rows. Keys outside a query's own causal (and sliding-window) range score
+ * -inf and weigh exactly 0. Softmax per query as attend_f32_acc (after the scores, before V).
+ * Numerics, per score: lane l of an 8-lane accumulator sums q[d] k[d] over d = l, l + 8, ... by FMA in
+ * order, then ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)); per output dim: fma over the keys in
+ * order, then times 1 / (sum of the exps, as hsum_f32x8 of 8-lane partial sums). The AVX-512 kernel
+ * does exactly these operations with wider registers, so both give the same bits.
+ *   q: query of tile token u, head h of the group at q + u * q_tok_stride + h * head_dim; out likewise.
+ *   p0: position of the tile's first token; window 0 = full causal; head_dim % 8 == 0.
+ *   work: FS_ATTN_WORK_FLOATS floats: scores (nq rows of round_up(len, 8)), the K/V chunk, outputs. */
+typedef struct {
+    int nq, head_dim;
+    int64_t first, len, row;
+    float scale, softcap;
+    float *scores, *chunk, *acc;
+    const float *qi[FS_ATTN_TILE_MAX_Q_ALL];
+    float *oi[FS_ATTN_TILE_MAX_Q_ALL];
+    int64_t lo[FS_ATTN_TILE_MAX_Q_ALL], hi[FS_ATTN_TILE_MAX_Q_ALL]; /* own key range, tile-relative */
+    __m256 vmax[FS_ATTN_TILE_MAX_Q_ALL];
+    float inv[FS_ATTN_TILE_MAX_Q_ALL];
+} attn_tile;
+
+static inline FS_AVX2_FN void tile_begin(attn_tile *T, const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
+                                         int head_dim, float scale, float softcap, int64_t window, int64_t p0,
+                                         float *work, float *out) {
+    T->nq = n_tok_tile * group;
+    T->head_dim = head_dim;
+    T->scale = scale;
+    T->softcap = softcap;
+    T->first = (window > 0 && p0 - window + 1 > 0) ? p0 - window + 1 : 0;
+    T->len = p0 + n_tok_tile - T->first;
+    T->row = (T->len + 7) & ~(int64_t)7; /* whole 8-key groups */
+    T->scores = work;
+    T->chunk = T->scores + (int64_t)T->nq * T->row;
+    T->acc = T->chunk + (int64_t)FS_ATTN_KEY_CHUNK * head_dim;
+    for (int i = 0; i < T->nq; i++) {
+        const int u = i / group, h = i % group;
+        const int64_t p = p0 + u;
+        T->qi[i] = q + u * q_tok_stride + (int64_t)h * head_dim;
+        T->oi[i] = out + u * q_tok_stride + (int64_t)h * head_dim;
+        T->lo[i] = (window > 0 && p - window + 1 > 0 ? p - window + 1 : 0) - T->first;
+        T->hi[i] = p - T->first;
+        T->vmax[i] = _mm256_set1_ps(-INFINITY);
     }
 }
+
+/* Scores of query i at keys j .. j + 7 (sums of q.k): scaled, soft-capped, masked, stored. */
+static inline FS_AVX2_FN void tile_store8(attn_tile *T, int i, int64_t j, __m256 dots) {
+    __m256 sv = _mm256_mul_ps(dots, _mm256_set1_ps(T->scale));
+    if (T->softcap != 0.0f) {
+        float t[8];
+        _mm256_storeu_ps(t, sv);
+        for (int k = 0; k < 8; k++) t[k] = T->softcap * tanhf(t[k]);
+        sv = _mm256_loadu_ps(t);
+    }
+    const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)j));
+    const __m256i outside = _mm256_or_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32((int)T->hi[i])),
+                                            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)T->lo[i]), idx));
+    sv = _mm256_blendv_ps(sv, _mm256_set1_ps(-INFINITY), _mm256_castsi256_ps(outside));
+    _mm256_storeu_ps(T->scores + (int64_t)i * T->row + j, sv);
+    T->vmax[i] = _mm256_max_ps(T->vmax[i], sv);
+}
+
+/* Softmax numerators in place (exp(-inf) = 0), 1 / their sums, and the output accumulators zeroed. */
+static inline FS_AVX2_FN void tile_softmax(attn_tile *T) {
+    for (int i = 0; i < T->nq; i++) {
+        float *si = T->scores + (int64_t)i * T->row;
+        __m256 m = T->vmax[i];
+        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+        __m256 s8 = _mm256_setzero_ps();
+        for (int64_t j = 0; j < T->row; j += 8) {
+            const __m256 e = exp_neg_f32x8(_mm256_sub_ps(_mm256_loadu_ps(si + j), m));
+            _mm256_storeu_ps(si + j, e);
+            s8 = _mm256_add_ps(s8, e);
+        }
+        T->inv[i] = 1.0f / hsum_f32x8(s8);
+    }
+    memset(T->acc, 0, sizeof(float) * (size_t)T->nq * T->head_dim);
+}
+
+/* Rows j0 .. j0 + nk - 1 of the tile's range of one cache as floats into the chunk, row after row
+ * (nk_pad - nk zero rows after them). */
+static inline FS_AVX2_FN void tile_load_rows(attn_tile *T, const uint16_t *cache, int64_t kv_stride, int64_t j0, int nk,
+                                             int nk_pad) {
+    const int hd = T->head_dim;
+    for (int k = 0; k < nk; k++) {
+        const uint16_t *src = cache + (T->first + j0 + k) * kv_stride;
+        float *dst = T->chunk + (int64_t)k * hd;
+        for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + d, load_f16x8(src + d));
+    }
+    memset(T->chunk + (int64_t)nk * hd, 0, sizeof(float) * (size_t)(nk_pad - nk) * hd);
+}
+
+static inline FS_AVX2_FN void tile_finish(const attn_tile *T) {
+    for (int i = 0; i < T->nq; i++) {
+        const __m256 s = _mm256_set1_ps(T->inv[i]);
+        const float *ai = T->acc + (int64_t)i * T->head_dim;
+        for (int d = 0; d < T->head_dim; d += 8)
+            _mm256_storeu_ps(T->oi[i] + d, _mm256_mul_ps(_mm256_loadu_ps(ai + d), s));
+    }
+}
+
+/* Lane k of the result: the sum of a[k]'s eight lanes, by the tree above. */
+static inline FS_AVX2_FN __m256 hsum_f32x8x8(const __m256 a[8]) {
+    const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    /* s0123: lanes 0-3 sum the low halves of a[0..3], lanes 4-7 their high halves (s4567 likewise) */
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+static FS_AVX2_FN void attend_tile_avx2(const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
+                                        const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
+                                        int head_dim, float scale, float softcap, int64_t window, int64_t p0,
+                                        float *work, float *out) {
+    attn_tile T;
+    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, window, p0, work, out);
+    for (int64_t j0 = 0; j0 < T.row; j0 += FS_ATTN_KEY_CHUNK) {
+        const int nk = T.row - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.row - j0) : FS_ATTN_KEY_CHUNK; /* multiple of 8 */
+        tile_load_rows(&T, k_cache, kv_stride, j0, T.len - j0 < nk ? (int)(T.len - j0) : nk, nk);
+        for (int i = 0; i < T.nq; i++)
+            for (int k8 = 0; k8 < nk; k8 += 8) {
+                const float *kr = T.chunk + (int64_t)k8 * head_dim;
+                __m256 a[8];
+                for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+                for (int d = 0; d < head_dim; d += 8) {
+                    const __m256 qd = _mm256_loadu_ps(T.qi[i] + d);
+                    for (int k = 0; k < 8; k++)
+                        a[k] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kr + (int64_t)k * head_dim + d), a[k]);
+                }
+                tile_store8(&T, i, j0 + k8, hsum_f32x8x8(a));
+            }
+    }
+    tile_softmax(&T);
+    for (int64_t j0 = 0; j0 < T.len; j0 += FS_ATTN_KEY_CHUNK) {
+        const int nk = T.len - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.len - j0) : FS_ATTN_KEY_CHUNK;
+        tile_load_rows(&T, v_cache, kv_stride, j0, nk, nk);
+        for (int i0 = 0; i0 < T.nq; i0 += 4) {
+            const int n4 = T.nq - i0 < 4 ? T.nq - i0 : 4;
+            const float *w[4];
+            for (int i = 0; i < 4; i++) w[i] = T.scores + (int64_t)(i0 + (i < n4 ? i : 0)) * T.row + j0;
+            for (int d = 0; d < head_dim; d += 16) {
+                const int two = d + 16 <= head_dim;
+                __m256 o[4][2];
+                for (int i = 0; i < 4; i++) {
+                    const float *ai = T.acc + (int64_t)(i0 + (i < n4 ? i : 0)) * head_dim + d;
+                    o[i][0] = _mm256_loadu_ps(ai);
+                    o[i][1] = two ? _mm256_loadu_ps(ai + 8) : _mm256_setzero_ps();
+                }
+                for (int k = 0; k < nk; k++) {
+                    const float *vk = T.chunk + (int64_t)k * head_dim + d;
+                    const __m256 v0 = _mm256_loadu_ps(vk);
+                    const __m256 v1 = two ? _mm256_loadu_ps(vk + 8) : _mm256_setzero_ps();
+                    for (int i = 0; i < 4; i++) {
+                        const __m256 wk = _mm256_broadcast_ss(w[i] + k);
+                        o[i][0] = _mm256_fmadd_ps(wk, v0, o[i][0]);
+                        o[i][1] = _mm256_fmadd_ps(wk, v1, o[i][1]);
+                    }
+                }
+                for (int i = 0; i < n4; i++) {
+                    float *ai = T.acc + (int64_t)(i0 + i) * head_dim + d;
+                    _mm256_storeu_ps(ai, o[i][0]);
+                    if (two) _mm256_storeu_ps(ai + 8, o[i][1]);
+                }
+            }
+        }
+    }
+    tile_finish(&T);
+}
+
+#if FS_HAVE_AVX512_CODE
+/* attend_tile_avx2 with 512-bit registers, the same operations lane for lane. Scores: a zmm holds the
+ * 8-lane accumulators of two keys (the K chunk is stored with keys k, k + 1 interleaved by 8 dims), and
+ * the horizontal sums take the tree of hsum_f32x8x8 through shuffles (hadd's pairs; a + b == b + a).
+ * V: 4 queries x 32 dims in 8 zmm. */
+static FS_AVX512_FN void attend_tile_avx512(const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
+                                            const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
+                                            int head_dim, float scale, float softcap, int64_t window, int64_t p0,
+                                            float *work, float *out) {
+    attn_tile T;
+    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, window, p0, work, out);
+    /* lane order of the final 8 sums: even keys come out in lanes 0-3, odd ones in 4-7 */
+    const __m256i unzip = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t j0 = 0; j0 < T.row; j0 += FS_ATTN_KEY_CHUNK) {
+        const int nk = T.row - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.row - j0) : FS_ATTN_KEY_CHUNK;
+        const int have = T.len - j0 < nk ? (int)(T.len - j0) : nk;
+        /* chunk[(k / 2) * 2 * head_dim + d * 2 + (k % 2) * 8 + l] = K[k][d + l] for d % 8 == 0 */
+        for (int k = 0; k < nk; k += 2)
+            for (int d = 0; d < head_dim; d += 8) {
+                const __m256 r0 = k < have ? load_f16x8(k_cache + (T.first + j0 + k) * kv_stride + d) : _mm256_setzero_ps();
+                const __m256 r1 = k + 1 < have ? load_f16x8(k_cache + (T.first + j0 + k + 1) * kv_stride + d)
+                                               : _mm256_setzero_ps();
+                float *dst = T.chunk + (int64_t)k * head_dim + 2 * d;
+                _mm256_storeu_ps(dst, r0);
+                _mm256_storeu_ps(dst + 8, r1);
+            }
+        for (int i = 0; i < T.nq; i++)
+            for (int k8 = 0; k8 < nk; k8 += 8) {
+                const float *kr = T.chunk + (int64_t)k8 * head_dim;
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0; /* keys (0,1) (2,3) (4,5) (6,7) */
+                for (int d = 0; d < head_dim; d += 8) {
+                    const __m512 qd = _mm512_broadcast_f32x8(_mm256_loadu_ps(T.qi[i] + d));
+                    a0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 2 * d), a0);
+                    a1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 2 * head_dim + 2 * d), a1);
+                    a2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 4 * head_dim + 2 * d), a2);
+                    a3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 6 * head_dim + 2 * d), a3);
+                }
+                /* pairs (l0 + l1), (l2 + l3) per 128-bit lane: [k l0-3 | k l4-7 | k+1 l0-3 | k+1 l4-7] */
+                const __m512 b0 = _mm512_add_ps(_mm512_shuffle_ps(a0, a1, 0x88), _mm512_shuffle_ps(a0, a1, 0xdd));
+                const __m512 b1 = _mm512_add_ps(_mm512_shuffle_ps(a2, a3, 0x88), _mm512_shuffle_ps(a2, a3, 0xdd));
+                /* (l0 + l1) + (l2 + l3): 128-bit lane 0 holds keys 0 2 4 6 (low halves), 1 their high halves,
+                 * 2 and 3 the odd keys */
+                const __m512 c = _mm512_add_ps(_mm512_shuffle_ps(b0, b1, 0x88), _mm512_shuffle_ps(b0, b1, 0xdd));
+                const __m512 lo = _mm512_shuffle_f32x4(c, c, 0x88); /* 128-bit lanes 0 2 0 2 */
+                const __m512 hi = _mm512_shuffle_f32x4(c, c, 0xdd); /* lanes 1 3 1 3 */
+                const __m256 sums = _mm256_add_ps(_mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi));
+                tile_store8(&T, i, j0 + k8, _mm256_permutevar8x32_ps(sums, unzip));
+            }
+    }
+    tile_softmax(&T);
+    for (int64_t j0 = 0; j0 < T.len; j0 += FS_ATTN_KEY_CHUNK) {
+        const int nk = T.len - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.len - j0) : FS_ATTN_KEY_CHUNK;
+        tile_load_rows(&T, v_cache, kv_stride, j0, nk, nk);
+        for (int i0 = 0; i0 < T.nq; i0 += 4) {
+            const int n4 = T.nq - i0 < 4 ? T.nq - i0 : 4;
+            const float *w[4];
+            for (int i = 0; i < 4; i++) w[i] = T.scores + (int64_t)(i0 + (i < n4 ? i : 0)) * T.row + j0;
+            for (int d = 0; d < head_dim; d += 32) {
+                const int left = head_dim - d; /* multiple of 8 */
+                const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                const __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                __m512 o[4][2];
+                for (int i = 0; i < 4; i++) {
+                    const float *ai = T.acc + (int64_t)(i0 + (i < n4 ? i : 0)) * head_dim + d;
+                    o[i][0] = _mm512_maskz_loadu_ps(m0, ai);
+                    o[i][1] = _mm512_maskz_loadu_ps(m1, ai + 16);
+                }
+                for (int k = 0; k < nk; k++) {
+                    const float *vk = T.chunk + (int64_t)k * head_dim + d;
+                    const __m512 v0 = _mm512_maskz_loadu_ps(m0, vk);
+                    const __m512 v1 = _mm512_maskz_loadu_ps(m1, vk + 16);
+                    for (int i = 0; i < 4; i++) {
+                        const __m512 wk = _mm512_set1_ps(w[i][k]);
+                        o[i][0] = _mm512_fmadd_ps(wk, v0, o[i][0]);
+                        o[i][1] = _mm512_fmadd_ps(wk, v1, o[i][1]);
+                    }
+                }
+                for (int i = 0; i < n4; i++) {
+                    float *ai = T.acc + (int64_t)(i0 + i) * head_dim + d;
+                    _mm512_mask_storeu_ps(ai, m0, o[i][0]);
+                    _mm512_mask_storeu_ps(ai + 16, m1, o[i][1]);
+                }
+            }
+        }
+    }
+    tile_finish(&T);
+}
+#endif
 #endif
 
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
@@ -500,21 +693,24 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
     const int tiled = n_tok >= FS_FA_TILE_Q;
 #if FS_HAVE_AVX2_CODE
     const int f16_avx2 = !tiled && head_dim % 32 == 0 && fs_use_avx2();
-    if (tiled && head_dim % 8 == 0 && fs_use_avx2()) {
-        /* one work item = one token and one group of up to 4 query heads sharing a KV head */
-        const int n_sub = (group + 3) / 4;
-        const int64_t n_u = (int64_t)n_head_kv * n_sub;
+    if (tiled && head_dim % 8 == 0 && group <= FS_ATTN_TILE_MAX_Q_ALL && fs_use_avx2()) {
+        /* one work item = a tile of tokens and one KV head with its group of query heads */
+        void (*attend_tile)(const float *, int64_t, int, int, const uint16_t *, const uint16_t *, int64_t, int, float,
+                            float, int64_t, int64_t, float *, float *) = attend_tile_avx2;
+#if FS_HAVE_AVX512_CODE
+        if (strcmp(fs_vecdot_impl(), "avx512") == 0) attend_tile = attend_tile_avx512;
+#endif
+        const int tile = FS_ATTN_TILE_TOKENS(group);
+        const int64_t n_tiles = (n_tok + tile - 1) / tile;
         float *w = work + (int64_t)fs_team_tid() * work_per_thread;
-        for (int64_t item; (item = fs_team_next(team)) < n_tok * n_u;) {
-            const int64_t t = item / n_u;
-            const int u = (int)(item % n_u);
-            const int g = u / n_sub, h0 = g * group + (u % n_sub) * 4;
-            const int nq = g * group + group - h0 < 4 ? g * group + group - h0 : 4;
-            const int64_t p = pos0 + t;
-            const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-            attend_group_avx2(q + t * q_stride + (int64_t)h0 * head_dim, head_dim, nq,
-                              k_cache + (int64_t)g * head_dim, v_cache + (int64_t)g * head_dim, kv_stride,
-                              head_dim, scale, softcap, first, p, w, out + t * q_stride + (int64_t)h0 * head_dim, head_dim);
+        for (int64_t item; (item = fs_team_next(team)) < n_tiles * n_head_kv;) {
+            const int64_t t0 = (item / n_head_kv) * tile;
+            const int g = (int)(item % n_head_kv);
+            const int nt = n_tok - t0 < tile ? (int)(n_tok - t0) : tile;
+            const int64_t h0 = (int64_t)g * group * head_dim;
+            attend_tile(q + t0 * q_stride + h0, q_stride, nt, group, k_cache + (int64_t)g * head_dim,
+                        v_cache + (int64_t)g * head_dim, kv_stride, head_dim, scale, softcap, window, pos0 + t0, w,
+                        out + t0 * q_stride + h0);
         }
         fs_team_sync(team);
         return;

@@ -91,10 +91,20 @@ void fs_add_rows(float *y, const float *b, int64_t n_tok, int64_t n);
  * GGML_FA_TILE_Q, ggml-cpu/common.h). */
 #define FS_FA_TILE_Q 64
 
+/* The tiled attention (batches of FS_FA_TILE_Q and more) takes its queries in tiles of this many
+ * tokens x the `group` query heads sharing a KV head (about 16 queries), and keys FS_ATTN_KEY_CHUNK at
+ * a time. */
+#define FS_ATTN_TILE_TOKENS(group) ((group) >= 16 ? 1 : 16 / (group))
+#define FS_ATTN_TILE_MAX_Q(group) ((int64_t)FS_ATTN_TILE_TOKENS(group) * (group))
+#define FS_ATTN_TILE_MAX_Q_ALL 64 /* largest group the tiled path takes (llama.cpp models: 1 .. 16) */
+#define FS_ATTN_KEY_CHUNK 16
+
 /* Scratch floats fs_attention_team needs per thread, for query heads sharing a KV head in groups of
- * `group` (n_head / n_head_kv): scores of up to 4 heads at once, or one head's output and scores. */
+ * `group` (n_head / n_head_kv): a tile's scores (rows of n_ctx + 8), a key chunk and a tile's outputs;
+ * also enough for one head's output and scores (the other paths). */
 #define FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) \
-    ((int64_t)(head_dim) + ((group) < 4 ? (int64_t)(group) < 1 ? 1 : (int64_t)(group) : 4) * (int64_t)(n_ctx) + 16)
+    (FS_ATTN_TILE_MAX_Q(group) * ((int64_t)(n_ctx) + 8) + \
+     ((int64_t)FS_ATTN_KEY_CHUNK + FS_ATTN_TILE_MAX_Q(group)) * (int64_t)(head_dim) + 64)
 
 /* Causal multi-head attention with grouped KV heads over an f16 KV cache, with llama.cpp's CPU
  * flash-attention numerics: under FS_FA_TILE_Q queries, q rounded to f16, f16 dot products, online
