@@ -12,16 +12,16 @@ the KV cache sized for ``n_ctx``); nothing is allocated inside the token loop.
 """
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport calloc, free
 
 from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_supported
 
 from cython_kernels.ops cimport (
-    fs_team, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
+    fs_team, fs_team_tid, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
-    fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team,
+    fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
 )
 
 fs_ops_init()
@@ -617,3 +617,59 @@ def attention(q, k_cache, v_cache, int pos0, int n_head, int n_head_kv, float sc
         fs_pool_run(pool, _attention_job, &j)
         fs_pool_free(pool)
     return out
+
+
+cdef struct ReadJob:
+    const uint8_t *buf
+    size_t n
+    uint64_t sums[256]
+
+
+cdef void _read_job(void *arg, fs_team *team) noexcept nogil:
+    cdef ReadJob *j = <ReadJob *>arg
+    cdef uint64_t s = fs_read_sum_team(j.buf, j.n, team)
+    j.sums[fs_team_tid()] = s
+
+
+def read_bandwidth(buf, int n_threads=1, int reps=5):
+    """Bytes per second of a plain multi-threaded read loop over ``buf`` (the yardstick of decode speed).
+
+    Args:
+        buf: a C-contiguous uint8 array, 8-byte aligned (a memory-mapped model file, say); its pages
+            should already be resident, or the first pass measures the disk.
+        n_threads: threads of a pool started for this call; reps: passes, the fastest is kept.
+
+    Returns:
+        (bytes per second of the fastest pass, the wrapping 64-bit sum of the words read).
+
+    Raises:
+        ValueError: not uint8, not aligned, empty, or n_threads outside 1 .. 256.
+    """
+    import time
+    cdef const uint8_t[::1] view = buf
+    if view.shape[0] < 8 or (<size_t>&view[0]) % 8:
+        raise ValueError("buf must hold at least one 8-byte aligned word")
+    if n_threads < 1 or n_threads > 256 or reps < 1:
+        raise ValueError("n_threads must be 1 .. 256 and reps >= 1")
+    cdef ReadJob j
+    cdef int i
+    j.buf = &view[0]
+    j.n = view.shape[0]
+    cdef fs_pool *pool = fs_pool_new(n_threads)
+    if pool == NULL:
+        raise MemoryError("no memory for the thread pool")
+    best = float("inf")
+    cdef uint64_t total = 0
+    try:
+        for _ in range(reps):
+            for i in range(256):
+                j.sums[i] = 0
+            t0 = time.perf_counter()
+            with nogil:
+                fs_pool_run(pool, _read_job, &j)
+            best = min(best, time.perf_counter() - t0)
+        for i in range(256):
+            total += j.sums[i]
+    finally:
+        fs_pool_free(pool)
+    return view.shape[0] / best, int(total)

@@ -862,3 +862,26 @@ void fs_softcap_team(float *x, float cap, int64_t n, fs_team *team) {
     if (hi > lo) fs_softcap(x + lo, cap, hi - lo);
     fs_team_sync(team);
 }
+
+FS_DISPATCH static uint64_t sum_words(const uint64_t *w, size_t n) {
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0; /* four chains: the adds never wait on each other */
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a0 += w[i];
+        a1 += w[i + 1];
+        a2 += w[i + 2];
+        a3 += w[i + 3];
+    }
+    for (; i < n; i++) a0 += w[i];
+    return (a0 + a1) + (a2 + a3);
+}
+
+uint64_t fs_read_sum_team(const uint8_t *buf, size_t n, fs_team *team) {
+    const int64_t pages = (int64_t)(n / 4096);
+    int64_t lo, hi;
+    fs_team_range(team, pages, &lo, &hi); /* whole pages per member; the last one also takes the tail */
+    const size_t end = hi == pages ? n : (size_t)hi * 4096;
+    const uint8_t *p = buf + lo * 4096;
+    FS_ASSERT(((uintptr_t)buf & 7) == 0);
+    return sum_words((const uint64_t *)(const void *)p, (end - (size_t)lo * 4096) / 8);
+}

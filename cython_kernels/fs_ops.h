@@ -149,6 +149,12 @@ void fs_to_f16(const float *x, uint16_t *y, int64_t n);
 /* Fill the f16 -> f32 table; call once before any other function here. */
 void fs_ops_init(void);
 
+/* The bandwidth yardstick of `fireside bench`: reads n bytes (this member's share of the team's split
+ * of them, buf 8-byte aligned; a last partial word is skipped) as 64-bit words and returns their
+ * wrapping sum, so the reads cannot be optimized away. A
+ * plain read loop, vectorized by the compiler (FS_DISPATCH), with no work per byte besides the add. */
+uint64_t fs_read_sum_team(const uint8_t *buf, size_t n, fs_team *team);
+
 /* gate = act(gate) * up, elementwise over n values; act 0 = SiLU, 1 = GELU (tanh approximation). */
 void fs_gated_act(float *gate, const float *up, int64_t n, int act);
 

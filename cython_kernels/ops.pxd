@@ -1,5 +1,5 @@
 # Declarations of the C building blocks in fs_ops.h (see that header for shapes and sources).
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 
 cdef extern from "fs_pool.h" nogil:
@@ -12,6 +12,7 @@ cdef extern from "fs_pool.h" nogil:
     void fs_pool_free(fs_pool *p) noexcept
     int fs_pool_size(const fs_pool *p) noexcept
     void fs_pool_run(fs_pool *p, fs_job_fn fn, void *arg) noexcept
+    int fs_team_tid() noexcept
 
 
 cdef extern from "fs_ops.h" nogil:
@@ -69,6 +70,7 @@ cdef extern from "fs_ops.h" nogil:
                  const fs_rope_params *rp) noexcept
     void fs_to_f16(const float *x, uint16_t *y, int64_t n) noexcept
     void fs_ops_init() noexcept
+    uint64_t fs_read_sum_team(const uint8_t *buf, size_t n, fs_team *team) noexcept
     void fs_gated_act(float *gate, const float *up, int64_t n, int act) noexcept
     void fs_add(float *dst, const float *src, int64_t n) noexcept
     void fs_scale(float *x, float s, int64_t n) noexcept

@@ -251,7 +251,19 @@ def rss_target_bytes(file_size: int, kv_bytes: int) -> int:
     return file_size + kv_bytes + RSS_OVERHEAD_BYTES
 
 
-def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_cpp: dict | None = None) -> dict:
+def read_loop_bytes_per_s(ctx: Context, reps: int = 5) -> float:
+    """The decode yardstick: bytes per second of a plain read loop over the model's mapped file on
+    ``ctx.n_threads`` threads (cython_kernels.forward.read_bandwidth, the fastest of ``reps`` passes),
+    the same bytes decode reads, so decode GB/s over this is the share of the reachable bandwidth it
+    uses. Run after the tests (the file's pages are then resident); allocates nothing (peak RSS)."""
+    from cython_kernels import forward
+
+    bytes_per_s, _ = forward.read_bandwidth(ctx.model.gguf.file_bytes(), ctx.n_threads, reps)
+    return bytes_per_s
+
+
+def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_cpp: dict | None = None,
+                 read_loop: float | None = None) -> dict:
     """The full report of a run, as printed by ``fireside bench --json``.
 
     Args:
@@ -259,13 +271,16 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
         results: :func:`run_bench`'s rows.
         peak_rss: Fireside's peak RSS in bytes (:func:`peak_rss_bytes`).
         llama_cpp: the reference's info (version, system_info, flash_attn, n_ctx, peak_rss), if it ran.
+        read_loop: bytes per second of :func:`read_loop_bytes_per_s`, if measured.
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
         (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable", "avx2" or "avx512"), llama_cpp (or
         absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
-        tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``).
+        tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``), and
+        with ``read_loop`` ``read_loop_share`` (gb_per_s over the read loop's; the report's
+        ``read_loop_gb_per_s``).
     """
     model = ctx.model
     hp = model.hparams
@@ -282,6 +297,8 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
             kv_read = kv_bytes_read_per_token(hp, r.n_tokens)
             row["bytes_per_token"] = {"weights": weights, "kv_cache_mean": kv_read}
             row["gb_per_s"] = (weights + kv_read) * r.mean / 1e9
+            if read_loop:
+                row["read_loop_share"] = row["gb_per_s"] * 1e9 / read_loop
             if r.ref_samples:
                 row["llama_cpp"]["gb_per_s"] = (weights + kv_read) * r.ref_mean / 1e9
         rows.append(row)
@@ -289,6 +306,8 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
               "n_batch": ctx.n_batch, "n_ctx": ctx.n_ctx, "peak_rss": peak_rss, "kv_cache_bytes": kv_size,
               "rss_target": rss_target_bytes(model.info.file_size, kv_size), "cpu_variant": vecdot.impl(),
               "results": rows}
+    if read_loop:
+        report["read_loop_gb_per_s"] = read_loop / 1e9
     if llama_cpp is not None:
         report["llama_cpp"] = llama_cpp
     return report
@@ -316,6 +335,9 @@ def format_report(report: dict) -> str:
             lines.append(f"{r['test']}: reads {r['bytes_per_token']['weights'] / 1e6:.1f} MB of weights per token "
                          f"(+ {r['bytes_per_token']['kv_cache_mean'] / 1e6:.2f} MB of KV cache, mean over the run): "
                          f"fireside {r['gb_per_s']:.1f} GB/s{ref}")
+            if "read_loop_share" in r:
+                lines.append(f"{r['test']}: fireside at {100 * r['read_loop_share']:.0f}% of a plain read loop over the "
+                             f"file ({report['read_loop_gb_per_s']:.1f} GB/s on {nth} threads)")
     rss, target = report["peak_rss"], report["rss_target"]
     line = (f"peak RSS: fireside {rss / mib:.0f} MiB, {'within' if rss <= target else 'OVER'} the target "
             f"{target / mib:.0f} MiB (file {report['file_size'] / mib:.0f} + KV cache "

@@ -172,7 +172,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_report, format_report, peak_rss_bytes, run_bench
+    from .bench import bench_report, format_report, peak_rss_bytes, read_loop_bytes_per_s, run_bench
     from .bench_llama_cpp import LlamaCppError, LlamaCppProcess, import_llama_cpp
 
     if args.vs_llama_cpp:
@@ -202,8 +202,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     finally:
         if reference is not None:
             reference.close()
-    report = bench_report(ctx, results, peak_rss_bytes(),
-                          None if reference is None else {**reference.info, "peak_rss": reference.peak_rss})
+    peak_rss = peak_rss_bytes()
+    read_loop = read_loop_bytes_per_s(ctx) if any(n > 0 for n in args.n_gen) else None
+    report = bench_report(ctx, results, peak_rss,
+                          None if reference is None else {**reference.info, "peak_rss": reference.peak_rss},
+                          read_loop)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 

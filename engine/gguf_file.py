@@ -416,6 +416,10 @@ class GGUFFile:
         return TensorInfo(name, ne, ggml_type, start, n_bytes, data)
 
     # -- access ------------------------------------------------------------------------------
+    def file_bytes(self) -> np.ndarray:
+        """The whole file as a read-only uint8 array (file_size,) on the memory map (no copy, page aligned)."""
+        return np.frombuffer(self._mmap, np.uint8)
+
     def get(self, key: str, default: Any = None) -> Any:
         """Return a metadata value, or ``default`` when the key is absent."""
         return self.metadata.get(key, default)

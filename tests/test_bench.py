@@ -168,6 +168,8 @@ def test_bench_json_report(smollm2_path):
     assert report["rss_target"] == report["file_size"] + report["kv_cache_bytes"] + RSS_OVERHEAD_BYTES
     assert report["peak_rss"] > report["file_size"] // 2  # the mapped weights were read
     assert report["cpu_variant"] in vecdot.variants()
+    assert report["read_loop_gb_per_s"] > 0
+    assert tg["read_loop_share"] == pytest.approx(tg["gb_per_s"] / report["read_loop_gb_per_s"])
 
 
 # -- llama.cpp ---------------------------------------------------------------------------------

@@ -66,3 +66,14 @@ def test_kernels_do_not_link_openmp():
 
     out = subprocess.run(["ldd", forward.__file__], capture_output=True, text=True, check=True).stdout
     assert "libgomp" not in out and "libomp" not in out, out
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_read_loop_reads_every_word(threads):
+    from cython_kernels import forward
+
+    words = np.arange(3 * 4096 // 8 * 5 + 7, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # 15 pages + 7 words
+    bytes_per_s, total = forward.read_bandwidth(words.view(np.uint8), threads, 2)
+    assert total == int(words.sum(dtype=np.uint64)) and bytes_per_s > 0
+    with pytest.raises(ValueError):
+        forward.read_bandwidth(words.view(np.uint8)[1:-7], threads)  # not 8-byte aligned
