@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models llama-cpp run test clean serve screenshot bench bench-sizes bench-quants fuzz package assets
+.PHONY: install models llama-cpp cross-tools run test clean serve screenshot bench bench-sizes bench-quants fuzz package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,22 @@ models: $(FIRESIDE_MODELS)/.fetched
 run: install models
 	$(PY) -m engine gui --terminal-fallback $(STARTER)
 
-test: install models llama-cpp
+# Cross compilers and qemu-user for the kernels' other platforms (tests/test_pool.py: the thread pool built
+# for Windows with MinGW-w64 and run for arm64 under qemu), from Debian's packages when missing. Without
+# root or apt it says so and the tests that need them skip, saying why.
+CROSS_TOOLS := x86_64-w64-mingw32-gcc aarch64-linux-gnu-gcc qemu-aarch64
+cross-tools:
+	@missing=""; for t in $(CROSS_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing cross tools:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc-mingw-w64-x86-64 gcc-aarch64-linux-gnu qemu-user >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc-mingw-w64-x86-64 gcc-aarch64-linux-gnu qemu-user >/dev/null; } \
+	      || echo "could not install the cross tools: the Windows / arm64 build checks will skip"; \
+	  else echo "cross tools missing ($$missing): the Windows / arm64 build checks will skip"; fi; \
+	fi
+
+test: install models llama-cpp cross-tools
 	$(PY) -m pytest -q
 
 # The OpenAI-compatible server on the starter model, for a person to try (Ctrl+C stops it).
