@@ -513,6 +513,14 @@ static inline FS_AVX2_FN void tile_load_rows(attn_tile *T, const uint16_t *cache
     memset(T->chunk + (int64_t)nk * hd, 0, sizeof(float) * (size_t)(nk_pad - nk) * hd);
 }
 
+/* Softmax weights of queries i0 .. i0 + 3 from key j0 on (queries past the tile repeat i0, computed
+ * and never stored); returns how many are real. */
+static inline int tile_quad_weights(const attn_tile *T, int i0, int64_t j0, const float *w[4]) {
+    const int n4 = T->nq - i0 < 4 ? T->nq - i0 : 4;
+    for (int i = 0; i < 4; i++) w[i] = T->scores + (int64_t)(i0 + (i < n4 ? i : 0)) * T->row + j0;
+    return n4;
+}
+
 static inline FS_AVX2_FN void tile_finish(const attn_tile *T) {
     for (int i = 0; i < T->nq; i++) {
         const __m256 s = _mm256_set1_ps(T->inv[i]);
@@ -557,9 +565,8 @@ static FS_AVX2_FN void attend_tile_avx2(const float *q, int64_t q_tok_stride, in
         const int nk = T.len - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.len - j0) : FS_ATTN_KEY_CHUNK;
         tile_load_rows(&T, v_cache, kv_stride, j0, nk, nk);
         for (int i0 = 0; i0 < T.nq; i0 += 4) {
-            const int n4 = T.nq - i0 < 4 ? T.nq - i0 : 4;
             const float *w[4];
-            for (int i = 0; i < 4; i++) w[i] = T.scores + (int64_t)(i0 + (i < n4 ? i : 0)) * T.row + j0;
+            const int n4 = tile_quad_weights(&T, i0, j0, w);
             for (int d = 0; d < head_dim; d += 16) {
                 const int two = d + 16 <= head_dim;
                 __m256 o[4][2];
@@ -643,9 +650,8 @@ static FS_AVX512_FN void attend_tile_avx512(const float *q, int64_t q_tok_stride
         const int nk = T.len - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.len - j0) : FS_ATTN_KEY_CHUNK;
         tile_load_rows(&T, v_cache, kv_stride, j0, nk, nk);
         for (int i0 = 0; i0 < T.nq; i0 += 4) {
-            const int n4 = T.nq - i0 < 4 ? T.nq - i0 : 4;
             const float *w[4];
-            for (int i = 0; i < 4; i++) w[i] = T.scores + (int64_t)(i0 + (i < n4 ? i : 0)) * T.row + j0;
+            const int n4 = tile_quad_weights(&T, i0, j0, w);
             for (int d = 0; d < head_dim; d += 32) {
                 const int left = head_dim - d; /* multiple of 8 */
                 const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
