@@ -22,6 +22,8 @@ from cython_kernels.ops cimport (
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
+    fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, fs_moe_route, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
+    FS_MOE_MAX_USED,
 )
 
 fs_ops_init()
@@ -48,6 +50,8 @@ cdef struct LayerWeights:
     fs_rope_params rope           # n_rot 0 = no RoPE on this layer; freq_factors: the short/only factors
     const float *rope_factors_long  # Phi-3 LongRoPE factors for n_ctx > n_ctx_orig (NULL if absent)
     int64_t window                # sliding-window size in tokens, 0 = full causal attention
+    bint has_moe                  # the FFN is a mixture of experts (moe) instead of w_gate / w_up / w_down
+    fs_moe moe                    # router and experts (fs_moe.h), when has_moe
 
 
 cdef struct Config:
@@ -57,6 +61,9 @@ cdef struct Config:
     int n_ctx_orig        # rope.scaling.original_context_length: n_ctx above it takes the long factors
     float eps, embd_scale, attn_scale, attn_softcap, logit_softcap, residual_scale, logit_scale
     float attn_temp_scale, attn_temp_offset, attn_temp_floor   # Llama 4 / Mistral 3 temperature (0 = off)
+    int n_expert, n_expert_used, n_ff_exp   # mixture-of-experts layers (0 = none)
+    int moe_gating, moe_norm_w  # FS_MOE_SOFTMAX / FS_MOE_SOFTMAX_WEIGHT; renormalize the chosen weights
+    float moe_w_scale           # expert_weights_scale (0 = none)
 
 
 cdef struct Pass:
@@ -79,6 +86,8 @@ cdef struct Pass:
     float *hu
     uint8_t *act
     float *attn_work
+    float *moe_out                # (n, n_embd) mixture-of-experts output (NULL without MoE layers)
+    fs_moe_work moe_work
     const int32_t *pos
     int64_t n_ctx
     bint long_rope
@@ -124,6 +133,9 @@ _CONFIG_INT = ("n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_ff", "
                "q_norm_n", "k_norm_n", "n_ctx_orig")
 _CONFIG_FLOAT = ("eps", "embd_scale", "attn_scale", "attn_softcap", "logit_softcap", "residual_scale", "logit_scale",
                  "attn_temp_scale", "attn_temp_offset", "attn_temp_floor")
+# Mixture-of-experts settings, optional (a dense model leaves them out).
+_CONFIG_MOE = {"n_expert": 0, "n_expert_used": 0, "n_ff_exp": 0, "moe_gating": FS_MOE_SOFTMAX, "moe_norm_w": 0,
+               "moe_w_scale": 0.0}
 
 
 cdef fs_rope_params _rope(dict r, list keep) except *:
@@ -151,7 +163,10 @@ cdef class CompiledModel:
         config: dict with the :c:type:`Config` fields (ints and floats).
         layers: one dict per layer: weights ``wq wk wv wo w_gate w_up w_down`` as
             ``{data, type, n_in, n_out}`` dicts (``data`` uint8 (n_out, row_bytes), possibly a row view of a
-            fused tensor); vectors (float32 1-D arrays or None) ``bq bk bv bo b_gate b_up b_down attn_norm
+            fused tensor), or for a mixture-of-experts layer ``w_gate_inp`` (n_expert, n_embd) and the
+            stacked experts ``w_gate_exps w_up_exps`` (n_expert * n_ff_exp, n_embd) and ``w_down_exps``
+            (n_expert * n_embd, n_ff_exp) instead of the three FFN matrices (config ``n_expert``,
+            ``n_expert_used``, ``n_ff_exp``, ``moe_gating``, ``moe_norm_w``, ``moe_w_scale``); vectors (float32 1-D arrays or None) ``bq bk bv bo b_gate b_up b_down attn_norm
             ffn_norm q_norm k_norm post_attn_norm post_ffn_norm``; ``rope`` (see :func:`_rope`, plus
             ``factors_long``) and ``window``.
         tok_embd, output: weight dicts; output_norm: float32 (n_embd,); output_bias: float32 (n_vocab,) or None.
@@ -168,6 +183,8 @@ cdef class CompiledModel:
     cdef const float *output_norm
     cdef const float *output_bias
     cdef list _keep
+    cdef bint any_dense   # some layer has a dense FFN (the activation buffers need n_ff columns)
+    cdef bint any_moe
 
     def __cinit__(self):
         self.layers = NULL
@@ -194,6 +211,10 @@ cdef class CompiledModel:
         self.cfg.logit_scale = config["logit_scale"]
         self.cfg.attn_temp_scale = config["attn_temp_scale"]; self.cfg.attn_temp_offset = config["attn_temp_offset"]
         self.cfg.attn_temp_floor = config["attn_temp_floor"]
+        moe_cfg = {key: config.get(key, default) for key, default in _CONFIG_MOE.items()}
+        self.cfg.n_expert = moe_cfg["n_expert"]; self.cfg.n_expert_used = moe_cfg["n_expert_used"]
+        self.cfg.n_ff_exp = moe_cfg["n_ff_exp"]; self.cfg.moe_gating = moe_cfg["moe_gating"]
+        self.cfg.moe_norm_w = moe_cfg["moe_norm_w"]; self.cfg.moe_w_scale = moe_cfg["moe_w_scale"]
         for name, value in (("n_layer", c.n_layer), ("n_embd", c.n_embd), ("n_head", c.n_head),
                             ("n_head_kv", c.n_head_kv), ("head_dim", c.head_dim), ("n_ff", c.n_ff),
                             ("n_vocab", c.n_vocab), ("q_norm_n", c.q_norm_n), ("k_norm_n", c.k_norm_n)):
@@ -212,6 +233,14 @@ cdef class CompiledModel:
                 raise ValueError(f"{key} = {config[key]!r} is not finite")
         if len(layers) != c.n_layer:
             raise ValueError(f"expected {c.n_layer} layers, got {len(layers)}")
+        if any("w_gate_inp" in L for L in layers):
+            if not (1 <= c.n_expert_used <= min(c.n_expert, FS_MOE_MAX_USED)) or c.n_ff_exp <= 0:
+                raise ValueError(f"mixture of experts: expert_used_count {c.n_expert_used} must be 1 .. "
+                                 f"min(expert_count {c.n_expert}, {FS_MOE_MAX_USED}), n_ff_exp {c.n_ff_exp} positive")
+            if c.moe_gating not in (FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT):
+                raise ValueError(f"unknown expert gating function {c.moe_gating}")
+            if not np.isfinite(c.moe_w_scale):
+                raise ValueError(f"moe_w_scale = {c.moe_w_scale!r} is not finite")
         self.layers = <LayerWeights *>calloc(c.n_layer, sizeof(LayerWeights))
         if self.layers == NULL:
             raise MemoryError()
@@ -221,9 +250,25 @@ cdef class CompiledModel:
             Lw.wk = _weight(L["wk"], kvw, c.n_embd, f"layer {i} wk")
             Lw.wv = _weight(L["wv"], kvw, c.n_embd, f"layer {i} wv")
             Lw.wo = _weight(L["wo"], c.n_embd, qw, f"layer {i} wo")
-            Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
-            Lw.w_up = _weight(L["w_up"], c.n_ff, c.n_embd, f"layer {i} w_up")
-            Lw.w_down = _weight(L["w_down"], c.n_embd, c.n_ff, f"layer {i} w_down")
+            if "w_gate_inp" in L:
+                Lw.has_moe = True
+                self.any_moe = True
+                Lw.moe.router = _weight(L["w_gate_inp"], c.n_expert, c.n_embd, f"layer {i} w_gate_inp")
+                Lw.moe.gate = _weight(L["w_gate_exps"], <int64_t>c.n_expert * c.n_ff_exp, c.n_embd, f"layer {i} w_gate_exps")
+                Lw.moe.up = _weight(L["w_up_exps"], <int64_t>c.n_expert * c.n_ff_exp, c.n_embd, f"layer {i} w_up_exps")
+                Lw.moe.down = _weight(L["w_down_exps"], <int64_t>c.n_expert * c.n_embd, c.n_ff_exp,
+                                      f"layer {i} w_down_exps")
+                Lw.moe.n_expert = c.n_expert
+                Lw.moe.n_used = c.n_expert_used
+                Lw.moe.gating = c.moe_gating
+                Lw.moe.norm_w = c.moe_norm_w
+                Lw.moe.w_scale = c.moe_w_scale
+                Lw.moe.act = c.act
+            else:
+                self.any_dense = True
+                Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
+                Lw.w_up = _weight(L["w_up"], c.n_ff, c.n_embd, f"layer {i} w_up")
+                Lw.w_down = _weight(L["w_down"], c.n_embd, c.n_ff, f"layer {i} w_down")
             Lw.bq = _vec(L.get("bq"), self._keep, qw, "bq"); Lw.bk = _vec(L.get("bk"), self._keep, kvw, "bk")
             Lw.bv = _vec(L.get("bv"), self._keep, kvw, "bv"); Lw.bo = _vec(L.get("bo"), self._keep, c.n_embd, "bo")
             Lw.b_gate = _vec(L.get("b_gate"), self._keep, c.n_ff, "b_gate")
@@ -285,6 +330,7 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
     cdef int rows
     cdef int64_t qw = c.n_head * c.head_dim
     cdef const float *h
+    cdef float *f
     cdef fs_rope_params rp
     fs_get_rows_team(P.tok_embd, tokens, n, c.embd_scale, x, team)   # x (n, n_embd)
     for l in range(c.n_layer):
@@ -335,22 +381,28 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
         if L.ffn_norm != NULL:
             fs_rmsnorm_team(x, L.ffn_norm, xb, n, c.n_embd, c.eps, team)
             h = xb
-        # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
-        fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, team)
-        if L.b_gate != NULL:
-            fs_add_rows_team(hg, L.b_gate, n, c.n_ff, team)
-        if L.b_up != NULL:
-            fs_add_rows_team(hu, L.b_up, n, c.n_ff, team)
-        fs_gated_act_team(hg, hu, n * c.n_ff, c.act, team)
-        # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
-        fs_matmul_team(&L.w_down, hg, n, xb, act, team)
-        if L.b_down != NULL:
-            fs_add_rows_team(xb, L.b_down, n, c.n_embd, team)
+        if L.has_moe:
+            # the chosen experts' FFNs, weighted (fs_moe.h); h may be xb, so the mixture goes to moe_out
+            fs_moe_ffn_team(&L.moe, h, n, P.moe_out, &P.moe_work, act, team)
+            f = P.moe_out
+        else:
+            # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
+            fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, team)
+            if L.b_gate != NULL:
+                fs_add_rows_team(hg, L.b_gate, n, c.n_ff, team)
+            if L.b_up != NULL:
+                fs_add_rows_team(hu, L.b_up, n, c.n_ff, team)
+            fs_gated_act_team(hg, hu, n * c.n_ff, c.act, team)
+            # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
+            fs_matmul_team(&L.w_down, hg, n, xb, act, team)
+            if L.b_down != NULL:
+                fs_add_rows_team(xb, L.b_down, n, c.n_embd, team)
+            f = xb
         if L.post_ffn_norm != NULL:
-            fs_rmsnorm_team(xb, L.post_ffn_norm, xb, n, c.n_embd, c.eps, team)
+            fs_rmsnorm_team(f, L.post_ffn_norm, f, n, c.n_embd, c.eps, team)
         if c.residual_scale != 0:
-            fs_scale_team(xb, c.residual_scale, n * c.n_embd, team)
-        fs_add_team(x, xb, n * c.n_embd, team)
+            fs_scale_team(f, c.residual_scale, n * c.n_embd, team)
+        fs_add_team(x, f, n * c.n_embd, team)
     if logits != NULL:
         rows = n - logits_from
         fs_rmsnorm_team(x + logits_from * c.n_embd, P.output_norm, xb, rows, c.n_embd, c.eps, team)
@@ -373,7 +425,9 @@ cdef class ForwardContext:
         n_threads: threads used by the kernels.
 
     Memory: KV cache ``2 * n_layer * n_ctx * n_head_kv * head_dim * 2`` bytes (f16, as llama.cpp's
-    default cache type).
+    default cache type); a mixture-of-experts model adds the experts' scratch for n_batch tokens
+    (``fs_moe_work_sizes``: about ``n_batch * n_expert_used * (2 * n_ff_exp + n_embd) * 4`` bytes of
+    activations plus their quantized copies).
     """
     cdef CompiledModel model
     cdef readonly int n_ctx, n_batch, n_threads
@@ -389,6 +443,9 @@ cdef class ForwardContext:
     cdef float[:, ::1] hu           # (n_batch, n_ff)
     cdef uint8_t[::1] act           # n_batch * FS_MATMUL_ACT_BYTES(max n_in): quantized activations
     cdef float[::1] attn_work       # n_threads * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group) attention scratch
+    cdef float[:, ::1] moe_out      # (n_batch, n_embd) mixture-of-experts output (MoE models only)
+    cdef list _moe_buffers          # the arrays behind moe_work (fs_moe_work_sizes)
+    cdef fs_moe_work moe_work
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
     cdef bint long_rope             # n_ctx > n_ctx_orig: layers take their long RoPE factors (Phi-3 LongRoPE)
     cdef fs_pool *pool              # n_threads members (fs_pool.h), for this context's whole life
@@ -414,9 +471,13 @@ cdef class ForwardContext:
         self.k = np.zeros((n_batch, kv), np.float32)
         self.v = np.zeros((n_batch, kv), np.float32)
         self.att = np.zeros((n_batch, c.n_head * c.head_dim), np.float32)
-        self.hg = np.zeros((n_batch, c.n_ff), np.float32)
-        self.hu = np.zeros((n_batch, c.n_ff), np.float32)
-        max_in = max(c.n_embd, c.n_ff, c.n_head * c.head_dim)
+        n_ff = c.n_ff if model.any_dense else 1   # an all-MoE model keeps its FFN buffers in moe_work
+        self.hg = np.zeros((n_batch, n_ff), np.float32)
+        self.hu = np.zeros((n_batch, n_ff), np.float32)
+        max_in = max(c.n_embd, n_ff, c.n_head * c.head_dim)
+        self._moe_buffers = []
+        if model.any_moe:
+            self._moe_work(n_batch, c)
         self.act = np.zeros(n_batch * FS_MATMUL_ACT_BYTES(max_in), np.uint8)
         self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx, c.n_head // c.n_head_kv), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
@@ -424,6 +485,31 @@ cdef class ForwardContext:
         self.pool = fs_pool_new(n_threads)
         if self.pool == NULL:
             raise MemoryError("no memory for the thread pool")
+
+    cdef _moe_work(self, int n_batch, Config c):
+        """Allocate the experts' scratch (fs_moe_work) for batches of n_batch tokens."""
+        cdef size_t sizes[11]
+        cdef uint8_t[::1] b
+        cdef void *ptrs[11]
+        fs_moe_work_sizes(n_batch, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, sizes)
+        for i in range(11):
+            arr = np.zeros(max(<Py_ssize_t>sizes[i], 64) + 64, np.uint8)
+            b = arr
+            # 64-byte aligned starts, as numpy's 16-byte alignment may not suit the float kernels' loads
+            ptrs[i] = <void *>(&b[0] + ((64 - (<size_t>&b[0]) % 64) % 64))
+            self._moe_buffers.append(arr)
+        self.moe_work.logits = <float *>ptrs[0]
+        self.moe_work.ids = <int32_t *>ptrs[1]
+        self.moe_work.weights = <float *>ptrs[2]
+        self.moe_work.offsets = <int32_t *>ptrs[3]
+        self.moe_work.order = <int32_t *>ptrs[4]
+        self.moe_work.row_of = <int32_t *>ptrs[5]
+        self.moe_work.active = <int32_t *>ptrs[6]
+        self.moe_work.act = <uint8_t *>ptrs[7]
+        self.moe_work.hg = <float *>ptrs[8]
+        self.moe_work.hu = <float *>ptrs[9]
+        self.moe_work.y = <float *>ptrs[10]
+        self.moe_out = np.zeros((n_batch, c.n_embd), np.float32)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
         """Run ``len(tokens)`` tokens at positions ``pos0 ..`` through the model, filling the KV cache.
@@ -478,6 +564,8 @@ cdef class ForwardContext:
         P.hu = &self.hu[0, 0]
         P.act = &self.act[0]
         P.attn_work = &self.attn_work[0]
+        P.moe_out = &self.moe_out[0, 0] if self.model.any_moe else NULL
+        P.moe_work = self.moe_work
         P.pos = &self.pos[0]
         P.n_ctx = self.n_ctx
         P.long_rope = self.long_rope
@@ -673,3 +761,89 @@ def read_bandwidth(buf, int n_threads=1, int reps=5):
     finally:
         fs_pool_free(pool)
     return view.shape[0] / best, int(total)
+
+
+cdef struct MoeJob:
+    const fs_moe *m
+    const float *h
+    int64_t n_tok
+    float *out
+    const fs_moe_work *w
+    uint8_t *act
+
+
+cdef void _moe_job(void *arg, fs_team *team) noexcept nogil:
+    cdef MoeJob *j = <MoeJob *>arg
+    fs_moe_ffn_team(j.m, j.h, j.n_tok, j.out, j.w, j.act, team)
+
+
+def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_used, int gating=FS_MOE_SOFTMAX,
+            bint norm_w=True, float w_scale=0.0, int act=ACT_SILU, int n_threads=1):
+    """A mixture-of-experts FFN with the forward pass's kernel (``fs_moe_ffn_team``), for tests.
+
+    Args:
+        h: float32 (n_tok, n_embd) normed inputs.
+        router: weight dict (see :class:`CompiledModel`) (n_expert, n_embd); gate, up: (n_expert *
+            n_ff_exp, n_embd); down: (n_expert * n_embd, n_ff_exp).
+        n_expert, n_used: experts, and experts per token; gating: FS_MOE_SOFTMAX (0) or
+            FS_MOE_SOFTMAX_WEIGHT (1); norm_w, w_scale: as ``fs_moe``; act: 0 SiLU, 1 GELU;
+        n_threads: threads of a pool started for this call.
+
+    Returns:
+        (out float32 (n_tok, n_embd), ids int32 (n_tok, n_used) best first, weights float32 (n_tok, n_used)).
+
+    Raises:
+        ValueError: shapes that do not fit together, or n_used outside 1 .. min(n_expert, 64).
+    """
+    h = np.ascontiguousarray(h, dtype=np.float32)
+    if h.ndim != 2 or h.shape[0] < 1:
+        raise ValueError("h must be float32 (n_tok, n_embd) with n_tok >= 1")
+    if not (1 <= n_used <= min(n_expert, FS_MOE_MAX_USED)) or n_threads < 1:
+        raise ValueError("n_used must be 1 .. min(n_expert, 64) and n_threads >= 1")
+    cdef int64_t n_tok = h.shape[0], n_embd = h.shape[1]
+    cdef int64_t n_ff = down["n_in"]
+    cdef fs_moe m
+    m.router = _weight(router, n_expert, n_embd, "router")
+    m.gate = _weight(gate, n_expert * n_ff, n_embd, "gate")
+    m.up = _weight(up, n_expert * n_ff, n_embd, "up")
+    m.down = _weight(down, n_expert * n_embd, n_ff, "down")
+    m.n_expert = n_expert
+    m.n_used = n_used
+    m.gating = gating
+    m.norm_w = norm_w
+    m.w_scale = w_scale
+    m.act = act
+    cdef size_t sizes[11]
+    fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, sizes)
+    bufs = [np.zeros(max(<Py_ssize_t>sizes[i], 8) // 4 + 16, np.float32) for i in range(11)]
+    cdef void *ptrs[11]
+    cdef float[::1] b
+    for i in range(11):
+        b = bufs[i]
+        ptrs[i] = <void *>&b[0]
+    cdef fs_moe_work w
+    w.logits = <float *>ptrs[0]; w.ids = <int32_t *>ptrs[1]; w.weights = <float *>ptrs[2]
+    w.offsets = <int32_t *>ptrs[3]; w.order = <int32_t *>ptrs[4]; w.row_of = <int32_t *>ptrs[5]
+    w.active = <int32_t *>ptrs[6]; w.act = <uint8_t *>ptrs[7]; w.hg = <float *>ptrs[8]; w.hu = <float *>ptrs[9]
+    w.y = <float *>ptrs[10]
+    out = np.zeros_like(h)
+    act_buf = np.zeros(n_tok * FS_MATMUL_ACT_BYTES(n_embd), np.uint8)
+    cdef const float[:, ::1] hv = h
+    cdef float[:, ::1] ov = out
+    cdef uint8_t[::1] av = act_buf
+    cdef MoeJob j
+    j.m = &m
+    j.h = &hv[0, 0]
+    j.n_tok = n_tok
+    j.out = &ov[0, 0]
+    j.w = &w
+    j.act = &av[0]
+    cdef fs_pool *pool = fs_pool_new(n_threads)
+    if pool == NULL:
+        raise MemoryError("no memory for the thread pool")
+    with nogil:
+        fs_pool_run(pool, _moe_job, &j)
+        fs_pool_free(pool)
+    ids = bufs[1][:n_tok * n_used].view(np.int32).reshape(n_tok, n_used).copy()
+    weights = bufs[2][:n_tok * n_used].reshape(n_tok, n_used).copy()
+    return out, ids, weights

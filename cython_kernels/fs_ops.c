@@ -11,12 +11,9 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-/* Weight rows per work item: 16 rows of a few hundred bytes stay in L1 while every token of the
- * batch is dotted with them. */
-#define TILE_ROWS 16
+#define TILE_ROWS FS_MATMUL_TILE_ROWS
 
-/* Rows of one weight tile times every token, written into y (n_tok, n_out) at column r0. */
-static void matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y) {
+void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
     const uint8_t *rows = w->data + r0 * w->row_bytes;
@@ -60,7 +57,7 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
     for (int64_t tile = lo; tile < hi; tile++) {
         int k = 0;
         while (tile >= first_tile[k + 1]) k++;
-        matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+        fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
     }
     fs_team_sync(team);
 }

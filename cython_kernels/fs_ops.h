@@ -24,6 +24,15 @@ typedef struct {
  * F32) quantized activation row of n_in values. */
 #define FS_MATMUL_ACT_BYTES(n_in) ((size_t)(n_in) * 4 + 64)
 
+/* Weight rows per work item of the matmuls: 16 rows of a few hundred bytes stay in L1 while every
+ * token of the batch is dotted with them. */
+#define FS_MATMUL_TILE_ROWS 16
+
+/* One work item of a matmul: rows r0 .. r0 + FS_MATMUL_TILE_ROWS (fewer at the end) of w times n_tok
+ * activation rows already quantized by fs_quantize_act (act_bytes apart), written into y (n_tok,
+ * w->n_out) at column r0. The building block of fs_matmul_multi_team and of the experts (fs_moe.h). */
+void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y);
+
 /* y (n_tok, n_out) = x (n_tok, n_in) @ W^T, W (n_out, n_in).
  * As llama.cpp's CPU backend: each activation row is quantized once to the weight type's
  * vec_dot_type (Q8_0, Q8_1, Q8_K, F16 ...), then integer dot products run per block

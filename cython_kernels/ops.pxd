@@ -75,3 +75,38 @@ cdef extern from "fs_ops.h" nogil:
     void fs_add(float *dst, const float *src, int64_t n) noexcept
     void fs_scale(float *x, float s, int64_t n) noexcept
     void fs_softcap(float *x, float cap, int64_t n) noexcept
+
+
+cdef extern from "fs_moe.h" nogil:
+    enum:
+        FS_MOE_SOFTMAX
+        FS_MOE_SOFTMAX_WEIGHT
+        FS_MOE_MAX_USED
+    ctypedef struct fs_moe:
+        fs_weight router
+        fs_weight gate
+        fs_weight up
+        fs_weight down
+        int n_expert
+        int n_used
+        int gating
+        int norm_w
+        float w_scale
+        int act
+    ctypedef struct fs_moe_work:
+        float *logits
+        int32_t *ids
+        float *weights
+        int32_t *offsets
+        int32_t *order
+        int32_t *row_of
+        int32_t *active
+        uint8_t *act
+        float *hg
+        float *hu
+        float *y
+    void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp,
+                           size_t sizes[11]) noexcept
+    void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w,
+                         uint8_t *act, fs_team *team) noexcept
+    void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights) noexcept

@@ -116,12 +116,14 @@ def _check_type(gf: GGUFFile, t: TensorInfo) -> None:
         )
 
 
-def _matrix(gf: GGUFFile, name: str, shape: tuple[int, int]) -> dict:
+def _matrix(gf: GGUFFile, name: str, shape: tuple[int, ...]) -> dict:
+    """A weight as the kernels take it: ``shape`` (n_out, n_in), or (n_expert, n_out, n_in) for stacked
+    experts (then n_out counts every expert's rows)."""
     t = gf.tensor(name)
     _check_type(gf, t)
     if t.shape != shape:
         raise GGUFError(gf.path, f"inconsistent shapes: tensor {name} is {t.shape}, expected {shape}")
-    return {"data": t.data, "type": t.ggml_type, "n_in": shape[1], "n_out": shape[0]}
+    return {"data": t.data, "type": t.ggml_type, "n_in": shape[-1], "n_out": int(np.prod(shape[:-1]))}
 
 
 def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
@@ -179,9 +181,12 @@ def read_hparams(gf: GGUFFile) -> HParams:
     if not isinstance(arch, str):
         raise GGUFError(gf.path, f"metadata key general.architecture = {arch!r} is not a string")
     module = architecture_module(arch)
-    if _is_moe(gf, arch):
-        raise GGUFError(gf.path, f"{arch!r} is a mixture-of-experts model; Fireside does not support "
-                                 f"mixture-of-experts models yet (supported: {', '.join(supported_architectures())})")
+    if _is_moe(gf, arch) and not getattr(module, "MOE", False):
+        runs = ", ".join(sorted(name for name in supported_architectures()
+                                if getattr(architecture_module(name), "MOE", False)))
+        raise GGUFError(gf.path, f"{arch!r} is a mixture-of-experts model of a kind Fireside does not run yet "
+                                 f"(mixture-of-experts architectures it runs: {runs}; supported: "
+                                 f"{', '.join(supported_architectures())})")
     if module is None:
         raise GGUFError(
             gf.path, f"unsupported architecture {arch!r} (supported: {', '.join(supported_architectures())})"
@@ -282,6 +287,8 @@ def _config(hp: HParams) -> dict:
         "attn_softcap": hp.attn_softcap, "logit_softcap": hp.logit_softcap, "residual_scale": hp.residual_scale,
         "logit_scale": hp.logit_scale, "attn_temp_scale": hp.attn_temp_scale, "attn_temp_offset": 0.0,
         "attn_temp_floor": float(hp.rope.n_ctx_orig),
+        "n_expert": hp.n_expert, "n_expert_used": hp.n_expert_used, "n_ff_exp": hp.n_ff_exp,
+        "moe_gating": hp.moe_gating, "moe_norm_w": int(hp.moe_norm_w), "moe_w_scale": hp.moe_w_scale,
     }
 
 

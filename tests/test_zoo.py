@@ -129,14 +129,14 @@ def test_zoo_matches_llama_cpp(zoo_file, text):
 
 
 @pytest.mark.parametrize("arch, expected", [
-    ("qwen3moe", "mixture-of-experts"),
+    ("qwen2moe", "mixture-of-experts"),
     ("gpt-oss", "mixture-of-experts"),
     ("deepseek2", "mixture-of-experts"),
     ("rwkv7", "unsupported architecture 'rwkv7'"),
 ])
 def test_other_architectures_get_one_clear_error(tmp_path, arch, expected):
     """A file of an architecture Fireside does not run names it and the supported list (MoE ones say
-    that MoE is not supported yet)."""
+    that this kind of MoE model is not supported yet, and which MoE architectures are)."""
     from engine.gguf_file import GGUFError
     from engine.model import load_model
     from engine.models import supported_architectures
@@ -149,11 +149,13 @@ def test_other_architectures_get_one_clear_error(tmp_path, arch, expected):
         load_model(path)
     assert expected in str(err.value)
     assert ", ".join(supported_architectures()) in str(err.value)
+    if expected == "mixture-of-experts":
+        assert "mixture-of-experts architectures it runs: llama, mistral, olmoe, qwen3moe" in str(err.value)
 
 
-def test_llama_file_with_experts_says_moe_is_not_supported(tmp_path):
-    """Mixtral files are `llama` with ffn_*_exps tensors: refused as mixture-of-experts, not as a missing
-    tensor."""
+def test_llama_file_with_experts_but_no_expert_count_is_refused_clearly(tmp_path):
+    """Mixtral files are `llama` with ffn_*_exps tensors; one whose expert_count key is missing names
+    the key instead of failing on a missing dense FFN tensor."""
     from engine.gguf_file import GGUFError
     from engine.model import load_model
     from zoo import Tensor, _arch_kv, _write, read_source
@@ -164,7 +166,7 @@ def test_llama_file_with_experts_says_moe_is_not_supported(tmp_path):
     tensors["blk.0.ffn_gate_inp.weight"] = Tensor.f32(np.zeros((8, 576), np.float32))
     path = tmp_path / "mixtral-like.gguf"
     _write(path, "llama", kv, tensors)
-    with pytest.raises(GGUFError, match="mixture-of-experts"):
+    with pytest.raises(GGUFError, match="missing metadata key llama.expert_count"):
         load_model(path)
 
 

@@ -350,6 +350,84 @@ def build_mistral3(src: Source, rng):
     return "mistral3", kv, dict(src.tensors)
 
 
+def _experts(src: Source, t: dict, arch: str, kv: dict, rng, n_expert: int, n_used: int) -> None:
+    """Turn every layer's dense FFN into ``n_expert`` experts, each the same FFN in its own order of the
+    hidden units (the units permuted in groups of 32: gate / up rows and down's Q4_1 blocks move as the
+    bytes they are, so each expert alone computes exactly the dense FFN) with its down scaled by its own
+    factor 0.7 .. 1.3 (in the blocks' d and m). The chosen experts' weights sum to 1, so the mixture
+    stays the dense FFN's size and the model still predicts text, while a wrong expert (or rows of one
+    expert read with another's) changes the output. A seeded router gives logits of standard deviation
+    near 1 on the block's normed input. The ``{arch}.expert_*`` keys are set; ``n_ff`` stays the
+    expert width."""
+    hp = _hp(src)
+    n_ff, n_embd = hp["n_ff"], hp["n_embd"]
+    kv[f"{arch}.expert_count"] = _u32(n_expert)
+    kv[f"{arch}.expert_used_count"] = _u32(n_used)
+    for il in range(_n_layer(src)):
+        gate, up, down = (t.pop(f"blk.{il}.ffn_{x}.weight") for x in ("gate", "up", "down"))
+        assert down.ggml_type == GGMLQuantizationType.Q4_1 and n_ff % 32 == 0
+        down_blocks = down.data.reshape(n_embd, n_ff // 32, 20)
+        gs, us, ds = [], [], []
+        for e in range(n_expert):
+            perm = rng.permutation(n_ff // 32)
+            rows = (perm[:, None] * 32 + np.arange(32)).reshape(-1)
+            gs.append(gate.data[rows])
+            us.append(up.data[rows])
+            blocks = down_blocks[:, perm].copy()
+            dm = blocks[..., :4].view(np.float16)  # Q4_1 block: f16 d, f16 m, 16 bytes of nibbles
+            factor = 0.7 + 0.6 * rng.random()
+            blocks[..., :4] = (dm.astype(np.float32) * factor).astype(np.float16).view(np.uint8)
+            ds.append(blocks.reshape(n_embd, -1))
+        t[f"blk.{il}.ffn_gate_exps.weight"] = Tensor(np.stack(gs), gate.ggml_type)
+        t[f"blk.{il}.ffn_up_exps.weight"] = Tensor(np.stack(us), up.ggml_type)
+        t[f"blk.{il}.ffn_down_exps.weight"] = Tensor(np.stack(ds), down.ggml_type)
+        norm_rms = float(np.sqrt(np.mean(t[f"blk.{il}.ffn_norm.weight"].data ** 2)))
+        sigma = 1.0 / (math.sqrt(n_embd) * norm_rms)
+        t[f"blk.{il}.ffn_gate_inp.weight"] = Tensor.f32(sigma * rng.standard_normal((n_expert, n_embd)))
+
+
+def build_qwen3moe(src: Source, rng):
+    """qwen3moe: qwen3's attention (QK-norms, NEOX) and 4 experts, 2 used per token, their width in
+    ``expert_feed_forward_length``."""
+    arch, kv, t = build_qwen3(src, rng)
+    kv = {n.replace("qwen3.", "qwen3moe.", 1) if n.startswith("qwen3.") else n: v for n, v in kv.items()}
+    kv["general.architecture"] = _str("qwen3moe")
+    _experts(src, t, "qwen3moe", kv, rng, n_expert=4, n_used=2)
+    kv["qwen3moe.expert_feed_forward_length"] = _u32(_hp(src)["n_ff"])
+    return "qwen3moe", kv, t
+
+
+def build_mixtral(src: Source, rng):
+    """llama with experts (Mixtral's layout, the expert width in ``feed_forward_length``): 3 experts, 2
+    used per token."""
+    kv = _arch_kv(src, "llama")
+    t = dict(src.tensors)
+    _experts(src, t, "llama", kv, rng, n_expert=3, n_used=2)
+    return "llama", kv, t
+
+
+def build_olmoe(src: Source, rng):
+    """olmoe: NEOX, full-width QK-norms (llama.cpp sizes attn_k_norm by n_embd, so the KV heads are
+    copied until there is one per query head: the same attention), an untied output.weight, 4 experts,
+    2 used per token, their probabilities not renormalized."""
+    kv = _arch_kv(src, "olmoe")
+    hp = _hp(src)
+    t = dict(src.tensors)
+    _permute_qk(src, t, hp, hp["head_dim"])
+    group = hp["n_head"] // hp["n_head_kv"]
+    rows = np.concatenate([np.arange(hd, hd + hp["head_dim"]) for hd in
+                           (h // group * hp["head_dim"] for h in range(hp["n_head"]))])
+    kv["olmoe.attention.head_count_kv"] = _u32(hp["n_head"])
+    for il in range(_n_layer(src)):
+        for x in "kv":
+            t[f"blk.{il}.attn_{x}.weight"] = t[f"blk.{il}.attn_{x}.weight"].rows(rows)
+        for x in "qk":  # full-width norm weights near 1.5: perplexity 620 (2.0: 1030, 3.0: 4966)
+            t[f"blk.{il}.attn_{x}_norm.weight"] = _noise(rng, hp["n_head"] * hp["head_dim"], 1.5, 0.1)
+    _experts(src, t, "olmoe", kv, rng, n_expert=4, n_used=2)
+    t["output.weight"] = src.tensors["token_embd.weight"]
+    return "olmoe", kv, t
+
+
 def build_identity(src: Source, rng):
     return src.arch, _arch_kv(src, src.arch), dict(src.tensors)
 
@@ -369,6 +447,9 @@ CASES = [
     Case("olmo2", "smollm2", build_olmo2, predicts_text=False),
     Case("smollm3", "smollm2", build_smollm3),
     Case("mistral3", "smollm2", build_mistral3),
+    Case("qwen3moe", "smollm2", build_qwen3moe),
+    Case("mixtral", "smollm2", build_mixtral),
+    Case("olmoe", "smollm2", build_olmoe),
 ]
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import gemma2, gemma3, granite, llama, mistral3, olmo2, phi3, qwen2, qwen3, smollm3
+from . import gemma2, gemma3, granite, llama, mistral3, olmo2, olmoe, phi3, qwen2, qwen3, qwen3moe, smollm3
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "llama": llama,
     "qwen2": qwen2,
     "qwen3": qwen3,
+    "qwen3moe": qwen3moe,
     "phi3": phi3,
     "gemma2": gemma2,
     "gemma3": gemma3,
     "granite": granite,
     "olmo2": olmo2,
+    "olmoe": olmoe,
     "smollm3": smollm3,
     "mistral3": mistral3,
 }
@@ -26,7 +28,8 @@ ARCHITECTURES: dict[str, ModuleType] = {
 ALIASES: dict[str, str] = {
     "mistral": "llama",
 }
-# Mixture-of-experts architectures llama.cpp runs: refused with a message saying MoE is not supported yet.
+# Mixture-of-experts architectures llama.cpp runs; those without a module here are refused with a message
+# saying that this kind of MoE model is not supported yet. A module that reads expert tensors sets MOE = True.
 MOE_ARCHITECTURES = frozenset({
     "qwen2moe", "qwen3moe", "gpt-oss", "mixtral", "olmoe", "granitemoe", "deepseek", "deepseek2", "dbrx",
     "phimoe", "grok", "arctic", "jamba", "llama4", "minimax-m2", "glm4moe", "ernie4_5-moe", "hunyuan-moe",

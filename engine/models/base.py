@@ -19,6 +19,8 @@ from ..gguf_file import GGUFError, GGUFFile
 
 ACT_SILU = 0  # must match cython_kernels/forward.pyx
 ACT_GELU_TANH = 1
+MOE_SOFTMAX = 0  # expert gating functions, as cython_kernels/fs_moe.h
+MOE_SOFTMAX_WEIGHT = 1
 
 ShapeFn = Callable[["HParams"], tuple[int, ...]]
 
@@ -77,6 +79,12 @@ class HParams:
         layer_window: per layer, sliding-window size in tokens (0 = full attention).
         layer_rope_base: per layer, RoPE base.
         layer_rope: per layer, whether RoPE applies (SmolLM3 skips every 4th layer).
+        n_expert, n_expert_used, n_ff_exp: mixture of experts (``expert_count``, ``expert_used_count``,
+            one expert's FFN width); 0 for a dense model.
+        moe_gating: MOE_SOFTMAX (softmax over all experts, then top-k) or MOE_SOFTMAX_WEIGHT (top-k of
+            the logits, softmax over those).
+        moe_norm_w: renormalize the chosen experts' weights to sum 1.
+        moe_w_scale: factor on the chosen weights (``expert_weights_scale``; 0 = none).
     """
 
     arch: str
@@ -106,6 +114,12 @@ class HParams:
     layer_window: tuple[int, ...] = ()
     layer_rope_base: tuple[float, ...] = ()
     layer_rope: tuple[bool, ...] = ()
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    moe_gating: int = MOE_SOFTMAX
+    moe_norm_w: bool = False
+    moe_w_scale: float = 0.0
 
     @property
     def n_embd_q(self) -> int:
@@ -229,6 +243,18 @@ def gated_ffn(*, bias: bool | None = None) -> tuple:
             Tensor("blk.{i}.ffn_down.bias", "b_down", lambda h: (h.n_embd,), required=bias),
         )
     return out
+
+
+def moe_ffn() -> tuple:
+    """A mixture-of-experts FFN: the router ``ffn_gate_inp`` (n_expert, n_embd) and the stacked experts
+    ``ffn_gate_exps`` / ``ffn_up_exps`` (n_expert, n_ff_exp, n_embd) and ``ffn_down_exps`` (n_expert,
+    n_embd, n_ff_exp) (llama.cpp ``src/models/qwen3moe.cpp`` load_arch_tensors)."""
+    return (
+        Tensor("blk.{i}.ffn_gate_inp.weight", "w_gate_inp", lambda h: (h.n_expert, h.n_embd)),
+        Tensor("blk.{i}.ffn_gate_exps.weight", "w_gate_exps", lambda h: (h.n_expert, h.n_ff_exp, h.n_embd)),
+        Tensor("blk.{i}.ffn_up_exps.weight", "w_up_exps", lambda h: (h.n_expert, h.n_ff_exp, h.n_embd)),
+        Tensor("blk.{i}.ffn_down_exps.weight", "w_down_exps", lambda h: (h.n_expert, h.n_embd, h.n_ff_exp)),
+    )
 
 
 def norm(name: str, fld: str, width: Callable[[HParams], int] = _embd, required: bool = True) -> Tensor:
@@ -379,6 +405,31 @@ def read_common(gf: GGUFFile, arch: str) -> dict:
         layer_rope_base=(rope_base,) * n_layer,
         layer_rope=(True,) * n_layer,
     )
+
+
+MAX_EXPERTS = 512  # llama.cpp LLAMA_MAX_EXPERTS
+MAX_EXPERTS_USED = 64  # cython_kernels/fs_moe.h FS_MOE_MAX_USED
+
+
+def read_moe(gf: GGUFFile, arch: str, n_ff_exp_default: int) -> dict:
+    """The mixture-of-experts keys (``{arch}.expert_count``, ``expert_used_count``,
+    ``expert_feed_forward_length``, default ``n_ff_exp_default``) as :class:`HParams` keyword arguments,
+    as llama.cpp's ``load_hparams`` reads them.
+
+    Raises:
+        GGUFError: a key is missing or out of bounds (expert_used_count must be 1 .. expert_count, at
+            most 64).
+    """
+    n_expert = gf.get_int(f"{arch}.expert_count", None, lo=1, hi=MAX_EXPERTS)
+    if n_expert is None:
+        raise GGUFError(gf.path, f"missing metadata key {arch}.expert_count (the file has expert tensors)")
+    n_used = gf.get_int(f"{arch}.expert_used_count", None, lo=1, hi=min(n_expert, MAX_EXPERTS_USED))
+    if n_used is None:
+        raise GGUFError(gf.path, f"missing metadata key {arch}.expert_used_count")
+    n_ff_exp = gf.get_int(f"{arch}.expert_feed_forward_length", 0, lo=0, hi=MAX_FF) or n_ff_exp_default
+    if n_ff_exp < 1:
+        raise GGUFError(gf.path, f"metadata key {arch}.expert_feed_forward_length must be positive")
+    return dict(n_expert=n_expert, n_expert_used=n_used, n_ff_exp=n_ff_exp)
 
 
 def swa_hparams(is_swa: list[bool], window: int, swa_base: float, base: float) -> dict:

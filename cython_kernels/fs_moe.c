@@ -1,0 +1,180 @@
+/* Implementation of fs_moe.h. See the header for shapes and sources. */
+#include "fs_moe.h"
+#include "fs_vecdot.h"
+
+#include <math.h>
+#include <string.h>
+
+void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, size_t sizes[11]) {
+    const size_t pairs = (size_t)n_tok * (size_t)n_used;
+    const int64_t widest = n_embd > n_ff_exp ? n_embd : n_ff_exp;
+    sizes[0] = (size_t)n_tok * n_expert * sizeof(float);
+    sizes[1] = pairs * sizeof(int32_t);
+    sizes[2] = pairs * sizeof(float);
+    sizes[3] = ((size_t)n_expert + 1) * sizeof(int32_t);
+    sizes[4] = pairs * sizeof(int32_t);
+    sizes[5] = pairs * sizeof(int32_t);
+    sizes[6] = ((size_t)n_expert + 1) * sizeof(int32_t);
+    sizes[7] = 2 * pairs * FS_MATMUL_ACT_BYTES(widest); /* gate's and up's formats may differ */
+    sizes[8] = pairs * (size_t)n_ff_exp * sizeof(float);
+    sizes[9] = pairs * (size_t)n_ff_exp * sizeof(float);
+    sizes[10] = pairs * (size_t)n_embd * sizeof(float);
+}
+
+/* ggml's soft_max over n values in place (ggml-cpu/ops.cpp ggml_compute_forward_soft_max_f32): the
+ * maximum subtracted, the sum of the exponentials in double, one reciprocal as the factor. */
+static void softmax(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] = expf(x[i] - max));
+    const float scale = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= scale;
+}
+
+/* The k largest of v[0 .. n) into ids, largest first; ties: the lower index first (a stable
+ * descending argsort, ggml_argsort_top_k). Insertion into a sorted list of k: n * k at worst, and
+ * k is small (2 .. 16 in released models). NaNs count as smallest. */
+static void top_k(const float *v, int n, int k, int32_t *ids) {
+    int have = 0;
+    for (int i = 0; i < n; i++) {
+        const float x = v[i];
+        if (have == k && !(x > v[ids[k - 1]])) continue;
+        int j = have < k ? have++ : k - 1;
+        while (j > 0 && (x > v[ids[j - 1]] || isnan(v[ids[j - 1]]))) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = i;
+    }
+}
+
+void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights) {
+    const int k = m->n_used;
+    if (m->gating == FS_MOE_SOFTMAX_WEIGHT) {
+        top_k(logits, m->n_expert, k, ids);
+        for (int s = 0; s < k; s++) weights[s] = logits[ids[s]];
+        softmax(weights, k);
+    } else {
+        softmax(logits, m->n_expert);
+        top_k(logits, m->n_expert, k, ids);
+        for (int s = 0; s < k; s++) weights[s] = logits[ids[s]];
+    }
+    if (m->norm_w) { /* ggml_sum_rows (double sum), ggml_clamp at f16's smallest normal, ggml_div */
+        double sum = 0.0;
+        for (int s = 0; s < k; s++) sum += weights[s];
+        float d = (float)sum;
+        if (!(d >= 6.103515625e-5f)) d = 6.103515625e-5f;
+        for (int s = 0; s < k; s++) weights[s] /= d;
+    }
+    if (m->w_scale != 0.0f && m->w_scale != 1.0f)
+        for (int s = 0; s < k; s++) weights[s] *= m->w_scale;
+}
+
+/* Expert e's matrix: row block e of the stacked weight, rows_per_expert rows. */
+static inline fs_weight expert(const fs_weight *all, int e, int64_t rows_per_expert) {
+    fs_weight w = *all;
+    w.data = all->data + (size_t)e * (size_t)rows_per_expert * all->row_bytes;
+    w.n_out = rows_per_expert;
+    return w;
+}
+
+/* Counting sort of the (token, slot) pairs by expert, tokens ascending within an expert (one member). */
+static void group_pairs(const fs_moe *m, int64_t n_tok, const fs_moe_work *w) {
+    const int E = m->n_expert, K = m->n_used;
+    const int64_t pairs = n_tok * K;
+    memset(w->offsets, 0, ((size_t)E + 1) * sizeof(int32_t));
+    for (int64_t p = 0; p < pairs; p++) w->offsets[w->ids[p] + 1]++;
+    int n_active = 0;
+    for (int e = 0; e < E; e++) {
+        if (w->offsets[e + 1] > 0) w->active[1 + n_active++] = e;
+        w->offsets[e + 1] += w->offsets[e];
+    }
+    w->active[0] = n_active;
+    /* offsets[e] now counts up as pairs are placed; restored below */
+    for (int64_t p = 0; p < pairs; p++) {
+        const int32_t row = w->offsets[w->ids[p]]++;
+        w->order[row] = (int32_t)p;
+        w->row_of[p] = row;
+    }
+    for (int e = E; e > 0; e--) w->offsets[e] = w->offsets[e - 1];
+    w->offsets[0] = 0;
+}
+
+void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w, uint8_t *act,
+                     fs_team *team) {
+    const int E = m->n_expert, K = m->n_used;
+    const int64_t n_embd = m->gate.n_in, n_ff = m->down.n_in, pairs = n_tok * K;
+    int64_t lo, hi;
+#ifdef FS_DEBUG
+    FS_ASSERT(K >= 1 && K <= E && K <= FS_MOE_MAX_USED && m->router.n_out == E && m->router.n_in == n_embd);
+    FS_ASSERT(m->gate.n_out == E * n_ff && m->up.n_out == E * n_ff && m->up.n_in == n_embd);
+    FS_ASSERT(m->down.n_out == E * n_embd && out != h);
+#endif
+    /* router logits (n_tok, E), then each token's experts and weights */
+    fs_matmul_team(&m->router, h, n_tok, w->logits, act, team);
+    fs_team_range(team, n_tok, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) fs_moe_route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
+    fs_team_sync(team);
+    if (fs_team_tid() == 0) group_pairs(m, n_tok, w);
+    fs_team_sync(team);
+
+    /* each pair's input row, quantized for gate (and for up where its format differs), in expert order */
+    const size_t ab_g = fs_act_row_bytes(m->gate.type, n_embd), ab_u = fs_act_row_bytes(m->up.type, n_embd);
+    const int split = fs_act_format(m->gate.type) != fs_act_format(m->up.type);
+    uint8_t *act_g = w->act, *act_u = split ? w->act + pairs * ab_g : w->act;
+    fs_team_range(team, pairs, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = h + (w->order[r] / K) * n_embd;
+        fs_quantize_act(m->gate.type, x, act_g + r * ab_g, n_embd);
+        if (split) fs_quantize_act(m->up.type, x, act_u + r * ab_u, n_embd);
+    }
+    fs_team_sync(team);
+
+    /* gate and up of every chosen expert, a tile of rows at a time, the activation right after */
+    const int n_active = w->active[0];
+    const int64_t tiles_ff = (n_ff + FS_MATMUL_TILE_ROWS - 1) / FS_MATMUL_TILE_ROWS;
+    fs_team_range(team, n_active * tiles_ff, &lo, &hi);
+    for (int64_t item = lo; item < hi; item++) {
+        const int e = w->active[1 + item / tiles_ff];
+        const int64_t r0 = (item % tiles_ff) * FS_MATMUL_TILE_ROWS;
+        const int64_t nr = n_ff - r0 < FS_MATMUL_TILE_ROWS ? n_ff - r0 : FS_MATMUL_TILE_ROWS;
+        const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
+        const fs_weight g = expert(&m->gate, e, n_ff), u = expert(&m->up, e, n_ff);
+        fs_matmul_tile(&g, r0, act_g + off * ab_g, ab_g, cnt, w->hg + off * n_ff);
+        fs_matmul_tile(&u, r0, act_u + off * ab_u, ab_u, cnt, w->hu + off * n_ff);
+        for (int64_t i = off; i < off + cnt; i++) fs_gated_act(w->hg + i * n_ff + r0, w->hu + i * n_ff + r0, nr, m->act);
+    }
+    fs_team_sync(team);
+
+    /* down's inputs, quantized (the gate/up inputs are no longer needed) */
+    const size_t ab_d = fs_act_row_bytes(m->down.type, n_ff);
+    fs_team_range(team, pairs, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) fs_quantize_act(m->down.type, w->hg + r * n_ff, w->act + r * ab_d, n_ff);
+    fs_team_sync(team);
+
+    const int64_t tiles_embd = (n_embd + FS_MATMUL_TILE_ROWS - 1) / FS_MATMUL_TILE_ROWS;
+    fs_team_range(team, n_active * tiles_embd, &lo, &hi);
+    for (int64_t item = lo; item < hi; item++) {
+        const int e = w->active[1 + item / tiles_embd];
+        const int64_t r0 = (item % tiles_embd) * FS_MATMUL_TILE_ROWS;
+        const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
+        const fs_weight d = expert(&m->down, e, n_embd);
+        fs_matmul_tile(&d, r0, w->act + off * ab_d, ab_d, cnt, w->y + off * n_embd);
+    }
+    fs_team_sync(team);
+
+    /* out = w_0 y_0 + w_1 y_1 + ..., best expert first (ggml_mul by the weights, then ggml_add in slot order) */
+    fs_team_range(team, n_tok, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        float *o = out + t * n_embd;
+        const float *wt = w->weights + t * K;
+        const float *y0 = w->y + (int64_t)w->row_of[t * K] * n_embd;
+        for (int64_t i = 0; i < n_embd; i++) o[i] = wt[0] * y0[i];
+        for (int s = 1; s < K; s++) {
+            const float *ys = w->y + (int64_t)w->row_of[t * K + s] * n_embd;
+            for (int64_t i = 0; i < n_embd; i++) o[i] += wt[s] * ys[i];
+        }
+    }
+    fs_team_sync(team);
+}

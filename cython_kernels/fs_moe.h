@@ -1,0 +1,80 @@
+/* The mixture-of-experts feed-forward block: router, top-k expert choice and the chosen experts' gated
+ * FFNs, as llama.cpp builds it (src/llama-graph.cpp llm_graph_context::build_moe_ffn; the expert
+ * matmuls are ggml's mul_mat_id, ggml/src/ggml-cpu/ggml-cpu.c ggml_compute_forward_mul_mat_id).
+ *
+ * Per token: logits = router @ h (n_expert); probabilities by the gating function; the n_used experts
+ * of highest probability (ties: the lower expert id first); their probabilities as weights, optionally
+ * renormalized to sum 1 and scaled; out = sum over the chosen experts, best first, of
+ * weight * down_e(act(gate_e(h)) * up_e(h)).
+ *
+ * Experts are stored as in GGUF's 3-D tensors ffn_{gate,up,down}_exps: expert e's matrix is the row
+ * block e of one weight (gate / up: n_ff_exp rows of n_embd each; down: n_embd rows of n_ff_exp). The
+ * tokens of a batch are grouped by expert, so each chosen expert's rows are read once per batch however
+ * many tokens chose it; decode reads only the n_used chosen experts' rows.
+ */
+#ifndef FS_MOE_H
+#define FS_MOE_H
+
+#include "fs_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Gating functions (llama.cpp llama_expert_gating_func_type). */
+enum {
+    FS_MOE_SOFTMAX = 0,        /* softmax over all experts, then top-k (Mixtral, Qwen MoE, OLMoE) */
+    FS_MOE_SOFTMAX_WEIGHT = 1, /* top-k of the logits, softmax over the chosen ones (gpt-oss) */
+};
+
+/* Most experts a token may use (llama.cpp LLAMA_MAX_EXPERTS is 512 experts in all). */
+#define FS_MOE_MAX_USED 64
+
+/* One layer's experts. */
+typedef struct {
+    fs_weight router;  /* ffn_gate_inp: (n_expert, n_embd) */
+    fs_weight gate;    /* ffn_gate_exps: (n_expert * n_ff_exp, n_embd) */
+    fs_weight up;      /* ffn_up_exps: (n_expert * n_ff_exp, n_embd) */
+    fs_weight down;    /* ffn_down_exps: (n_expert * n_embd, n_ff_exp) */
+    int n_expert;      /* experts (expert_count) */
+    int n_used;        /* experts per token (expert_used_count), 1 .. min(n_expert, FS_MOE_MAX_USED) */
+    int gating;        /* FS_MOE_SOFTMAX or FS_MOE_SOFTMAX_WEIGHT */
+    int norm_w;        /* renormalize the chosen weights to sum 1 (the sum clamped to >= 2^-14, as ggml) */
+    float w_scale;     /* factor on the weights (expert_weights_scale; 0 or 1 = none) */
+    int act;           /* fs_gated_act's activation: 0 SiLU, 1 GELU */
+} fs_moe;
+
+/* Scratch of fs_moe_ffn_team for batches of up to n_tok tokens (P = n_tok * n_used (token, expert)
+ * pairs); fs_moe_work_sizes gives each buffer's size. */
+typedef struct {
+    float *logits;     /* (n_tok, n_expert) router logits, then probabilities */
+    int32_t *ids;      /* (n_tok, n_used) chosen experts, best first */
+    float *weights;    /* (n_tok, n_used) their weights */
+    int32_t *offsets;  /* (n_expert + 1) first pair of each expert in `order` */
+    int32_t *order;    /* (P) pairs t * n_used + s grouped by expert, tokens ascending within each */
+    int32_t *row_of;   /* (P) row of pair t * n_used + s in the grouped buffers */
+    int32_t *active;   /* (n_expert) the experts chosen by at least one token, ascending; then their count */
+    uint8_t *act;      /* quantized inputs of the grouped rows */
+    float *hg;         /* (P, n_ff_exp) gate, then act(gate) * up */
+    float *hu;         /* (P, n_ff_exp) */
+    float *y;          /* (P, n_embd) each pair's expert output */
+} fs_moe_work;
+
+/* Sizes in bytes of fs_moe_work's buffers, in the struct's order (11 values), for batches of n_tok. */
+void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, size_t sizes[11]);
+
+/* out (n_tok, n_embd) = the experts' mixture for h (n_tok, n_embd); act: the matmul activation scratch
+ * of the forward pass (FS_MATMUL_ACT_BYTES(n_embd) per token). A team op (fs_pool.h): every member
+ * calls it; the result does not depend on the number of members. out must not alias h. */
+void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w, uint8_t *act,
+                     fs_team *team);
+
+/* The routing of one token (the first steps of fs_moe_ffn_team): probabilities over logits[0 ..
+ * n_expert) in place, then ids[0 .. n_used) and weights[0 .. n_used). For tests. */
+void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FS_MOE_H */
