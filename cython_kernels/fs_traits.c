@@ -24,10 +24,18 @@
 #else
 #define AVX512(f) NULL
 #endif
+#if FS_HAVE_NEON_CODE
+#define NEON(f) f
+#else
+#define NEON(f) NULL
+#endif
 
 /* Arrays of kernels per implementation (FS_IMPL_*); entries not named are NULL. */
 #define NONE {NULL}
 #define ROWS(x) {[FS_IMPL_PORTABLE] = fs_rows_##x##_c, [FS_IMPL_AVX2] = AVX2(fs_rows_##x##_avx2)}
+#define ROWS_NEON(x) \
+    {[FS_IMPL_PORTABLE] = fs_rows_##x##_c, [FS_IMPL_AVX2] = AVX2(fs_rows_##x##_avx2), \
+     [FS_IMPL_NEON] = NEON(fs_rows_##x##_neon)}
 #define TILES(x) {[FS_IMPL_AVX2] = AVX2(fs_tiles_##x##_avx2)}
 #define TILES512(x) {[FS_IMPL_AVX2] = AVX2(fs_tiles_##x##_avx2), [FS_IMPL_AVX512] = AVX512(fs_tiles_##x##_avx512)}
 #define GEMV(x) {[FS_IMPL_PORTABLE] = fs_gemv_##x##_c, [FS_IMPL_AVX2] = AVX2(fs_gemv_##x##_avx2)}
@@ -40,14 +48,17 @@
  * llama.cpp does not repack on x86. */
 #define PLAIN(T, x, NAME, QK_, BYTES, ACT, TILES_) \
     {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES_, 0, NONE, NONE, NONE}
-/* The same with AVX-512 tile kernels. */
+/* The same with AVX-512 tile kernels and NEON row kernels. */
 #define PLAIN512(T, x, NAME, QK_, BYTES, ACT) \
-    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES512(x), 0, NONE, NONE, NONE}
+    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS_NEON(x), TILES512(x), 0, NONE, NONE, NONE}
 
 static const fs_type_traits TRAITS[] = {
     PLAIN(FS_F32, f32, "F32", 1, 4, FS_F32, NONE),
     PLAIN(FS_F16, f16, "F16", 1, 2, FS_F16, NONE),
-    {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS(q4_0), TILES512(q4_0), 8, GEMV(q4_0), NONE, NONE},
+    {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS_NEON(q4_0), TILES512(q4_0), 8,
+     {[FS_IMPL_PORTABLE] = fs_gemv_q4_0_c, [FS_IMPL_AVX2] = AVX2(fs_gemv_q4_0_avx2),
+      [FS_IMPL_NEON] = NEON(fs_gemv_q4_0_neon)},
+     NONE, NONE},
     PLAIN512(FS_Q4_1, q4_1, "Q4_1", QK, B_Q4_1, FS_Q8_1_ID),
     PLAIN512(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0),
     PLAIN512(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID),
