@@ -9,10 +9,10 @@
  *                      one; FS_HAVE_AVX512_CODE only)
  *   fs_rows_x_neon     ggml_vec_dot_x_* with ggml's arm64 __ARM_NEON + dot-product arithmetic
  *                      (ggml-cpu/arch/arm/quants.c; FS_HAVE_NEON_CODE only; Q4_0, Q4_1, Q5_0, Q5_1,
- *                      Q8_0)
+ *                      Q8_0, Q4_K, Q6_K)
  *   fs_gemv_x_* / fs_gemm_x_* / fs_gemm_tiles_x_avx2: llama.cpp's x86 repacked products (Q4_0,
  *                      Q4_K, IQ4_NL), whose float arithmetic differs from ggml_vec_dot's (a _neon one
- *                      computes the portable one's bits with SDOT for the exact integer sums: Q4_0)
+ *                      computes the portable one's bits with SDOT for the exact integer sums)
  */
 #ifndef FS_FAMILIES_H
 #define FS_FAMILIES_H
@@ -100,6 +100,10 @@ FS_FAMILY_AVX2(void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_
                                       int64_t n, float *out);)
 FS_FAMILY_AVX2(void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                             int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_DECLARE_NEON_ROWS(fs_rows_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_gemv_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_gemm_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q6_k_neon)
 void fs_quant_act_q8_k(const float *x, uint8_t *y, int64_t nb);
 
 /* fs_iq4.c: non-linear 4-bit (the kvalues_iq4nl table). */
