@@ -2,7 +2,9 @@
 
 Flags are chosen per platform so the build never depends on ``-march=native`` being right for the
 machine that runs it: the C kernels carry their own per-function CPU dispatch (see
-``cython_kernels/fs_common.h``), so one binary runs on any x86-64 and uses AVX2/FMA where present.
+``cython_kernels/fs_common.h``), so one binary runs on any x86-64 and uses AVX2/FMA where present, and
+on any arm64 and uses the NEON dot-product kernels where the CPU has the extension (those functions
+carry their own target attribute, so no -march flag is needed).
 """
 import os
 import sys

@@ -41,6 +41,30 @@
 #define FS_HAVE_AVX512_CODE 0
 #endif
 
+/* Hand-written arm64 NEON code with the dot-product extension (FEAT_DotProd: SDOT/UDOT; Armv8.4 and
+ * most Armv8.2 cores: Apple M1 and later, Cortex-A55/A76/X1 and later, Neoverse N1, Snapdragon X),
+ * marked FS_NEON_FN and run only when fs_impl() (fs_traits.h) chose FS_IMPL_NEON, i.e. when the OS
+ * reports the extension (a Cortex-A53 or A72 runs the portable code). Plain NEON is part of every
+ * arm64 CPU; only the functions that issue SDOT carry the target attribute, so the rest of the build
+ * stays at the baseline. GCC's arm_neon.h defines vdotq_s32 under "arch=armv8.2-a+dotprod", which a
+ * caller must include; clang 16 and later define it under target("dotprod"), older clang only when
+ * the whole build targets dotprod (macOS arm64 does by default), so without that such a compiler
+ * builds the portable code only. MSVC (not clang-cl) builds the portable code only. */
+#if (defined(__aarch64__) || defined(_M_ARM64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(FS_VECDOT_NO_NEON) &&                                                               \
+    (defined(__ARM_FEATURE_DOTPROD) || !defined(__clang__) || __clang_major__ >= 16)
+#define FS_HAVE_NEON_CODE 1
+#if defined(__ARM_FEATURE_DOTPROD)
+#define FS_NEON_FN
+#elif defined(__clang__)
+#define FS_NEON_FN __attribute__((target("dotprod")))
+#else
+#define FS_NEON_FN __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+#else
+#define FS_HAVE_NEON_CODE 0
+#endif
+
 /* FS_ASSERT: a kernel's preconditions, checked once per call (never per element) in debug builds
  * (FIRESIDE_DEBUG=1 at build time defines FS_DEBUG); a failed one prints the condition and aborts, so a
  * caller's mistake is a clear stop instead of a write out of bounds. Release builds compile it away: the

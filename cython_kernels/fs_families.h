@@ -7,8 +7,12 @@
  *   fs_tiles_x_avx2    register-tiled prefill with fs_rows_x_avx2's bits (where a type has one)
  *   fs_*_x_avx512      the AVX-512 variant of one of these, with the AVX2 one's bits (where a type has
  *                      one; FS_HAVE_AVX512_CODE only)
+ *   fs_rows_x_neon     ggml_vec_dot_x_* with ggml's arm64 __ARM_NEON + dot-product arithmetic
+ *                      (ggml-cpu/arch/arm/quants.c; FS_HAVE_NEON_CODE only; Q4_0, Q4_1, Q5_0, Q5_1,
+ *                      Q8_0, Q4_K, Q6_K)
  *   fs_gemv_x_* / fs_gemm_x_* / fs_gemm_tiles_x_avx2: llama.cpp's x86 repacked products (Q4_0,
- *                      Q4_K, IQ4_NL), whose float arithmetic differs from ggml_vec_dot's
+ *                      Q4_K, IQ4_NL), whose float arithmetic differs from ggml_vec_dot's (a _neon one
+ *                      computes the portable one's bits with SDOT for the exact integer sums)
  */
 #ifndef FS_FAMILIES_H
 #define FS_FAMILIES_H
@@ -25,6 +29,17 @@
 #else
 #define FS_FAMILY_AVX512(decl)
 #endif
+#if FS_HAVE_NEON_CODE
+#define FS_FAMILY_NEON(decl) decl
+#else
+#define FS_FAMILY_NEON(decl)
+#endif
+
+/* fs_rows_x_neon / fs_gemv_x_neon / fs_gemm_x_neon: the arm64 NEON + dot-product variant
+ * (FS_HAVE_NEON_CODE only). */
+#define FS_DECLARE_NEON_ROWS(name)                                                                           \
+    FS_FAMILY_NEON(void name(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n, \
+                             float *out);)
 
 #define FS_DECLARE_TYPE(x)                                                                                     \
     void fs_dequant_##x(const uint8_t *src, float *dst, int64_t nb);                                           \
@@ -59,6 +74,12 @@ FS_DECLARE_TYPE(q4_1) FS_DECLARE_TILES(q4_1)
 FS_DECLARE_TYPE(q5_0) FS_DECLARE_TILES(q5_0)
 FS_DECLARE_TYPE(q5_1) FS_DECLARE_TILES(q5_1)
 FS_DECLARE_TYPE(q8_0) FS_DECLARE_TILES(q8_0)
+FS_DECLARE_NEON_ROWS(fs_rows_q4_0_neon)
+FS_DECLARE_NEON_ROWS(fs_gemv_q4_0_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q4_1_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q5_0_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q5_1_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q8_0_neon)
 void fs_quant_act_q8_0(const float *x, uint8_t *y, int64_t nb);
 void fs_quant_act_q8_1(const float *x, uint8_t *y, int64_t nb);
 
@@ -79,6 +100,10 @@ FS_FAMILY_AVX2(void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_
                                       int64_t n, float *out);)
 FS_FAMILY_AVX2(void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                             int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_DECLARE_NEON_ROWS(fs_rows_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_gemv_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_gemm_q4_k_neon)
+FS_DECLARE_NEON_ROWS(fs_rows_q6_k_neon)
 void fs_quant_act_q8_k(const float *x, uint8_t *y, int64_t nb);
 
 /* fs_iq4.c: non-linear 4-bit (the kvalues_iq4nl table). */

@@ -35,6 +35,9 @@
 #if FS_HAVE_AVX2_CODE
 #include <immintrin.h>
 #endif
+#if FS_HAVE_NEON_CODE
+#include <arm_neon.h>
+#endif
 
 /* ---- the kernel signatures the traits table holds ----------------------------------------- */
 
@@ -294,5 +297,52 @@ FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, i
     }
 }
 #endif /* FS_HAVE_AVX2_CODE */
+
+/* ---- arm64 NEON helpers (ggml-cpu/arch/arm/quants.c) ----------------------------------------- */
+#if FS_HAVE_NEON_CODE
+/* An f16 field as a float: one FCVT; exact, the value of fp16_to_fp32. */
+static inline float neon_h2f(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, sizeof h);
+    return (float)h;
+}
+
+/* The 32 weight values of one block of a 32-element type against its 32 activation quants: SDOT into
+ * 4 int32 lanes, lane k = the products of bytes 4k .. 4k+3 of both 16-byte halves (the lanes of ggml's
+ * ggml_vdotq_s32(ggml_vdotq_s32(0, x_lo, y_lo), x_hi, y_hi) and of its vaddq_s32 of two SDOTs alike:
+ * the sums are exact integers). lo: elements 0..15, hi: 16..31. */
+static inline FS_NEON_FN int32x4_t neon_block_lanes(int8x16_t lo, int8x16_t hi, const uint8_t *qy) {
+    const int32x4_t p = vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8((const int8_t *)qy));
+    return vdotq_s32(p, hi, vld1q_s8((const int8_t *)qy + 16));
+}
+
+/* The low and high nibbles of 16 bytes: elements 0..15 and 16..31 of a 32-element block. */
+static inline int8x16_t neon_lo_nibbles(uint8x16_t v) { return vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))); }
+static inline int8x16_t neon_hi_nibbles(uint8x16_t v) { return vreinterpretq_s8_u8(vshrq_n_u8(v, 4)); }
+
+/* 0x10 in byte j where bit j (lo: j < 16, hi: bits 16..31 for bytes 0..15) of the little-endian
+ * 32-bit qh at p is set, else 0: the fifth bit of Q5_0 / Q5_1 (ggml builds the same bytes with its
+ * table_b2b_0 lookup). */
+static inline void neon_fifth_bits(const uint8_t *p, uint8x16_t *lo, uint8x16_t *hi) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t mask = vld1q_u8(bit);
+    const uint8x16_t b01 = vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1]));
+    const uint8x16_t b23 = vcombine_u8(vdup_n_u8(p[2]), vdup_n_u8(p[3]));
+    *lo = vandq_u8(vtstq_u8(b01, mask), vdupq_n_u8(0x10));
+    *hi = vandq_u8(vtstq_u8(b23, mask), vdupq_n_u8(0x10));
+}
+
+/* ggml writes its per-lane float accumulation as vmlaq_n_f32(acc, v, s). GCC 12's arm_neon.h expands
+ * that intrinsic to an unfused FMUL + FADD (checked here: aarch64-linux-gnu-gcc 12.2, with and
+ * without -ffp-contract=fast); clang's arm_neon.h writes it as acc + v * s, which clang may contract
+ * into one FMLA under its default -ffp-contract=on (the "vmla is not fused" discussion of
+ * ARM-software/acle#419; not checked here: no clang on this machine). So llama.cpp's bits on arm64
+ * depend on the compiler that built it. Fireside takes the fused form, written out (vfmaq_n_f32):
+ * llama.cpp's macOS, iOS, Android (NDK) and Windows arm64 builds use clang, and the result must not
+ * depend on this build's own contraction flags (contraction is off above). */
+static inline FS_NEON_FN float32x4_t neon_mla_n(float32x4_t acc, int32x4_t lanes, float s) {
+    return vfmaq_n_f32(acc, vcvtq_f32_s32(lanes), s);
+}
+#endif /* FS_HAVE_NEON_CODE */
 
 #endif /* FS_KERNEL_H */

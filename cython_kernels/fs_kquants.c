@@ -340,34 +340,41 @@ FS_VD_INLINE void q4_k_subblock_dots(const uint8_t *x, const int8_t *q8, int32_t
     }
 }
 
+/* One super-block of the repacked Q4_K product, given its 8 exact sub-block dots (whichever code
+ * computed them): acc and accm as described above; per_chunk = 0: gemv, 1: gemm. */
+FS_VD_INLINE void q4_k_repack_block(const uint8_t *x, const uint8_t *y, const int32_t dots[8], int per_chunk,
+                                    float *acc, float *accm) {
+    const float yd = rd_f32(y);
+    const float d = rd_f16(x) * yd;        /* _mm256_mul_ps(col_scale_f32, row_scale_f32) */
+    const float dmin = rd_f16(x + 2) * yd; /* _mm256_mul_ps(col_dmin_f32, row_scale_f32) */
+    uint8_t sc[8], mn[8];
+    scale_min_k4(x + 4, sc, mn);
+    int16_t bsums[16];
+    memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+    int32_t isum[4], msum[4];
+    for (int c = 0; c < 4; c++) {
+        isum[c] = sc[2 * c] * dots[2 * c] + sc[2 * c + 1] * dots[2 * c + 1];
+        msum[c] = mn[2 * c] * (bsums[4 * c] + bsums[4 * c + 1]) + mn[2 * c + 1] * (bsums[4 * c + 2] + bsums[4 * c + 3]);
+    }
+    if (per_chunk) {
+        for (int c = 0; c < 4; c++) {
+            *acc = fmaf((float)isum[c], d, *acc);
+            *accm = fmaf((float)msum[c], dmin, *accm);
+        }
+    } else {
+        *acc = fmaf((float)(isum[0] + isum[1] + isum[2] + isum[3]), d, *acc);
+        *accm = fmaf((float)(msum[0] + msum[1] + msum[2] + msum[3]), dmin, *accm);
+    }
+}
+
 /* The repacked Q4_K product of one row; per_chunk = 0: gemv, 1: gemm (see above). */
 FS_VD_INLINE float dot_q4_k_repack_c(const uint8_t *x, const uint8_t *y, int64_t n, int per_chunk) {
     const int64_t nb = n / QK_K;
     float acc = 0.0f, accm = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
-        const float yd = rd_f32(y);
-        const float d = rd_f16(x) * yd;        /* _mm256_mul_ps(col_scale_f32, row_scale_f32) */
-        const float dmin = rd_f16(x + 2) * yd; /* _mm256_mul_ps(col_dmin_f32, row_scale_f32) */
-        uint8_t sc[8], mn[8];
-        scale_min_k4(x + 4, sc, mn);
-        int16_t bsums[16];
-        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
         int32_t dots[8];
         q4_k_subblock_dots(x, (const int8_t *)(y + Q8K_QS), dots);
-        int32_t isum[4], msum[4];
-        for (int c = 0; c < 4; c++) {
-            isum[c] = sc[2 * c] * dots[2 * c] + sc[2 * c + 1] * dots[2 * c + 1];
-            msum[c] = mn[2 * c] * (bsums[4 * c] + bsums[4 * c + 1]) + mn[2 * c + 1] * (bsums[4 * c + 2] + bsums[4 * c + 3]);
-        }
-        if (per_chunk) {
-            for (int c = 0; c < 4; c++) {
-                acc = fmaf((float)isum[c], d, acc);
-                accm = fmaf((float)msum[c], dmin, accm);
-            }
-        } else {
-            acc = fmaf((float)(isum[0] + isum[1] + isum[2] + isum[3]), d, acc);
-            accm = fmaf((float)(msum[0] + msum[1] + msum[2] + msum[3]), dmin, accm);
-        }
+        q4_k_repack_block(x, y, dots, per_chunk, &acc, &accm);
     }
     return acc - accm;
 }
@@ -1658,3 +1665,127 @@ FS_TILES_1X4(fs_tiles_q2_k_avx2, tile_q2_k, QK_K)
 FS_TILES_1X4(fs_tiles_q3_k_avx2, tile_q3_k, QK_K)
 
 #endif /* FS_HAVE_AVX2_CODE */
+
+/* ---- arm64 NEON + dot-product products: ggml's __ARM_NEON code ------------------------------------
+ * ggml/src/ggml-cpu/arch/arm/quants.c, ggml_vec_dot_q4_K_q8_K and ggml_vec_dot_q6_K_q8_K (the
+ * __ARM_NEON branch without SVE, nrc == 1; read at ggml-org/llama.cpp 0549d660). Both sum each
+ * super-block exactly in int32 (SDOT per 16 bytes, one scale per sub-block) and take only two or three
+ * float operations per super-block, in one running sum:
+ *   Q4_K: d = y.d * fp16(x.d); dmin = y.d * fp16(x.dmin); M = sum_j mn[j] * (bsums[2j] + bsums[2j+1]);
+ *         sumf -= dmin * (float)M; sumf += d * (float)(sum_j sc[j] * dot(sub-block j))
+ *   Q6_K: sum += (fp16(x.d) * y.d) * (float)(I - 32 * M), I = sum_j scale[j] * dot(unsigned 6-bit
+ *         values of group j, q8), M = sum_j scale[j] * bsums[j] (16 groups of 16)
+ * The portable code (ggml's *_generic) accumulates 8 float lanes per super-block instead, so the two
+ * agree to within float summation error, not bit for bit (tests/arm64/neon_check.c). The repacked
+ * Q4_K products (gemv / gemm, llama.cpp's x86 arithmetic, see above) take the portable
+ * q4_k_repack_block on SDOT sub-block dots: the same bits as fs_gemv_q4_k_c / fs_gemm_q4_k_c.
+ * Not measured here: speed on real arm64 hardware (this machine only runs them under qemu-user). */
+#if FS_HAVE_NEON_CODE
+
+/* q4 * q8 summed over each of the 8 sub-blocks of one Q4_K super-block (exact; the integers of
+ * q4_k_subblock_dots). */
+static inline FS_NEON_FN void neon_q4_k_subblock_dots(const uint8_t *x, const int8_t *q8, int32_t dots[8]) {
+    const uint8_t *q4 = x + 16;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int c = 0; c < 4; c++, q4 += 32, q8 += 64) {
+        const uint8x16_t b0 = vld1q_u8(q4), b1 = vld1q_u8(q4 + 16);
+        int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(b0, m4)), vld1q_s8(q8));
+        lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(b1, m4)), vld1q_s8(q8 + 16));
+        int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(b0, 4)), vld1q_s8(q8 + 32));
+        hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(b1, 4)), vld1q_s8(q8 + 48));
+        dots[2 * c] = vaddvq_s32(lo);
+        dots[2 * c + 1] = vaddvq_s32(hi);
+    }
+}
+
+/* ggml_vec_dot_q4_K_q8_K (NEON). */
+FS_VD_INLINE FS_NEON_FN float dot_q4_k_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    float sumf = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        const float yd = rd_f32(y);
+        const float d = yd * neon_h2f(x);
+        const float dmin = yd * neon_h2f(x + 2);
+        uint8_t sc[8], mn[8];
+        scale_min_k4(x + 4, sc, mn);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        int32_t mins = 0;
+        for (int j = 0; j < 8; j++) mins += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+        sumf -= dmin * (float)mins;
+        int32_t dots[8];
+        neon_q4_k_subblock_dots(x, (const int8_t *)(y + Q8K_QS), dots);
+        int32_t sumi1 = 0, sumi2 = 0;
+        for (int c = 0; c < 4; c++) {
+            sumi1 += dots[2 * c] * sc[2 * c];
+            sumi2 += dots[2 * c + 1] * sc[2 * c + 1];
+        }
+        sumf += d * (float)(sumi1 + sumi2);
+    }
+    return sumf;
+}
+
+/* The repacked Q4_K products with SDOT sub-block dots (the portable ones' bits). */
+FS_VD_INLINE FS_NEON_FN float dot_q4_k_repack_neon(const uint8_t *x, const uint8_t *y, int64_t n, int per_chunk) {
+    const int64_t nb = n / QK_K;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_K, y += B_Q8_K) {
+        int32_t dots[8];
+        neon_q4_k_subblock_dots(x, (const int8_t *)(y + Q8K_QS), dots);
+        q4_k_repack_block(x, y, dots, per_chunk, &acc, &accm);
+    }
+    return acc - accm;
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q4_k_gemv_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_neon(x, y, n, 0);
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q4_k_gemm_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return dot_q4_k_repack_neon(x, y, n, 1);
+}
+
+/* ggml_vec_dot_q6_K_q8_K (NEON): per half (128 elements), the unsigned 6-bit values
+ * (ql nibble | 2 bits of qh << 4) of 8 groups of 16 elements, each SDOT-ed with its 16 activation
+ * quants and scaled by its int8 scale; the -32 offset comes in once per super-block through the
+ * activation's bsums. */
+FS_VD_INLINE FS_NEON_FN float dot_q6_k_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK_K;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(0x03);
+    float sum = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K, y += B_Q8_K) {
+        const int8_t *scale = (const int8_t *)(x + 192);
+        int16_t bsums[16];
+        memcpy(bsums, y + Q8K_BSUMS, sizeof bsums);
+        int32_t mins = 0;
+        for (int j = 0; j < 16; j++) mins += bsums[j] * scale[j];
+        const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
+        int32_t isum = 0;
+        for (int h = 0; h < 2; h++, q8 += 128, scale += 8) {
+            const uint8_t *ql = x + 64 * h, *qh = x + 128 + 32 * h;
+            const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+            const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16), l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+            uint8x16_t v[8];
+            v[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h0, m3), 4));
+            v[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(h1, m3), 4));
+            v[2] = vorrq_u8(vandq_u8(l2, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 2), m3), 4));
+            v[3] = vorrq_u8(vandq_u8(l3, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 2), m3), 4));
+            v[4] = vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 4), m3), 4));
+            v[5] = vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 4), m3), 4));
+            v[6] = vorrq_u8(vshrq_n_u8(l2, 4), vshlq_n_u8(vshrq_n_u8(h0, 6), 4));
+            v[7] = vorrq_u8(vshrq_n_u8(l3, 4), vshlq_n_u8(vshrq_n_u8(h1, 6), 4));
+            for (int g = 0; g < 8; g++)
+                isum += vaddvq_s32(vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(v[g]), vld1q_s8(q8 + 16 * g))) *
+                        scale[g];
+        }
+        sum += neon_h2f(x + 208) * rd_f32(y) * (float)(isum - 32 * mins);
+    }
+    return sum;
+}
+
+FS_ROWS(fs_rows_q4_k_neon, dot_q4_k_neon, FS_NEON_FN)
+FS_ROWS(fs_gemv_q4_k_neon, dot_q4_k_gemv_neon, FS_NEON_FN)
+FS_ROWS(fs_gemm_q4_k_neon, dot_q4_k_gemm_neon, FS_NEON_FN)
+FS_ROWS(fs_rows_q6_k_neon, dot_q6_k_neon, FS_NEON_FN)
+
+#endif /* FS_HAVE_NEON_CODE */

@@ -557,3 +557,159 @@ FS_TILE32_FN(fs_tiles_q8_0_avx512, FS_Q8_0, FS_AVX512_FN, tile32_avx512)
 #endif /* FS_HAVE_AVX512_CODE */
 
 #endif /* FS_HAVE_AVX2_CODE */
+
+/* ---- arm64 NEON + dot-product products: ggml's __ARM_NEON code ------------------------------------
+ * ggml/src/ggml-cpu/arch/arm/quants.c, ggml_vec_dot_{q4_0,q5_0,q8_0}_q8_0 and {q4_1,q5_1}_q8_1 (the
+ * __ARM_NEON branch, nrc == 1; read at ggml-org/llama.cpp 0549d660). Per pair of blocks (2b, 2b + 1):
+ * each block's 32 products are summed by SDOT into 4 exact int32 lanes (neon_block_lanes), converted
+ * to float and accumulated lane-wise into its own accumulator, sumv0 for the even block, sumv1 for the
+ * odd one: sumv = fma(float(lanes), fp16(x.d) * fp16(y.d), sumv) (see neon_mla_n for fused). After the
+ * pairs: sumf = vaddvq(sumv0) + vaddvq(sumv1) (vaddvq_f32: (l0 + l1) + (l2 + l3)), then a last odd
+ * block the *_generic way. Q4_1 / Q5_1 add the min terms in scalar float (their own order each, as
+ * ggml). So the float operations differ from the portable code's (one running sum): the results agree
+ * to within float summation error (tests/arm64/neon_check.c states the bound), not bit for bit.
+ * Not measured here: speed on real arm64 hardware (this machine only runs them under qemu-user). */
+#if FS_HAVE_NEON_CODE
+
+/* The signed weight values of one Q4_0 block (nibble - 8) as two 16-byte halves. */
+static inline FS_NEON_FN void neon_q4_0_unpack(const uint8_t *x, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t v = vld1q_u8(x + 2);
+    *lo = vsubq_s8(neon_lo_nibbles(v), vdupq_n_s8(8));
+    *hi = vsubq_s8(neon_hi_nibbles(v), vdupq_n_s8(8));
+}
+
+static inline FS_NEON_FN int32x4_t neon_q4_0_lanes(const uint8_t *x, const uint8_t *y) {
+    int8x16_t lo, hi;
+    neon_q4_0_unpack(x, &lo, &hi);
+    return neon_block_lanes(lo, hi, y + 2);
+}
+
+/* Q5_0: (nibble | fifth bit << 4) - 16. */
+static inline FS_NEON_FN int32x4_t neon_q5_0_lanes(const uint8_t *x, const uint8_t *y) {
+    uint8x16_t hl, hh;
+    neon_fifth_bits(x + 2, &hl, &hh);
+    const uint8x16_t v = vld1q_u8(x + 6);
+    const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0F)), hl)), vdupq_n_s8(16));
+    const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh)), vdupq_n_s8(16));
+    return neon_block_lanes(lo, hi, y + 2);
+}
+
+static inline FS_NEON_FN int32x4_t neon_q8_0_lanes(const uint8_t *x, const uint8_t *y) {
+    return neon_block_lanes(vld1q_s8((const int8_t *)x + 2), vld1q_s8((const int8_t *)x + 18), y + 2);
+}
+
+/* Q4_1: the unsigned nibbles 0..15 (Q8_1 activations: quants at y + 4). */
+static inline FS_NEON_FN int32x4_t neon_q4_1_lanes(const uint8_t *x, const uint8_t *y) {
+    const uint8x16_t v = vld1q_u8(x + 4);
+    return neon_block_lanes(neon_lo_nibbles(v), neon_hi_nibbles(v), y + 4);
+}
+
+/* Q5_1: nibble | fifth bit << 4, 0..31. */
+static inline FS_NEON_FN int32x4_t neon_q5_1_lanes(const uint8_t *x, const uint8_t *y) {
+    uint8x16_t hl, hh;
+    neon_fifth_bits(x + 4, &hl, &hh);
+    const uint8x16_t v = vld1q_u8(x + 8);
+    const int8x16_t lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0F)), hl));
+    const int8x16_t hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), hh));
+    return neon_block_lanes(lo, hi, y + 4);
+}
+
+/* The exact integer dot of one block: the sum of its 4 lanes. */
+#define NEON_SUMI(lanes) vaddvq_s32(lanes)
+
+/* ggml_vec_dot_q4_0_q8_0 / q5_0_q8_0 / q8_0_q8_0 (NEON). The odd last block: Q4_0
+ * sumf += sumi * dx * dy ((sumi * dx) * dy); Q5_0 sumf += (dx * dy) * sumi; Q8_0 sumf += sumi * (dx * dy). */
+enum { NEON_TAIL_Q4_0, NEON_TAIL_Q5_0, NEON_TAIL_Q8_0 };
+
+FS_VD_INLINE FS_NEON_FN float neon_dot_b32_q8_0(const uint8_t *x, const uint8_t *y, int64_t n, int64_t xbytes,
+                                                int tail, int32x4_t (*lanes)(const uint8_t *, const uint8_t *)) {
+    const int64_t nb = n / QK;
+    float32x4_t sumv0 = vdupq_n_f32(0.0f), sumv1 = vdupq_n_f32(0.0f);
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2, x += 2 * xbytes, y += 2 * B_Q8_0) {
+        const uint8_t *x1 = x + xbytes, *y1 = y + B_Q8_0;
+        sumv0 = neon_mla_n(sumv0, lanes(x, y), neon_h2f(x) * neon_h2f(y));
+        sumv1 = neon_mla_n(sumv1, lanes(x1, y1), neon_h2f(x1) * neon_h2f(y1));
+    }
+    float sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1);
+    if (ib < nb) {
+        const int sumi = NEON_SUMI(lanes(x, y));
+        const float dx = neon_h2f(x), dy = neon_h2f(y);
+        if (tail == NEON_TAIL_Q4_0) sumf += (float)sumi * dx * dy;
+        else if (tail == NEON_TAIL_Q5_0) sumf += (dx * dy) * (float)sumi;
+        else sumf += (float)sumi * (dx * dy);
+    }
+    return sumf;
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q4_0_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return neon_dot_b32_q8_0(x, y, n, B_Q4_0, NEON_TAIL_Q4_0, neon_q4_0_lanes);
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q5_0_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return neon_dot_b32_q8_0(x, y, n, B_Q5_0, NEON_TAIL_Q5_0, neon_q5_0_lanes);
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q8_0_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return neon_dot_b32_q8_0(x, y, n, B_Q8_0, NEON_TAIL_Q8_0, neon_q8_0_lanes);
+}
+
+/* ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 (NEON): the weight's min m times the activation's s = d * sum(qs).
+ * Q4_1 keeps one scalar sum, summs += mx0 * sy0 + mx1 * sy1 per pair, and returns
+ * (vaddvq(sumv0) + vaddvq(sumv1)) + summs; Q5_1 keeps one per accumulator (summs0 += mx0 * sy0,
+ * summs1 += mx1 * sy1) and returns ((vaddvq(sumv0) + vaddvq(sumv1)) + summs0) + summs1. The odd last
+ * block: sumf += (dx * dy) * sumi + mx * sy. */
+FS_VD_INLINE FS_NEON_FN float neon_dot_b32_q8_1(const uint8_t *x, const uint8_t *y, int64_t n, int64_t xbytes,
+                                                int split_summs,
+                                                int32x4_t (*lanes)(const uint8_t *, const uint8_t *)) {
+    const int64_t nb = n / QK;
+    float32x4_t sumv0 = vdupq_n_f32(0.0f), sumv1 = vdupq_n_f32(0.0f);
+    float summs0 = 0.0f, summs1 = 0.0f;
+    int64_t ib = 0;
+    for (; ib + 1 < nb; ib += 2, x += 2 * xbytes, y += 2 * B_Q8_1) {
+        const uint8_t *x1 = x + xbytes, *y1 = y + B_Q8_1;
+        if (split_summs) {
+            summs0 += neon_h2f(x + 2) * neon_h2f(y + 2);
+            summs1 += neon_h2f(x1 + 2) * neon_h2f(y1 + 2);
+        } else {
+            summs0 += neon_h2f(x + 2) * neon_h2f(y + 2) + neon_h2f(x1 + 2) * neon_h2f(y1 + 2);
+        }
+        sumv0 = neon_mla_n(sumv0, lanes(x, y), neon_h2f(x) * neon_h2f(y));
+        sumv1 = neon_mla_n(sumv1, lanes(x1, y1), neon_h2f(x1) * neon_h2f(y1));
+    }
+    float sumf = vaddvq_f32(sumv0) + vaddvq_f32(sumv1) + summs0;
+    if (split_summs) sumf += summs1;
+    if (ib < nb) {
+        const int sumi = NEON_SUMI(lanes(x, y));
+        sumf += (neon_h2f(x) * neon_h2f(y)) * (float)sumi + neon_h2f(x + 2) * neon_h2f(y + 2);
+    }
+    return sumf;
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q4_1_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return neon_dot_b32_q8_1(x, y, n, B_Q4_1, 0, neon_q4_1_lanes);
+}
+
+FS_VD_INLINE FS_NEON_FN float dot_q5_1_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    return neon_dot_b32_q8_1(x, y, n, B_Q5_1, 1, neon_q5_1_lanes);
+}
+
+/* The repacked Q4_0 product (fs_vecdot.c: llama.cpp's x86 gemv / gemm), the portable
+ * dot_q4_0_gemv_c's operations exactly: the block's exact integer dot by SDOT, then
+ * acc = fmaf(sumi, dx * dy, acc) block by block, so the bits equal fs_gemv_q4_0_c's. */
+FS_VD_INLINE FS_NEON_FN float dot_q4_0_gemv_neon(const uint8_t *x, const uint8_t *y, int64_t n) {
+    const int64_t nb = n / QK;
+    float acc = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q4_0, y += B_Q8_0)
+        acc = fmaf((float)NEON_SUMI(neon_q4_0_lanes(x, y)), neon_h2f(x) * neon_h2f(y), acc);
+    return acc;
+}
+
+FS_ROWS(fs_rows_q4_0_neon, dot_q4_0_neon, FS_NEON_FN)
+FS_ROWS(fs_rows_q4_1_neon, dot_q4_1_neon, FS_NEON_FN)
+FS_ROWS(fs_rows_q5_0_neon, dot_q5_0_neon, FS_NEON_FN)
+FS_ROWS(fs_rows_q5_1_neon, dot_q5_1_neon, FS_NEON_FN)
+FS_ROWS(fs_rows_q8_0_neon, dot_q8_0_neon, FS_NEON_FN)
+FS_ROWS(fs_gemv_q4_0_neon, dot_q4_0_gemv_neon, FS_NEON_FN)
+
+#endif /* FS_HAVE_NEON_CODE */

@@ -19,10 +19,12 @@
 extern "C" {
 #endif
 
-/* Implementations of the dot products ("CPU variants"): index into the per-CPU arrays below, each
- * one able to run where the next one down can. A row whose entry for the chosen implementation is
- * NULL takes the next one down that is not (AVX-512 -> AVX2 -> portable). */
-enum { FS_IMPL_PORTABLE = 0, FS_IMPL_AVX2 = 1, FS_IMPL_AVX512 = 2, FS_IMPL_COUNT = 3 };
+/* Implementations of the dot products ("CPU variants"): index into the per-CPU arrays below. They form
+ * one chain per architecture, each able to run where the one it falls back to (fs_impl_fallback) can:
+ * x86-64 AVX-512 -> AVX2 -> portable, arm64 NEON -> portable. A row whose entry for the chosen
+ * implementation is NULL takes the next one down its chain that is not (never an entry of the other
+ * architecture's chain: on arm64 the x86 entries are NULL, and NEON falls back to portable). */
+enum { FS_IMPL_PORTABLE = 0, FS_IMPL_AVX2 = 1, FS_IMPL_AVX512 = 2, FS_IMPL_NEON = 3, FS_IMPL_COUNT = 4 };
 
 /* An activation format (ggml's vec_dot_type): Q8_0, Q8_1, Q8_K or a float type. */
 typedef struct fs_act_traits {
@@ -63,15 +65,26 @@ const fs_type_traits *fs_traits_at(int i);
 const fs_act_traits *fs_act_traits_of(int act_type);
 
 /* The implementation the kernels use in this process, chosen once, at the first call: the best one
- * the CPU runs (fs_impl_best), or the one FIRESIDE_CPU names ("portable", "avx2", "avx512") when the
- * CPU runs it; a name the CPU cannot run, or an unknown one, leaves the best (the Python side warns). */
+ * the CPU runs (fs_impl_best), or the one FIRESIDE_CPU names ("portable", "avx2", "avx512", "neon")
+ * when the CPU runs it (fs_impl_runs); a name the CPU cannot run, or an unknown one, leaves the best
+ * (the Python side warns). */
 int fs_impl(void);
 
-/* The best implementation this CPU and build can run: FS_IMPL_AVX512 with AVX512F/BW/DQ/VL and
- * AVX512_VNNI (the OS saving the ZMM state), FS_IMPL_AVX2 with AVX2, FMA and F16C, else portable. */
+/* The best implementation this CPU and build can run. x86-64: FS_IMPL_AVX512 with AVX512F/BW/DQ/VL
+ * and AVX512_VNNI (the OS saving the ZMM state), FS_IMPL_AVX2 with AVX2, FMA and F16C. arm64:
+ * FS_IMPL_NEON when the OS reports the dot-product extension (Linux / Android: getauxval(AT_HWCAP)
+ * & HWCAP_ASIMDDP; macOS: sysctl hw.optional.arm.FEAT_DotProd; Windows: IsProcessorFeaturePresent(
+ * PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE); FreeBSD: elf_aux_info). Else portable. */
 int fs_impl_best(void);
 
-/* "portable", "avx2", "avx512" for 0 <= impl < FS_IMPL_COUNT, else NULL. */
+/* The implementation impl falls back to where a type has no kernel of its own (AVX-512 -> AVX2 ->
+ * portable, NEON -> portable); -1 for portable or an invalid impl. */
+int fs_impl_fallback(int impl);
+
+/* 1 if this CPU and build run impl: it is fs_impl_best() or on its fallback chain. */
+int fs_impl_runs(int impl);
+
+/* "portable", "avx2", "avx512", "neon" for 0 <= impl < FS_IMPL_COUNT, else NULL. */
 const char *fs_impl_name(int impl);
 
 #ifdef __cplusplus

@@ -77,7 +77,7 @@
 
 const char *fs_vecdot_impl(void) { return fs_impl_name(fs_impl()); }
 
-int fs_use_avx2(void) { return fs_impl() >= FS_IMPL_AVX2; }
+int fs_use_avx2(void) { return fs_impl() == FS_IMPL_AVX2 || fs_impl() == FS_IMPL_AVX512; }
 
 int fs_act_format(int wtype) {
     const fs_type_traits *t = fs_traits(wtype);
@@ -107,18 +107,18 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n) {
 }
 
 /* The index of the entry to use in a traits array of kernels per implementation: the chosen
- * implementation's, or the next one down that the type has (AVX-512 -> AVX2 -> portable). has:
- * bit i set when entry i is not NULL. */
+ * implementation's, or the next one down its chain that the type has (AVX-512 -> AVX2 -> portable,
+ * NEON -> portable: fs_impl_fallback). has: bit i set when entry i is not NULL. */
 static int pick_index(unsigned has) {
     int impl = fs_impl();
-    while (impl > FS_IMPL_PORTABLE && !(has >> impl & 1u)) impl--;
+    while (impl > FS_IMPL_PORTABLE && !(has >> impl & 1u)) impl = fs_impl_fallback(impl);
     return impl;
 }
 
 /* The kernel to run from f[FS_IMPL_COUNT] (rows or tiles alike); NULL if the type has none. */
-_Static_assert(FS_IMPL_COUNT == 3, "PICK lists every implementation");
+_Static_assert(FS_IMPL_COUNT == 4, "PICK lists every implementation");
 #define PICK(f) ((f)[pick_index((unsigned)((f)[0] != NULL) | (unsigned)((f)[1] != NULL) << 1 | \
-                                (unsigned)((f)[2] != NULL) << 2)])
+                                (unsigned)((f)[2] != NULL) << 2 | (unsigned)((f)[3] != NULL) << 3)])
 
 /* Which product a call reproduces (for the types llama.cpp repacks on x86). */
 enum { MODE_GEMV = 0, MODE_GEMM = 1, MODE_NOREPACK = 2 };

@@ -45,12 +45,20 @@
  * Implementation choice ("CPU variants", fs_traits.h fs_impl): on x86-64 with GCC or clang, the
  * AVX-512 code (AVX512F/BW/DQ/VL + AVX512_VNNI) runs when the CPU has those features, else the AVX2
  * (+FMA, F16C) code when it has those, else the portable code; the environment variable FIRESIDE_CPU
- * (portable, avx2, avx512; read once, at the first call) picks a lower one. A type without a kernel
+ * (portable, avx2, avx512, neon; read once, at the first call) picks a lower one. A type without a kernel
  * in the chosen variant takes the next one down. The AVX-512 kernels compute the AVX2 kernels' exact
  * integer sums with wider instructions and keep their float operations, so the two give the same bits
  * (llama.cpp on an AVX-512 CPU also runs ggml's AVX2 vec_dot code, with VNNI only inside its exact
- * integer helpers). Elsewhere (MSVC, arm64, old x86) the portable code runs. Define
- * FS_VECDOT_NO_AVX2 (or FS_VECDOT_NO_AVX512) at compile time to leave SIMD code out.
+ * integer helpers). On arm64 with GCC or clang, the NEON code runs when the CPU has the dot-product
+ * extension (FEAT_DotProd, as the OS reports it), else the portable code; FIRESIDE_CPU=portable picks
+ * that. Its row kernels follow ggml's __ARM_NEON vec_dot code (ggml-cpu/arch/arm/quants.c: SDOT lanes,
+ * two 4-lane float accumulators for the 32-element types, one running sum per row for Q4_K / Q6_K), so
+ * they differ from the portable results by float summation order (tests/arm64/neon_check.c bounds
+ * it); its repacked Q4_0 / Q4_K products give the portable bits. Types without a NEON kernel (Q2_K,
+ * Q3_K, Q5_K, the IQ and TQ types, the float types) run the portable one; there are no NEON register
+ * tiles (prefill runs row kernels per token) and no i8mm (SMMLA) kernels. Elsewhere (MSVC, old x86)
+ * the portable code runs. Define FS_VECDOT_NO_AVX2, FS_VECDOT_NO_AVX512 or FS_VECDOT_NO_NEON at
+ * compile time to leave SIMD code out.
  *
  * Byte order: weight rows and the F32 activation format are read as little-endian (every platform
  * Fireside targets); f16 fields are assembled byte by byte.
@@ -84,7 +92,6 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n);
 void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, int64_t n,
                      float *out);
 
-/* Which implementation fs_vec_dot_rows uses: "avx2" or "portable". */
 /* As fs_vec_dot_rows, with the arithmetic llama.cpp's x86 repacked GEMM uses for activation rows
    taken four at a time (ggml_gemm_q4_K_8x8_q8_K: Q4_K sums per 64 elements); equal to
    fs_vec_dot_rows for every other type. */
@@ -116,7 +123,7 @@ int fs_vec_dot_tiled(int wtype);
  * 4 activation rows (fs_vec_dot_tile_gemm) and its gemv for the rest (fs_vec_dot_rows). */
 int fs_vec_dot_repacked(int wtype, int64_t n_rows);
 
-/* The chosen CPU variant's name: "portable", "avx2" or "avx512". */
+/* The chosen CPU variant's name: "portable", "avx2", "avx512" or "neon". */
 const char *fs_vecdot_impl(void);
 
 /* The GGML type id of the activation format fs_quantize_act writes for weights of type wtype

@@ -18,3 +18,4 @@ cdef extern from "fs_traits.h" nogil:
     int fs_impl() noexcept
     int fs_impl_best() noexcept
     const char *fs_impl_name(int impl) noexcept
+    int fs_impl_fallback(int impl) noexcept

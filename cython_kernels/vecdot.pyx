@@ -19,14 +19,17 @@ from libc.stdint cimport int64_t, uint8_t
 from cython_kernels.quants cimport fs_row_bytes, fs_type_supported
 
 
-VARIANTS = ("portable", "avx2", "avx512")  # fs_traits.h FS_IMPL_*, each runnable where the next is
+#: Every CPU variant name, in fs_traits.h's FS_IMPL_* order. They form one chain per architecture
+#: (x86-64: portable < avx2 < avx512; arm64: portable < neon), each runnable where the one below is.
+VARIANTS = ("portable", "avx2", "avx512", "neon")
 
 
 def impl():
     """The CPU variant of the kernels in use: ``"portable"``, ``"avx2"`` (x86-64-v3: AVX2, FMA,
-    F16C) or ``"avx512"`` (x86-64-v4 with VNNI: AVX512F/BW/DQ/VL and AVX512_VNNI). Chosen once per
-    process: the best this CPU runs (``best()``), or the one the environment variable
-    ``FIRESIDE_CPU`` names, set before the first call, when this CPU runs it."""
+    F16C), ``"avx512"`` (x86-64-v4 with VNNI: AVX512F/BW/DQ/VL and AVX512_VNNI) or ``"neon"``
+    (arm64 with the dot-product extension). Chosen once per process: the best this CPU runs
+    (``best()``), or the one the environment variable ``FIRESIDE_CPU`` names, set before the first
+    call, when this CPU runs it."""
     return fs_vecdot_impl().decode("ascii")
 
 
@@ -46,10 +49,16 @@ def variant_warning():
 
 
 def variants():
-    """Every CPU variant this CPU and build can run, slowest first: ``("portable", ..., best())``.
-    The AVX-512 variant gives the AVX2 variant's results bit for bit; the portable one differs from
-    them by float summation order only (fs_vecdot.h)."""
-    return VARIANTS[:fs_impl_best() + 1]
+    """Every CPU variant this CPU and build can run, slowest first: ``("portable", ..., best())``
+    (best()'s fallback chain, fs_impl_fallback). The AVX-512 variant gives the AVX2 variant's results
+    bit for bit; the portable one differs from them, and the NEON one from it, by float summation
+    order only (fs_vecdot.h)."""
+    chain = []
+    cdef int i = fs_impl_best()
+    while i >= 0:
+        chain.append(VARIANTS[i])
+        i = fs_impl_fallback(i)
+    return tuple(reversed(chain))
 
 
 def act_row_bytes(int wtype, int64_t n):

@@ -275,7 +275,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
-        (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable", "avx2" or "avx512"), llama_cpp (or
+        (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable", "avx2", "avx512" or "neon"), llama_cpp (or
         absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``), and
