@@ -77,7 +77,7 @@ bench: install models llama-cpp
 
 # Fireside against llama.cpp at the sizes users run: random-weight Llama 3 1B / 3B / 8B and Qwen2.5 1.5B in
 # Q4_K_M, Q8_0 and IQ4_XS, made with llama.cpp's quantizer into .cache/bench (bench/size_bench.py).
-SHAPES ?= 1b,3b,8b,qwen1.5b
+SHAPES ?= 1b,3b,8b,qwen1.5b,qwen3moe
 TYPES ?= Q4_K_M,Q8_0,IQ4_XS
 bench-sizes: install models llama-cpp
 	$(PY) bench/size_bench.py --shapes $(SHAPES) --types $(TYPES) -t 2 -p 512 -n 64

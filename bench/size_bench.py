@@ -53,7 +53,7 @@ def main() -> None:
     from conftest import MODELS_DIR, SMOLLM2_FILE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", default="1b,3b,8b,qwen1.5b", help=f"comma list of {', '.join(size_models.SHAPES)}")
+    ap.add_argument("--shapes", default="1b,3b,8b,qwen1.5b,qwen3moe", help=f"comma list of {', '.join(size_models.SHAPES)}")
     ap.add_argument("--types", default=",".join(size_models.TYPES), help="comma list of llama.cpp ftypes")
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("-p", "--n-prompt", type=int, default=512)

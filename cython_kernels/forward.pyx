@@ -30,6 +30,7 @@ fs_ops_init()
 
 ACT_SILU = 0
 ACT_GELU_TANH = 1
+ACT_SWIGLU_OAI = 2   # gpt-oss: min(g, 7) * sigmoid(1.702 min(g, 7)) * (clamp(u, -7, 7) + 1)
 
 
 cdef struct LayerWeights:
@@ -47,6 +48,7 @@ cdef struct LayerWeights:
     const float *k_norm
     const float *post_attn_norm   # RMSNorm of the attention output before the residual (NULL if absent)
     const float *post_ffn_norm
+    const float *attn_sinks       # (n_head,) gpt-oss attention sinks (NULL if absent)
     fs_rope_params rope           # n_rot 0 = no RoPE on this layer; freq_factors: the short/only factors
     const float *rope_factors_long  # Phi-3 LongRoPE factors for n_ctx > n_ctx_orig (NULL if absent)
     int64_t window                # sliding-window size in tokens, 0 = full causal attention
@@ -226,7 +228,7 @@ cdef class CompiledModel:
         kvw = <int64_t>c.n_head_kv * c.head_dim
         if qw % c.q_norm_n or kvw % c.k_norm_n:
             raise ValueError("q_norm_n / k_norm_n must divide the Q / K row widths")
-        if c.act not in (ACT_SILU, ACT_GELU_TANH):
+        if c.act not in (ACT_SILU, ACT_GELU_TANH, ACT_SWIGLU_OAI):
             raise ValueError(f"unknown activation {c.act}")
         for key in _CONFIG_FLOAT:
             if not np.isfinite(config[key]):
@@ -264,6 +266,10 @@ cdef class CompiledModel:
                 Lw.moe.norm_w = c.moe_norm_w
                 Lw.moe.w_scale = c.moe_w_scale
                 Lw.moe.act = c.act
+                Lw.moe.router_b = _vec(L.get("b_gate_inp"), self._keep, c.n_expert, "b_gate_inp")
+                Lw.moe.gate_b = _vec(L.get("b_gate_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_gate_exps")
+                Lw.moe.up_b = _vec(L.get("b_up_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_up_exps")
+                Lw.moe.down_b = _vec(L.get("b_down_exps"), self._keep, <int64_t>c.n_expert * c.n_embd, "b_down_exps")
             else:
                 self.any_dense = True
                 Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
@@ -280,6 +286,7 @@ cdef class CompiledModel:
             Lw.k_norm = _vec(L.get("k_norm"), self._keep, c.k_norm_n, "k_norm")
             Lw.post_attn_norm = _vec(L.get("post_attn_norm"), self._keep, c.n_embd, "post_attn_norm")
             Lw.post_ffn_norm = _vec(L.get("post_ffn_norm"), self._keep, c.n_embd, "post_ffn_norm")
+            Lw.attn_sinks = _vec(L.get("attn_sinks"), self._keep, c.n_head, "attn_sinks")
             n_rot = L["rope"]["n_rot"]
             if n_rot < 0 or n_rot % 2 or n_rot > c.head_dim:
                 raise ValueError(f"layer {i}: n_rot {n_rot} must be even and at most head_dim {c.head_dim}")
@@ -367,7 +374,7 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
         fs_to_f16_team(k, kc + pos0 * kv, n * kv, team)   # K, V rows of this batch into the f16 cache
         fs_to_f16_team(v, vc + pos0 * kv, n * kv, team)
         fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.attn_softcap,
-                          L.window, att, P.attn_work, P.n_ctx, team)
+                          L.attn_sinks, L.window, att, P.attn_work, P.n_ctx, team)
         fs_matmul_team(&L.wo, att, n, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
         if L.bo != NULL:
             fs_add_rows_team(xb, L.bo, n, c.n_embd, team)
@@ -637,6 +644,7 @@ cdef struct AttentionJob:
     const uint16_t *v_cache
     int n_head, n_head_kv, head_dim
     float scale, softcap
+    const float *sinks
     float *out
     float *work
 
@@ -644,18 +652,19 @@ cdef struct AttentionJob:
 cdef void _attention_job(void *arg, fs_team *team) noexcept nogil:
     cdef AttentionJob *j = <AttentionJob *>arg
     fs_attention_team(j.q, j.n_tok, j.pos0, j.k_cache, j.v_cache, j.n_head, j.n_head_kv, j.head_dim, j.scale,
-                      j.softcap, j.window, j.out, j.work, j.n_ctx, team)
+                      j.softcap, j.sinks, j.window, j.out, j.work, j.n_ctx, team)
 
 
 def attention(q, k_cache, v_cache, int pos0, int n_head, int n_head_kv, float scale, float softcap=0.0,
-              int window=0, int n_threads=1):
+              int window=0, int n_threads=1, sinks=None):
     """Causal attention over an f16 KV cache with the forward pass's kernel (``fs_attention_team``), for tests.
 
     Args:
         q: float32 (n_tok, n_head * head_dim), queries of positions ``pos0 .. pos0 + n_tok - 1``.
         k_cache, v_cache: float16 (n_ctx, n_head_kv * head_dim), rows ``0 .. pos0 + n_tok - 1`` filled.
         scale: factor on q.k; softcap: Gemma 2's logit soft-cap (0 = off); window: sliding window in
-            tokens (0 = full causal); n_threads: threads of a pool started for this call.
+            tokens (0 = full causal); n_threads: threads of a pool started for this call; sinks: None or
+            float32 (n_head,) attention-sink logits (gpt-oss).
 
     Returns:
         float32 (n_tok, n_head * head_dim).
@@ -696,6 +705,8 @@ def attention(q, k_cache, v_cache, int pos0, int n_head, int n_head_kv, float sc
     j.head_dim = head_dim
     j.scale = scale
     j.softcap = softcap
+    keep = []
+    j.sinks = _vec(None if sinks is None else np.ascontiguousarray(sinks, dtype=np.float32), keep, n_head, "sinks")
     j.out = &ov[0, 0]
     j.work = &wv[0]
     cdef fs_pool *pool = fs_pool_new(n_threads)
@@ -778,7 +789,7 @@ cdef void _moe_job(void *arg, fs_team *team) noexcept nogil:
 
 
 def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_used, int gating=FS_MOE_SOFTMAX,
-            bint norm_w=True, float w_scale=0.0, int act=ACT_SILU, int n_threads=1):
+            bint norm_w=True, float w_scale=0.0, int act=ACT_SILU, int n_threads=1, dict biases=None):
     """A mixture-of-experts FFN with the forward pass's kernel (``fs_moe_ffn_team``), for tests.
 
     Args:
@@ -787,7 +798,8 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
             n_ff_exp, n_embd); down: (n_expert * n_embd, n_ff_exp).
         n_expert, n_used: experts, and experts per token; gating: FS_MOE_SOFTMAX (0) or
             FS_MOE_SOFTMAX_WEIGHT (1); norm_w, w_scale: as ``fs_moe``; act: 0 SiLU, 1 GELU;
-        n_threads: threads of a pool started for this call.
+        n_threads: threads of a pool started for this call; biases: None or float32 vectors under
+        ``router`` (n_expert), ``gate`` / ``up`` (n_expert * n_ff_exp), ``down`` (n_expert * n_embd).
 
     Returns:
         (out float32 (n_tok, n_embd), ids int32 (n_tok, n_used) best first, weights float32 (n_tok, n_used)).
@@ -813,6 +825,12 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
     m.norm_w = norm_w
     m.w_scale = w_scale
     m.act = act
+    biases = biases or {}
+    keep = []
+    m.router_b = _vec(biases.get("router"), keep, n_expert, "router bias")
+    m.gate_b = _vec(biases.get("gate"), keep, n_expert * n_ff, "gate bias")
+    m.up_b = _vec(biases.get("up"), keep, n_expert * n_ff, "up bias")
+    m.down_b = _vec(biases.get("down"), keep, n_expert * n_embd, "down bias")
     cdef size_t sizes[11]
     fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, sizes)
     bufs = [np.zeros(max(<Py_ssize_t>sizes[i], 8) // 4 + 16, np.float32) for i in range(11)]

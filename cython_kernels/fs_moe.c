@@ -114,7 +114,10 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
     /* router logits (n_tok, E), then each token's experts and weights */
     fs_matmul_team(&m->router, h, n_tok, w->logits, act, team);
     fs_team_range(team, n_tok, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) fs_moe_route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
+    for (int64_t t = lo; t < hi; t++) {
+        if (m->router_b != NULL) fs_add(w->logits + t * E, m->router_b, E);
+        fs_moe_route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
+    }
     fs_team_sync(team);
     if (fs_team_tid() == 0) group_pairs(m, n_tok, w);
     fs_team_sync(team);
@@ -143,7 +146,12 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         const fs_weight g = expert(&m->gate, e, n_ff), u = expert(&m->up, e, n_ff);
         fs_matmul_tile(&g, r0, act_g + off * ab_g, ab_g, cnt, w->hg + off * n_ff);
         fs_matmul_tile(&u, r0, act_u + off * ab_u, ab_u, cnt, w->hu + off * n_ff);
-        for (int64_t i = off; i < off + cnt; i++) fs_gated_act(w->hg + i * n_ff + r0, w->hu + i * n_ff + r0, nr, m->act);
+        for (int64_t i = off; i < off + cnt; i++) {
+            float *g_i = w->hg + i * n_ff + r0, *u_i = w->hu + i * n_ff + r0;
+            if (m->gate_b != NULL) fs_add(g_i, m->gate_b + (int64_t)e * n_ff + r0, nr);
+            if (m->up_b != NULL) fs_add(u_i, m->up_b + (int64_t)e * n_ff + r0, nr);
+            fs_gated_act(g_i, u_i, nr, m->act);
+        }
     }
     fs_team_sync(team);
 
@@ -161,6 +169,11 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
         const fs_weight d = expert(&m->down, e, n_embd);
         fs_matmul_tile(&d, r0, w->act + off * ab_d, ab_d, cnt, w->y + off * n_embd);
+        if (m->down_b != NULL) {
+            const int64_t nr = n_embd - r0 < FS_MATMUL_TILE_ROWS ? n_embd - r0 : FS_MATMUL_TILE_ROWS;
+            for (int64_t i = off; i < off + cnt; i++)
+                fs_add(w->y + i * n_embd + r0, m->down_b + (int64_t)e * n_embd + r0, nr);
+        }
     }
     fs_team_sync(team);
 

@@ -2,7 +2,7 @@
  * FFNs, as llama.cpp builds it (src/llama-graph.cpp llm_graph_context::build_moe_ffn; the expert
  * matmuls are ggml's mul_mat_id, ggml/src/ggml-cpu/ggml-cpu.c ggml_compute_forward_mul_mat_id).
  *
- * Per token: logits = router @ h (n_expert); probabilities by the gating function; the n_used experts
+ * Per token: logits = router @ h (+ bias) (n_expert); probabilities by the gating function; the n_used experts
  * of highest probability (ties: the lower expert id first); their probabilities as weights, optionally
  * renormalized to sum 1 and scaled; out = sum over the chosen experts, best first, of
  * weight * down_e(act(gate_e(h)) * up_e(h)).
@@ -36,12 +36,16 @@ typedef struct {
     fs_weight gate;    /* ffn_gate_exps: (n_expert * n_ff_exp, n_embd) */
     fs_weight up;      /* ffn_up_exps: (n_expert * n_ff_exp, n_embd) */
     fs_weight down;    /* ffn_down_exps: (n_expert * n_embd, n_ff_exp) */
+    const float *router_b; /* biases (gpt-oss), NULL if absent: ffn_gate_inp.bias (n_expert), */
+    const float *gate_b;   /* ffn_gate_exps.bias / ffn_up_exps.bias (n_expert * n_ff_exp), */
+    const float *up_b;
+    const float *down_b;   /* ffn_down_exps.bias (n_expert * n_embd), added to each expert's output */
     int n_expert;      /* experts (expert_count) */
     int n_used;        /* experts per token (expert_used_count), 1 .. min(n_expert, FS_MOE_MAX_USED) */
     int gating;        /* FS_MOE_SOFTMAX or FS_MOE_SOFTMAX_WEIGHT */
     int norm_w;        /* renormalize the chosen weights to sum 1 (the sum clamped to >= 2^-14, as ggml) */
     float w_scale;     /* factor on the weights (expert_weights_scale; 0 or 1 = none) */
-    int act;           /* fs_gated_act's activation: 0 SiLU, 1 GELU */
+    int act;           /* fs_gated_act's activation: 0 SiLU, 1 GELU, 2 gpt-oss's clamped SwiGLU */
 } fs_moe;
 
 /* Scratch of fs_moe_ffn_team for batches of up to n_tok tokens (P = n_tok * n_used (token, expert)

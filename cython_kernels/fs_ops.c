@@ -272,13 +272,28 @@ static float dot_f16(const uint16_t *x, const uint16_t *y, int n) {
     return (float)sum;
 }
 
+/* The factor on a head's unnormalized output (the V rows weighted by exp(score - M), summing to S)
+ * that normalizes it: 1 / S, or with an attention sink (gpt-oss: a per-head logit that takes part in
+ * the softmax's denominator only) as ggml_compute_forward_flash_attn_ext_f16 corrects for `sinks`:
+ * the larger of M and the sink is the new maximum, the output scaled by ms, S * ms + vs the sum. */
+static inline float softmax_norm(float M, double S, const float *sink) {
+    if (sink == NULL) return S == 0.0 ? 0.0f : (float)(1.0 / S);
+    float ms = 1.0f, vs = 1.0f;
+    if (*sink > M)
+        ms = expf(M - *sink);
+    else
+        vs = expf(*sink - M);
+    const float s = (float)(S * ms + vs);
+    return ms * (1.0f / s);
+}
+
 /* One query head over cache rows first..p, as ggml_compute_forward_flash_attn_ext_f16_one_chunk does
  * for an F16 cache (the path llama.cpp takes for batches under GGML_FA_TILE_Q = 64 queries): q
  * rounded to f16, f16 dot products, online softmax, the output accumulated in f16. */
 FS_DISPATCH
 static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                           int head_dim, float scale, float softcap, int64_t first, int64_t p, uint16_t *q16,
-                           uint16_t *acc, float *out) {
+                           int head_dim, float scale, float softcap, const float *sink, int64_t first, int64_t p,
+                           uint16_t *q16, uint16_t *acc, float *out) {
     fs_to_f16(q, q16, head_dim);
     memset(acc, 0, sizeof(uint16_t) * head_dim);
     float M = -INFINITY, S = 0.0f;
@@ -298,7 +313,7 @@ static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16
         for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(fmaf(h2f(vj[d]), vs, h2f(acc[d])));
         S = S * ms + vs;
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : softmax_norm(M, S, sink);
     for (int d = 0; d < head_dim; d++) out[d] = h2f(acc[d]) * inv;
 }
 
@@ -307,8 +322,8 @@ static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16
  * V rows. scores: p + 1 floats of scratch. */
 FS_DISPATCH
 static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                           int head_dim, float scale, float softcap, int64_t first, int64_t p, float *scores,
-                           float *acc, float *out) {
+                           int head_dim, float scale, float softcap, const float *sink, int64_t first, int64_t p,
+                           float *scores, float *acc, float *out) {
     float M = -INFINITY;
     for (int64_t j = first; j <= p; j++) {
         const uint16_t *kj = k_cache + j * kv_stride;
@@ -334,7 +349,7 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
         const float w = scores[j];
         for (int d = 0; d < head_dim; d++) acc[d] = fmaf(h2f(vj[d]), w, acc[d]);
     }
-    const float inv = (float)(1.0 / S);
+    const float inv = sink == NULL ? (float)(1.0 / S) : softmax_norm(M, S, sink);
     for (int d = 0; d < head_dim; d++) out[d] = acc[d] * inv;
 }
 
@@ -366,7 +381,8 @@ static inline FS_AVX2_FN __m256 exp_neg_f32x8(__m256 x) {
  * even, exactly as the scalar emulation does), so the bits are equal. head_dim % 32 == 0. */
 static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
                                            int64_t kv_stride, int head_dim, float scale, float softcap,
-                                           int64_t first, int64_t p, uint16_t *q16, uint16_t *acc, float *out) {
+                                           const float *sink, int64_t first, int64_t p, uint16_t *q16, uint16_t *acc,
+                                           float *out) {
     for (int d = 0; d < head_dim; d += 8)
         _mm_storeu_si128((__m128i *)(q16 + d), _mm256_cvtps_ph(_mm256_loadu_ps(q + d), _MM_FROUND_TO_NEAREST_INT));
     memset(acc, 0, sizeof(uint16_t) * head_dim);
@@ -405,7 +421,7 @@ static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cac
                                              _MM_FROUND_TO_NEAREST_INT));
         S = S * ms + vs;
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : softmax_norm(M, S, sink);
     for (int d = 0; d < head_dim; d += 8)
         _mm256_storeu_ps(out + d, _mm256_mul_ps(load_f16x8(acc + d), _mm256_set1_ps(inv)));
 }
@@ -429,6 +445,8 @@ typedef struct {
     int nq, head_dim;
     int64_t first, len, row;
     float scale, softcap;
+    const float *sinks; /* the group's query heads' sinks (NULL: none) */
+    int group;
     float *scores, *chunk, *acc;
     const float *qi[FS_ATTN_TILE_MAX_Q_ALL];
     float *oi[FS_ATTN_TILE_MAX_Q_ALL];
@@ -438,9 +456,11 @@ typedef struct {
 } attn_tile;
 
 static inline FS_AVX2_FN void tile_begin(attn_tile *T, const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
-                                         int head_dim, float scale, float softcap, int64_t window, int64_t p0,
-                                         float *work, float *out) {
+                                         int head_dim, float scale, float softcap, const float *sinks, int64_t window,
+                                         int64_t p0, float *work, float *out) {
     T->nq = n_tok_tile * group;
+    T->sinks = sinks;
+    T->group = group;
     T->head_dim = head_dim;
     T->scale = scale;
     T->softcap = softcap;
@@ -492,7 +512,8 @@ static inline FS_AVX2_FN void tile_softmax(attn_tile *T) {
             _mm256_storeu_ps(si + j, e);
             s8 = _mm256_add_ps(s8, e);
         }
-        T->inv[i] = 1.0f / hsum_f32x8(s8);
+        T->inv[i] = T->sinks == NULL ? 1.0f / hsum_f32x8(s8)
+                                     : softmax_norm(_mm256_cvtss_f32(m), hsum_f32x8(s8), T->sinks + i % T->group);
     }
     memset(T->acc, 0, sizeof(float) * (size_t)T->nq * T->head_dim);
 }
@@ -537,10 +558,10 @@ static inline FS_AVX2_FN __m256 hsum_f32x8x8(const __m256 a[8]) {
 
 static FS_AVX2_FN void attend_tile_avx2(const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
                                         const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                                        int head_dim, float scale, float softcap, int64_t window, int64_t p0,
-                                        float *work, float *out) {
+                                        int head_dim, float scale, float softcap, const float *sinks, int64_t window,
+                                        int64_t p0, float *work, float *out) {
     attn_tile T;
-    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, window, p0, work, out);
+    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, sinks, window, p0, work, out);
     for (int64_t j0 = 0; j0 < T.row; j0 += FS_ATTN_KEY_CHUNK) {
         const int nk = T.row - j0 < FS_ATTN_KEY_CHUNK ? (int)(T.row - j0) : FS_ATTN_KEY_CHUNK; /* multiple of 8 */
         tile_load_rows(&T, k_cache, kv_stride, j0, T.len - j0 < nk ? (int)(T.len - j0) : nk, nk);
@@ -600,10 +621,10 @@ static FS_AVX2_FN void attend_tile_avx2(const float *q, int64_t q_tok_stride, in
  * V: 4 queries x 32 dims in 8 zmm. */
 static FS_AVX512_FN void attend_tile_avx512(const float *q, int64_t q_tok_stride, int n_tok_tile, int group,
                                             const uint16_t *k_cache, const uint16_t *v_cache, int64_t kv_stride,
-                                            int head_dim, float scale, float softcap, int64_t window, int64_t p0,
-                                            float *work, float *out) {
+                                            int head_dim, float scale, float softcap, const float *sinks,
+                                            int64_t window, int64_t p0, float *work, float *out) {
     attn_tile T;
-    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, window, p0, work, out);
+    tile_begin(&T, q, q_tok_stride, n_tok_tile, group, head_dim, scale, softcap, sinks, window, p0, work, out);
     /* lane order of the final 8 sums: even keys come out in lanes 0-3, odd ones in 4-7 */
     const __m256i unzip = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t j0 = 0; j0 < T.row; j0 += FS_ATTN_KEY_CHUNK) {
@@ -683,8 +704,8 @@ static FS_AVX512_FN void attend_tile_avx512(const float *q, int64_t q_tok_stride
 #endif
 
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
-                       float *out, float *work, int64_t n_ctx, fs_team *team) {
+                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, const float *sinks,
+                       int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) {
     FS_ASSERT(n_tok >= 1 && pos0 >= 0 && pos0 + n_tok <= n_ctx);
     FS_ASSERT(n_head > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && head_dim > 0 && window >= 0);
     /* soft-capping divides the scale by the cap first, as ggml's flash attention does */
@@ -699,7 +720,7 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
     if (tiled && head_dim % 8 == 0 && group <= FS_ATTN_TILE_MAX_Q_ALL && fs_use_avx2()) {
         /* one work item = a tile of tokens and one KV head with its group of query heads */
         void (*attend_tile)(const float *, int64_t, int, int, const uint16_t *, const uint16_t *, int64_t, int, float,
-                            float, int64_t, int64_t, float *, float *) = attend_tile_avx2;
+                            float, const float *, int64_t, int64_t, float *, float *) = attend_tile_avx2;
 #if FS_HAVE_AVX512_CODE
         if (strcmp(fs_vecdot_impl(), "avx512") == 0) attend_tile = attend_tile_avx512;
 #endif
@@ -712,8 +733,8 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
             const int nt = n_tok - t0 < tile ? (int)(n_tok - t0) : tile;
             const int64_t h0 = (int64_t)g * group * head_dim;
             attend_tile(q + t0 * q_stride + h0, q_stride, nt, group, k_cache + (int64_t)g * head_dim,
-                        v_cache + (int64_t)g * head_dim, kv_stride, head_dim, scale, softcap, window, pos0 + t0, w,
-                        out + t0 * q_stride + h0);
+                        v_cache + (int64_t)g * head_dim, kv_stride, head_dim, scale, softcap,
+                        sinks == NULL ? NULL : sinks + (int64_t)g * group, window, pos0 + t0, w, out + t0 * q_stride + h0);
         }
         fs_team_sync(team);
         return;
@@ -728,16 +749,17 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
         const int64_t kv_off = (int64_t)(h / group) * head_dim;
         const float *qh = q + t * q_stride + (int64_t)h * head_dim;
         float *o = out + t * q_stride + (int64_t)h * head_dim;
+        const float *sink = sinks == NULL ? NULL : sinks + h;
         if (tiled)
-            attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+            attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink, first,
                            p, w + head_dim, w, o);
 #if FS_HAVE_AVX2_CODE
         else if (f16_avx2)
-            attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap,
+            attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink,
                                 first, p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
 #endif
         else
-            attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, first,
+            attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink, first,
                            p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
     }
     fs_team_sync(team);
@@ -748,6 +770,15 @@ void fs_gated_act(float *gate, const float *up, int64_t n, int act) {
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             gate[i] = g / (1.0f + expf(-g)) * up[i];
+        }
+    } else if (act == 2) {
+        /* gpt-oss's clamped SwiGLU (ggml_swiglu_oai, ggml-cpu/ops.cpp, alpha 1.702, limit 7 as
+         * llama-graph.cpp build_moe_ffn's LLM_FFN_SWIGLU_OAI_MOE) */
+        const float alpha = 1.702f, limit = 7.0f;
+        for (int64_t i = 0; i < n; i++) {
+            const float x = gate[i] < limit ? gate[i] : limit;
+            const float y = up[i] < -limit ? -limit : up[i] > limit ? limit : up[i];
+            gate[i] = x / (1.0f + expf(alpha * (-x))) * (y + 1.0f);
         }
     } else {
         /* GELU, tanh approximation (Hendrycks & Gimpel 2016). ggml evaluates it through an f16

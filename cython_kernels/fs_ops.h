@@ -126,11 +126,13 @@ void fs_add_rows(float *y, const float *b, int64_t n_tok, int64_t n);
  * only those with p - j < window (sliding-window attention, llama.cpp LLAMA_SWA_TYPE_STANDARD).
  * softcap > 0: each score s = q.k * scale becomes softcap * tanh(s / softcap) before the softmax
  * (Gemma 2's attention-logit soft-capping, as ggml_compute_forward_flash_attn_ext's logit_softcap).
+ * sinks: NULL, or n_head logits (gpt-oss's attention sinks, ``attn_sinks``) that join each head's
+ * softmax denominator and weigh no V row (ggml_flash_attn_ext's sinks).
  * work: team->n * FS_ATTN_WORK_FLOATS(head_dim, n_ctx, n_head / n_head_kv) floats of scratch.
  * Called by every member of a team; (token, head) items are handed out dynamically (fs_team_next). */
 void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, int64_t window,
-                       float *out, float *work, int64_t n_ctx, fs_team *team);
+                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, const float *sinks,
+                       int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team);
 
 /* Team versions (see fs_team): the same results as the functions above. */
 /* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
@@ -164,7 +166,8 @@ void fs_ops_init(void);
  * plain read loop, vectorized by the compiler (FS_DISPATCH), with no work per byte besides the add. */
 uint64_t fs_read_sum_team(const uint8_t *buf, size_t n, fs_team *team);
 
-/* gate = act(gate) * up, elementwise over n values; act 0 = SiLU, 1 = GELU (tanh approximation). */
+/* gate = act(gate) * up, elementwise over n values; act 0 = SiLU, 1 = GELU (tanh approximation),
+ * 2 = gpt-oss's clamped SwiGLU: min(gate, 7) * sigmoid(1.702 * min(gate, 7)) * (clamp(up, -7, 7) + 1). */
 void fs_gated_act(float *gate, const float *up, int64_t n, int act);
 
 /* dst += src over n values. */

@@ -44,7 +44,8 @@ cdef extern from "fs_ops.h" nogil:
                          int64_t n_tok, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) noexcept
     void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache,
                            const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
-                           float softcap, int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) noexcept
+                           float softcap, const float *sinks, int64_t window, float *out, float *work, int64_t n_ctx,
+                           fs_team *team) noexcept
     int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out,
                          fs_team *team) noexcept
     void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps,
@@ -87,6 +88,10 @@ cdef extern from "fs_moe.h" nogil:
         fs_weight gate
         fs_weight up
         fs_weight down
+        const float *router_b
+        const float *gate_b
+        const float *up_b
+        const float *down_b
         int n_expert
         int n_used
         int gating

@@ -200,22 +200,30 @@ def run_bench(ctx: Context, n_prompt: int | Sequence[int] = 512, n_gen: int | Se
     return results
 
 
-def decode_weight_bytes(tensors: Mapping[str, TensorInfo]) -> int:
-    """Bytes of weights one generated token reads: every tensor once, except the token embedding.
+def decode_weight_bytes(tensors: Mapping[str, TensorInfo], n_expert: int = 0, n_expert_used: int = 0) -> int:
+    """Bytes of weights one generated token reads: every tensor once, except the token embedding,
+    and of a mixture of experts' stacked expert tensors only the chosen experts' share.
 
     Decoding one token multiplies the hidden state by every weight matrix (all layers and the
     output head) and reads every norm vector, but takes only one row of ``token_embd.weight``. When
     the model has no ``output.weight``, the head is tied to the token embedding, so that whole
-    matrix is read too (plus the one row of the lookup). Generic over architectures: it only uses the
-    GGUF tensor directory.
+    matrix is read too (plus the one row of the lookup). In a mixture-of-experts model a token reads
+    ``n_expert_used`` of the ``n_expert`` experts of each ``*_exps`` tensor (its active parameters).
+    Generic over architectures: it only uses the GGUF tensor directory.
 
     Args:
         tensors: name -> :class:`~engine.gguf_file.TensorInfo` (``GGUFFile.tensors``).
+        n_expert, n_expert_used: the model's experts and experts per token (0 for a dense model).
 
     Returns:
         bytes, int.
     """
-    total = sum(t.n_bytes for t in tensors.values())
+    def read(name: str, t: TensorInfo) -> int:
+        if n_expert > 0 and "_exps." in name:
+            return t.n_bytes * n_expert_used // n_expert
+        return t.n_bytes
+
+    total = sum(read(name, t) for name, t in tensors.items())
     embd = tensors.get("token_embd.weight")
     if embd is None:
         return total
@@ -284,7 +292,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
     """
     model = ctx.model
     hp = model.hparams
-    weights = decode_weight_bytes(model.gguf.tensors)
+    weights = decode_weight_bytes(model.gguf.tensors, hp.n_expert, hp.n_expert_used)
     kv_size = kv_cache_bytes(hp, ctx.n_ctx)
     rows = []
     for r in results:

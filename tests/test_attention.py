@@ -13,7 +13,7 @@ from cython_kernels import forward
 TILE_Q = 64  # FS_FA_TILE_Q (fs_ops.h)
 
 
-def reference(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, softcap, window):
+def reference(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, softcap, window, sinks=None):
     n_tok, width = q.shape
     hd = width // n_head
     group = n_head // n_head_kv
@@ -29,8 +29,10 @@ def reference(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, softcap, wind
             s = kh @ q[t, h * hd:(h + 1) * hd].astype(np.float64) * scale
             if softcap:
                 s = softcap * np.tanh(s / softcap)
-            w = np.exp(s - s.max())
-            out[t, h * hd:(h + 1) * hd] = (w / w.sum()) @ v[first:p + 1, g * hd:(g + 1) * hd]
+            m = s.max() if sinks is None else max(s.max(), float(sinks[h]))
+            w = np.exp(s - m)
+            total = w.sum() + (0.0 if sinks is None else np.exp(float(sinks[h]) - m))
+            out[t, h * hd:(h + 1) * hd] = (w / total) @ v[first:p + 1, g * hd:(g + 1) * hd]
     return out
 
 
@@ -65,6 +67,27 @@ def test_attention_matches_float64(n_tok, pos0, n_head, n_head_kv, head_dim, win
     # f16 path rounds q, each product's sum and the accumulator to f16 (relative 2^-11 per step)
     tol = 2e-5 if n_tok >= TILE_Q else 2e-2
     assert np.max(np.abs(got - want)) < tol
+
+
+@pytest.mark.parametrize("n_tok,pos0,window", [(70, 0, 0), (130, 20, 0), (9, 30, 0), (1, 77, 16), (80, 10, 32)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_attention_sinks_match_float64(n_tok, pos0, window, threads):
+    """gpt-oss's attention sinks: one logit per head in the softmax's denominator, weighing no V row; some
+    above every score (the sink is the maximum), some below, on the tiled, f32 and f16 paths."""
+    rng = np.random.default_rng(n_tok + pos0)
+    n_head, n_head_kv, head_dim = 8, 2, 64
+    n_ctx = pos0 + n_tok + 3
+    q = rng.standard_normal((n_tok, n_head * head_dim)).astype(np.float32)
+    k_cache = rng.standard_normal((n_ctx, n_head_kv * head_dim)).astype(np.float16)
+    v_cache = rng.standard_normal((n_ctx, n_head_kv * head_dim)).astype(np.float16)
+    sinks = np.array([-3.0, 0.0, 1.5, 4.0, 8.0, -1.0, 2.5, 20.0], np.float32)
+    scale = 1.0 / np.sqrt(head_dim)
+    got = forward.attention(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, 0.0, window, threads, sinks)
+    want = reference(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, 0.0, window, sinks)
+    plain = reference(q, k_cache, v_cache, pos0, n_head, n_head_kv, scale, 0.0, window)
+    tol = 2e-5 if n_tok >= TILE_Q else 2e-2
+    assert np.max(np.abs(got - want)) < tol
+    assert np.max(np.abs(want - plain)) > 0.5  # the sinks matter at this size
 
 
 def test_attention_rejects_bad_shapes():

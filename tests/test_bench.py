@@ -82,6 +82,26 @@ def test_decode_bytes_untied_skip_the_embedding_matrix_but_one_row(tmp_path):
         gf.close()
 
 
+def test_decode_bytes_of_experts_count_the_chosen_ones(tmp_path):
+    """A token of a mixture of experts reads n_expert_used / n_expert of each stacked expert tensor."""
+    path = tmp_path / "moe.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen3moe")
+    w.add_tensor("token_embd.weight", np.zeros((16, 64), np.float32))
+    w.add_tensor("blk.0.ffn_gate_inp.weight", np.zeros((8, 64), np.float32))
+    w.add_tensor("blk.0.ffn_up_exps.weight", np.zeros((8, 32, 64), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    gf = GGUFFile(path)
+    try:
+        embd, router, experts = 16 * 64 * 4, 8 * 64 * 4, 8 * 32 * 64 * 4
+        assert decode_weight_bytes(gf.tensors) == embd + router + experts + 64 * 4
+        assert decode_weight_bytes(gf.tensors, 8, 2) == embd + router + experts // 4 + 64 * 4
+    finally:
+        gf.close()
+
+
 def test_decode_bytes_tied_read_the_whole_embedding(smollm2_path):
     # SmolLM2 has no output.weight: the head is the token embedding, read whole, plus the looked-up row.
     # Expected figure from gguf-py's own reader, independent of engine.gguf_file.

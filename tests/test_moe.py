@@ -141,6 +141,41 @@ def test_one_expert_per_token_and_every_expert():
     assert not np.allclose(out, out_all)
 
 
+def test_gpt_oss_experts_biases_and_clamped_swiglu():
+    """gpt-oss's experts: router and expert biases, softmax over the chosen logits, and the clamped
+    SwiGLU (alpha 1.702, limit 7; ggml_swiglu_oai), against float64."""
+    rng = np.random.default_rng(5)
+    n_expert, n_used = 8, 4
+    router, gate, up, down = _experts(rng, n_expert)
+    b = {"router": rng.standard_normal(n_expert).astype(np.float32),
+         "gate": rng.standard_normal(n_expert * N_FF).astype(np.float32),
+         "up": rng.standard_normal(n_expert * N_FF).astype(np.float32),
+         "down": rng.standard_normal(n_expert * N_EMBD).astype(np.float32)}
+    h = (3 * rng.standard_normal((9, N_EMBD))).astype(np.float32)  # large enough that the clamps bite
+    out, ids, weights = forward.moe_ffn(h, router, gate, up, down, n_expert, n_used, gating=1, norm_w=False,
+                                        act=forward.ACT_SWIGLU_OAI, biases=b)
+    logits = forward.matmul(int(T.F32), router["data"], h) + b["router"]
+    clamped = 0
+    for t in range(len(h)):
+        want_ids, want_w = _route_ref(logits[t], n_used, 1, False, 0.0)
+        assert list(ids[t]) == list(want_ids)
+        np.testing.assert_allclose(weights[t], want_w, rtol=2e-6)
+        ref = np.zeros(N_EMBD)
+        for s, e in enumerate(ids[t]):
+            G = dequantize(_expert(gate, e, N_FF)[1], T.Q8_0).reshape(N_FF, N_EMBD).astype(np.float64)
+            U = dequantize(_expert(up, e, N_FF)[1], T.Q8_0).reshape(N_FF, N_EMBD).astype(np.float64)
+            D = dequantize(_expert(down, e, N_EMBD)[1], T.Q8_0).reshape(N_EMBD, N_FF).astype(np.float64)
+            g = G @ h[t] + b["gate"][e * N_FF:(e + 1) * N_FF]
+            u = U @ h[t] + b["up"][e * N_FF:(e + 1) * N_FF]
+            clamped += int(np.sum(g > 7) + np.sum(np.abs(u) > 7))
+            x = np.minimum(g, 7.0)
+            a = x / (1 + np.exp(-1.702 * x)) * (np.clip(u, -7.0, 7.0) + 1)
+            ref += weights[t, s] * (D @ a + b["down"][e * N_EMBD:(e + 1) * N_EMBD])
+        err = np.sqrt(np.mean((out[t] - ref) ** 2)) / np.sqrt(np.mean(ref ** 2))
+        assert err < 0.03, (t, err)
+    assert clamped > 0
+
+
 def test_bad_arguments_raise():
     rng = np.random.default_rng(0)
     router, gate, up, down = _experts(rng, 4)
