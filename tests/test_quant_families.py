@@ -9,7 +9,8 @@ TQ1_0, TQ2_0, MXFP4), each checked against its numpy reference class in tests/qu
   FIRESIDE_CPU=portable; the SIMD code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
   process when the CPU has AVX2 (the AVX-512 variant keeps the AVX2 bits; tests/test_cpu_variants.py
   runs the others); the repacked products of IQ4_NL and MXFP4 (llama.cpp's x86 gemv) against ``gemv``;
-* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows;
+* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows,
+  and ``forward.matmul`` (tiles, or llama.cpp's gemm / gemv split for repacked row counts) equal to them;
 * every result within float rounding of the float64 product of the dequantized operands (rows whose
   dequantized weights overflow float32, MXFP4 with e >= 253, excepted).
 
@@ -28,7 +29,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
-from cython_kernels import quants, vecdot
+from cython_kernels import forward, quants, vecdot
 from kernel_calls import NUMERICS, c_vec_dot_rows, c_vec_dot_tile, make_x
 from quant_reference import NEWER as REFERENCES
 from quant_reference.common import ACT_BLOCK, decode_act, quantize_act, random_blocks
@@ -156,3 +157,22 @@ def test_tiles_equal_rows(t):
             want = c_vec_dot_rows("norepack", t, w, acts[j], n)
             assert np.array_equal(got[j].view(np.uint32), want.view(np.uint32)), (t.name, n_act, j)
 
+
+@pytest.mark.parametrize("t", TYPES, ids=[t.name for t in TYPES])
+def test_matmul_equals_rows(t):
+    """forward.matmul, the engine's product, gives the row kernels' bits: register tiles (or rows) with
+    ggml_vec_dot's arithmetic where llama.cpp does not repack the weight, and llama.cpp's repacked split
+    (gemm for groups of 4 tokens, gemv for the rest) for IQ4_NL / MXFP4 weights with a multiple of 8 rows;
+    1 and 2 threads alike."""
+    rng = np.random.default_rng(100 + int(t))
+    n = 512
+    w = random_blocks(t, 24, n, rng)
+    x = np.stack([make_x(n, rng) for _ in range(7)])
+    for n_out in (24, 13):
+        repacked = n_out % 8 == 0 and getattr(REFERENCES[t], "gemv", None) is not None
+        y1 = forward.matmul(int(t), w[:n_out], x, 1)
+        assert np.array_equal(y1.view(np.uint32), forward.matmul(int(t), w[:n_out], x, 2).view(np.uint32))
+        for j in range(x.shape[0]):
+            mode = ("gemm" if j < 4 else "gemv") if repacked else "norepack"
+            want = c_vec_dot_rows(mode, t, w[:n_out], vecdot.quantize_act(int(t), x[j]), n)
+            assert np.array_equal(y1[j].view(np.uint32), want.view(np.uint32)), (t.name, n_out, j)
