@@ -125,5 +125,7 @@ FS_DECLARE_TYPE(tq2_0)
 
 /* fs_mxfp4.c: MXFP4 (the kvalues_mxfp4 E2M1 table, E8M0 block scales). */
 FS_DECLARE_TYPE(mxfp4) FS_DECLARE_TILES(mxfp4) FS_DECLARE_GEMV(mxfp4)
+FS_FAMILY_AVX2(void fs_gemm_tiles_mxfp4_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                             int64_t n_act, int64_t n, float *out, int64_t os);)
 
 #endif /* FS_FAMILIES_H */

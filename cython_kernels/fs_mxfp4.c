@@ -204,4 +204,59 @@ FS_AVX2_FN void fs_gemv_mxfp4_avx2(const uint8_t *w, size_t row_bytes, int64_t n
     gemv_b32_rows_scaled(w, row_bytes, n_rows, act, n, out, B_MXFP4, mxfp4_gemv_lanes, 1);
 }
 
+/* The repacked product for several activation rows at once (prefill: llama.cpp's gemm over groups of 4
+ * tokens, whose bits are the gemv's): 4 weight rows x RN <= 4 activation rows per tile. Per block each
+ * weight row is unpacked once for the RN activation rows, the 4 rows' exact block sums are reduced together
+ * (hsum_i32x8x4), and acc = fma((float)sumi, e8m0_half(x.e) * fp16(y.d), acc) runs with one weight row per
+ * lane: per (row, activation) pair the operations of fs_gemv_mxfp4_avx2. `rows` < 4 at the last tile: the
+ * missing lanes repeat row 0 and are not stored. */
+FS_VD_INLINE FS_AVX2_FN void gemm_tile_mxfp4(const uint8_t *const x[4], int rows, const uint8_t *a, size_t ab,
+                                             int64_t nb, float *out, int64_t os, const int RN) {
+    const __m256i table = mxfp4_table();
+    __m128 acc[4];
+    for (int j = 0; j < RN; j++) acc[j] = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const size_t xo = (size_t)ib * B_MXFP4;
+        __m256i v[4], ax[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = mxfp4_levels_32(table, x[k] + xo + 1);
+            ax[k] = _mm256_sign_epi8(v[k], v[k]);
+        }
+        const __m128 dx = e8m0_half_x4(_mm_setr_epi32(x[0][xo], x[1][xo], x[2][xo], x[3][xo]));
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_0;
+            const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
+            const __m128i s = hsum_i32x8x4(mxfp4_lanes(ax[0], v[0], qy), mxfp4_lanes(ax[1], v[1], qy),
+                                           mxfp4_lanes(ax[2], v[2], qy), mxfp4_lanes(ax[3], v[3], qy));
+            acc[j] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dx, _mm_set1_ps(h2f(y))), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; j++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[j]);
+        for (int k = 0; k < rows; k++) out[(size_t)j * os + k] = o[k];
+    }
+}
+
+/* out[t * os + r] = fs_gemv_mxfp4_avx2's result for weight row r (w + r * rb) and activation row t
+ * (a + t * ab), register-tiled: what the repacked matmul runs for its groups of 4 tokens. */
+FS_AVX2_FN void fs_gemm_tiles_mxfp4_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                         int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK;
+    for (int64_t j = 0; j < n_act; j += 4) {
+        const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+        const uint8_t *aj = a + (size_t)j * ab;
+        for (int64_t r = 0; r < n_rows; r += 4) {
+            const int rows = n_rows - r < 4 ? (int)(n_rows - r) : 4;
+            const uint8_t *x[4];
+            for (int k = 0; k < 4; k++) x[k] = w + (size_t)(r + (k < rows ? k : 0)) * rb;
+            float *o = out + j * os + r;
+            if (rn == 4) gemm_tile_mxfp4(x, rows, aj, ab, nb, o, os, 4);
+            else if (rn == 3) gemm_tile_mxfp4(x, rows, aj, ab, nb, o, os, 3);
+            else if (rn == 2) gemm_tile_mxfp4(x, rows, aj, ab, nb, o, os, 2);
+            else gemm_tile_mxfp4(x, rows, aj, ab, nb, o, os, 1);
+        }
+    }
+}
+
 #endif /* FS_HAVE_AVX2_CODE */

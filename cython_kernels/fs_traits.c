@@ -88,7 +88,8 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_BF16, bf16, "BF16", 1, 2, FS_BF16, NONE),
     PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
     PLAIN(FS_TQ2_0, tq2_0, "TQ2_0", QK_K, 66, FS_Q8_K_ID, NONE),
-    {FS_MXFP4, "MXFP4", QK, 17, FS_Q8_0, fs_dequant_mxfp4, ROWS(mxfp4), TILES(mxfp4), 8, GEMV(mxfp4), NONE, NONE},
+    {FS_MXFP4, "MXFP4", QK, 17, FS_Q8_0, fs_dequant_mxfp4, ROWS(mxfp4), TILES(mxfp4), 8, GEMV(mxfp4), NONE,
+     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_mxfp4_avx2)}},
 };
 
 #define N_TRAITS ((int)(sizeof TRAITS / sizeof TRAITS[0]))

@@ -1,12 +1,14 @@
 """MXFP4's kernels against llama.cpp's own compiled ones: the libggml-base / libggml-cpu shared libraries that
 llama-cpp-python ships export ``dequantize_row_mxfp4``, ``quantize_row_q8_0``, ``ggml_vec_dot_mxfp4_q8_0``
 (ggml-cpu/arch/x86/quants.c: the __AVX2__ branch when the library was built with AVX2),
-``ggml_vec_dot_mxfp4_q8_0_generic`` (ggml-cpu/quants.c) and ``ggml_gemv_mxfp4_8x8_q8_0`` (arch/x86/repack.cpp,
-on the interleaved layout of repack.cpp make_block_mxfp4x8), called here through ctypes on the same blocks.
+``ggml_vec_dot_mxfp4_q8_0_generic`` (ggml-cpu/quants.c), ``ggml_gemv_mxfp4_8x8_q8_0`` and
+``ggml_gemm_mxfp4_8x8_q8_0`` (arch/x86/repack.cpp, on the interleaved layout of repack.cpp make_block_mxfp4x8;
+the gemm's 4 activation rows from ggml_quantize_mat_q8_0_4x8), called here through ctypes on the same blocks.
 
 Fireside's results must equal them bit for bit: the dequantizer and the Q8_0 activation bytes always; the
 portable row kernel (run with FIRESIDE_CPU=portable in a subprocess) the generic dot; and, when both sides
-have AVX2, the SIMD row kernel the AVX2 dot and fs_vec_dot_rows (llama.cpp's repacked product) the gemv.
+have AVX2, the SIMD row kernel the AVX2 dot, fs_vec_dot_rows (llama.cpp's repacked product) the gemv and
+fs_vec_dot_tile_gemm (the prefill tiles of the repacked product) the gemm.
 This checks tests/quant_reference/mxfp4.py's transcription of ggml's arithmetic against ggml itself, on the
 odd-block tail (n = 96, 2816) and every E8M0 byte too. A missing llama-cpp-python fails the test (the [test]
 extra installs it); without AVX2 on either side only the portable and byte checks run.
@@ -24,7 +26,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 
 from cython_kernels import quants, vecdot
-from kernel_calls import NUMERICS, c_vec_dot_rows, make_x
+from kernel_calls import NUMERICS, c_vec_dot_rows, c_vec_dot_tile, make_x
 from quant_reference.common import random_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,10 @@ def ggml():
         getattr(cpu, name).restype = None
     cpu.ggml_gemv_mxfp4_8x8_q8_0.argtypes = [i32, vp, sz, vp, vp, i32, i32]
     cpu.ggml_gemv_mxfp4_8x8_q8_0.restype = None
+    cpu.ggml_gemm_mxfp4_8x8_q8_0.argtypes = [i32, vp, sz, vp, vp, i32, i32]
+    cpu.ggml_gemm_mxfp4_8x8_q8_0.restype = None
+    cpu.ggml_quantize_mat_q8_0_4x8.argtypes = [vp, vp, ctypes.c_int64]
+    cpu.ggml_quantize_mat_q8_0_4x8.restype = None
     cpu.quantize_row_q8_0.argtypes = [vp, vp, ctypes.c_int64]
     cpu.quantize_row_q8_0.restype = None
     base.dequantize_row_mxfp4.argtypes = [vp, vp, ctypes.c_int64]
@@ -138,7 +144,15 @@ def test_mxfp4_bit_identical_to_ggml(i, ggml, portable):
     if cpu.ggml_cpu_has_avx2() and NUMERICS[vecdot.impl()] == "avx2":
         got = c_vec_dot_rows("norepack", T.MXFP4, w, act, n)
         assert same_bits(got, ggml_dot(cpu, "ggml_vec_dot_mxfp4_q8_0", w, act, n)), label
+        packed = repack_8x8(w, n)  # held: .ctypes.data does not keep the array alive
         gemv = np.zeros(w.shape[0], np.float32)
-        cpu.ggml_gemv_mxfp4_8x8_q8_0(n, gemv.ctypes.data, 0, repack_8x8(w, n).ctypes.data, act.ctypes.data, 1,
-                                     w.shape[0])
+        cpu.ggml_gemv_mxfp4_8x8_q8_0(n, gemv.ctypes.data, 0, packed.ctypes.data, act.ctypes.data, 1, w.shape[0])
         assert same_bits(c_vec_dot_rows("gemv", T.MXFP4, w, act, n), gemv), label
+        x4 = np.ascontiguousarray(np.stack([x, -x[::-1], np.roll(x, 32), x * np.float32(0.7)]))
+        mat = np.zeros(4 * vecdot.act_row_bytes(int(T.MXFP4), n), np.uint8)  # block_q8_0x4: 4 rows interleaved
+        cpu.ggml_quantize_mat_q8_0_4x8(x4.ctypes.data, mat.ctypes.data, n)
+        gemm = np.zeros((4, w.shape[0]), np.float32)
+        cpu.ggml_gemm_mxfp4_8x8_q8_0(n, gemm.ctypes.data, w.shape[0], packed.ctypes.data, mat.ctypes.data, 4,
+                                     w.shape[0])
+        acts = np.stack([vecdot.quantize_act(int(T.MXFP4), xi) for xi in x4])
+        assert same_bits(c_vec_dot_tile(T.MXFP4, w, acts, n, gemm=True), gemm), label

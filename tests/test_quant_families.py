@@ -9,8 +9,9 @@ TQ1_0, TQ2_0, MXFP4), each checked against its numpy reference class in tests/qu
   FIRESIDE_CPU=portable; the SIMD code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
   process when the CPU has AVX2 (the AVX-512 variant keeps the AVX2 bits; tests/test_cpu_variants.py
   runs the others); the repacked products of IQ4_NL and MXFP4 (llama.cpp's x86 gemv) against ``gemv``;
-* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows,
-  and ``forward.matmul`` (tiles, or llama.cpp's gemm / gemv split for repacked row counts) equal to them;
+* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 activation rows (for
+  the repacked types also the gemm tiles to the gemv), and ``forward.matmul`` (tiles, or llama.cpp's gemm /
+  gemv split for repacked row counts) equal to them;
 * every result within float rounding of the float64 product of the dequantized operands (rows whose
   dequantized weights overflow float32, MXFP4 with e >= 253, excepted).
 
@@ -156,6 +157,11 @@ def test_tiles_equal_rows(t):
         for j in range(n_act):
             want = c_vec_dot_rows("norepack", t, w, acts[j], n)
             assert np.array_equal(got[j].view(np.uint32), want.view(np.uint32)), (t.name, n_act, j)
+        if getattr(REFERENCES[t], "gemv", None) is not None:  # the repacked product's tiles (MXFP4's)
+            got = c_vec_dot_tile(t, w, acts, n, gemm=True)
+            for j in range(n_act):
+                want = c_vec_dot_rows("gemm", t, w, acts[j], n)
+                assert np.array_equal(got[j].view(np.uint32), want.view(np.uint32)), (t.name, "gemm", n_act, j)
 
 
 @pytest.mark.parametrize("t", TYPES, ids=[t.name for t in TYPES])
@@ -167,12 +173,12 @@ def test_matmul_equals_rows(t):
     rng = np.random.default_rng(100 + int(t))
     n = 512
     w = random_blocks(t, 24, n, rng)
-    x = np.stack([make_x(n, rng) for _ in range(7)])
+    x = np.stack([make_x(n, rng) for _ in range(11)])
     for n_out in (24, 13):
         repacked = n_out % 8 == 0 and getattr(REFERENCES[t], "gemv", None) is not None
         y1 = forward.matmul(int(t), w[:n_out], x, 1)
         assert np.array_equal(y1.view(np.uint32), forward.matmul(int(t), w[:n_out], x, 2).view(np.uint32))
         for j in range(x.shape[0]):
-            mode = ("gemm" if j < 4 else "gemv") if repacked else "norepack"
+            mode = ("gemm" if j < 8 else "gemv") if repacked else "norepack"
             want = c_vec_dot_rows(mode, t, w[:n_out], vecdot.quantize_act(int(t), x[j]), n)
             assert np.array_equal(y1[j].view(np.uint32), want.view(np.uint32)), (t.name, n_out, j)
