@@ -11,8 +11,8 @@
  *                      (ggml-cpu/arch/arm/quants.c; FS_HAVE_NEON_CODE only; Q4_0, Q4_1, Q5_0, Q5_1,
  *                      Q8_0, Q4_K, Q6_K)
  *   fs_gemv_x_* / fs_gemm_x_* / fs_gemm_tiles_x_avx2: llama.cpp's x86 repacked products (Q4_0,
- *                      Q4_K, IQ4_NL), whose float arithmetic differs from ggml_vec_dot's (a _neon one
- *                      computes the portable one's bits with SDOT for the exact integer sums)
+ *                      Q4_K, IQ4_NL, MXFP4), whose float arithmetic differs from ggml_vec_dot's (a _neon
+ *                      one computes the portable one's bits with SDOT for the exact integer sums)
  */
 #ifndef FS_FAMILIES_H
 #define FS_FAMILIES_H
@@ -122,5 +122,10 @@ FS_DECLARE_TYPE(iq1_m)
 /* fs_ternary.c: TQ1_0, TQ2_0. */
 FS_DECLARE_TYPE(tq1_0)
 FS_DECLARE_TYPE(tq2_0)
+
+/* fs_mxfp4.c: MXFP4 (the kvalues_mxfp4 E2M1 table, E8M0 block scales). */
+FS_DECLARE_TYPE(mxfp4) FS_DECLARE_TILES(mxfp4) FS_DECLARE_GEMV(mxfp4)
+FS_FAMILY_AVX2(void fs_gemm_tiles_mxfp4_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                             int64_t n_act, int64_t n, float *out, int64_t os);)
 
 #endif /* FS_FAMILIES_H */

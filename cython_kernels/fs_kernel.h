@@ -3,7 +3,8 @@
  * A "family file" keeps all the kernels of a group of GGML types that share a block structure:
  * fs_float.c (F32, F16, BF16), fs_q32.c (32-element blocks: Q4_0 ... Q8_0), fs_kquants.c
  * (256-element K-quants and the Q8_K activation format), fs_iq4.c (IQ4_NL, IQ4_XS: non-linear 4-bit),
- * fs_iqgrid.c (the IQ1/IQ2/IQ3 lattice grids), fs_ternary.c (TQ1_0, TQ2_0). For each type it defines
+ * fs_iqgrid.c (the IQ1/IQ2/IQ3 lattice grids), fs_ternary.c (TQ1_0, TQ2_0), fs_mxfp4.c (MXFP4: E2M1
+ * values, E8M0 block scales). For each type it defines
  * the functions that type's row of the traits table (fs_traits.c) points to, with the signatures
  * below; nothing else in Fireside switches on a weight type.
  *
@@ -58,7 +59,7 @@ typedef void (*fs_tiles_fn)(const uint8_t *w, size_t rb, int64_t n_rows, const u
 
 /* ---- block sizes (ggml-common.h) ------------------------------------------------------------ */
 
-#define QK 32    /* elements per block: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, IQ4_NL */
+#define QK 32    /* elements per block: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, IQ4_NL, MXFP4 */
 #define QK_K 256 /* elements per super-block: K-quants, IQ types, TQ types, Q8_K */
 
 #define B_Q4_0 18  /* f16 d | qs[16] */
@@ -113,6 +114,13 @@ static inline float rd_f32(const uint8_t *p) { /* native (little-endian) float a
 }
 
 static inline float rd_f16(const uint8_t *p) { return fp16_to_fp32(rd_u16(p)); }
+
+/* An E8M0 scale byte as MXFP4 uses it, GGML_E8M0_TO_FP32_HALF (ggml-impl.h ggml_e8m0_to_fp32_half):
+ * 2^(e - 128) as the float32 with bits (e - 1) << 23 for e >= 2 and 0x00200000 << e (the subnormals
+ * 2^-128, 2^-127) for e < 2. Exact for every byte; no NaN (e = 255 is 2^127). */
+static inline float e8m0_half(uint8_t e) {
+    return f32_from_bits(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
+}
 
 /* A byte as a two's-complement int8 value, without relying on the implementation-defined
  * conversion of out-of-range values to int8_t. */
@@ -242,20 +250,29 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
             }                                                                                               \
         }                                                                                                   \
     }
-/* llama.cpp's x86 repacked product of the 32-element types it repacks (Q4_0, IQ4_NL:
+/* llama.cpp's x86 repacked product of the 32-element types it repacks (Q4_0, IQ4_NL, MXFP4:
  * gemv_q4_b32_8x8_q8_0_lut_avx and its gemm, arch/x86/repack.cpp), per output element:
  * acc = fma((float)sumi_b, fp16(x_b.d) * fp16(y_b.d), acc) over the blocks b in order (x_b.d: the
- * block's first two bytes; y: Q8_0 blocks), out = acc. `block_lanes` gives the integer products of one
- * weight block with the 32 activation quants qy as 8 int32 lanes (their sum is the exact block dot);
- * it is a constant at each call, so it is inlined.
+ * block's first two bytes; y: Q8_0 blocks), out = acc; with e8m0 set (MXFP4, gemv_b32_rows_scaled)
+ * the block's scale is its first byte instead, as e8m0_half(x_b.e). `block_lanes` gives the integer
+ * products of one weight block with the 32 activation quants qy as 8 int32 lanes (their sum is the
+ * exact block dot); it is a constant at each call, so it is inlined.
  * Rows go in groups of 4, one per lane of the float vector (the lanes are independent, so the
  * grouping changes no bit), but each row is read front to back on its own, a chunk of blocks at a
  * time, into exact sums, before the FMAs of the 4 rows run: 4 rows read block by block in step ran
  * at 2.5x the time per block on 1536-element rows (4.8 against 1.8 ns, one thread). */
 #define FS_GEMV_CHUNK 64
-FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                           int64_t n, float *out, int64_t xbytes,
-                                           __m256i (*block_lanes)(const uint8_t *x, __m256i qy)) {
+/* e8m0_half of the four E8M0 bytes in the int32 lanes of e (0 .. 255 each). */
+static inline FS_AVX2_FN __m128 e8m0_half_x4(__m128i e) {
+    const __m128i sub = _mm_sllv_epi32(_mm_set1_epi32(0x00200000), e);
+    const __m128i normal = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+    return _mm_castsi128_ps(_mm_blendv_epi8(normal, sub, _mm_cmplt_epi32(e, _mm_set1_epi32(2))));
+}
+
+FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows_scaled(const uint8_t *w, size_t row_bytes, int64_t n_rows,
+                                                  const uint8_t *act, int64_t n, float *out, int64_t xbytes,
+                                                  __m256i (*block_lanes)(const uint8_t *x, __m256i qy),
+                                                  const int e8m0) {
     const int64_t nb = n / QK;
     int64_t r = 0;
     for (; r < n_rows; r += 4) {
@@ -279,14 +296,18 @@ FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, i
                                                   FS_GEMV_LANES(j + 3)));
                 for (; j < cn; j++) sumi[k][j] = hsum_i32x8(FS_GEMV_LANES(j));
 #undef FS_GEMV_LANES
-                for (j = 0; j < cn; j++) dh[k][j] = rd_u16(xb + (size_t)j * (size_t)xbytes);
+                for (j = 0; j < cn; j++) {
+                    const uint8_t *xj = xb + (size_t)j * (size_t)xbytes;
+                    dh[k][j] = e8m0 ? xj[0] : rd_u16(xj);
+                }
             }
             for (int k = rows; k < 4; k++)
                 for (int64_t j = 0; j < cn; j++) sumi[k][j] = 0, dh[k][j] = 0;
             for (int64_t j = 0; j < cn; j++) {
                 const __m128i s = _mm_setr_epi32(sumi[0][j], sumi[1][j], sumi[2][j], sumi[3][j]);
-                const __m128 dx = _mm_cvtph_ps(_mm_setr_epi16((short)dh[0][j], (short)dh[1][j], (short)dh[2][j],
-                                                              (short)dh[3][j], 0, 0, 0, 0));
+                const __m128 dx = e8m0 ? e8m0_half_x4(_mm_setr_epi32(dh[0][j], dh[1][j], dh[2][j], dh[3][j]))
+                                       : _mm_cvtph_ps(_mm_setr_epi16((short)dh[0][j], (short)dh[1][j], (short)dh[2][j],
+                                                                     (short)dh[3][j], 0, 0, 0, 0));
                 const __m128 d = _mm_mul_ps(dx, _mm_set1_ps(h2f(act + (size_t)(c0 + j) * B_Q8_0)));
                 acc = _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc);
             }
@@ -295,6 +316,13 @@ FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, i
         _mm_storeu_ps(o, acc);
         for (int k = 0; k < rows; k++) out[r + k] = o[k];
     }
+}
+
+/* The f16-scaled types (Q4_0, IQ4_NL). */
+FS_VD_INLINE FS_AVX2_FN void gemv_b32_rows(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                           int64_t n, float *out, int64_t xbytes,
+                                           __m256i (*block_lanes)(const uint8_t *x, __m256i qy)) {
+    gemv_b32_rows_scaled(w, row_bytes, n_rows, act, n, out, xbytes, block_lanes, 0);
 }
 #endif /* FS_HAVE_AVX2_CODE */
 

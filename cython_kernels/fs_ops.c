@@ -17,7 +17,7 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
     const uint8_t *rows = w->data + r0 * w->row_bytes;
-    /* llama.cpp on x86 repacks some types (Q4_0, Q4_K, IQ4_NL with a multiple of 8 rows: the traits
+    /* llama.cpp on x86 repacks some types (Q4_0, Q4_K, IQ4_NL, MXFP4 with a multiple of 8 rows: the traits
      * table) and multiplies them with a GEMM over groups of 4 activation rows and a GEMV for the rest
      * (ggml-cpu/repack.cpp forward_mul_mat); the same split gives the same float rounding. */
     const int repacked = fs_vec_dot_repacked(w->type, n_out);

@@ -1,7 +1,7 @@
 /* Dequantization of GGML tensor rows to float32: the public API of fs_quants.h over the traits table.
  *
  * Each type's decoder is in its family file (fs_float.c, fs_q32.c, fs_kquants.c, fs_iq4.c, fs_iq2.c,
- * fs_iq3.c, fs_iq1.c, fs_ternary.c), bit-identical to gguf-py's gguf.quants.dequantize
+ * fs_iq3.c, fs_iq1.c, fs_ternary.c, fs_mxfp4.c), bit-identical to gguf-py's gguf.quants.dequantize
  * (tests/test_dequant.py); this file only looks the type up and checks the sizes.
  */
 #include "fs_quants.h"

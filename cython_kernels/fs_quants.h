@@ -53,13 +53,14 @@ enum fs_ggml_type {
     FS_IQ1_M = 29,
     FS_BF16 = 30,
     FS_TQ1_0 = 34,
-    FS_TQ2_0 = 35
+    FS_TQ2_0 = 35,
+    FS_MXFP4 = 39
 };
 
 /* 1 if `type` is one of the types above, else 0. */
 int fs_type_supported(int type);
 
-/* Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_0 and IQ4_NL, 256 for the K, IQ and TQ
+/* Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_0, IQ4_NL and MXFP4, 256 for the K, IQ and TQ
  * types); 0 if the type is unsupported. */
 int64_t fs_block_elems(int type);
 

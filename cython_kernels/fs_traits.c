@@ -3,8 +3,9 @@
  * Block sizes: ggml/src/ggml-common.h (static_asserts on sizeof(block_*)), equal to gguf-py's
  * GGML_QUANT_SIZES (checked by tests/test_dequant.py). vec_dot_type: ggml/src/ggml-cpu/ggml-cpu.c
  * type_traits_cpu. Repack policy: ggml/src/ggml-cpu/repack.cpp, ggml_repack_get_optimal_repack_type
- * on x86 with AVX2 (Q4_0 -> q4_0_8x8_q8_0, Q4_K -> q4_K_8x8_q8_K, IQ4_NL -> iq4_nl_8x8_q8_0, each
- * when ne[1] % 8 == 0; Q2_K's q2_K_8x8_q8_K needs AVX-512 and is not followed here).
+ * on x86 with AVX2 (Q4_0 -> q4_0_8x8_q8_0, Q4_K -> q4_K_8x8_q8_K, IQ4_NL -> iq4_nl_8x8_q8_0, MXFP4 ->
+ * mxfp4_8x8_q8_0, each when ne[1] % 8 == 0; Q2_K's q2_K_8x8_q8_K needs AVX-512 and is not followed
+ * here).
  */
 #include "fs_traits.h"
 
@@ -87,6 +88,8 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_BF16, bf16, "BF16", 1, 2, FS_BF16, NONE),
     PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
     PLAIN(FS_TQ2_0, tq2_0, "TQ2_0", QK_K, 66, FS_Q8_K_ID, NONE),
+    {FS_MXFP4, "MXFP4", QK, 17, FS_Q8_0, fs_dequant_mxfp4, ROWS(mxfp4), TILES(mxfp4), 8, GEMV(mxfp4), NONE,
+     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_mxfp4_avx2)}},
 };
 
 #define N_TRAITS ((int)(sizeof TRAITS / sizeof TRAITS[0]))

@@ -39,9 +39,9 @@
 #include "fs_traits.h"
 
 /* ---- llama.cpp's x86 repacked matrix products (ggml-cpu/repack.cpp) -------------------------
- * On x86 with AVX2, llama.cpp keeps Q4_0, Q4_K and IQ4_NL weight tensors whose row count ne[1] is a
- * multiple of 8 in an interleaved layout (repack.cpp, ggml_repack_get_optimal_repack_type:
- * q4_0_8x8_q8_0, q4_K_8x8_q8_K, iq4_nl_8x8_q8_0) and multiplies them in
+ * On x86 with AVX2, llama.cpp keeps Q4_0, Q4_K, IQ4_NL and MXFP4 weight tensors whose row count ne[1]
+ * is a multiple of 8 in an interleaved layout (repack.cpp, ggml_repack_get_optimal_repack_type:
+ * q4_0_8x8_q8_0, q4_K_8x8_q8_K, iq4_nl_8x8_q8_0, mxfp4_8x8_q8_0) and multiplies them in
  * tensor_traits::forward_mul_mat, not with ggml_vec_dot_*: activation rows 0 .. ne11 - ne11 % 4 are
  * quantized 4 at a time (ggml_quantize_mat_q8_K_4x8 / ggml_quantize_mat_q8_0_4x8) and multiplied in
  * groups of 4 by ggml_gemm_*_8x8; the last ne11 % 4 rows are quantized by the type's from_float and
@@ -60,9 +60,9 @@
  *   are taken once per 64 elements (c = 0..3 within each super-block, in order), so gemm and gemv
  *   round differently (4 FMAs per super-block instead of 1).
  *
- *   Q4_0 and IQ4_NL (gemv_q4_b32_8x8_q8_0_lut_avx and gemm_q4_b32_8x8_q8_0_lut_avx, one lookup
- *   table per type): per block of 32, acc = fma((float)I, fp16(x.d) * fp16(y.d), acc); out = acc.
- *   gemm == gemv.
+ *   Q4_0, IQ4_NL and MXFP4 (gemv_q4_b32_8x8_q8_0_lut_avx and gemm_q4_b32_8x8_q8_0_lut_avx, one
+ *   lookup table per type): per block of 32, acc = fma((float)I, fp16(x.d) * fp16(y.d), acc)
+ *   (MXFP4: e8m0_half(x.e) in place of fp16(x.d)); out = acc. gemm == gemv.
  *
  * Activations: ggml_quantize_mat_q8_0_4x8 (AVX2) computes the same bytes as x86 quantize_row_q8_0.
  * ggml_quantize_mat_q8_K_4x8 (AVX2) equals quantize_row_q8_K_ref except for the sign of the scale:

@@ -7,7 +7,7 @@
  *
  *   weight type                       activation format (vec_dot_type)           bytes per row of n
  *   F32 / F16 / BF16                  the same type (F16, BF16: round to nearest even)  4n / 2n
- *   Q4_0, Q5_0, Q8_0, IQ4_NL          Q8_0 blocks of 32: f16 d | 32 x int8 qs           34 n/32
+ *   Q4_0, Q5_0, Q8_0, IQ4_NL, MXFP4   Q8_0 blocks of 32: f16 d | 32 x int8 qs           34 n/32
  *   Q4_1, Q5_1                        Q8_1 blocks of 32: f16 d | f16 s (= d * sum qs) | 32 x int8  36 n/32
  *   Q2_K .. Q6_K, IQ2/IQ3/IQ1 types,  Q8_K blocks of 256: f32 d | 256 x int8 qs | 16 x int16 bsums
  *   IQ4_XS, TQ1_0, TQ2_0              (bsums[j] = sum of qs[16j .. 16j+16))             292 n/256
@@ -118,8 +118,8 @@ void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
 /* 1 if fs_vec_dot_tile has a register-tiled kernel for wtype on this CPU. */
 int fs_vec_dot_tiled(int wtype);
 
-/* 1 if llama.cpp on x86 (AVX2) repacks a weight of type wtype with n_rows rows (Q4_0, Q4_K, IQ4_NL
- * with a multiple of 8 rows, ggml-cpu/repack.cpp): it then multiplies with its gemm for groups of
+/* 1 if llama.cpp on x86 (AVX2) repacks a weight of type wtype with n_rows rows (Q4_0, Q4_K, IQ4_NL,
+ * MXFP4 with a multiple of 8 rows, ggml-cpu/repack.cpp): it then multiplies with its gemm for groups of
  * 4 activation rows (fs_vec_dot_tile_gemm) and its gemv for the rest (fs_vec_dot_rows). */
 int fs_vec_dot_repacked(int wtype, int64_t n_rows);
 

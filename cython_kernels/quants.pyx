@@ -62,7 +62,7 @@ def type_supported(int ggml_type):
 
 
 def block_elems(int ggml_type):
-    """Elements per block of ``ggml_type`` (1 for F32/F16/BF16, 32 for Q4_0..Q8_0 and IQ4_NL, 256
+    """Elements per block of ``ggml_type`` (1 for F32/F16/BF16, 32 for Q4_0..Q8_0, IQ4_NL and MXFP4, 256
     for the K, IQ and TQ types). Raises ValueError for an unsupported type."""
     _check_type(ggml_type)
     return int(fs_block_elems(ggml_type))

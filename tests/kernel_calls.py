@@ -30,10 +30,11 @@ def c_vec_dot_rows(mode: str, wtype: T, w: np.ndarray, act: np.ndarray, n: int) 
     return out
 
 
-def c_vec_dot_tile(wtype: T, w: np.ndarray, acts: np.ndarray, n: int) -> np.ndarray:
-    """fs_vec_dot_tile: (n_act, n_rows) for activation rows acts (n_act, act_bytes), written into an output
-    with padded rows; fails if the kernel wrote outside its tile."""
-    f = ctypes.CDLL(vecdot.__file__).fs_vec_dot_tile
+def c_vec_dot_tile(wtype: T, w: np.ndarray, acts: np.ndarray, n: int, gemm: bool = False) -> np.ndarray:
+    """fs_vec_dot_tile (``gemm``: fs_vec_dot_tile_gemm, llama.cpp's repacked gemm): (n_act, n_rows) for
+    activation rows acts (n_act, act_bytes), written into an output with padded rows; fails if the kernel
+    wrote outside its tile."""
+    f = getattr(ctypes.CDLL(vecdot.__file__), "fs_vec_dot_tile_gemm" if gemm else "fs_vec_dot_tile")
     f.restype = None
     f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t,
                   ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]

@@ -28,7 +28,7 @@ CC, QEMU = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
 #: The kernel files the harness links: the traits table and every family file (not the forward-pass
 #: ops or the thread pool).
 LINKED = ("fs_traits", "fs_quants", "fs_vecdot", "fs_float", "fs_q32", "fs_kquants", "fs_iq4", "fs_iq2", "fs_iq3",
-          "fs_iq1", "fs_ternary")
+          "fs_iq1", "fs_ternary", "fs_mxfp4")
 #: setup.py's Linux flags (the optimization level the wheel ships with), static for qemu-user.
 FLAGS = ["-O3", "-std=gnu11", "-ffp-contract=off", "-static", "-Wall", "-Wextra", "-Werror", f"-I{KERNELS}"]
 

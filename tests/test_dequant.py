@@ -183,7 +183,7 @@ def test_block_sizes_match_gguf():
     assert sorted(quants.SUPPORTED_TYPES) == sorted(int(t) for t in SUPPORTED + NEWER)
 
 
-@pytest.mark.parametrize("bad_type", [int(T.Q8_1), int(T.Q8_K), int(T.MXFP4), int(T.I8), 4, 31, 99, -1])
+@pytest.mark.parametrize("bad_type", [int(T.Q8_1), int(T.Q8_K), int(T.NVFP4), int(T.I8), 4, 31, 99, -1])
 def test_unsupported_type_raises(bad_type):
     assert not quants.type_supported(bad_type)
     with pytest.raises(ValueError, match="unsupported GGML type"):

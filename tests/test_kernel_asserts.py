@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 
 SOURCES = ["fs_traits", "fs_quants", "fs_vecdot", "fs_float", "fs_q32", "fs_kquants", "fs_iq4", "fs_iq2", "fs_iq3",
-           "fs_iq1", "fs_ternary", "fs_pool", "fs_ops", "fs_moe"]
+           "fs_iq1", "fs_ternary", "fs_mxfp4", "fs_pool", "fs_ops", "fs_moe"]
 
 
 @pytest.fixture(scope="module")

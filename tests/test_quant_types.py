@@ -1,5 +1,5 @@
 """Every GGML type through the whole model. SmolLM2's layer matrices are re-quantized, layer by
-layer, into F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (with gguf's own quantize functions);
+layer, into F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and MXFP4 (with gguf's own quantize functions);
 a twin file stores exactly the same weight values as F32. Both must give the same logits up to
 the 8-bit activation rounding of the quantized kernels, so a wrong type path cannot hide behind
 re-quantization noise. Q4_K and Q6_K run end to end in the Gemma starter model; Q5_K, which
@@ -15,7 +15,7 @@ from engine.gguf_file import GGUFFile
 from engine.model import load_model
 
 T = gguf.GGMLQuantizationType
-CYCLE = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1]
+CYCLE = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.MXFP4]
 MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
@@ -73,7 +73,7 @@ def twin_paths(smollm2_path, tmp_path_factory):
 def test_every_type_computes_what_its_float_values_give(twin_paths, smollm2):
     mixed, exact = (load_model(p) for p in twin_paths)
     types = {t.type_name for t in mixed.gguf.tensors.values()}
-    assert {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"} <= types
+    assert {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4"} <= types
     tokens = smollm2.tokenizer.encode("The capital of France is Paris, and the capital of Italy is", add_special=True)
     ref = Context(exact, n_ctx=64).eval_logits(tokens, 0)
     got = Context(mixed, n_ctx=64).eval_logits(tokens, 0)

@@ -248,7 +248,7 @@ def test_act_row_bytes():
     with pytest.raises(ValueError):
         vecdot.act_row_bytes(int(T.Q4_K), 32)
     with pytest.raises(ValueError):
-        vecdot.act_row_bytes(int(T.MXFP4), 256)
+        vecdot.act_row_bytes(int(T.NVFP4), 256)
     with pytest.raises(ValueError):
         vecdot.vec_dot_rows(int(T.Q4_0), np.zeros((2, 17), np.uint8), np.zeros(32, np.float32))
 

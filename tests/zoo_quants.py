@@ -20,6 +20,12 @@ what such files look like for every model whose width is not a multiple of 256.
 - TQ1_0, TQ2_0 (ternary): the quantizer makes them, but rounding trained weights to {-1, 0, 1} in every
   ffn_down leaves a chaotic model (PPL 1e6 .. 1e12, median relative logit difference 0.34 .. 0.64 from
   float rounding alone); they are written as random blocks as above.
+- MXFP4: llama.cpp's MXFP4_MOE ftype (gpt-oss's) gives MXFP4 to the mixture-of-experts tensors (3-D) and Q8_0
+  to every other tensor. So it is made from the zoo's Mixtral (tests/zoo.py, SmolLM2's FFN as 4 experts):
+  mixtral-MXFP4_MOE, the experts' MXFP4 blocks from llama.cpp's own quantizer. A dense model in that ftype has
+  no MXFP4 at all, so smollm2-MXFP4 is converted instead: every FFN weight (ffn_gate, ffn_up, ffn_down)
+  dequantized and quantized to MXFP4 by gguf-py's quantizer (gguf.quants.quantize, the port of
+  quantize_row_mxfp4_ref). Both still predict text.
 
 Files go to ``.cache/zoo`` (git ignored), named with a hash of this file, so they are rebuilt when it changes.
 """
@@ -31,18 +37,21 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from gguf.quants import dequantize
+from gguf.quants import dequantize, quantize
 
 from quant_reference.common import random_blocks, set_scales
-from zoo import ZOO_DIR, Tensor, _write, read_source
+from zoo import CASES as ZOO_CASES
+from zoo import ZOO_DIR, Tensor, _write, build_case, read_source
 
 
 @dataclass(frozen=True)
 class QuantCase:
     """One quant-zoo file: ``source`` starter model ("smollm2" or "gemma3") in llama.cpp ftype ``ftype``
     (``LLAMA_FTYPE_MOSTLY_<ftype>``), or, with ``written`` set, ffn_down rewritten as random blocks of that
-    GGML type. ``types``: the GGML types the case is there to exercise (they must occur in the file).
-    ``predicts_text``: compared by perplexity (else by logits)."""
+    GGML type, or, with ``converted`` set, the FFN weights quantized to that GGML type by gguf-py. With ``zoo``
+    set, the file quantized is that tests/zoo.py case built from the starter, not the starter itself.
+    ``types``: the GGML types the case is there to exercise (they must occur in the file). ``predicts_text``:
+    compared by perplexity (else by logits)."""
 
     source: str
     ftype: str
@@ -50,10 +59,12 @@ class QuantCase:
     pure: bool = False
     written: str | None = None
     predicts_text: bool = True
+    converted: str | None = None
+    zoo: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.source}-{self.ftype}"
+        return f"{self.zoo or self.source}-{self.ftype}"
 
 
 BOTH = ("smollm2", "gemma3")
@@ -73,6 +84,8 @@ _WRITTEN = ("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "TQ1_0", 
 
 CASES = [QuantCase(src, ft, types, pure) for ft, types, pure, sources in _MADE for src in sources]
 CASES += [QuantCase("smollm2", t, (t,), written=t, predicts_text=False) for t in _WRITTEN]
+CASES += [QuantCase("smollm2", "MXFP4_MOE", ("MXFP4", "Q8_0"), zoo="mixtral"),
+          QuantCase("smollm2", "MXFP4", ("MXFP4",), converted="MXFP4")]
 
 #: RMS of the written random ffn_down rows relative to the original rows
 RANDOM_RMS = 0.3
@@ -125,6 +138,18 @@ def _write_random(case: QuantCase, src_path: Path, out: Path) -> None:
     _write(out, src.arch, dict(src.kv), tensors)
 
 
+def _write_converted(case: QuantCase, src_path: Path, out: Path) -> None:
+    """ffn_gate, ffn_up and ffn_down of every block quantized to GGML type case.converted by gguf-py."""
+    t = T[case.converted]
+    src = read_source(src_path)
+    tensors = dict(src.tensors)
+    for name, tensor in src.tensors.items():
+        if name.endswith(("ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")):
+            values = dequantize(tensor.data, tensor.ggml_type).astype(np.float32)
+            tensors[name] = Tensor(np.ascontiguousarray(quantize(values, t)).reshape(values.shape[0], -1), t)
+    _write(out, src.arch, dict(src.kv), tensors)
+
+
 def build_quant_case(case: QuantCase, source_path: Path) -> Path:
     """Build (once per version of this file) and return the file of one case."""
     ZOO_DIR.mkdir(parents=True, exist_ok=True)
@@ -134,8 +159,12 @@ def build_quant_case(case: QuantCase, source_path: Path) -> Path:
     for stale in ZOO_DIR.glob(f"q-{case.name}-*"):  # older versions, and parts of interrupted builds
         stale.unlink()
     tmp = path.with_suffix(".part")
+    if case.zoo:
+        source_path = build_case(next(c for c in ZOO_CASES if c.name == case.zoo), source_path)
     if case.written:
         _write_random(case, source_path, tmp)
+    elif case.converted:
+        _write_converted(case, source_path, tmp)
     else:
         _quantize(case, source_path, tmp)
     tmp.replace(path)

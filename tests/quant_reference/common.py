@@ -140,10 +140,22 @@ def quantize_act(vdt: T, x: np.ndarray) -> np.ndarray:
 F16_FIELDS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q6_K: (208,), T.TQ1_0: (52,), T.TQ2_0: (64,), T.IQ1_M: ()}
 
 
+def e8m0_of(scale) -> np.ndarray:
+    """The E8M0 byte e whose MXFP4 scale GGML_E8M0_TO_FP32_HALF(e) = 2^(e - 128) is nearest to |scale| in
+    log2 (uint8, clipped to 0 .. 255; 0 for a zero scale)."""
+    s = np.abs(np.asarray(scale, np.float64))
+    e = np.rint(np.log2(np.where(s > 0, s, 1.0))) + 128
+    return np.clip(np.where(s > 0, e, 0), 0, 255).astype(np.uint8)
+
+
 def set_scales(t: T, blocks: np.ndarray, scale) -> None:
     """Write one f16 scale per block (float values, rounded to f16) into blocks (nb, block bytes) of type t,
-    in place: every f16 scale field of the block (Q2_K's d and dmin alike)."""
+    in place: every f16 scale field of the block (Q2_K's d and dmin alike). MXFP4's scale is an E8M0 byte
+    (a power of two): its byte 0 gets the one nearest to |scale| (e8m0_of)."""
     nb = blocks.shape[0]
+    if t == T.MXFP4:
+        blocks[:, 0] = e8m0_of(np.asarray(scale, np.float64).reshape(nb))
+        return
     scale = np.asarray(scale, np.float32).reshape(nb).astype(np.float16)
     if t == T.IQ1_M:
         bits = scale.view(np.uint16)
@@ -159,7 +171,7 @@ def set_scales(t: T, blocks: np.ndarray, scale) -> None:
 def random_blocks(t: T, n_rows: int, n: int, rng: np.random.Generator, scale=None) -> np.ndarray:
     """(n_rows, row_bytes) uint8 of GGML type t: random blocks (every bit pattern of these formats is a
     valid block) whose f16 scales are ``scale`` (one per block, in row order) or, by default, random
-    finite values of both signs with magnitude 1e-4 .. 1."""
+    finite values of both signs with magnitude 1e-4 .. 1 (MXFP4: the nearest powers of two, set_scales)."""
     qk, bs = GGML_QUANT_SIZES[t]
     nb = n_rows * (n // qk)
     raw = rng.integers(0, 256, size=(nb, bs), dtype=np.uint8)
