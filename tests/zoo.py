@@ -350,7 +350,14 @@ def build_mistral3(src: Source, rng):
     return "mistral3", kv, dict(src.tensors)
 
 
-def _experts(src: Source, t: dict, arch: str, kv: dict, rng, n_expert: int, n_used: int) -> None:
+def _scale_q4_1(blocks: np.ndarray, factor) -> None:
+    """Scale Q4_1 blocks (..., 20 bytes) in place by ``factor`` through their f16 d and m."""
+    dm = blocks[..., :4].view(np.float16)  # Q4_1 block: f16 d, f16 m, 16 bytes of nibbles
+    blocks[..., :4] = (dm.astype(np.float32) * factor).astype(np.float16).view(np.uint8)
+
+
+def _experts(src: Source, t: dict, arch: str, kv: dict, rng, n_expert: int, n_used: int, gate_scale: float = 1.0,
+             down_scale: float = 1.0) -> None:
     """Turn every layer's dense FFN into ``n_expert`` experts, each the same FFN in its own order of the
     hidden units (the units permuted in groups of 32: gate / up rows and down's Q4_1 blocks move as the
     bytes they are, so each expert alone computes exactly the dense FFN) with its down scaled by its own
@@ -358,7 +365,7 @@ def _experts(src: Source, t: dict, arch: str, kv: dict, rng, n_expert: int, n_us
     stays the dense FFN's size and the model still predicts text, while a wrong expert (or rows of one
     expert read with another's) changes the output. A seeded router gives logits of standard deviation
     near 1 on the block's normed input. The ``{arch}.expert_*`` keys are set; ``n_ff`` stays the
-    expert width."""
+    expert width. gate_scale and down_scale: further factors on every expert's gate and down."""
     hp = _hp(src)
     n_ff, n_embd = hp["n_ff"], hp["n_embd"]
     kv[f"{arch}.expert_count"] = _u32(n_expert)
@@ -371,12 +378,13 @@ def _experts(src: Source, t: dict, arch: str, kv: dict, rng, n_expert: int, n_us
         for e in range(n_expert):
             perm = rng.permutation(n_ff // 32)
             rows = (perm[:, None] * 32 + np.arange(32)).reshape(-1)
-            gs.append(gate.data[rows])
+            g = gate.data[rows].copy()
+            if gate_scale != 1.0:
+                _scale_q4_1(g.reshape(n_ff, -1, 20), gate_scale)
+            gs.append(g)
             us.append(up.data[rows])
             blocks = down_blocks[:, perm].copy()
-            dm = blocks[..., :4].view(np.float16)  # Q4_1 block: f16 d, f16 m, 16 bytes of nibbles
-            factor = 0.7 + 0.6 * rng.random()
-            blocks[..., :4] = (dm.astype(np.float32) * factor).astype(np.float16).view(np.uint8)
+            _scale_q4_1(blocks, (0.7 + 0.6 * rng.random()) * down_scale)
             ds.append(blocks.reshape(n_embd, -1))
         t[f"blk.{il}.ffn_gate_exps.weight"] = Tensor(np.stack(gs), gate.ggml_type)
         t[f"blk.{il}.ffn_up_exps.weight"] = Tensor(np.stack(us), up.ggml_type)
@@ -428,6 +436,41 @@ def build_olmoe(src: Source, rng):
     return "olmoe", kv, t
 
 
+def build_gpt_oss(src: Source, rng):
+    """gpt-oss: NEOX with YaRN (factor 4 over 128 tokens), a window of 128 tokens on even layers,
+    seeded Q/K/V and output biases, attention sinks, the pre-FFN norm as post_attention_norm, an untied
+    output.weight, 4 experts (2 chosen by the softmax of their router logits) with seeded router and
+    expert biases. gpt-oss's clamped SwiGLU, min(g, 7) sigmoid(1.702 min(g, 7)) (clamp(u, -7, 7) + 1),
+    is turned back into SmolLM2's SiLU(g) u where nothing clamps: gate rows divided by 1.702 (in the
+    Q4_1 scales), up biases near -1, down multiplied by 1.702."""
+    kv = _arch_kv(src, "gpt-oss")
+    hp = _hp(src)
+    kv["gpt-oss.rope.scaling.type"] = _str("yarn")
+    kv["gpt-oss.rope.scaling.factor"] = _f32(4.0)
+    kv["gpt-oss.rope.scaling.original_context_length"] = _u32(128)
+    kv["gpt-oss.attention.sliding_window"] = _u32(128)
+    kv["gpt-oss.attention.key_length"] = _u32(hp["head_dim"])
+    kv["gpt-oss.attention.value_length"] = _u32(hp["head_dim"])
+    t = dict(src.tensors)
+    _permute_qk(src, t, hp, hp["head_dim"])
+    n_expert, n_ff, n_embd = 4, hp["n_ff"], hp["n_embd"]
+    _experts(src, t, "gpt-oss", kv, rng, n_expert=n_expert, n_used=2, gate_scale=1 / 1.702, down_scale=1.702)
+    kv["gpt-oss.expert_feed_forward_length"] = _u32(n_ff)
+    for il in range(_n_layer(src)):
+        t[f"blk.{il}.post_attention_norm.weight"] = t.pop(f"blk.{il}.ffn_norm.weight")
+        t[f"blk.{il}.attn_q.bias"] = _noise(rng, hp["n_head"] * hp["head_dim"], 0.0, 0.05)
+        t[f"blk.{il}.attn_k.bias"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 0.0, 0.05)
+        t[f"blk.{il}.attn_v.bias"] = _noise(rng, hp["n_head_kv"] * hp["head_dim"], 0.0, 0.02)
+        t[f"blk.{il}.attn_output.bias"] = _noise(rng, n_embd, 0.0, 0.02)
+        t[f"blk.{il}.attn_sinks.weight"] = _noise(rng, hp["n_head"], 0.0, 1.0)
+        t[f"blk.{il}.ffn_gate_inp.bias"] = _noise(rng, n_expert, 0.0, 0.5)
+        t[f"blk.{il}.ffn_gate_exps.bias"] = Tensor.f32(0.02 * rng.standard_normal((n_expert, n_ff)))
+        t[f"blk.{il}.ffn_up_exps.bias"] = Tensor.f32(-1.0 + 0.02 * rng.standard_normal((n_expert, n_ff)))
+        t[f"blk.{il}.ffn_down_exps.bias"] = Tensor.f32(0.02 * rng.standard_normal((n_expert, n_embd)))
+    t["output.weight"] = src.tensors["token_embd.weight"]
+    return "gpt-oss", kv, t
+
+
 def build_identity(src: Source, rng):
     return src.arch, _arch_kv(src, src.arch), dict(src.tensors)
 
@@ -450,6 +493,7 @@ CASES = [
     Case("qwen3moe", "smollm2", build_qwen3moe),
     Case("mixtral", "smollm2", build_mixtral),
     Case("olmoe", "smollm2", build_olmoe),
+    Case("gpt-oss", "smollm2", build_gpt_oss),
 ]
 
 

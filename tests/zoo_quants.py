@@ -21,8 +21,9 @@ what such files look like for every model whose width is not a multiple of 256.
   ffn_down leaves a chaotic model (PPL 1e6 .. 1e12, median relative logit difference 0.34 .. 0.64 from
   float rounding alone); they are written as random blocks as above.
 - MXFP4: llama.cpp's MXFP4_MOE ftype (gpt-oss's) gives MXFP4 to the mixture-of-experts tensors (3-D) and Q8_0
-  to every other tensor. So it is made from the zoo's Mixtral (tests/zoo.py, SmolLM2's FFN as 4 experts):
-  mixtral-MXFP4_MOE, the experts' MXFP4 blocks from llama.cpp's own quantizer. A dense model in that ftype has
+  to every other tensor. So it is made from the zoo's gpt-oss (tests/zoo.py: SmolLM2 as gpt-oss, its FFN as
+  4 experts), as the released gpt-oss files are: gpt-oss-MXFP4_MOE, the experts' MXFP4 blocks from
+  llama.cpp's own quantizer. A dense model in that ftype has
   no MXFP4 at all, so smollm2-MXFP4 is converted instead: every FFN weight (ffn_gate, ffn_up, ffn_down)
   dequantized and quantized to MXFP4 by gguf-py's quantizer (gguf.quants.quantize, the port of
   quantize_row_mxfp4_ref). Both still predict text.
@@ -84,7 +85,7 @@ _WRITTEN = ("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M", "TQ1_0", 
 
 CASES = [QuantCase(src, ft, types, pure) for ft, types, pure, sources in _MADE for src in sources]
 CASES += [QuantCase("smollm2", t, (t,), written=t, predicts_text=False) for t in _WRITTEN]
-CASES += [QuantCase("smollm2", "MXFP4_MOE", ("MXFP4", "Q8_0"), zoo="mixtral"),
+CASES += [QuantCase("smollm2", "MXFP4_MOE", ("MXFP4", "Q8_0"), zoo="gpt-oss"),
           QuantCase("smollm2", "MXFP4", ("MXFP4",), converted="MXFP4")]
 
 #: RMS of the written random ffn_down rows relative to the original rows

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import gemma2, gemma3, granite, llama, mistral3, olmo2, olmoe, phi3, qwen2, qwen3, qwen3moe, smollm3
+from . import gemma2, gemma3, gpt_oss, granite, llama, mistral3, olmo2, olmoe, phi3, qwen2, qwen3, qwen3moe, smollm3
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "llama": llama,
@@ -18,6 +18,7 @@ ARCHITECTURES: dict[str, ModuleType] = {
     "phi3": phi3,
     "gemma2": gemma2,
     "gemma3": gemma3,
+    "gpt-oss": gpt_oss,
     "granite": granite,
     "olmo2": olmo2,
     "olmoe": olmoe,

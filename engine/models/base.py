@@ -19,6 +19,7 @@ from ..gguf_file import GGUFError, GGUFFile
 
 ACT_SILU = 0  # must match cython_kernels/forward.pyx
 ACT_GELU_TANH = 1
+ACT_SWIGLU_OAI = 2  # gpt-oss's clamped SwiGLU (forward.pyx, fs_ops.h fs_gated_act)
 MOE_SOFTMAX = 0  # expert gating functions, as cython_kernels/fs_moe.h
 MOE_SOFTMAX_WEIGHT = 1
 
@@ -65,7 +66,7 @@ class HParams:
         rope_base: RoPE frequency base of full-attention layers.
         rope: :class:`RopeScaling`.
         rope_neox: rotate (i, i + n_rot/2) pairs instead of adjacent ones.
-        act: ACT_SILU or ACT_GELU_TANH for the gated FFN.
+        act: ACT_SILU, ACT_GELU_TANH or ACT_SWIGLU_OAI for the gated FFN (or the experts).
         embd_scale: factor on token embeddings (Gemma: sqrt(n_embd); Granite: ``embedding_scale``).
         attn_scale: factor on q·k (usually 1/sqrt(head_dim)).
         attn_scale_on_q: apply attn_scale to Q before attention rather than to the scores.
