@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
-from .common import F32, Reference, blocks_of, decode_act, fma32, hsum_float_8
+from .common import F32, blocks_of, decode_act, fma32
+from .iq4 import IQ4_NL
 
 #: kvalues_mxfp4 (ggml-common.h)
 KVALUES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.int64)
@@ -32,12 +33,9 @@ def e8m0_half(e: np.ndarray) -> np.ndarray:
     return bits.view(np.float32)
 
 
-def _lanes(prod: np.ndarray) -> np.ndarray:
-    """The 8 int32 lanes of ggml's maddubs + madd on 32 products (..., 32): lane k = elements 4k .. 4k + 3."""
-    return prod.reshape(*prod.shape[:-1], 8, 4).sum(axis=-1)
+class MXFP4(IQ4_NL):
+    """IQ4_NL's arithmetic (ggml's MXFP4 dot products are IQ4_NL's with an E8M0 scale), its own blocks."""
 
-
-class MXFP4(Reference):
     wtype = T.MXFP4
     act_type = T.Q8_0
     QK, BYTES = 32, 17
@@ -53,28 +51,9 @@ class MXFP4(Reference):
 
     @classmethod
     def dot(cls, impl: str, row: np.ndarray, act: np.ndarray, n: int) -> np.float32:
-        dx, dy, prod = cls._parts(row, act, n)
-        nb = prod.shape[0]
+        """IQ4_NL's generic / AVX2 arithmetic; E8M0 scales up to 2^127 may overflow to inf, as in C."""
         with np.errstate(over="ignore", invalid="ignore"):
-            d = (dy * dx).astype(np.float32)  # fp16(y.d) * e8m0_half(x.e)
-            sumi = prod.sum(axis=1).astype(np.float32)
-            if impl == "portable":  # sumf += d * (float)(sumi1 + sumi2), block by block
-                sumf = F32(0)
-                for ib in range(nb):
-                    sumf = F32(sumf + F32(d[ib] * sumi[ib]))
-                return sumf
-            if impl == "avx2":  # accum1 / accum2 over even / odd blocks of each pair; hsum; odd tail scalar
-                lanes = _lanes(prod).astype(np.float32)
-                acc1 = np.zeros(8, np.float32)
-                acc2 = np.zeros(8, np.float32)
-                for ib in range(0, nb - 1, 2):
-                    acc1 = fma32(d[ib], lanes[ib], acc1)
-                    acc2 = fma32(d[ib + 1], lanes[ib + 1], acc2)
-                sumf = hsum_float_8((acc1 + acc2).astype(np.float32))
-                if nb % 2:
-                    sumf = F32(sumf + F32(d[nb - 1] * sumi[nb - 1]))
-                return sumf
-        raise ValueError(impl)
+            return super().dot(impl, row, act, n)
 
     @classmethod
     def gemv(cls, row: np.ndarray, act: np.ndarray, n: int) -> np.float32:
