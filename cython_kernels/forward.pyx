@@ -23,7 +23,7 @@ from cython_kernels.ops cimport (
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
     fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, fs_moe_route, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
-    FS_MOE_MAX_USED,
+    FS_MOE_MAX_USED, FS_MOE_WORK_BUFFERS,
 )
 
 fs_ops_init()
@@ -64,6 +64,7 @@ cdef struct Config:
     float eps, embd_scale, attn_scale, attn_softcap, logit_softcap, residual_scale, logit_scale
     float attn_temp_scale, attn_temp_offset, attn_temp_floor   # Llama 4 / Mistral 3 temperature (0 = off)
     int n_expert, n_expert_used, n_ff_exp   # mixture-of-experts layers (0 = none)
+    int n_ff_shexp              # width of a shared expert (0 = none)
     int moe_gating, moe_norm_w  # FS_MOE_SOFTMAX / FS_MOE_SOFTMAX_WEIGHT; renormalize the chosen weights
     float moe_w_scale           # expert_weights_scale (0 = none)
 
@@ -137,7 +138,7 @@ _CONFIG_FLOAT = ("eps", "embd_scale", "attn_scale", "attn_softcap", "logit_softc
                  "attn_temp_scale", "attn_temp_offset", "attn_temp_floor")
 # Mixture-of-experts settings, optional (a dense model leaves them out).
 _CONFIG_MOE = {"n_expert": 0, "n_expert_used": 0, "n_ff_exp": 0, "moe_gating": FS_MOE_SOFTMAX, "moe_norm_w": 0,
-               "moe_w_scale": 0.0}
+               "moe_w_scale": 0.0, "n_ff_shexp": 0}
 
 
 cdef fs_rope_params _rope(dict r, list keep) except *:
@@ -217,6 +218,7 @@ cdef class CompiledModel:
         self.cfg.n_expert = moe_cfg["n_expert"]; self.cfg.n_expert_used = moe_cfg["n_expert_used"]
         self.cfg.n_ff_exp = moe_cfg["n_ff_exp"]; self.cfg.moe_gating = moe_cfg["moe_gating"]
         self.cfg.moe_norm_w = moe_cfg["moe_norm_w"]; self.cfg.moe_w_scale = moe_cfg["moe_w_scale"]
+        self.cfg.n_ff_shexp = moe_cfg["n_ff_shexp"]
         for name, value in (("n_layer", c.n_layer), ("n_embd", c.n_embd), ("n_head", c.n_head),
                             ("n_head_kv", c.n_head_kv), ("head_dim", c.head_dim), ("n_ff", c.n_ff),
                             ("n_vocab", c.n_vocab), ("q_norm_n", c.q_norm_n), ("k_norm_n", c.k_norm_n)):
@@ -270,6 +272,13 @@ cdef class CompiledModel:
                 Lw.moe.gate_b = _vec(L.get("b_gate_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_gate_exps")
                 Lw.moe.up_b = _vec(L.get("b_up_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_up_exps")
                 Lw.moe.down_b = _vec(L.get("b_down_exps"), self._keep, <int64_t>c.n_expert * c.n_embd, "b_down_exps")
+                if "w_gate_shexp" in L:   # a shared expert (Qwen2-MoE, Granite-MoE shared)
+                    if c.n_ff_shexp <= 0:
+                        raise ValueError(f"layer {i}: a shared expert needs n_ff_shexp > 0")
+                    Lw.moe.sh_gate = _weight(L["w_gate_shexp"], c.n_ff_shexp, c.n_embd, f"layer {i} w_gate_shexp")
+                    Lw.moe.sh_up = _weight(L["w_up_shexp"], c.n_ff_shexp, c.n_embd, f"layer {i} w_up_shexp")
+                    Lw.moe.sh_down = _weight(L["w_down_shexp"], c.n_embd, c.n_ff_shexp, f"layer {i} w_down_shexp")
+                    Lw.moe.sh_gate_inp = _vec(L.get("shexp_gate_inp"), self._keep, c.n_embd, "shexp_gate_inp")
             else:
                 self.any_dense = True
                 Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
@@ -495,11 +504,11 @@ cdef class ForwardContext:
 
     cdef _moe_work(self, int n_batch, Config c):
         """Allocate the experts' scratch (fs_moe_work) for batches of n_batch tokens."""
-        cdef size_t sizes[11]
+        cdef size_t sizes[FS_MOE_WORK_BUFFERS]
         cdef uint8_t[::1] b
-        cdef void *ptrs[11]
-        fs_moe_work_sizes(n_batch, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, sizes)
-        for i in range(11):
+        cdef void *ptrs[FS_MOE_WORK_BUFFERS]
+        fs_moe_work_sizes(n_batch, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, c.n_ff_shexp, sizes)
+        for i in range(FS_MOE_WORK_BUFFERS):
             arr = np.zeros(max(<Py_ssize_t>sizes[i], 64) + 64, np.uint8)
             b = arr
             # 64-byte aligned starts, as numpy's 16-byte alignment may not suit the float kernels' loads
@@ -516,6 +525,11 @@ cdef class ForwardContext:
         self.moe_work.hg = <float *>ptrs[8]
         self.moe_work.hu = <float *>ptrs[9]
         self.moe_work.y = <float *>ptrs[10]
+        self.moe_work.sh_act = <uint8_t *>ptrs[11]
+        self.moe_work.sh_hg = <float *>ptrs[12]
+        self.moe_work.sh_hu = <float *>ptrs[13]
+        self.moe_work.sh_y = <float *>ptrs[14]
+        self.moe_work.sh_w = <float *>ptrs[15]
         self.moe_out = np.zeros((n_batch, c.n_embd), np.float32)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
@@ -789,7 +803,8 @@ cdef void _moe_job(void *arg, fs_team *team) noexcept nogil:
 
 
 def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_used, int gating=FS_MOE_SOFTMAX,
-            bint norm_w=True, float w_scale=0.0, int act=ACT_SILU, int n_threads=1, dict biases=None):
+            bint norm_w=True, float w_scale=0.0, int act=ACT_SILU, int n_threads=1, dict biases=None,
+            dict shared=None):
     """A mixture-of-experts FFN with the forward pass's kernel (``fs_moe_ffn_team``), for tests.
 
     Args:
@@ -799,7 +814,9 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
         n_expert, n_used: experts, and experts per token; gating: FS_MOE_SOFTMAX (0) or
             FS_MOE_SOFTMAX_WEIGHT (1); norm_w, w_scale: as ``fs_moe``; act: 0 SiLU, 1 GELU;
         n_threads: threads of a pool started for this call; biases: None or float32 vectors under
-        ``router`` (n_expert), ``gate`` / ``up`` (n_expert * n_ff_exp), ``down`` (n_expert * n_embd).
+        ``router`` (n_expert), ``gate`` / ``up`` (n_expert * n_ff_exp), ``down`` (n_expert * n_embd);
+        shared: None or a shared expert's weight dicts ``gate`` / ``up`` (n_ff_sh, n_embd), ``down``
+        (n_embd, n_ff_sh) and optionally ``gate_inp`` float32 (n_embd), its sigmoid gate.
 
     Returns:
         (out float32 (n_tok, n_embd), ids int32 (n_tok, n_used) best first, weights float32 (n_tok, n_used)).
@@ -831,12 +848,21 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
     m.gate_b = _vec(biases.get("gate"), keep, n_expert * n_ff, "gate bias")
     m.up_b = _vec(biases.get("up"), keep, n_expert * n_ff, "up bias")
     m.down_b = _vec(biases.get("down"), keep, n_expert * n_embd, "down bias")
-    cdef size_t sizes[11]
-    fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, sizes)
-    bufs = [np.zeros(max(<Py_ssize_t>sizes[i], 8) // 4 + 16, np.float32) for i in range(11)]
-    cdef void *ptrs[11]
+    m.sh_gate.data = NULL
+    m.sh_gate_inp = NULL
+    cdef int64_t n_sh = 0
+    if shared is not None:
+        n_sh = shared["down"]["n_in"]
+        m.sh_gate = _weight(shared["gate"], n_sh, n_embd, "shared gate")
+        m.sh_up = _weight(shared["up"], n_sh, n_embd, "shared up")
+        m.sh_down = _weight(shared["down"], n_embd, n_sh, "shared down")
+        m.sh_gate_inp = _vec(shared.get("gate_inp"), keep, n_embd, "shared gate_inp")
+    cdef size_t sizes[FS_MOE_WORK_BUFFERS]
+    fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, n_sh, sizes)
+    bufs = [np.zeros(max(<Py_ssize_t>sizes[i], 8) // 4 + 16, np.float32) for i in range(FS_MOE_WORK_BUFFERS)]
+    cdef void *ptrs[FS_MOE_WORK_BUFFERS]
     cdef float[::1] b
-    for i in range(11):
+    for i in range(FS_MOE_WORK_BUFFERS):
         b = bufs[i]
         ptrs[i] = <void *>&b[0]
     cdef fs_moe_work w
@@ -844,6 +870,8 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
     w.offsets = <int32_t *>ptrs[3]; w.order = <int32_t *>ptrs[4]; w.row_of = <int32_t *>ptrs[5]
     w.active = <int32_t *>ptrs[6]; w.act = <uint8_t *>ptrs[7]; w.hg = <float *>ptrs[8]; w.hu = <float *>ptrs[9]
     w.y = <float *>ptrs[10]
+    w.sh_act = <uint8_t *>ptrs[11]; w.sh_hg = <float *>ptrs[12]; w.sh_hu = <float *>ptrs[13]
+    w.sh_y = <float *>ptrs[14]; w.sh_w = <float *>ptrs[15]
     out = np.zeros_like(h)
     act_buf = np.zeros(n_tok * FS_MATMUL_ACT_BYTES(n_embd), np.uint8)
     cdef const float[:, ::1] hv = h

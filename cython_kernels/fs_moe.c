@@ -5,7 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, size_t sizes[11]) {
+void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, int64_t n_ff_sh,
+                       size_t sizes[FS_MOE_WORK_BUFFERS]) {
     const size_t pairs = (size_t)n_tok * (size_t)n_used;
     const int64_t widest = n_embd > n_ff_exp ? n_embd : n_ff_exp;
     sizes[0] = (size_t)n_tok * n_expert * sizeof(float);
@@ -19,6 +20,13 @@ void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, 
     sizes[8] = pairs * (size_t)n_ff_exp * sizeof(float);
     sizes[9] = pairs * (size_t)n_ff_exp * sizeof(float);
     sizes[10] = pairs * (size_t)n_embd * sizeof(float);
+    const size_t sh_tok = n_ff_sh > 0 ? (size_t)n_tok : 0;
+    const int64_t sh_widest = n_embd > n_ff_sh ? n_embd : n_ff_sh;
+    sizes[11] = 2 * sh_tok * FS_MATMUL_ACT_BYTES(sh_widest);
+    sizes[12] = sh_tok * (size_t)n_ff_sh * sizeof(float);
+    sizes[13] = sh_tok * (size_t)n_ff_sh * sizeof(float);
+    sizes[14] = sh_tok * (size_t)n_embd * sizeof(float);
+    sizes[15] = sh_tok * sizeof(float);
 }
 
 /* ggml's soft_max over n values in place (ggml-cpu/ops.cpp ggml_compute_forward_soft_max_f32): the
@@ -132,13 +140,44 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         fs_quantize_act(m->gate.type, x, act_g + r * ab_g, n_embd);
         if (split) fs_quantize_act(m->up.type, x, act_u + r * ab_u, n_embd);
     }
+    /* the shared expert's inputs in token order, and its gate sigmoid(h . gate_inp) */
+    const int shared = m->sh_gate.data != NULL;
+    const int64_t n_sh = shared ? m->sh_down.n_in : 0;
+    const size_t sab_g = shared ? fs_act_row_bytes(m->sh_gate.type, n_embd) : 0;
+    const size_t sab_u = shared ? fs_act_row_bytes(m->sh_up.type, n_embd) : 0;
+    const int sh_split = shared && fs_act_format(m->sh_gate.type) != fs_act_format(m->sh_up.type);
+    uint8_t *sact_g = w->sh_act, *sact_u = sh_split ? w->sh_act + n_tok * sab_g : w->sh_act;
+    if (shared) {
+        fs_team_range(team, n_tok, &lo, &hi);
+        for (int64_t t = lo; t < hi; t++) {
+            const float *x = h + t * n_embd;
+            fs_quantize_act(m->sh_gate.type, x, sact_g + t * sab_g, n_embd);
+            if (sh_split) fs_quantize_act(m->sh_up.type, x, sact_u + t * sab_u, n_embd);
+            float g = 1.0f;
+            if (m->sh_gate_inp != NULL) {
+                double dot = 0.0; /* ggml's F32 mul_mat of one row, in double (ggml_vec_dot_f32) */
+                for (int64_t i = 0; i < n_embd; i++) dot += (double)(x[i] * m->sh_gate_inp[i]);
+                g = 1.0f / (1.0f + expf(-(float)dot));
+            }
+            w->sh_w[t] = g;
+        }
+    }
     fs_team_sync(team);
 
     /* gate and up of every chosen expert, a tile of rows at a time, the activation right after */
     const int n_active = w->active[0];
     const int64_t tiles_ff = (n_ff + FS_MATMUL_TILE_ROWS - 1) / FS_MATMUL_TILE_ROWS;
-    fs_team_range(team, n_active * tiles_ff, &lo, &hi);
+    const int64_t tiles_sh = (n_sh + FS_MATMUL_TILE_ROWS - 1) / FS_MATMUL_TILE_ROWS;
+    fs_team_range(team, n_active * tiles_ff + tiles_sh, &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
+        if (item >= n_active * tiles_ff) { /* a tile of the shared expert, every token */
+            const int64_t r0 = (item - n_active * tiles_ff) * FS_MATMUL_TILE_ROWS;
+            const int64_t nr = n_sh - r0 < FS_MATMUL_TILE_ROWS ? n_sh - r0 : FS_MATMUL_TILE_ROWS;
+            fs_matmul_tile(&m->sh_gate, r0, sact_g, sab_g, n_tok, w->sh_hg);
+            fs_matmul_tile(&m->sh_up, r0, sact_u, sab_u, n_tok, w->sh_hu);
+            for (int64_t t = 0; t < n_tok; t++) fs_gated_act(w->sh_hg + t * n_sh + r0, w->sh_hu + t * n_sh + r0, nr, 0);
+            continue;
+        }
         const int e = w->active[1 + item / tiles_ff];
         const int64_t r0 = (item % tiles_ff) * FS_MATMUL_TILE_ROWS;
         const int64_t nr = n_ff - r0 < FS_MATMUL_TILE_ROWS ? n_ff - r0 : FS_MATMUL_TILE_ROWS;
@@ -159,11 +198,22 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
     const size_t ab_d = fs_act_row_bytes(m->down.type, n_ff);
     fs_team_range(team, pairs, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) fs_quantize_act(m->down.type, w->hg + r * n_ff, w->act + r * ab_d, n_ff);
+    const size_t sab_d = shared ? fs_act_row_bytes(m->sh_down.type, n_sh) : 0;
+    if (shared) {
+        fs_team_range(team, n_tok, &lo, &hi);
+        for (int64_t t = lo; t < hi; t++)
+            fs_quantize_act(m->sh_down.type, w->sh_hg + t * n_sh, w->sh_act + t * sab_d, n_sh);
+    }
     fs_team_sync(team);
 
     const int64_t tiles_embd = (n_embd + FS_MATMUL_TILE_ROWS - 1) / FS_MATMUL_TILE_ROWS;
-    fs_team_range(team, n_active * tiles_embd, &lo, &hi);
+    fs_team_range(team, n_active * tiles_embd + (shared ? tiles_embd : 0), &lo, &hi);
     for (int64_t item = lo; item < hi; item++) {
+        if (item >= n_active * tiles_embd) {
+            const int64_t r0 = (item - n_active * tiles_embd) * FS_MATMUL_TILE_ROWS;
+            fs_matmul_tile(&m->sh_down, r0, w->sh_act, sab_d, n_tok, w->sh_y);
+            continue;
+        }
         const int e = w->active[1 + item / tiles_embd];
         const int64_t r0 = (item % tiles_embd) * FS_MATMUL_TILE_ROWS;
         const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
@@ -187,6 +237,10 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         for (int s = 1; s < K; s++) {
             const float *ys = w->y + (int64_t)w->row_of[t * K + s] * n_embd;
             for (int64_t i = 0; i < n_embd; i++) o[i] += wt[s] * ys[i];
+        }
+        if (shared) { /* ggml_mul by the gate, then ggml_add to the experts' sum */
+            const float *ys = w->sh_y + t * n_embd, g = w->sh_w[t];
+            for (int64_t i = 0; i < n_embd; i++) o[i] += ys[i] * g;
         }
     }
     fs_team_sync(team);

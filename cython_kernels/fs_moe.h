@@ -5,7 +5,9 @@
  * Per token: logits = router @ h (+ bias) (n_expert); probabilities by the gating function; the n_used experts
  * of highest probability (ties: the lower expert id first); their probabilities as weights, optionally
  * renormalized to sum 1 and scaled; out = sum over the chosen experts, best first, of
- * weight * down_e(act(gate_e(h)) * up_e(h)).
+ * weight * down_e(act(gate_e(h)) * up_e(h)), plus, where the model has one, a shared expert every token
+ * uses (Qwen2-MoE, Granite-MoE shared: ffn_{gate,up,down}_shexp, SiLU-gated), its output optionally
+ * scaled by sigmoid(h . ffn_gate_inp_shexp) (Qwen2-MoE; llama.cpp src/models/qwen2moe.cpp, granite.cpp).
  *
  * Experts are stored as in GGUF's 3-D tensors ffn_{gate,up,down}_exps: expert e's matrix is the row
  * block e of one weight (gate / up: n_ff_exp rows of n_embd each; down: n_embd rows of n_ff_exp). The
@@ -40,6 +42,10 @@ typedef struct {
     const float *gate_b;   /* ffn_gate_exps.bias / ffn_up_exps.bias (n_expert * n_ff_exp), */
     const float *up_b;
     const float *down_b;   /* ffn_down_exps.bias (n_expert * n_embd), added to each expert's output */
+    fs_weight sh_gate;     /* shared expert (data NULL: none): gate / up (n_ff_sh, n_embd), down (n_embd, n_ff_sh) */
+    fs_weight sh_up;
+    fs_weight sh_down;
+    const float *sh_gate_inp; /* (n_embd) the shared expert's sigmoid gate (NULL: weight 1) */
     int n_expert;      /* experts (expert_count) */
     int n_used;        /* experts per token (expert_used_count), 1 .. min(n_expert, FS_MOE_MAX_USED) */
     int gating;        /* FS_MOE_SOFTMAX or FS_MOE_SOFTMAX_WEIGHT */
@@ -62,10 +68,20 @@ typedef struct {
     float *hg;         /* (P, n_ff_exp) gate, then act(gate) * up */
     float *hu;         /* (P, n_ff_exp) */
     float *y;          /* (P, n_embd) each pair's expert output */
+    uint8_t *sh_act;   /* the shared expert's quantized inputs, token order */
+    float *sh_hg;      /* (n_tok, n_ff_sh) */
+    float *sh_hu;      /* (n_tok, n_ff_sh) */
+    float *sh_y;       /* (n_tok, n_embd) */
+    float *sh_w;       /* (n_tok) its gate */
 } fs_moe_work;
 
-/* Sizes in bytes of fs_moe_work's buffers, in the struct's order (11 values), for batches of n_tok. */
-void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, size_t sizes[11]);
+/* Buffers of fs_moe_work. */
+#define FS_MOE_WORK_BUFFERS 16
+
+/* Sizes in bytes of fs_moe_work's buffers, in the struct's order, for batches of n_tok (n_ff_sh 0: no
+ * shared expert; its buffers get size 0). */
+void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, int64_t n_ff_sh,
+                       size_t sizes[FS_MOE_WORK_BUFFERS]);
 
 /* out (n_tok, n_embd) = the experts' mixture for h (n_tok, n_embd); act: the matmul activation scratch
  * of the forward pass (FS_MATMUL_ACT_BYTES(n_embd) per token). A team op (fs_pool.h): every member

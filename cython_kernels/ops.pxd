@@ -92,6 +92,10 @@ cdef extern from "fs_moe.h" nogil:
         const float *gate_b
         const float *up_b
         const float *down_b
+        fs_weight sh_gate
+        fs_weight sh_up
+        fs_weight sh_down
+        const float *sh_gate_inp
         int n_expert
         int n_used
         int gating
@@ -110,8 +114,15 @@ cdef extern from "fs_moe.h" nogil:
         float *hg
         float *hu
         float *y
-    void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp,
-                           size_t sizes[11]) noexcept
+        uint8_t *sh_act
+        float *sh_hg
+        float *sh_hu
+        float *sh_y
+        float *sh_w
+    enum:
+        FS_MOE_WORK_BUFFERS
+    void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, int64_t n_ff_sh,
+                           size_t *sizes) noexcept
     void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w,
                          uint8_t *act, fs_team *team) noexcept
     void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights) noexcept

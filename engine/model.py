@@ -289,6 +289,7 @@ def _config(hp: HParams) -> dict:
         "attn_temp_floor": float(hp.rope.n_ctx_orig),
         "n_expert": hp.n_expert, "n_expert_used": hp.n_expert_used, "n_ff_exp": hp.n_ff_exp,
         "moe_gating": hp.moe_gating, "moe_norm_w": int(hp.moe_norm_w), "moe_w_scale": hp.moe_w_scale,
+        "n_ff_shexp": hp.n_ff_shexp,
     }
 
 

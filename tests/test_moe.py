@@ -176,6 +176,33 @@ def test_gpt_oss_experts_biases_and_clamped_swiglu():
     assert clamped > 0
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_shared_expert(gated):
+    """A shared expert every token uses (Granite-MoE shared; Qwen2-MoE with its sigmoid gate) is added to the
+    experts' sum; 1 and 3 threads agree bit for bit."""
+    rng = np.random.default_rng(17 + gated)
+    n_expert, n_used, n_sh = 6, 2, 384
+    router, gate, up, down = _experts(rng, n_expert)
+    shared = {"gate": _w(T.Q8_0, n_sh, N_EMBD, rng), "up": _w(T.Q4_0, n_sh, N_EMBD, rng),
+              "down": _w(T.Q8_0, N_EMBD, n_sh, rng)}
+    if gated:
+        shared["gate_inp"] = (0.2 * rng.standard_normal(N_EMBD)).astype(np.float32)
+    h = rng.standard_normal((11, N_EMBD)).astype(np.float32)
+    plain, ids, weights = forward.moe_ffn(h, router, gate, up, down, n_expert, n_used)
+    out, ids2, _ = forward.moe_ffn(h, router, gate, up, down, n_expert, n_used, shared=shared)
+    out3, _, _ = forward.moe_ffn(h, router, gate, up, down, n_expert, n_used, shared=shared, n_threads=3)
+    assert np.array_equal(ids, ids2) and np.array_equal(out, out3)
+    G = dequantize(shared["gate"]["data"], T.Q8_0).reshape(n_sh, N_EMBD).astype(np.float64)
+    U = dequantize(shared["up"]["data"], T.Q4_0).reshape(n_sh, N_EMBD).astype(np.float64)
+    D = dequantize(shared["down"]["data"], T.Q8_0).reshape(N_EMBD, n_sh).astype(np.float64)
+    x = h.astype(np.float64)
+    ref = (_silu(x @ G.T) * (x @ U.T)) @ D.T
+    if gated:
+        ref *= 1 / (1 + np.exp(-(x @ shared["gate_inp"].astype(np.float64))))[:, None]
+    err = np.sqrt(np.mean((out - plain - ref) ** 2)) / np.sqrt(np.mean(ref ** 2))
+    assert err < 0.03, err
+
+
 def test_bad_arguments_raise():
     rng = np.random.default_rng(0)
     router, gate, up, down = _experts(rng, 4)

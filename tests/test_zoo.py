@@ -129,9 +129,9 @@ def test_zoo_matches_llama_cpp(zoo_file, text):
 
 
 @pytest.mark.parametrize("arch, expected", [
-    ("qwen2moe", "mixture-of-experts"),
-    ("dbrx", "mixture-of-experts"),
     ("deepseek2", "mixture-of-experts"),
+    ("qwen3next", "mixture-of-experts"),
+    ("dbrx", "mixture-of-experts"),
     ("rwkv7", "unsupported architecture 'rwkv7'"),
 ])
 def test_other_architectures_get_one_clear_error(tmp_path, arch, expected):
@@ -150,7 +150,7 @@ def test_other_architectures_get_one_clear_error(tmp_path, arch, expected):
     assert expected in str(err.value)
     assert ", ".join(supported_architectures()) in str(err.value)
     if expected == "mixture-of-experts":
-        assert "mixture-of-experts architectures it runs: gpt-oss, llama, mistral, olmoe, qwen3moe" in str(err.value)
+        assert "mixture-of-experts architectures it runs: gpt-oss, granitemoe, llama, mistral, olmoe, qwen2moe, qwen3moe" in str(err.value)
 
 
 def test_llama_file_with_experts_but_no_expert_count_is_refused_clearly(tmp_path):

@@ -471,6 +471,48 @@ def build_gpt_oss(src: Source, rng):
     return "gpt-oss", kv, t
 
 
+def _shared_expert(src: Source, t: dict, il: int, down_scale: float) -> None:
+    """The layer's dense FFN, taken from the source, as a shared expert ``ffn_*_shexp``,
+    down scaled by ``down_scale`` in its Q4_1 blocks."""
+    for x in ("gate", "up"):
+        t[f"blk.{il}.ffn_{x}_shexp.weight"] = src.tensors[f"blk.{il}.ffn_{x}.weight"]
+    down = src.tensors[f"blk.{il}.ffn_down.weight"]
+    blocks = down.data.reshape(down.data.shape[0], -1, 20).copy()
+    _scale_q4_1(blocks, down_scale)
+    t[f"blk.{il}.ffn_down_shexp.weight"] = Tensor(blocks.reshape(down.data.shape), down.ggml_type)
+
+
+def build_qwen2moe(src: Source, rng):
+    """qwen2moe: qwen2's attention (Q/K/V biases, NEOX), 4 experts with 2 chosen (their softmax
+    probabilities not renormalized, about 0.65 together) and a shared expert at 0.7 of the dense FFN
+    behind a sigmoid gate near 0.5, so the sum stays near the dense FFN's size."""
+    arch, kv, t = build_qwen2(src, rng)
+    kv = {n.replace("qwen2.", "qwen2moe.", 1) if n.startswith("qwen2.") else n: v for n, v in kv.items()}
+    kv["general.architecture"] = _str("qwen2moe")
+    del t["output.bias"]  # llama.cpp's qwen2moe has none
+    hp = _hp(src)
+    _experts(src, t, "qwen2moe", kv, rng, n_expert=4, n_used=2)
+    kv["qwen2moe.expert_feed_forward_length"] = _u32(hp["n_ff"])
+    kv["qwen2moe.expert_shared_feed_forward_length"] = _u32(hp["n_ff"])
+    for il in range(_n_layer(src)):
+        _shared_expert(src, t, il, 0.7)
+        t[f"blk.{il}.ffn_gate_inp_shexp.weight"] = _noise(rng, hp["n_embd"], 0.0, 0.01)
+    return "qwen2moe", kv, t
+
+
+def build_granitemoe(src: Source, rng):
+    """granitemoe with a shared expert (Granite MoE shared): granite's scales, 4 experts with 2 chosen
+    (renormalized) at half their size plus the shared expert at half the dense FFN."""
+    arch, kv, t = build_granite(src, rng)
+    kv = {n.replace("granite.", "granitemoe.", 1) if n.startswith("granite.") else n: v for n, v in kv.items()}
+    kv["general.architecture"] = _str("granitemoe")
+    _experts(src, t, "granitemoe", kv, rng, n_expert=4, n_used=2, down_scale=0.5)
+    kv["granitemoe.expert_shared_feed_forward_length"] = _u32(_hp(src)["n_ff"])
+    for il in range(_n_layer(src)):
+        _shared_expert(src, t, il, 0.5)
+    return "granitemoe", kv, t
+
+
 def build_identity(src: Source, rng):
     return src.arch, _arch_kv(src, src.arch), dict(src.tensors)
 
@@ -494,6 +536,8 @@ CASES = [
     Case("mixtral", "smollm2", build_mixtral),
     Case("olmoe", "smollm2", build_olmoe),
     Case("gpt-oss", "smollm2", build_gpt_oss),
+    Case("qwen2moe", "smollm2", build_qwen2moe),
+    Case("granitemoe", "smollm2", build_granitemoe),
 ]
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import gemma2, gemma3, gpt_oss, granite, llama, mistral3, olmo2, olmoe, phi3, qwen2, qwen3, qwen3moe, smollm3
+from . import (gemma2, gemma3, gpt_oss, granite, granitemoe, llama, mistral3, olmo2, olmoe, phi3, qwen2, qwen2moe,
+               qwen3, qwen3moe, smollm3)
 
 ARCHITECTURES: dict[str, ModuleType] = {
     "llama": llama,
     "qwen2": qwen2,
+    "qwen2moe": qwen2moe,
     "qwen3": qwen3,
     "qwen3moe": qwen3moe,
     "phi3": phi3,
@@ -20,6 +22,7 @@ ARCHITECTURES: dict[str, ModuleType] = {
     "gemma3": gemma3,
     "gpt-oss": gpt_oss,
     "granite": granite,
+    "granitemoe": granitemoe,
     "olmo2": olmo2,
     "olmoe": olmoe,
     "smollm3": smollm3,

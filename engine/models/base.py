@@ -86,6 +86,8 @@ class HParams:
             the logits, softmax over those).
         moe_norm_w: renormalize the chosen experts' weights to sum 1.
         moe_w_scale: factor on the chosen weights (``expert_weights_scale``; 0 = none).
+        n_ff_shexp: width of the shared expert every token also uses (Qwen2-MoE, Granite-MoE shared;
+            ``expert_shared_feed_forward_length``); 0 = none.
     """
 
     arch: str
@@ -121,6 +123,7 @@ class HParams:
     moe_gating: int = MOE_SOFTMAX
     moe_norm_w: bool = False
     moe_w_scale: float = 0.0
+    n_ff_shexp: int = 0
 
     @property
     def n_embd_q(self) -> int:
@@ -256,6 +259,21 @@ def moe_ffn() -> tuple:
         Tensor("blk.{i}.ffn_up_exps.weight", "w_up_exps", lambda h: (h.n_expert, h.n_ff_exp, h.n_embd)),
         Tensor("blk.{i}.ffn_down_exps.weight", "w_down_exps", lambda h: (h.n_expert, h.n_embd, h.n_ff_exp)),
     )
+
+
+def shared_expert(*, gate: bool) -> tuple:
+    """A shared expert: ``ffn_gate_shexp`` / ``ffn_up_shexp`` (n_ff_shexp, n_embd), ``ffn_down_shexp``
+    (n_embd, n_ff_shexp), and with ``gate`` Qwen2-MoE's ``ffn_gate_inp_shexp`` (n_embd), the vector whose
+    dot with the input, through a sigmoid, scales the shared expert's output (llama.cpp
+    ``src/models/qwen2moe.cpp``)."""
+    out = (
+        Tensor("blk.{i}.ffn_gate_shexp.weight", "w_gate_shexp", lambda h: (h.n_ff_shexp, h.n_embd)),
+        Tensor("blk.{i}.ffn_up_shexp.weight", "w_up_shexp", lambda h: (h.n_ff_shexp, h.n_embd)),
+        Tensor("blk.{i}.ffn_down_shexp.weight", "w_down_shexp", lambda h: (h.n_embd, h.n_ff_shexp)),
+    )
+    if gate:
+        out += (Tensor("blk.{i}.ffn_gate_inp_shexp.weight", "shexp_gate_inp", lambda h: (h.n_embd,)),)
+    return out
 
 
 def norm(name: str, fld: str, width: Callable[[HParams], int] = _embd, required: bool = True) -> Tensor:

@@ -12,6 +12,25 @@ from . import llama
 from .base import HParams, TensorTable, read_common
 
 
+def scales(gf: GGUFFile, arch: str, common: dict) -> dict:
+    """Granite's scales as :class:`HParams` keyword arguments (``attn_scale`` only where the file sets
+    ``attention.scale``), read under ``arch`` (granite, granitemoe).
+
+    Raises:
+        GGUFError: ``{arch}.logit_scale`` missing, or a scale not a number in its range.
+    """
+    out = {}
+    attn_scale = gf.get_float(f"{arch}.attention.scale", 0.0, lo=0.0, hi=1e6)
+    if attn_scale:
+        out["attn_scale"] = attn_scale
+    gf.require(f"{arch}.logit_scale")
+    logit_scale = gf.get_float(f"{arch}.logit_scale", lo=1e-6, hi=1e6)
+    return dict(out,
+                embd_scale=gf.get_float(f"{arch}.embedding_scale", 0.0, lo=0.0, hi=1e6) or 1.0,
+                residual_scale=gf.get_float(f"{arch}.residual_scale", 0.0, lo=0.0, hi=1e6),
+                logit_scale=1.0 / logit_scale)
+
+
 def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Granite model's :class:`HParams` from its GGUF metadata.
 
@@ -19,18 +38,8 @@ def read_hparams(gf: GGUFFile) -> HParams:
         GGUFError: ``granite.logit_scale`` missing, or not a number in 1e-6..1e6.
     """
     common = read_common(gf, "granite")
-    attn_scale = gf.get_float("granite.attention.scale", 0.0, lo=0.0, hi=1e6)
-    if attn_scale:
-        common["attn_scale"] = attn_scale
-    gf.require("granite.logit_scale")
-    logit_scale = gf.get_float("granite.logit_scale", lo=1e-6, hi=1e6)
-    return HParams(
-        **common,
-        rope_neox=False,
-        embd_scale=gf.get_float("granite.embedding_scale", 0.0, lo=0.0, hi=1e6) or 1.0,
-        residual_scale=gf.get_float("granite.residual_scale", 0.0, lo=0.0, hi=1e6),
-        logit_scale=1.0 / logit_scale,
-    )
+    common.update(scales(gf, "granite", common))
+    return HParams(**common, rope_neox=False)
 
 
 def tensors(hp: HParams) -> TensorTable:
