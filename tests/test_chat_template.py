@@ -301,3 +301,31 @@ def test_model_template_from_gguf_metadata_with_real_tokenizer():
     assert tmpl.render(conversation("basic"), enable_thinking=False) == expected
     ids = tmpl.encode(expected)
     assert ids.count(1) == 5 and ids.count(2) == 4  # SmolLM2 shares Qwen's <|im_start|>/<|im_end|>: 5 and 4 of them
+
+
+# --- gpt-oss's harmony template ----------------------------------------------------------------------------------------
+# tests/data/chat_templates/harmony/ holds llama.cpp's copy of gpt-oss's own template (models/templates/
+# openai-gpt-oss-120b.jinja). Expected pieces from OpenAI's harmony response format: a system message with the
+# reasoning effort and the valid channels, the caller's system prompt as a developer message ("# Instructions"),
+# past assistant replies on the final channel with their reasoning (analysis) dropped, tools as a TypeScript-like
+# namespace in the developer message, and the prompt ending where the assistant's next message starts.
+HARMONY = Path(__file__).resolve().parent / "data" / "chat_templates" / "harmony" / "openai-gpt-oss-120b.jinja"
+
+
+def test_gpt_oss_harmony_template():
+    tmpl = ChatTemplate(HARMONY.read_text(encoding="utf-8"))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!", "thinking": "The user greets me."},
+                {"role": "user", "content": "2+2?"}]
+    out = tmpl.render(messages, reasoning_effort="high")
+    assert out.startswith("<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n")
+    assert "Reasoning: high\n\n# Valid channels: analysis, commentary, final." in out
+    assert "<|start|>developer<|message|># Instructions\n\nBe brief.\n\n<|end|>" in out
+    assert ("<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>Hello!<|end|>"
+            "<|start|>user<|message|>2+2?<|end|><|start|>assistant") in out and out.endswith("<|start|>assistant")
+    assert "The user greets me." not in out  # a past turn's analysis channel is not sent again
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    with_tools = tmpl.render(messages[:2], tools=tools)
+    assert "Reasoning: medium" in with_tools
+    assert "namespace functions {\n\n// Weather\ntype get_weather = (_: {\ncity: string,\n}) => any;" in with_tools

@@ -10,7 +10,7 @@ from gguf.quants import dequantize
 
 from conftest import model_path, reference_file
 from quant_reference import NEWER
-from test_zoo import SOURCES, compare_with_llama_cpp
+from test_zoo import PPL_TOLERANCE, SOURCES, compare_with_llama_cpp
 from zoo_quants import CASES, build_quant_case
 
 
@@ -46,4 +46,4 @@ def test_quant_zoo_matches_llama_cpp(quant_file, text):
                 assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), f"{case.name}: {t.name}"
     finally:
         gf.close()
-    compare_with_llama_cpp(case.name, path, text, case.predicts_text)
+    compare_with_llama_cpp(case.name, path, text, case.predicts_text, case.ppl_tolerance or PPL_TOLERANCE)

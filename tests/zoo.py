@@ -95,6 +95,9 @@ class Case:
     # False where the layout change leaves a model that no longer predicts text (OLMo 2 from a pre-norm
     # model): its perplexity is meaningless, so the logits are compared instead.
     predicts_text: bool = True
+    # Perplexity tolerance relative to llama.cpp's, if tighter than tests/test_zoo.py's PPL_TOLERANCE: the
+    # mixture-of-experts cases are held to the 1% their issue asks (measured 0.0-0.5%).
+    ppl_tolerance: float | None = None
 
 
 def _n_layer(src: Source) -> int:
@@ -532,12 +535,12 @@ CASES = [
     Case("olmo2", "smollm2", build_olmo2, predicts_text=False),
     Case("smollm3", "smollm2", build_smollm3),
     Case("mistral3", "smollm2", build_mistral3),
-    Case("qwen3moe", "smollm2", build_qwen3moe),
-    Case("mixtral", "smollm2", build_mixtral),
-    Case("olmoe", "smollm2", build_olmoe),
-    Case("gpt-oss", "smollm2", build_gpt_oss),
-    Case("qwen2moe", "smollm2", build_qwen2moe),
-    Case("granitemoe", "smollm2", build_granitemoe),
+    Case("qwen3moe", "smollm2", build_qwen3moe, ppl_tolerance=0.01),
+    Case("mixtral", "smollm2", build_mixtral, ppl_tolerance=0.01),
+    Case("olmoe", "smollm2", build_olmoe, ppl_tolerance=0.01),
+    Case("gpt-oss", "smollm2", build_gpt_oss, ppl_tolerance=0.01),
+    Case("qwen2moe", "smollm2", build_qwen2moe, ppl_tolerance=0.01),
+    Case("granitemoe", "smollm2", build_granitemoe, ppl_tolerance=0.01),
 ]
 
 
