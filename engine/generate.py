@@ -23,12 +23,15 @@ class GeneratedToken:
     ``logprob`` (natural log, of the model's raw distribution before penalties and truncation) and
     ``top_logprobs`` (the k most likely ``(id, logprob)`` pairs, best first) are filled in only when
     :func:`generate` is called with ``logprobs=k``; ``id`` is -1 for a final flush of held-back text.
+    ``reasoning``: the reasoning text this token completes, for replies split by a reply format
+    (``engine/reasoning.py``; then ``text`` holds only the answer).
     """
 
     id: int
     text: str
     logprob: float | None = None
     top_logprobs: tuple[tuple[int, float], ...] = ()
+    reasoning: str = ""
 
 
 @dataclass
@@ -42,6 +45,8 @@ class GenerationStats:
         finish_reason: ``"stop"`` (EOS/EOT or a stop string), ``"length"`` (max_tokens or context full),
             ``"cancelled"`` (the stop flag).
         context_full: the context window filled up before max_tokens.
+        text: the generated text (the answer alone when a reply format split it); reasoning: the
+            reasoning a reply format split off ("" otherwise).
     """
 
     n_prompt: int = 0
@@ -52,6 +57,7 @@ class GenerationStats:
     finish_reason: str = ""
     context_full: bool = False
     text: str = ""
+    reasoning: str = ""
 
     @property
     def prefill_tps(self) -> float:

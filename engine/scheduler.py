@@ -15,6 +15,7 @@ A job cancelled while still queued gets only ``("done", stats)`` with finish_rea
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .context import Context
 from .errors import FiresideError
-from .generate import GenerationStats, generate
+from . import reasoning
+from .generate import GeneratedToken, GenerationStats, generate
 from .model import Model
 from .sampling import Sampler, SamplerParams
 
@@ -49,6 +51,8 @@ class GenerationRequest:
         max_tokens: most tokens to generate (< 0: until the context is full).
         stop: stop strings.
         logprobs: None, or how many top alternatives to attach to each token (see ``generate``).
+        reply_format: None (plain text), or ``engine.reasoning.HARMONY``: the tokens' ``text`` then holds the
+            answer and their ``reasoning`` the reasoning (gpt-oss's channels), as do the final stats.
     """
 
     prompt_tokens: list[int]
@@ -56,6 +60,7 @@ class GenerationRequest:
     max_tokens: int = 256
     stop: Sequence[str] = ()
     logprobs: int | None = None
+    reply_format: str | None = None
 
 
 class Job:
@@ -248,9 +253,24 @@ class Scheduler:
         gen = generate(self._ctx, req.prompt_tokens, sampler=Sampler(req.params), max_tokens=req.max_tokens,
                        stop=req.stop, progress=lambda d, t: job._emit("progress", (d, t)),
                        should_stop=lambda: job.cancelled, logprobs=req.logprobs)
+        split = reasoning.splitter(req.reply_format)
+        answer: list[str] = []
+        thought: list[str] = []
         try:
             for tok in gen:
+                if split is not None:
+                    text, reasoned = split.push(tok.text)
+                    answer.append(text)
+                    thought.append(reasoned)
+                    tok = dataclasses.replace(tok, text=text, reasoning=reasoned)
                 job._emit("token", tok)
+            if split is not None:
+                text, reasoned = split.flush()
+                if text or reasoned:
+                    answer.append(text)
+                    thought.append(reasoned)
+                    job._emit("token", GeneratedToken(-1, text, reasoning=reasoned))
+                gen.stats.text, gen.stats.reasoning = "".join(answer), "".join(thought)
         except Exception as e:  # noqa: BLE001 - delivered to the caller as an event
             job._emit("error", e)
             return

@@ -24,6 +24,7 @@ from engine.generate import GenerationStats
 from engine.gguf_file import GGUFError
 from engine.logs import log_exception
 from engine.model import FileIdentity, load_model
+from engine.reasoning import model_reply_format
 from engine.sampling import SamplerParams
 from engine.scheduler import GenerationRequest, Scheduler
 from .signals import emit
@@ -188,7 +189,8 @@ class EngineWorker(QObject):
         if len(tokens) >= sched.n_ctx:
             emit(self.failed, req_id, context_overflow_message(len(tokens), sched.n_ctx))
             return
-        request = GenerationRequest(tokens, params, max_tokens=max_tokens)
+        # gpt-oss replies come as harmony channels: the window shows the answer (the reasoning is split off)
+        request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=model_reply_format(model))
         try:
             with self._lock:
                 job = sched.submit(request, on_event=lambda ev: self._relay(req_id, ev))

@@ -31,6 +31,7 @@ from ..chat_template import ChatTemplateError
 from ..context import ContextFullError
 from ..errors import FiresideError, ModelFileChangedError, ModelOutputError, PromptError
 from ..logs import log_exception
+from ..reasoning import model_reply_format
 from ..generate import GeneratedToken, GenerationStats
 from ..scheduler import GenerationRequest, Job, QueueFullError, SchedulerClosedError
 from ..tokenizer import TokenizerError
@@ -209,6 +210,8 @@ async def _chat_stream(job: Job, bridge: EventBridge, jobs: ActiveJobs, model: "
         async for kind, payload in bridge.events():
             if kind == "token":
                 lp = [P.chat_logprob(tok, payload)] if want_logprobs and payload.id >= 0 else None
+                if payload.reasoning:  # llama-server's field for a reasoning model's thinking
+                    yield sse(P.chat_chunk(cid, created, mid, {"reasoning_content": payload.reasoning}))
                 if payload.text or lp:
                     yield sse(P.chat_chunk(cid, created, mid, {"content": payload.text}, logprobs=lp))
             elif kind == "error":
@@ -331,7 +334,7 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
         tokens = await run_in_threadpool(_chat_tokens, model, req)
         _check_fits(tokens, scheduler.n_ctx, "messages")
         gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
-                                logprobs=req.n_top_logprobs)
+                                logprobs=req.n_top_logprobs, reply_format=model_reply_format(model))
         job, bridge = _submit(scheduler, gen, jobs)
         if req.stream:
             return StreamingResponse(_chat_stream(job, bridge, jobs, model, mid, req),
@@ -341,7 +344,9 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
         if req.n_top_logprobs is not None:
             logprobs = [P.chat_logprob(model.tokenizer, t) for t in generated if t.id >= 0]
         text = "".join(t.text for t in generated)
-        return JSONResponse(P.chat_completion(P.new_id("chatcmpl"), P.now(), mid, text, stats, logprobs))
+        reasoned = "".join(t.reasoning for t in generated)
+        return JSONResponse(P.chat_completion(P.new_id("chatcmpl"), P.now(), mid, text, stats, logprobs,
+                                              reasoning=reasoned))
 
     @v1.post("/completions")
     async def completions(request: Request):

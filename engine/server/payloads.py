@@ -96,12 +96,16 @@ def legacy_logprobs(tok: Tokenizer, tokens: Sequence[GeneratedToken], text_offse
 
 
 def chat_completion(cid: str, created: int, model: str, text: str, stats: GenerationStats,
-                    logprobs: list[dict] | None) -> dict[str, Any]:
-    """A whole ``chat.completion`` object."""
+                    logprobs: list[dict] | None, reasoning: str = "") -> dict[str, Any]:
+    """A whole ``chat.completion`` object (with llama-server's ``reasoning_content`` where the reply's
+    reasoning was split off)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+        "choices": [{"index": 0, "message": message,
                      "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
                      "finish_reason": stats.finish_reason}],
         "usage": usage(stats),
