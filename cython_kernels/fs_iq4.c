@@ -142,42 +142,25 @@ FS_ROWS(fs_gemv_iq4_nl_c, dot_iq4_nl_gemv_c, )
 /* ---- AVX2 (ggml-cpu/arch/x86/quants.c, arch/x86/repack.cpp) --------------------------------- */
 #if FS_HAVE_AVX2_CODE
 
-/* kvalues_iq4nl in both 128-bit halves (the shuffle table of values128 / signextendlut). */
-static inline FS_AVX2_FN __m256i iq4_table(void) {
-    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)kvalues_iq4nl));
-}
-
-/* The 32 levels of one 16-byte nibble group, low nibbles in bytes 0..15 and high in 16..31
- * (ggml: MM256_SET_M128I(shuffle(values128, hi), shuffle(values128, lo))). */
-static inline FS_AVX2_FN __m256i iq4_levels_32(__m256i table, const uint8_t *qs) {
-    return _mm256_shuffle_epi8(table, nibbles_32(qs));
-}
-
-/* mul_add_epi8 then madd with ones: the 32 products as 8 int32 lanes, lane k = elements 4k .. 4k + 3.
- * ax = |levels| (_mm256_sign_epi8(v, v), hoisted by the callers), v = the levels themselves. */
-static inline FS_AVX2_FN __m256i iq4_lanes(__m256i ax, __m256i v, __m256i qy) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, v)), _mm256_set1_epi16(1));
-}
-
 /* ggml_vec_dot_iq4_nl_q8_0 (AVX2): blocks in pairs, accum1 / accum2 = fma(fp16(y.d) * fp16(x.d),
  * (float)lanes, accum) for the even / odd block of each pair; sumf = hsum_float_8(accum1 + accum2);
  * an odd last block is added as in the generic code, sumf += d * (float)sumi. */
 static inline FS_AVX2_FN float dot_iq4_nl_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK;
-    const __m256i table = iq4_table();
+    const __m256i table = lut16_table(kvalues_iq4nl);
     __m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
     int64_t ib = 0;
     for (; ib + 1 < nb; ib += 2, x += 2 * B_IQ4_NL, y += 2 * B_Q8_0) {
-        const __m256i v1 = iq4_levels_32(table, x + 2), v2 = iq4_levels_32(table, x + B_IQ4_NL + 2);
-        const __m256i p1 = iq4_lanes(_mm256_sign_epi8(v1, v1), v1, _mm256_loadu_si256((const __m256i *)(y + 2)));
-        const __m256i p2 = iq4_lanes(_mm256_sign_epi8(v2, v2), v2, _mm256_loadu_si256((const __m256i *)(y + B_Q8_0 + 2)));
+        const __m256i v1 = lut16_levels_32(table, x + 2), v2 = lut16_levels_32(table, x + B_IQ4_NL + 2);
+        const __m256i p1 = lut16_lanes(_mm256_sign_epi8(v1, v1), v1, _mm256_loadu_si256((const __m256i *)(y + 2)));
+        const __m256i p2 = lut16_lanes(_mm256_sign_epi8(v2, v2), v2, _mm256_loadu_si256((const __m256i *)(y + B_Q8_0 + 2)));
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y) * h2f(x)), _mm256_cvtepi32_ps(p1), acc1);
         acc2 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y + B_Q8_0) * h2f(x + B_IQ4_NL)), _mm256_cvtepi32_ps(p2), acc2);
     }
     float sumf = hsum_f32x8(_mm256_add_ps(acc1, acc2));
     if (ib < nb) {
-        const __m256i v = iq4_levels_32(table, x + 2);
-        const int32_t sumi = hsum_i32x8(iq4_lanes(_mm256_sign_epi8(v, v), v, _mm256_loadu_si256((const __m256i *)(y + 2))));
+        const __m256i v = lut16_levels_32(table, x + 2);
+        const int32_t sumi = hsum_i32x8(lut16_lanes(_mm256_sign_epi8(v, v), v, _mm256_loadu_si256((const __m256i *)(y + 2))));
         sumf += (h2f(y) * h2f(x)) * (float)sumi;
     }
     return sumf;
@@ -189,7 +172,7 @@ static inline FS_AVX2_FN float dot_iq4_nl_avx2(const uint8_t *x, const uint8_t *
 static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t *x, const int8_t *q8) {
     __m256i sumi = _mm256_setzero_si256();
     for (int s = 0; s < QK_K / QK; s++) {
-        const __m256i v = iq4_levels_32(table, x + 8 + 16 * s);
+        const __m256i v = lut16_levels_32(table, x + 8 + 16 * s);
         const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v),
                                                  _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(q8 + QK * s)), v));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)iq4_xs_scale(x, s))));
@@ -201,7 +184,7 @@ static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t
  * accum); result hsum_float_8(accum). */
 static inline FS_AVX2_FN float dot_iq4_xs_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK_K;
-    const __m256i table = iq4_table();
+    const __m256i table = lut16_table(kvalues_iq4nl);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS, y += B_Q8_K) {
         const __m256i sumi = iq4_xs_block_lanes(table, x, (const int8_t *)(y + Q8K_QS));
@@ -220,19 +203,19 @@ FS_ROWS(fs_rows_iq4_xs_avx2, dot_iq4_xs_avx2, FS_AVX2_FN)
  * for all RN rows. Per pair (row, activation) the operations of dot_iq4_nl_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                          int64_t os, const int RN) {
-    const __m256i table = iq4_table();
+    const __m256i table = lut16_table(kvalues_iq4nl);
     __m256 acc1[4], acc2[4];
     for (int j = 0; j < RN; j++) acc1[j] = acc2[j] = _mm256_setzero_ps();
     int64_t ib = 0;
     for (; ib + 1 < nb; ib += 2) {
         const uint8_t *x1 = x + (size_t)ib * B_IQ4_NL, *x2 = x1 + B_IQ4_NL;
-        const __m256i v1 = iq4_levels_32(table, x1 + 2), v2 = iq4_levels_32(table, x2 + 2);
+        const __m256i v1 = lut16_levels_32(table, x1 + 2), v2 = lut16_levels_32(table, x2 + 2);
         const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
         const float dx1 = h2f(x1), dx2 = h2f(x2);
         for (int j = 0; j < RN; j++) {
             const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0, *y2 = y1 + B_Q8_0;
-            const __m256i p1 = iq4_lanes(ax1, v1, _mm256_loadu_si256((const __m256i *)(y1 + 2)));
-            const __m256i p2 = iq4_lanes(ax2, v2, _mm256_loadu_si256((const __m256i *)(y2 + 2)));
+            const __m256i p1 = lut16_lanes(ax1, v1, _mm256_loadu_si256((const __m256i *)(y1 + 2)));
+            const __m256i p2 = lut16_lanes(ax2, v2, _mm256_loadu_si256((const __m256i *)(y2 + 2)));
             acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y1) * dx1), _mm256_cvtepi32_ps(p1), acc1[j]);
             acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y2) * dx2), _mm256_cvtepi32_ps(p2), acc2[j]);
         }
@@ -241,11 +224,11 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, siz
     for (int j = 0; j < RN; j++) sumf[j] = hsum_f32x8(_mm256_add_ps(acc1[j], acc2[j]));
     if (ib < nb) {
         const uint8_t *x1 = x + (size_t)ib * B_IQ4_NL;
-        const __m256i v = iq4_levels_32(table, x1 + 2), ax = _mm256_sign_epi8(v, v);
+        const __m256i v = lut16_levels_32(table, x1 + 2), ax = _mm256_sign_epi8(v, v);
         const float dx = h2f(x1);
         for (int j = 0; j < RN; j++) {
             const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0;
-            const int32_t sumi = hsum_i32x8(iq4_lanes(ax, v, _mm256_loadu_si256((const __m256i *)(y1 + 2))));
+            const int32_t sumi = hsum_i32x8(lut16_lanes(ax, v, _mm256_loadu_si256((const __m256i *)(y1 + 2))));
             sumf[j] += (h2f(y1) * dx) * (float)sumi;
         }
     }
@@ -257,14 +240,14 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, siz
  * pair (row, activation) are those of dot_iq4_xs_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                          int64_t os, const int RN) {
-    const __m256i table = iq4_table();
+    const __m256i table = lut16_table(kvalues_iq4nl);
     __m256 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
         __m256i sumi[4];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
         for (int s = 0; s < QK_K / QK; s += 2) {
-            const __m256i v1 = iq4_levels_32(table, x + 8 + 16 * s), v2 = iq4_levels_32(table, x + 24 + 16 * s);
+            const __m256i v1 = lut16_levels_32(table, x + 8 + 16 * s), v2 = lut16_levels_32(table, x + 24 + 16 * s);
             const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
             const __m256i ls1 = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
             const __m256i ls2 = _mm256_set1_epi16((short)iq4_xs_scale(x, s + 1));
@@ -295,14 +278,14 @@ FS_TILES_1X4(fs_tiles_iq4_xs_avx2, tile_iq4_xs, QK_K)
 
 /* One IQ4_NL block of one row times qy: the exact sumi as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t *x, __m256i qy) {
-    const __m256i v = iq4_levels_32(table, x + 2);
-    return iq4_lanes(_mm256_sign_epi8(v, v), v, qy);
+    const __m256i v = lut16_levels_32(table, x + 2);
+    return lut16_lanes(_mm256_sign_epi8(v, v), v, qy);
 }
 
 /* The repacked IQ4_NL product with AVX2 (see fs_gemv_iq4_nl_c for the formula): fs_kernel.h's
  * gemv_b32_rows over the integer products of one block as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i iq4_nl_gemv_lanes(const uint8_t *x, __m256i qy) {
-    return iq4_nl_block_lanes(iq4_table(), x, qy);
+    return iq4_nl_block_lanes(lut16_table(kvalues_iq4nl), x, qy);
 }
 
 FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,

@@ -176,6 +176,24 @@ static inline FS_AVX2_FN __m256i nibbles_32(const uint8_t *p) {
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
+/* The 4-bit lookup-table types (IQ4_NL, IQ4_XS, MXFP4; ggml-cpu/arch/x86/quants.c and repack.cpp):
+ * lut16_table(values): the 16 int8 levels in both 128-bit halves (values128 / signextendlut);
+ * lut16_levels_32: the 32 levels of one 16-byte nibble group, low nibbles in bytes 0..15 and high in
+ * 16..31 (MM256_SET_M128I(shuffle(values128, hi), shuffle(values128, lo)));
+ * lut16_lanes: mul_add_epi8 then madd with ones, the 32 products as 8 int32 lanes, lane k = elements
+ * 4k .. 4k + 3; ax = |levels| (_mm256_sign_epi8(v, v), hoisted by callers), v = the levels. */
+static inline FS_AVX2_FN __m256i lut16_table(const int8_t values[16]) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)values));
+}
+
+static inline FS_AVX2_FN __m256i lut16_levels_32(__m256i table, const uint8_t *qs) {
+    return _mm256_shuffle_epi8(table, nibbles_32(qs));
+}
+
+static inline FS_AVX2_FN __m256i lut16_lanes(__m256i ax, __m256i v, __m256i qy) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, v)), _mm256_set1_epi16(1));
+}
+
 /* bytes_from_bits_32: bit j of the little-endian 32-bit word -> byte j = 0xFF or 0x00. */
 static inline FS_AVX2_FN __m256i bits_32(const uint8_t *p) {
     int32_t x32;

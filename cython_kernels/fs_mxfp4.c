@@ -105,27 +105,10 @@ FS_ROWS(fs_gemv_mxfp4_c, dot_mxfp4_gemv_c, )
 /* ---- AVX2 (ggml-cpu/arch/x86/quants.c, arch/x86/repack.cpp) --------------------------------- */
 #if FS_HAVE_AVX2_CODE
 
-/* kvalues_mxfp4 in both 128-bit halves (the shuffle table values128 / signextendlut). */
-static inline FS_AVX2_FN __m256i mxfp4_table(void) {
-    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)kvalues_mxfp4));
-}
-
-/* The 32 levels of one block's nibbles qs[16], low nibbles in bytes 0..15 and high in 16..31
- * (ggml: MM256_SET_M128I(shuffle(values128, hi), shuffle(values128, lo))). */
-static inline FS_AVX2_FN __m256i mxfp4_levels_32(__m256i table, const uint8_t *qs) {
-    return _mm256_shuffle_epi8(table, nibbles_32(qs));
-}
-
-/* mul_add_epi8 then madd with ones: the 32 products as 8 int32 lanes, lane k = elements 4k .. 4k + 3.
- * ax = |levels| (_mm256_sign_epi8(v, v), hoisted by the tile kernel), v = the levels themselves. */
-static inline FS_AVX2_FN __m256i mxfp4_lanes(__m256i ax, __m256i v, __m256i qy) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(qy, v)), _mm256_set1_epi16(1));
-}
-
 /* One block x (e | qs) times the 32 activation quants qy: the exact products as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i mxfp4_block_lanes(__m256i table, const uint8_t *x, __m256i qy) {
-    const __m256i v = mxfp4_levels_32(table, x + 1);
-    return mxfp4_lanes(_mm256_sign_epi8(v, v), v, qy);
+    const __m256i v = lut16_levels_32(table, x + 1);
+    return lut16_lanes(_mm256_sign_epi8(v, v), v, qy);
 }
 
 /* ggml_vec_dot_mxfp4_q8_0 (AVX2): blocks in pairs, accum1 / accum2 = fma(fp16(y.d) * e8m0_half(x.e),
@@ -133,7 +116,7 @@ static inline FS_AVX2_FN __m256i mxfp4_block_lanes(__m256i table, const uint8_t 
  * odd last block is added as in the generic code, sumf += d * (float)sumi. */
 static inline FS_AVX2_FN float dot_mxfp4_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK;
-    const __m256i table = mxfp4_table();
+    const __m256i table = lut16_table(kvalues_mxfp4);
     __m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
     int64_t ib = 0;
     for (; ib + 1 < nb; ib += 2, x += 2 * B_MXFP4, y += 2 * B_Q8_0) {
@@ -157,19 +140,19 @@ FS_ROWS(fs_rows_mxfp4_avx2, dot_mxfp4_avx2, FS_AVX2_FN)
  * scales) once for all RN rows. Per pair (row, activation) the operations of dot_mxfp4_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_mxfp4(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                         int64_t os, const int RN) {
-    const __m256i table = mxfp4_table();
+    const __m256i table = lut16_table(kvalues_mxfp4);
     __m256 acc1[4], acc2[4];
     for (int j = 0; j < RN; j++) acc1[j] = acc2[j] = _mm256_setzero_ps();
     int64_t ib = 0;
     for (; ib + 1 < nb; ib += 2) {
         const uint8_t *x1 = x + (size_t)ib * B_MXFP4, *x2 = x1 + B_MXFP4;
-        const __m256i v1 = mxfp4_levels_32(table, x1 + 1), v2 = mxfp4_levels_32(table, x2 + 1);
+        const __m256i v1 = lut16_levels_32(table, x1 + 1), v2 = lut16_levels_32(table, x2 + 1);
         const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
         const float dx1 = e8m0_half(x1[0]), dx2 = e8m0_half(x2[0]);
         for (int j = 0; j < RN; j++) {
             const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0, *y2 = y1 + B_Q8_0;
-            const __m256i p1 = mxfp4_lanes(ax1, v1, _mm256_loadu_si256((const __m256i *)(y1 + 2)));
-            const __m256i p2 = mxfp4_lanes(ax2, v2, _mm256_loadu_si256((const __m256i *)(y2 + 2)));
+            const __m256i p1 = lut16_lanes(ax1, v1, _mm256_loadu_si256((const __m256i *)(y1 + 2)));
+            const __m256i p2 = lut16_lanes(ax2, v2, _mm256_loadu_si256((const __m256i *)(y2 + 2)));
             acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y1) * dx1), _mm256_cvtepi32_ps(p1), acc1[j]);
             acc2[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(y2) * dx2), _mm256_cvtepi32_ps(p2), acc2[j]);
         }
@@ -178,11 +161,11 @@ FS_VD_INLINE FS_AVX2_FN void tile_mxfp4(const uint8_t *x, const uint8_t *a, size
     for (int j = 0; j < RN; j++) sumf[j] = hsum_f32x8(_mm256_add_ps(acc1[j], acc2[j]));
     if (ib < nb) {
         const uint8_t *x1 = x + (size_t)ib * B_MXFP4;
-        const __m256i v = mxfp4_levels_32(table, x1 + 1), ax = _mm256_sign_epi8(v, v);
+        const __m256i v = lut16_levels_32(table, x1 + 1), ax = _mm256_sign_epi8(v, v);
         const float dx = e8m0_half(x1[0]);
         for (int j = 0; j < RN; j++) {
             const uint8_t *y1 = a + (size_t)j * ab + (size_t)ib * B_Q8_0;
-            const int32_t sumi = hsum_i32x8(mxfp4_lanes(ax, v, _mm256_loadu_si256((const __m256i *)(y1 + 2))));
+            const int32_t sumi = hsum_i32x8(lut16_lanes(ax, v, _mm256_loadu_si256((const __m256i *)(y1 + 2))));
             sumf[j] += (h2f(y1) * dx) * (float)sumi;
         }
     }
@@ -196,7 +179,7 @@ FS_TILES_1X4(fs_tiles_mxfp4_avx2, tile_mxfp4, QK)
 /* The repacked MXFP4 product with AVX2 (see fs_gemv_mxfp4_c for the formula): fs_kernel.h's
  * gemv_b32_rows_scaled with E8M0 scales, over the integer products of one block as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i mxfp4_gemv_lanes(const uint8_t *x, __m256i qy) {
-    return mxfp4_block_lanes(mxfp4_table(), x, qy);
+    return mxfp4_block_lanes(lut16_table(kvalues_mxfp4), x, qy);
 }
 
 FS_AVX2_FN void fs_gemv_mxfp4_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n,
@@ -212,22 +195,22 @@ FS_AVX2_FN void fs_gemv_mxfp4_avx2(const uint8_t *w, size_t row_bytes, int64_t n
  * missing lanes repeat row 0 and are not stored. */
 FS_VD_INLINE FS_AVX2_FN void gemm_tile_mxfp4(const uint8_t *const x[4], int rows, const uint8_t *a, size_t ab,
                                              int64_t nb, float *out, int64_t os, const int RN) {
-    const __m256i table = mxfp4_table();
+    const __m256i table = lut16_table(kvalues_mxfp4);
     __m128 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const size_t xo = (size_t)ib * B_MXFP4;
         __m256i v[4], ax[4];
         for (int k = 0; k < 4; k++) {
-            v[k] = mxfp4_levels_32(table, x[k] + xo + 1);
+            v[k] = lut16_levels_32(table, x[k] + xo + 1);
             ax[k] = _mm256_sign_epi8(v[k], v[k]);
         }
         const __m128 dx = e8m0_half_x4(_mm_setr_epi32(x[0][xo], x[1][xo], x[2][xo], x[3][xo]));
         for (int j = 0; j < RN; j++) {
             const uint8_t *y = a + (size_t)j * ab + (size_t)ib * B_Q8_0;
             const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
-            const __m128i s = hsum_i32x8x4(mxfp4_lanes(ax[0], v[0], qy), mxfp4_lanes(ax[1], v[1], qy),
-                                           mxfp4_lanes(ax[2], v[2], qy), mxfp4_lanes(ax[3], v[3], qy));
+            const __m128i s = hsum_i32x8x4(lut16_lanes(ax[0], v[0], qy), lut16_lanes(ax[1], v[1], qy),
+                                           lut16_lanes(ax[2], v[2], qy), lut16_lanes(ax[3], v[3], qy));
             acc[j] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dx, _mm_set1_ps(h2f(y))), acc[j]);
         }
     }
