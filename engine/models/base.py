@@ -430,10 +430,16 @@ MAX_EXPERTS = 512  # llama.cpp LLAMA_MAX_EXPERTS
 MAX_EXPERTS_USED = 64  # cython_kernels/fs_moe.h FS_MOE_MAX_USED
 
 
-def read_moe(gf: GGUFFile, arch: str, n_ff_exp_default: int) -> dict:
-    """The mixture-of-experts keys (``{arch}.expert_count``, ``expert_used_count``,
-    ``expert_feed_forward_length``, default ``n_ff_exp_default``) as :class:`HParams` keyword arguments,
-    as llama.cpp's ``load_hparams`` reads them.
+def read_moe(gf: GGUFFile, arch: str, n_ff_exp: int | None, n_ff: int = 0) -> dict:
+    """The mixture-of-experts keys (``{arch}.expert_count``, ``expert_used_count``) and the experts'
+    width, as :class:`HParams` keyword arguments, as llama.cpp's ``load_hparams`` / ``load_arch_tensors``
+    take them.
+
+    Args:
+        n_ff_exp: the width where llama.cpp fixes it (``feed_forward_length`` for llama / Mixtral, olmoe,
+            granitemoe; ``expert_feed_forward_length`` is then not read); None: that key, defaulting to
+            ``n_ff / expert_used_count`` when n_ff is given (qwen2moe, qwen3moe) and required otherwise
+            (gpt-oss).
 
     Raises:
         GGUFError: a key is missing or out of bounds (expert_used_count must be 1 .. expert_count, at
@@ -445,9 +451,11 @@ def read_moe(gf: GGUFFile, arch: str, n_ff_exp_default: int) -> dict:
     n_used = gf.get_int(f"{arch}.expert_used_count", None, lo=1, hi=min(n_expert, MAX_EXPERTS_USED))
     if n_used is None:
         raise GGUFError(gf.path, f"missing metadata key {arch}.expert_used_count")
-    n_ff_exp = gf.get_int(f"{arch}.expert_feed_forward_length", 0, lo=0, hi=MAX_FF) or n_ff_exp_default
-    if n_ff_exp < 1:
-        raise GGUFError(gf.path, f"metadata key {arch}.expert_feed_forward_length must be positive")
+    if n_ff_exp is None:
+        # 0 means absent, as llama.cpp's n_ff_exp() ? n_ff_exp : n_ff / n_expert_used
+        n_ff_exp = gf.get_int(f"{arch}.expert_feed_forward_length", 0, lo=0, hi=MAX_FF) or n_ff // n_used
+        if n_ff_exp < 1:
+            raise GGUFError(gf.path, f"missing metadata key {arch}.expert_feed_forward_length")
     return dict(n_expert=n_expert, n_expert_used=n_used, n_ff_exp=n_ff_exp)
 
 

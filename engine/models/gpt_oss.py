@@ -57,7 +57,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
     common.update(attn_scale=common["n_rot"] ** -0.5,  # 1 / sqrt(n_rot), as openai-moe.cpp
                   **swa_hparams(is_swa, window, swa_base, common["rope_base"]))
     return HParams(**common, rope_neox=True, act=ACT_SWIGLU_OAI, moe_gating=MOE_SOFTMAX_WEIGHT, moe_norm_w=False,
-                   **read_moe(gf, ARCH, 0))
+                   **read_moe(gf, ARCH, None))
 
 
 def tensors(hp: HParams) -> TensorTable:

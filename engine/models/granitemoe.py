@@ -30,7 +30,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
     common.update(scales(gf, "granitemoe", common))
     n_ff_shexp = gf.get_int("granitemoe.expert_shared_feed_forward_length", 0, lo=0, hi=MAX_FF)
     return HParams(**common, rope_neox=False, moe_gating=MOE_SOFTMAX, moe_norm_w=True, n_ff_shexp=n_ff_shexp,
-                   **dict(read_moe(gf, "granitemoe", common["n_ff"]), n_ff_exp=common["n_ff"]))
+                   **read_moe(gf, "granitemoe", common["n_ff"]))
 
 
 def tensors(hp: HParams) -> TensorTable:

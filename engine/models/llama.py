@@ -36,8 +36,7 @@ def read_hparams(gf: GGUFFile) -> HParams:
     moe = {}
     if gf.get_int(f"{arch}.expert_count", 0, lo=0) or any(".ffn_gate_inp." in n for n in gf.tensors):
         # llama.cpp sizes a llama file's experts by feed_forward_length, whatever else the file says
-        moe = dict(read_moe(gf, arch, common["n_ff"]), n_ff_exp=common["n_ff"], moe_gating=MOE_SOFTMAX,
-                   moe_norm_w=True)
+        moe = dict(read_moe(gf, arch, common["n_ff"]), moe_gating=MOE_SOFTMAX, moe_norm_w=True)
     return HParams(**common, rope_neox=False, **moe)
 
 

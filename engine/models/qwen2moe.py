@@ -23,10 +23,9 @@ TENSORS = TensorTable(
 def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Qwen2-MoE model's :class:`HParams` from its GGUF metadata."""
     common = read_common(gf, "qwen2moe")
-    n_used = gf.get_int("qwen2moe.expert_used_count", 1, lo=1) or 1
     n_ff_shexp = gf.get_int("qwen2moe.expert_shared_feed_forward_length", 0, lo=0, hi=MAX_FF) or common["n_ff"]
     return HParams(**common, rope_neox=True, moe_gating=MOE_SOFTMAX, moe_norm_w=False, n_ff_shexp=n_ff_shexp,
-                   **read_moe(gf, "qwen2moe", common["n_ff"] // n_used))
+                   **read_moe(gf, "qwen2moe", None, n_ff=common["n_ff"]))
 
 
 def tensors(hp: HParams) -> TensorTable:

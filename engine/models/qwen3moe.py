@@ -21,9 +21,8 @@ def read_hparams(gf: GGUFFile) -> HParams:
     """Read a Qwen3-MoE model's :class:`HParams` from its GGUF metadata (llama.cpp: n_ff_exp defaults to
     n_ff / n_expert_used)."""
     common = read_common(gf, "qwen3moe")
-    n_used = gf.get_int("qwen3moe.expert_used_count", 1, lo=1) or 1
     return HParams(**common, rope_neox=True, moe_gating=MOE_SOFTMAX, moe_norm_w=True,
-                   **read_moe(gf, "qwen3moe", common["n_ff"] // n_used))
+                   **read_moe(gf, "qwen3moe", None, n_ff=common["n_ff"]))
 
 
 def tensors(hp: HParams) -> TensorTable:
