@@ -18,11 +18,11 @@ from libc.stdlib cimport calloc, free
 from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_supported
 
 from cython_kernels.ops cimport (
-    fs_team, fs_team_tid, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
+    fs_team, fs_team_tid, fs_job_fn, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
-    fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, fs_moe_route, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
+    fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
     FS_MOE_MAX_USED, FS_MOE_WORK_BUFFERS,
 )
 
@@ -159,6 +159,61 @@ cdef fs_rope_params _rope(dict r, list keep) except *:
     return rp
 
 
+cdef fs_moe _moe(dict L, int n_expert, int n_used, int64_t n_embd, int64_t n_ff, int64_t n_sh, int gating, int norm_w,
+                 float w_scale, int act, list keep, str where) except *:
+    """Fill an fs_moe from a layer dict: ``w_gate_inp`` (n_expert, n_embd), ``w_gate_exps`` / ``w_up_exps``
+    (n_expert * n_ff, n_embd), ``w_down_exps`` (n_expert * n_embd, n_ff), optional biases ``b_gate_inp``
+    ``b_gate_exps`` ``b_up_exps`` ``b_down_exps`` and an optional shared expert ``w_gate_shexp`` /
+    ``w_up_shexp`` (n_sh, n_embd), ``w_down_shexp`` (n_embd, n_sh) with its gate ``shexp_gate_inp``."""
+    cdef fs_moe m
+    m.router = _weight(L["w_gate_inp"], n_expert, n_embd, where + "w_gate_inp")
+    m.gate = _weight(L["w_gate_exps"], <int64_t>n_expert * n_ff, n_embd, where + "w_gate_exps")
+    m.up = _weight(L["w_up_exps"], <int64_t>n_expert * n_ff, n_embd, where + "w_up_exps")
+    m.down = _weight(L["w_down_exps"], <int64_t>n_expert * n_embd, n_ff, where + "w_down_exps")
+    m.n_expert = n_expert
+    m.n_used = n_used
+    m.gating = gating
+    m.norm_w = norm_w
+    m.w_scale = w_scale
+    m.act = act
+    m.router_b = _vec(L.get("b_gate_inp"), keep, n_expert, where + "b_gate_inp")
+    m.gate_b = _vec(L.get("b_gate_exps"), keep, <int64_t>n_expert * n_ff, where + "b_gate_exps")
+    m.up_b = _vec(L.get("b_up_exps"), keep, <int64_t>n_expert * n_ff, where + "b_up_exps")
+    m.down_b = _vec(L.get("b_down_exps"), keep, <int64_t>n_expert * n_embd, where + "b_down_exps")
+    m.sh_gate.data = NULL
+    m.sh_gate_inp = NULL
+    if "w_gate_shexp" in L:   # a shared expert (Qwen2-MoE, Granite-MoE shared)
+        if n_sh <= 0:
+            raise ValueError(f"{where}a shared expert needs n_ff_shexp > 0")
+        m.sh_gate = _weight(L["w_gate_shexp"], n_sh, n_embd, where + "w_gate_shexp")
+        m.sh_up = _weight(L["w_up_shexp"], n_sh, n_embd, where + "w_up_shexp")
+        m.sh_down = _weight(L["w_down_shexp"], n_embd, n_sh, where + "w_down_shexp")
+        m.sh_gate_inp = _vec(L.get("shexp_gate_inp"), keep, n_embd, where + "shexp_gate_inp")
+    return m
+
+
+cdef fs_moe_work _moe_buffers(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff, int64_t n_sh,
+                              list keep) except *:
+    """The experts' scratch (fs_moe_work) for batches of n_tok tokens, in arrays appended to ``keep`` (each
+    buffer 64-byte aligned, as numpy's own 16-byte alignment may not suit the float kernels' loads)."""
+    cdef size_t sizes[FS_MOE_WORK_BUFFERS]
+    cdef void *ptrs[FS_MOE_WORK_BUFFERS]
+    cdef uint8_t[::1] b
+    cdef fs_moe_work w
+    fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, n_sh, sizes)
+    for i in range(FS_MOE_WORK_BUFFERS):
+        arr = np.zeros(max(<Py_ssize_t>sizes[i], 64) + 64, np.uint8)
+        b = arr
+        ptrs[i] = <void *>(&b[0] + ((64 - (<size_t>&b[0]) % 64) % 64))
+        keep.append(arr)
+    w.logits = <float *>ptrs[0]; w.ids = <int32_t *>ptrs[1]; w.weights = <float *>ptrs[2]
+    w.offsets = <int32_t *>ptrs[3]; w.order = <int32_t *>ptrs[4]; w.row_of = <int32_t *>ptrs[5]
+    w.active = <int32_t *>ptrs[6]; w.act = <uint8_t *>ptrs[7]; w.hg = <float *>ptrs[8]; w.hu = <float *>ptrs[9]
+    w.y = <float *>ptrs[10]; w.sh_act = <uint8_t *>ptrs[11]; w.sh_hg = <float *>ptrs[12]; w.sh_hu = <float *>ptrs[13]
+    w.sh_y = <float *>ptrs[14]; w.sh_w = <float *>ptrs[15]
+    return w
+
+
 cdef class CompiledModel:
     """Weights and hyper-parameters of one model, as raw pointers into the memory-mapped file.
 
@@ -257,28 +312,8 @@ cdef class CompiledModel:
             if "w_gate_inp" in L:
                 Lw.has_moe = True
                 self.any_moe = True
-                Lw.moe.router = _weight(L["w_gate_inp"], c.n_expert, c.n_embd, f"layer {i} w_gate_inp")
-                Lw.moe.gate = _weight(L["w_gate_exps"], <int64_t>c.n_expert * c.n_ff_exp, c.n_embd, f"layer {i} w_gate_exps")
-                Lw.moe.up = _weight(L["w_up_exps"], <int64_t>c.n_expert * c.n_ff_exp, c.n_embd, f"layer {i} w_up_exps")
-                Lw.moe.down = _weight(L["w_down_exps"], <int64_t>c.n_expert * c.n_embd, c.n_ff_exp,
-                                      f"layer {i} w_down_exps")
-                Lw.moe.n_expert = c.n_expert
-                Lw.moe.n_used = c.n_expert_used
-                Lw.moe.gating = c.moe_gating
-                Lw.moe.norm_w = c.moe_norm_w
-                Lw.moe.w_scale = c.moe_w_scale
-                Lw.moe.act = c.act
-                Lw.moe.router_b = _vec(L.get("b_gate_inp"), self._keep, c.n_expert, "b_gate_inp")
-                Lw.moe.gate_b = _vec(L.get("b_gate_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_gate_exps")
-                Lw.moe.up_b = _vec(L.get("b_up_exps"), self._keep, <int64_t>c.n_expert * c.n_ff_exp, "b_up_exps")
-                Lw.moe.down_b = _vec(L.get("b_down_exps"), self._keep, <int64_t>c.n_expert * c.n_embd, "b_down_exps")
-                if "w_gate_shexp" in L:   # a shared expert (Qwen2-MoE, Granite-MoE shared)
-                    if c.n_ff_shexp <= 0:
-                        raise ValueError(f"layer {i}: a shared expert needs n_ff_shexp > 0")
-                    Lw.moe.sh_gate = _weight(L["w_gate_shexp"], c.n_ff_shexp, c.n_embd, f"layer {i} w_gate_shexp")
-                    Lw.moe.sh_up = _weight(L["w_up_shexp"], c.n_ff_shexp, c.n_embd, f"layer {i} w_up_shexp")
-                    Lw.moe.sh_down = _weight(L["w_down_shexp"], c.n_embd, c.n_ff_shexp, f"layer {i} w_down_shexp")
-                    Lw.moe.sh_gate_inp = _vec(L.get("shexp_gate_inp"), self._keep, c.n_embd, "shexp_gate_inp")
+                Lw.moe = _moe(L, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, c.n_ff_shexp, c.moe_gating,
+                              c.moe_norm_w, c.moe_w_scale, c.act, self._keep, f"layer {i} ")
             else:
                 self.any_dense = True
                 Lw.w_gate = _weight(L["w_gate"], c.n_ff, c.n_embd, f"layer {i} w_gate")
@@ -504,32 +539,8 @@ cdef class ForwardContext:
 
     cdef _moe_work(self, int n_batch, Config c):
         """Allocate the experts' scratch (fs_moe_work) for batches of n_batch tokens."""
-        cdef size_t sizes[FS_MOE_WORK_BUFFERS]
-        cdef uint8_t[::1] b
-        cdef void *ptrs[FS_MOE_WORK_BUFFERS]
-        fs_moe_work_sizes(n_batch, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, c.n_ff_shexp, sizes)
-        for i in range(FS_MOE_WORK_BUFFERS):
-            arr = np.zeros(max(<Py_ssize_t>sizes[i], 64) + 64, np.uint8)
-            b = arr
-            # 64-byte aligned starts, as numpy's 16-byte alignment may not suit the float kernels' loads
-            ptrs[i] = <void *>(&b[0] + ((64 - (<size_t>&b[0]) % 64) % 64))
-            self._moe_buffers.append(arr)
-        self.moe_work.logits = <float *>ptrs[0]
-        self.moe_work.ids = <int32_t *>ptrs[1]
-        self.moe_work.weights = <float *>ptrs[2]
-        self.moe_work.offsets = <int32_t *>ptrs[3]
-        self.moe_work.order = <int32_t *>ptrs[4]
-        self.moe_work.row_of = <int32_t *>ptrs[5]
-        self.moe_work.active = <int32_t *>ptrs[6]
-        self.moe_work.act = <uint8_t *>ptrs[7]
-        self.moe_work.hg = <float *>ptrs[8]
-        self.moe_work.hu = <float *>ptrs[9]
-        self.moe_work.y = <float *>ptrs[10]
-        self.moe_work.sh_act = <uint8_t *>ptrs[11]
-        self.moe_work.sh_hg = <float *>ptrs[12]
-        self.moe_work.sh_hu = <float *>ptrs[13]
-        self.moe_work.sh_y = <float *>ptrs[14]
-        self.moe_work.sh_w = <float *>ptrs[15]
+        self.moe_work = _moe_buffers(n_batch, c.n_expert, c.n_expert_used, c.n_embd, c.n_ff_exp, c.n_ff_shexp,
+                                     self._moe_buffers)
         self.moe_out = np.zeros((n_batch, c.n_embd), np.float32)
 
     def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
@@ -651,6 +662,17 @@ def matmul(int wtype, w, x, int n_threads=1):
     return y
 
 
+cdef int _run_once(fs_job_fn fn, void *arg, int n_threads) except -1:
+    """Run one job on a pool of n_threads started (and joined) for this call, without the GIL."""
+    cdef fs_pool *pool = fs_pool_new(n_threads)
+    if pool == NULL:
+        raise MemoryError("no memory for the thread pool")
+    with nogil:
+        fs_pool_run(pool, fn, arg)
+        fs_pool_free(pool)
+    return 0
+
+
 cdef struct AttentionJob:
     const float *q
     int64_t n_tok, pos0, n_ctx, window
@@ -723,12 +745,7 @@ def attention(q, k_cache, v_cache, int pos0, int n_head, int n_head_kv, float sc
     j.sinks = _vec(None if sinks is None else np.ascontiguousarray(sinks, dtype=np.float32), keep, n_head, "sinks")
     j.out = &ov[0, 0]
     j.work = &wv[0]
-    cdef fs_pool *pool = fs_pool_new(n_threads)
-    if pool == NULL:
-        raise MemoryError("no memory for the thread pool")
-    with nogil:
-        fs_pool_run(pool, _attention_job, &j)
-        fs_pool_free(pool)
+    _run_once(_attention_job, &j, n_threads)
     return out
 
 
@@ -831,47 +848,18 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
         raise ValueError("n_used must be 1 .. min(n_expert, 64) and n_threads >= 1")
     cdef int64_t n_tok = h.shape[0], n_embd = h.shape[1]
     cdef int64_t n_ff = down["n_in"]
-    cdef fs_moe m
-    m.router = _weight(router, n_expert, n_embd, "router")
-    m.gate = _weight(gate, n_expert * n_ff, n_embd, "gate")
-    m.up = _weight(up, n_expert * n_ff, n_embd, "up")
-    m.down = _weight(down, n_expert * n_embd, n_ff, "down")
-    m.n_expert = n_expert
-    m.n_used = n_used
-    m.gating = gating
-    m.norm_w = norm_w
-    m.w_scale = w_scale
-    m.act = act
     biases = biases or {}
-    keep = []
-    m.router_b = _vec(biases.get("router"), keep, n_expert, "router bias")
-    m.gate_b = _vec(biases.get("gate"), keep, n_expert * n_ff, "gate bias")
-    m.up_b = _vec(biases.get("up"), keep, n_expert * n_ff, "up bias")
-    m.down_b = _vec(biases.get("down"), keep, n_expert * n_embd, "down bias")
-    m.sh_gate.data = NULL
-    m.sh_gate_inp = NULL
+    L = {"w_gate_inp": router, "w_gate_exps": gate, "w_up_exps": up, "w_down_exps": down,
+         "b_gate_inp": biases.get("router"), "b_gate_exps": biases.get("gate"), "b_up_exps": biases.get("up"),
+         "b_down_exps": biases.get("down")}
     cdef int64_t n_sh = 0
     if shared is not None:
         n_sh = shared["down"]["n_in"]
-        m.sh_gate = _weight(shared["gate"], n_sh, n_embd, "shared gate")
-        m.sh_up = _weight(shared["up"], n_sh, n_embd, "shared up")
-        m.sh_down = _weight(shared["down"], n_embd, n_sh, "shared down")
-        m.sh_gate_inp = _vec(shared.get("gate_inp"), keep, n_embd, "shared gate_inp")
-    cdef size_t sizes[FS_MOE_WORK_BUFFERS]
-    fs_moe_work_sizes(n_tok, n_expert, n_used, n_embd, n_ff, n_sh, sizes)
-    bufs = [np.zeros(max(<Py_ssize_t>sizes[i], 8) // 4 + 16, np.float32) for i in range(FS_MOE_WORK_BUFFERS)]
-    cdef void *ptrs[FS_MOE_WORK_BUFFERS]
-    cdef float[::1] b
-    for i in range(FS_MOE_WORK_BUFFERS):
-        b = bufs[i]
-        ptrs[i] = <void *>&b[0]
-    cdef fs_moe_work w
-    w.logits = <float *>ptrs[0]; w.ids = <int32_t *>ptrs[1]; w.weights = <float *>ptrs[2]
-    w.offsets = <int32_t *>ptrs[3]; w.order = <int32_t *>ptrs[4]; w.row_of = <int32_t *>ptrs[5]
-    w.active = <int32_t *>ptrs[6]; w.act = <uint8_t *>ptrs[7]; w.hg = <float *>ptrs[8]; w.hu = <float *>ptrs[9]
-    w.y = <float *>ptrs[10]
-    w.sh_act = <uint8_t *>ptrs[11]; w.sh_hg = <float *>ptrs[12]; w.sh_hu = <float *>ptrs[13]
-    w.sh_y = <float *>ptrs[14]; w.sh_w = <float *>ptrs[15]
+        L.update(w_gate_shexp=shared["gate"], w_up_shexp=shared["up"], w_down_shexp=shared["down"],
+                 shexp_gate_inp=shared.get("gate_inp"))
+    keep = []
+    cdef fs_moe m = _moe(L, n_expert, n_used, n_embd, n_ff, n_sh, gating, norm_w, w_scale, act, keep, "")
+    cdef fs_moe_work w = _moe_buffers(n_tok, n_expert, n_used, n_embd, n_ff, n_sh, keep)
     out = np.zeros_like(h)
     act_buf = np.zeros(n_tok * FS_MATMUL_ACT_BYTES(n_embd), np.uint8)
     cdef const float[:, ::1] hv = h
@@ -884,12 +872,7 @@ def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_u
     j.out = &ov[0, 0]
     j.w = &w
     j.act = &av[0]
-    cdef fs_pool *pool = fs_pool_new(n_threads)
-    if pool == NULL:
-        raise MemoryError("no memory for the thread pool")
-    with nogil:
-        fs_pool_run(pool, _moe_job, &j)
-        fs_pool_free(pool)
-    ids = bufs[1][:n_tok * n_used].view(np.int32).reshape(n_tok, n_used).copy()
-    weights = bufs[2][:n_tok * n_used].reshape(n_tok, n_used).copy()
+    _run_once(_moe_job, &j, n_threads)
+    ids = np.asarray(<int32_t[:n_tok * n_used]> w.ids).reshape(n_tok, n_used).copy()
+    weights = np.asarray(<float[:n_tok * n_used]> w.weights).reshape(n_tok, n_used).copy()
     return out, ids, weights

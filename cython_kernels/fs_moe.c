@@ -57,7 +57,9 @@ static void top_k(const float *v, int n, int k, int32_t *ids) {
     }
 }
 
-void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights) {
+/* The routing of one token: probabilities over logits[0 .. n_expert) in place, then ids[0 .. n_used)
+ * and weights[0 .. n_used). */
+static void route(const fs_moe *m, float *logits, int32_t *ids, float *weights) {
     const int k = m->n_used;
     if (m->gating == FS_MOE_SOFTMAX_WEIGHT) {
         top_k(logits, m->n_expert, k, ids);
@@ -124,7 +126,7 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
     fs_team_range(team, n_tok, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         if (m->router_b != NULL) fs_add(w->logits + t * E, m->router_b, E);
-        fs_moe_route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
+        route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
     }
     fs_team_sync(team);
     if (fs_team_tid() == 0) group_pairs(m, n_tok, w);

@@ -89,10 +89,6 @@ void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, 
 void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w, uint8_t *act,
                      fs_team *team);
 
-/* The routing of one token (the first steps of fs_moe_ffn_team): probabilities over logits[0 ..
- * n_expert) in place, then ids[0 .. n_used) and weights[0 .. n_used). For tests. */
-void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights);
-
 #ifdef __cplusplus
 }
 #endif

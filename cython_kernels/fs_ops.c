@@ -272,17 +272,17 @@ static float dot_f16(const uint16_t *x, const uint16_t *y, int n) {
     return (float)sum;
 }
 
-/* The factor on a head's unnormalized output (the V rows weighted by exp(score - M), summing to S)
- * that normalizes it: 1 / S, or with an attention sink (gpt-oss: a per-head logit that takes part in
- * the softmax's denominator only) as ggml_compute_forward_flash_attn_ext_f16 corrects for `sinks`:
- * the larger of M and the sink is the new maximum, the output scaled by ms, S * ms + vs the sum. */
-static inline float softmax_norm(float M, double S, const float *sink) {
-    if (sink == NULL) return S == 0.0 ? 0.0f : (float)(1.0 / S);
+/* With an attention sink (gpt-oss: a per-head logit that takes part in the softmax's denominator
+ * only), the factor on a head's unnormalized output (the V rows weighted by exp(score - M), summing to
+ * S), as ggml_compute_forward_flash_attn_ext_f16 corrects for `sinks`: the larger of M and the sink is
+ * the new maximum, the output scaled by ms, S * ms + vs the sum. Without a sink each path keeps its own
+ * 1 / S (its rounding is the path's). */
+static inline float sink_norm(float M, double S, float sink) {
     float ms = 1.0f, vs = 1.0f;
-    if (*sink > M)
-        ms = expf(M - *sink);
+    if (sink > M)
+        ms = expf(M - sink);
     else
-        vs = expf(*sink - M);
+        vs = expf(sink - M);
     const float s = (float)(S * ms + vs);
     return ms * (1.0f / s);
 }
@@ -313,7 +313,7 @@ static void attend_f16_acc(const float *q, const uint16_t *k_cache, const uint16
         for (int d = 0; d < head_dim; d++) acc[d] = fp32_to_fp16(fmaf(h2f(vj[d]), vs, h2f(acc[d])));
         S = S * ms + vs;
     }
-    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : softmax_norm(M, S, sink);
+    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : sink_norm(M, S, *sink);
     for (int d = 0; d < head_dim; d++) out[d] = h2f(acc[d]) * inv;
 }
 
@@ -349,7 +349,7 @@ static void attend_f32_acc(const float *q, const uint16_t *k_cache, const uint16
         const float w = scores[j];
         for (int d = 0; d < head_dim; d++) acc[d] = fmaf(h2f(vj[d]), w, acc[d]);
     }
-    const float inv = sink == NULL ? (float)(1.0 / S) : softmax_norm(M, S, sink);
+    const float inv = sink == NULL ? (float)(1.0 / S) : sink_norm(M, S, *sink);
     for (int d = 0; d < head_dim; d++) out[d] = acc[d] * inv;
 }
 
@@ -421,7 +421,7 @@ static FS_AVX2_FN void attend_f16_acc_avx2(const float *q, const uint16_t *k_cac
                                              _MM_FROUND_TO_NEAREST_INT));
         S = S * ms + vs;
     }
-    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : softmax_norm(M, S, sink);
+    const float inv = sink == NULL ? (S == 0.0f ? 0.0f : 1.0f / S) : sink_norm(M, S, *sink);
     for (int d = 0; d < head_dim; d += 8)
         _mm256_storeu_ps(out + d, _mm256_mul_ps(load_f16x8(acc + d), _mm256_set1_ps(inv)));
 }
@@ -513,7 +513,7 @@ static inline FS_AVX2_FN void tile_softmax(attn_tile *T) {
             s8 = _mm256_add_ps(s8, e);
         }
         T->inv[i] = T->sinks == NULL ? 1.0f / hsum_f32x8(s8)
-                                     : softmax_norm(_mm256_cvtss_f32(m), hsum_f32x8(s8), T->sinks + i % T->group);
+                                     : sink_norm(_mm256_cvtss_f32(m), hsum_f32x8(s8), T->sinks[i % T->group]);
     }
     memset(T->acc, 0, sizeof(float) * (size_t)T->nq * T->head_dim);
 }

@@ -125,4 +125,3 @@ cdef extern from "fs_moe.h" nogil:
                            size_t *sizes) noexcept
     void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w,
                          uint8_t *act, fs_team *team) noexcept
-    void fs_moe_route(const fs_moe *m, float *logits, int32_t *ids, float *weights) noexcept
