@@ -7,12 +7,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from .context import Context
 from .sampling import Sampler
+
+
+class LogitsConstraint(Protocol):
+    """Constrained decoding (a grammar or JSON schema): which tokens may come next.
+
+    One object per generation, stateful. Before each token is sampled :meth:`mask` sets the logits of
+    the tokens the constraint forbids to -inf; after the token is chosen :meth:`accept` advances the
+    constraint's state. ``engine/constrain.py`` implements it with llguidance.
+    """
+
+    def mask(self, logits: np.ndarray) -> None:
+        """Set forbidden tokens' entries of float32 ``logits`` (n_vocab,) to -inf, in place."""
+
+    def accept(self, token: int) -> bool:
+        """Advance past ``token``; return True when the constrained output is complete (stop now)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,8 @@ def _logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, tuple[tupl
 
 def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_tokens: int = 256,
              stop: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, logprobs: int | None = None) -> Generation:
+             should_stop: Callable[[], bool] | None = None, logprobs: int | None = None,
+             constraint: LogitsConstraint | None = None) -> Generation:
     """Generate a continuation of ``prompt_tokens``.
 
     Args:
@@ -134,6 +150,9 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
         should_stop: polled between tokens; returning True ends with finish_reason "cancelled".
         logprobs: when not None, attach each token's log-probability and the ``logprobs`` most likely
             alternatives (0 = only the chosen token's) to every :class:`GeneratedToken`.
+        constraint: a :class:`LogitsConstraint` that masks the logits before each token is sampled
+            (logprobs still report the model's raw distribution); when it reports completion the
+            generation ends with finish_reason "stop".
 
     Returns:
         :class:`Generation`; the work happens while iterating it.
@@ -168,10 +187,16 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
                 if stats.n_generated >= limit:
                     stats.finish_reason = "length"
                     break
-                token = sampler.sample(logits, history)
+                if constraint is not None:
+                    masked = np.array(logits, np.float32, copy=True)
+                    constraint.mask(masked)
+                    token = sampler.sample(masked, history)
+                else:
+                    token = sampler.sample(logits, history)
                 lp, top = _logprobs(logits, token, logprobs) if logprobs is not None else (None, ())
                 stats.n_generated += 1
                 history.append(token)
+                complete = constraint is not None and constraint.accept(token)
                 if token in eog:
                     stats.finish_reason = "stop"
                     break
@@ -181,6 +206,12 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
                     emitted.append(pending[:cut])
                     yield GeneratedToken(token, pending[:cut], lp, top)
                     pending = ""
+                    stats.finish_reason = "stop"
+                    break
+                if complete:  # the constrained output is whole: emit everything held back and stop
+                    out, pending = pending + decoder.flush(), ""
+                    emitted.append(out)
+                    yield GeneratedToken(token, out, lp, top)
                     stats.finish_reason = "stop"
                     break
                 out, pending = pending[:safe], pending[safe:]

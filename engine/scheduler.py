@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 from .context import Context
 from .errors import FiresideError
 from . import reasoning
-from .generate import GeneratedToken, GenerationStats, generate
+from .generate import GeneratedToken, GenerationStats, LogitsConstraint, generate
 from .model import Model
 from .sampling import Sampler, SamplerParams
 
@@ -53,6 +53,8 @@ class GenerationRequest:
         logprobs: None, or how many top alternatives to attach to each token (see ``generate``).
         reply_format: None (plain text), or ``engine.reasoning.HARMONY``: the tokens' ``text`` then holds the
             answer and their ``reasoning`` the reasoning (gpt-oss's channels), as do the final stats.
+        constraint: None, or a fresh :class:`~engine.generate.LogitsConstraint` for this request alone
+            (constrained decoding: JSON schema, grammar).
     """
 
     prompt_tokens: list[int]
@@ -61,6 +63,7 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     logprobs: int | None = None
     reply_format: str | None = None
+    constraint: LogitsConstraint | None = None
 
 
 class Job:
@@ -252,7 +255,8 @@ class Scheduler:
         job._emit("start", None)
         gen = generate(self._ctx, req.prompt_tokens, sampler=Sampler(req.params), max_tokens=req.max_tokens,
                        stop=req.stop, progress=lambda d, t: job._emit("progress", (d, t)),
-                       should_stop=lambda: job.cancelled, logprobs=req.logprobs)
+                       should_stop=lambda: job.cancelled, logprobs=req.logprobs,
+                       constraint=req.constraint)
         split = reasoning.splitter(req.reply_format)
         answer: list[str] = []
         thought: list[str] = []

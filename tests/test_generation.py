@@ -155,6 +155,40 @@ def test_stop_on_eos_and_stop_strings(smollm2):
     assert gen.stats.finish_reason == "stop"
 
 
+class _ForcedTokens:
+    """A LogitsConstraint that allows exactly one token sequence, then reports completion."""
+
+    def __init__(self, ids: list[int]):
+        self.ids, self.i, self.seen_finite = list(ids), 0, []
+
+    def mask(self, logits):
+        self.seen_finite.append(int(np.isfinite(logits).sum()))
+        keep = logits[self.ids[self.i]]
+        logits[:] = -np.inf
+        logits[self.ids[self.i]] = keep
+
+    def accept(self, token):
+        assert token == self.ids[self.i]
+        self.i += 1
+        return self.i == len(self.ids)
+
+
+def test_constraint_masks_the_logits_and_ends_the_reply(smollm2):
+    # Greedy alone continues "The capital of France is" with " Paris."; the constraint forces other text,
+    # every held-back byte is flushed when it completes, and logprobs still describe the raw model.
+    tok = smollm2.tokenizer
+    forced = tok.encode(' {"city": "Lyon"}', add_special=False)
+    c = _ForcedTokens(forced)
+    gen = generate(Context(smollm2, n_ctx=256), tok.encode("The capital of France is", add_special=True),
+                   sampler=Sampler(SamplerParams(temperature=0)), max_tokens=50, stop=["}"[:0] or "\n\n"],
+                   logprobs=1, constraint=c)
+    toks = list(gen)
+    assert "".join(t.text for t in toks) == ' {"city": "Lyon"}'
+    assert gen.stats.finish_reason == "stop" and gen.stats.n_generated == len(forced)
+    assert c.seen_finite == [smollm2.hparams.n_vocab] * len(forced)  # mask saw the unmasked logits
+    assert toks[0].top_logprobs[0][0] != forced[0]  # the raw distribution prefers something else
+
+
 def test_prompt_longer_than_context_is_refused(smollm2):
     ctx = Context(smollm2, n_ctx=16)
     tokens = smollm2.tokenizer.encode("word " * 40, add_special=True)
