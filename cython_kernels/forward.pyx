@@ -28,6 +28,10 @@ from cython_kernels.ops cimport (
 
 fs_ops_init()
 
+# numpy's layout of the Segment struct (five C ints), for building segment arrays in Python.
+_SEGMENT_DTYPE = np.dtype([("seq", np.intc), ("pos0", np.intc), ("start", np.intc), ("n", np.intc),
+                           ("logits_from", np.intc)])
+
 ACT_SILU = 0
 ACT_GELU_TANH = 1
 ACT_SWIGLU_OAI = 2   # gpt-oss: min(g, 7) * sigmoid(1.702 min(g, 7)) * (clamp(u, -7, 7) + 1)
@@ -69,6 +73,12 @@ cdef struct Config:
     float moe_w_scale           # expert_weights_scale (0 = none)
 
 
+cdef struct Segment:
+    # One sequence's part of a batch: tokens start .. start + n - 1 of the batch, at positions pos0 ..
+    # of sequence seq (its own KV cache rows); logits of its tokens logits_from .. n - 1 (-1: none).
+    int seq, pos0, start, n, logits_from
+
+
 cdef struct Pass:
     # One forward pass as plain C data, run by every thread of the context's pool (_forward_job).
     Config c
@@ -77,7 +87,7 @@ cdef struct Pass:
     const fs_weight *output
     const float *output_norm
     const float *output_bias
-    uint16_t *k_cache             # (n_layer, n_ctx, n_head_kv * head_dim) f16 bits
+    uint16_t *k_cache             # (n_layer, n_seq * n_ctx, n_head_kv * head_dim) f16 bits
     uint16_t *v_cache
     float *x
     float *xb
@@ -91,12 +101,16 @@ cdef struct Pass:
     float *attn_work
     float *moe_out                # (n, n_embd) mixture-of-experts output (NULL without MoE layers)
     fs_moe_work moe_work
-    const int32_t *pos
-    int64_t n_ctx
+    const int32_t *pos            # (n,) each token's position in its sequence
+    int64_t n_ctx                 # cache rows per sequence
+    int n_seq
     bint long_rope
-    const int32_t *tokens         # the batch: n tokens at positions pos0 ..
-    int n, pos0, logits_from
-    float *logits                 # (n - logits_from, n_vocab), or NULL
+    const int32_t *tokens         # the batch: n tokens, in segments
+    int n
+    const Segment *segs
+    int n_seg
+    int n_logits                  # rows of logits: the segments' n - logits_from summed
+    float *logits                 # (n_logits, n_vocab), the segments' rows in order, or NULL
 
 
 cdef fs_weight _weight(object w, int64_t n_out, int64_t n_in, str what) except *:
@@ -363,7 +377,9 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
     cdef int l
     cdef int64_t kv = c.n_head_kv * c.head_dim
     cdef const int32_t *tokens = P.tokens
-    cdef int n = P.n, pos0 = P.pos0, logits_from = P.logits_from
+    cdef int n = P.n
+    cdef int si, r
+    cdef const Segment *sg
     cdef float *logits = P.logits
     cdef float *x = P.x
     cdef float *xb = P.xb
@@ -376,6 +392,8 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
     cdef uint8_t *act = P.act
     cdef uint16_t *kc
     cdef uint16_t *vc
+    cdef uint16_t *kcs
+    cdef uint16_t *vcs
     cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
     cdef const int32_t *pos = P.pos
     cdef int rows
@@ -386,8 +404,8 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
     fs_get_rows_team(P.tok_embd, tokens, n, c.embd_scale, x, team)   # x (n, n_embd)
     for l in range(c.n_layer):
         L = &P.layers[l]
-        kc = P.k_cache + l * P.n_ctx * kv
-        vc = P.v_cache + l * P.n_ctx * kv
+        kc = P.k_cache + l * P.n_seq * P.n_ctx * kv
+        vc = P.v_cache + l * P.n_seq * P.n_ctx * kv
         rp = L.rope
         if P.long_rope and L.rope_factors_long != NULL:
             rp.freq_factors = L.rope_factors_long
@@ -415,10 +433,16 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
             fs_attn_temp_team(q, n, qw, pos, c.attn_temp_scale, c.attn_temp_offset, c.attn_temp_floor, team)
         if c.attn_scale_on_q:
             fs_scale_team(q, c.attn_scale, n * qw, team)
-        fs_to_f16_team(k, kc + pos0 * kv, n * kv, team)   # K, V rows of this batch into the f16 cache
-        fs_to_f16_team(v, vc + pos0 * kv, n * kv, team)
-        fs_attention_team(q, n, pos0, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.attn_softcap,
-                          L.attn_sinks, L.window, att, P.attn_work, P.n_ctx, team)
+        for si in range(P.n_seg):
+            # each sequence's K, V rows into its part of the f16 cache, then its queries over its own rows
+            # (the same calls, with the same sizes, as a batch of that sequence alone)
+            sg = &P.segs[si]
+            kcs = kc + sg.seq * P.n_ctx * kv
+            vcs = vc + sg.seq * P.n_ctx * kv
+            fs_to_f16_team(k + sg.start * kv, kcs + sg.pos0 * kv, sg.n * kv, team)
+            fs_to_f16_team(v + sg.start * kv, vcs + sg.pos0 * kv, sg.n * kv, team)
+            fs_attention_team(q + sg.start * qw, sg.n, sg.pos0, kcs, vcs, c.n_head, c.n_head_kv, c.head_dim, kq_scale,
+                              c.attn_softcap, L.attn_sinks, L.window, att + sg.start * qw, P.attn_work, P.n_ctx, team)
         fs_matmul_team(&L.wo, att, n, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
         if L.bo != NULL:
             fs_add_rows_team(xb, L.bo, n, c.n_embd, team)
@@ -455,8 +479,14 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
             fs_scale_team(f, c.residual_scale, n * c.n_embd, team)
         fs_add_team(x, f, n * c.n_embd, team)
     if logits != NULL:
-        rows = n - logits_from
-        fs_rmsnorm_team(x + logits_from * c.n_embd, P.output_norm, xb, rows, c.n_embd, c.eps, team)
+        rows = P.n_logits
+        r = 0
+        for si in range(P.n_seg):   # the wanted rows of every segment, normed into consecutive rows of xb
+            sg = &P.segs[si]
+            if sg.logits_from >= 0:
+                fs_rmsnorm_team(x + (sg.start + sg.logits_from) * c.n_embd, P.output_norm, xb + r * c.n_embd,
+                                sg.n - sg.logits_from, c.n_embd, c.eps, team)
+                r += sg.n - sg.logits_from
         fs_matmul_team(P.output, xb, rows, logits, act, team)  # (rows, n_vocab)
         if P.output_bias != NULL:
             fs_add_rows_team(logits, P.output_bias, rows, c.n_vocab, team)
@@ -467,23 +497,27 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
 
 
 cdef class ForwardContext:
-    """Run state for one sequence: activation buffers for ``n_batch`` tokens and the KV cache.
+    """Run state for ``n_seq`` sequences: activation buffers for ``n_batch`` tokens and a KV cache.
 
     Args:
         model: the :class:`CompiledModel`.
-        n_ctx: KV cache length in tokens.
-        n_batch: largest number of tokens one :meth:`eval` call takes.
+        n_ctx: KV cache length in tokens, per sequence.
+        n_batch: largest number of tokens one :meth:`eval` / :meth:`eval_batch` call takes (all
+            sequences together).
         n_threads: threads used by the kernels.
+        n_seq: independent sequences (the server's parallel slots); each owns ``n_ctx`` rows of the
+            cache, so a batch can mix tokens of several sequences (:meth:`eval_batch`).
 
-    Memory: KV cache ``2 * n_layer * n_ctx * n_head_kv * head_dim * 2`` bytes (f16, as llama.cpp's
-    default cache type); a mixture-of-experts model adds the experts' scratch for n_batch tokens
+    Memory: KV cache ``2 * n_layer * n_seq * n_ctx * n_head_kv * head_dim * 2`` bytes (f16, as
+    llama.cpp's default cache type), allocated zeroed by the OS on first touch (numpy's zeros is
+    calloc), so a sequence's rows take memory only once it has held that many tokens; a mixture-of-experts model adds the experts' scratch for n_batch tokens
     (``fs_moe_work_sizes``: about ``n_batch * n_expert_used * (2 * n_ff_exp + n_embd) * 4`` bytes of
     activations plus their quantized copies).
     """
     cdef CompiledModel model
-    cdef readonly int n_ctx, n_batch, n_threads
-    cdef uint16_t[:, :, ::1] k_cache   # (n_layer, n_ctx, n_head_kv * head_dim) f16 bits
-    cdef uint16_t[:, :, ::1] v_cache   # (n_layer, n_ctx, n_head_kv * head_dim) f16 bits
+    cdef readonly int n_ctx, n_batch, n_threads, n_seq
+    cdef uint16_t[:, :, ::1] k_cache   # (n_layer, n_seq * n_ctx, n_head_kv * head_dim) f16 bits
+    cdef uint16_t[:, :, ::1] v_cache   # (n_layer, n_seq * n_ctx, n_head_kv * head_dim) f16 bits
     cdef float[:, ::1] x            # (n_batch, n_embd) residual stream
     cdef float[:, ::1] xb           # (n_batch, n_embd) normed input / block output
     cdef float[:, ::1] q            # (n_batch, n_head * head_dim)
@@ -498,6 +532,7 @@ cdef class ForwardContext:
     cdef list _moe_buffers          # the arrays behind moe_work (fs_moe_work_sizes)
     cdef fs_moe_work moe_work
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
+    cdef Segment[::1] segs          # (n_seq,) the batch's segments (a structured numpy array)
     cdef bint long_rope             # n_ctx > n_ctx_orig: layers take their long RoPE factors (Phi-3 LongRoPE)
     cdef fs_pool *pool              # n_threads members (fs_pool.h), for this context's whole life
 
@@ -507,15 +542,16 @@ cdef class ForwardContext:
     def __dealloc__(self):
         fs_pool_free(self.pool)
 
-    def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads):
-        if n_ctx <= 0 or n_batch <= 0 or n_threads <= 0:
-            raise ValueError("n_ctx, n_batch and n_threads must be positive")
+    def __init__(self, CompiledModel model, int n_ctx, int n_batch, int n_threads, int n_seq=1):
+        if n_ctx <= 0 or n_batch <= 0 or n_threads <= 0 or n_seq <= 0:
+            raise ValueError("n_ctx, n_batch, n_threads and n_seq must be positive")
         self.model = model
-        self.n_ctx, self.n_batch, self.n_threads = n_ctx, n_batch, n_threads
+        self.n_ctx, self.n_batch, self.n_threads, self.n_seq = n_ctx, n_batch, n_threads, n_seq
         c = model.cfg
         kv = c.n_head_kv * c.head_dim
-        self.k_cache = np.zeros((c.n_layer, n_ctx, kv), np.uint16)
-        self.v_cache = np.zeros((c.n_layer, n_ctx, kv), np.uint16)
+        self.k_cache = np.zeros((c.n_layer, <int64_t>n_seq * n_ctx, kv), np.uint16)
+        self.v_cache = np.zeros((c.n_layer, <int64_t>n_seq * n_ctx, kv), np.uint16)
+        self.segs = np.zeros(n_seq, _SEGMENT_DTYPE)
         self.x = np.zeros((n_batch, c.n_embd), np.float32)
         self.xb = np.zeros((n_batch, c.n_embd), np.float32)
         self.q = np.zeros((n_batch, c.n_head * c.head_dim), np.float32)
@@ -543,40 +579,95 @@ cdef class ForwardContext:
                                      self._moe_buffers)
         self.moe_out = np.zeros((n_batch, c.n_embd), np.float32)
 
-    def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1):
-        """Run ``len(tokens)`` tokens at positions ``pos0 ..`` through the model, filling the KV cache.
+    def eval(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits=None, int logits_from=-1, int seq=0):
+        """Run ``len(tokens)`` tokens of sequence ``seq`` at positions ``pos0 ..``, filling its KV cache rows.
 
         Args:
             tokens: int32 (n_tok,), 1 <= n_tok <= n_batch, ids < n_vocab.
-            pos0: position of the first token; cache rows ``0 .. pos0-1`` must hold the earlier tokens.
+            pos0: position of the first token; the sequence's cache rows ``0 .. pos0-1`` must hold the
+                earlier tokens.
             logits: float32 (n_tok - logits_from, n_vocab) output, or None to skip the output layer.
             logits_from: first token whose logits are wanted (default: the last one only).
+            seq: the sequence, 0 .. n_seq - 1.
 
         Raises:
-            ValueError: empty or oversized batch, context overflow, bad token id or logits shape.
+            ValueError: empty or oversized batch, context overflow, bad token id, sequence or logits shape.
         """
         cdef int n = tokens.shape[0]
-        cdef int i
+        if logits_from < 0:
+            logits_from = n - 1
+        seg = np.array([(seq, pos0, 0, n, logits_from if logits is not None else -1)], _SEGMENT_DTYPE)
+        self.eval_batch(tokens, seg, logits)
+
+    def eval_batch(self, const int32_t[::1] tokens, segments, float[:, ::1] logits=None):
+        """Run one batch that mixes tokens of several sequences (continuous batching) through the model.
+
+        Each segment is the same computation as an :meth:`eval` of its tokens alone (row-wise kernels on
+        the whole batch, attention and the cache per segment); the matmuls read each weight once for
+        the whole batch, which is what makes decoding several sequences together cheap.
+
+        Args:
+            tokens: int32 (n_tok,), 1 <= n_tok <= n_batch: the segments' tokens, one after another.
+            segments: a sequence of ``(seq, pos0, start, n, logits_from)`` tuples (or a structured array
+                of that dtype), at most n_seq, each sequence at most once: tokens ``start .. start + n - 1``
+                of the batch go to sequence ``seq`` at positions ``pos0 ..`` (its cache rows
+                ``0 .. pos0 - 1`` must hold its earlier tokens); ``logits_from`` is the first of its
+                tokens whose logits are wanted, or -1 for none. Together the segments cover the tokens
+                in order.
+            logits: float32 (rows, n_vocab): the wanted rows of every segment, in segment order; None
+                (and every logits_from -1) to skip the output layer.
+
+        Raises:
+            ValueError: an empty or oversized batch, segments that do not tile it, a repeated or unknown
+                sequence, a context overflow, a bad token id or logits shape.
+        """
+        cdef int n = tokens.shape[0]
+        cdef int i, j, si, n_seg, n_logits = 0
         cdef Config c = self.model.cfg
         if n < 1 or n > self.n_batch:
             raise ValueError(f"batch of {n} tokens; n_batch is {self.n_batch}")
-        if pos0 < 0 or pos0 + n > self.n_ctx:
-            raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed n_ctx = {self.n_ctx}")
+        segs = np.asarray(segments, _SEGMENT_DTYPE).reshape(-1)
+        n_seg = segs.shape[0]
+        if n_seg < 1 or n_seg > self.n_seq:
+            raise ValueError(f"{n_seg} segments; n_seq is {self.n_seq}")
+        seen = set()
+        j = 0
+        for si in range(n_seg):
+            sq, p0, st, ns, lf = (int(v) for v in segs[si])
+            if not 0 <= sq < self.n_seq or sq in seen:
+                raise ValueError(f"segment {si}: sequence {sq} is repeated or outside 0 .. {self.n_seq - 1}")
+            seen.add(sq)
+            if st != j or ns < 1 or st + ns > n:
+                raise ValueError(f"segment {si}: tokens {st} .. {st + ns - 1} do not follow on at {j} within {n}")
+            if p0 < 0 or p0 + ns > self.n_ctx:
+                raise ValueError(f"positions {p0}..{p0 + ns - 1} exceed n_ctx = {self.n_ctx}")
+            if lf >= ns or lf < -1:
+                raise ValueError(f"segment {si}: logits_from {lf} outside -1 .. {ns - 1}")
+            if lf >= 0:
+                n_logits += ns - lf
+            for i in range(ns):
+                self.pos[st + i] = p0 + i
+            self.segs[si].seq = sq
+            self.segs[si].pos0 = p0
+            self.segs[si].start = st
+            self.segs[si].n = ns
+            self.segs[si].logits_from = lf
+            j = st + ns
+        if j != n:
+            raise ValueError(f"segments cover {j} of the batch's {n} tokens")
         for i in range(n):
             if tokens[i] < 0 or tokens[i] >= c.n_vocab:
                 raise ValueError(f"token id {tokens[i]} out of range [0, {c.n_vocab})")
-        if logits_from < 0:
-            logits_from = n - 1
+        if (logits is None) != (n_logits == 0):
+            raise ValueError("logits must be given exactly when some segment wants logits")
         if logits is not None:
-            if logits.shape[0] != n - logits_from or logits.shape[1] != c.n_vocab:
-                raise ValueError(f"logits must have shape ({n - logits_from}, {c.n_vocab})")
-        for i in range(n):
-            self.pos[i] = pos0 + i
+            if logits.shape[0] != n_logits or logits.shape[1] != c.n_vocab:
+                raise ValueError(f"logits must have shape ({n_logits}, {c.n_vocab})")
         cdef float *lp = &logits[0, 0] if logits is not None else NULL
         with nogil:
-            self._forward(&tokens[0], n, pos0, lp, logits_from)
+            self._forward(&tokens[0], n, n_seg, n_logits, lp)
 
-    cdef void _forward(self, const int32_t *tokens, int n, int pos0, float *logits, int logits_from) noexcept nogil:
+    cdef void _forward(self, const int32_t *tokens, int n, int n_seg, int n_logits, float *logits) noexcept nogil:
         cdef Pass P
         P.c = self.model.cfg
         P.layers = self.model.layers
@@ -600,11 +691,13 @@ cdef class ForwardContext:
         P.moe_work = self.moe_work
         P.pos = &self.pos[0]
         P.n_ctx = self.n_ctx
+        P.n_seq = self.n_seq
         P.long_rope = self.long_rope
         P.tokens = tokens
         P.n = n
-        P.pos0 = pos0
-        P.logits_from = logits_from
+        P.segs = &self.segs[0]
+        P.n_seg = n_seg
+        P.n_logits = n_logits
         P.logits = logits
         # One job for the whole pass (llama.cpp's graph compute): every thread of the pool runs the
         # sequence in _forward_job; each op does its share and ends with a team barrier (fs_pool.h).
@@ -615,9 +708,13 @@ cdef class ForwardContext:
         """Threads the pool runs a forward pass on: n_threads, or fewer if the OS refused some."""
         return fs_pool_size(self.pool)
 
-    def kv_cache(self):
-        """Return (k_cache, v_cache) as numpy arrays (n_layer, n_ctx, n_head_kv * head_dim) float16."""
-        return np.asarray(self.k_cache).view(np.float16), np.asarray(self.v_cache).view(np.float16)
+    def kv_cache(self, int seq=0):
+        """Return sequence ``seq``'s (k_cache, v_cache): numpy views (n_layer, n_ctx, n_head_kv * head_dim) float16."""
+        if not 0 <= seq < self.n_seq:
+            raise ValueError(f"sequence {seq} outside 0 .. {self.n_seq - 1}")
+        k = np.asarray(self.k_cache).view(np.float16)[:, seq * self.n_ctx : (seq + 1) * self.n_ctx]
+        v = np.asarray(self.v_cache).view(np.float16)[:, seq * self.n_ctx : (seq + 1) * self.n_ctx]
+        return k, v
 
 
 def matmul(int wtype, w, x, int n_threads=1):

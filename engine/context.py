@@ -2,11 +2,15 @@
 
 Evaluating a new prompt reuses the longest common prefix with what the cache already holds, so a
 second chat turn only processes the new tokens (llama.cpp server's ``n_past`` / prompt-cache reuse).
+
+A context can hold several independent sequences (``n_seq``, the server's parallel slots), each with
+``n_ctx`` cache rows of its own, and evaluate a batch that mixes them (:meth:`Context.eval_batch`):
+continuous batching as llama.cpp's server does it, one forward pass for every slot's next token.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,66 +35,147 @@ def default_n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _nonfinite(logits: np.ndarray) -> bool:
+    """True if float32 ``logits`` hold a NaN or an infinity (NaN propagates through min and max, and an
+    infinity shows in one of them: two fast reductions)."""
+    lo, hi = float(np.min(logits)), float(np.max(logits))
+    return not (np.isfinite(lo) and np.isfinite(hi))
+
+
 class Context:
-    """A model's run state: KV cache of ``n_ctx`` tokens and buffers for batches of ``n_batch``.
+    """A model's run state: KV cache of ``n_ctx`` tokens per sequence and buffers for batches of ``n_batch``.
 
     Args:
         model: a loaded :class:`~engine.model.Model`.
-        n_ctx: context length in tokens; default ``min(model's training context, 4096)``.
+        n_ctx: context length in tokens, per sequence; default ``min(model's training context, 4096)``.
         n_batch: tokens per forward call during prefill.
         n_threads: kernel threads; default :func:`default_n_threads`.
+        n_seq: independent sequences (parallel slots), each with its own ``n_ctx`` cache rows; the
+            methods take ``seq`` (default 0). The cache memory is taken from the OS as rows are first
+            written, so unused sequences cost address space, not RAM.
 
     Attributes:
-        tokens: the token ids whose keys and values are in the cache, in order.
+        seq_tokens: per sequence, the token ids whose keys and values are in its cache, in order.
+        tokens: ``seq_tokens[0]``.
     """
 
     def __init__(self, model: Model, n_ctx: int | None = None, n_batch: int = DEFAULT_N_BATCH,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, n_seq: int = 1):
         self.model = model
         self.n_ctx = int(n_ctx or min(model.hparams.n_ctx_train, DEFAULT_N_CTX))
         self.n_batch = max(1, min(int(n_batch), self.n_ctx))
         self.n_threads = int(n_threads or default_n_threads())
+        self.n_seq = int(n_seq)
+        if self.n_seq < 1:
+            raise ValueError(f"n_seq must be at least 1, not {n_seq}")
         self.n_vocab = model.hparams.n_vocab
-        self._fwd = ForwardContext(model.compiled, self.n_ctx, self.n_batch, self.n_threads)
-        self._logits = np.zeros((1, self.n_vocab), np.float32)  # (1, n_vocab): last token's logits
-        self.tokens: list[int] = []
+        # A batch of eval_batch holds at most one prefill chunk's n_batch tokens plus one token of each
+        # other sequence.
+        self.max_batch = self.n_batch + self.n_seq - 1
+        self._fwd = ForwardContext(model.compiled, self.n_ctx, self.max_batch, self.n_threads, self.n_seq)
+        self._logits = np.zeros((self.n_seq, self.n_vocab), np.float32)  # per sequence: its last token's logits
+        self.seq_tokens: list[list[int]] = [[] for _ in range(self.n_seq)]
 
-    def reset(self) -> None:
-        """Forget the cached tokens (the cache rows are simply overwritten later)."""
-        self.tokens = []
+    @property
+    def tokens(self) -> list[int]:
+        """Sequence 0's cached token ids (the list itself)."""
+        return self.seq_tokens[0]
 
-    def common_prefix(self, tokens: list[int]) -> int:
-        """Length of the common prefix of ``tokens`` and the cached tokens."""
+    @tokens.setter
+    def tokens(self, value: list[int]) -> None:
+        self.seq_tokens[0] = value
+
+    def reset(self, seq: int = 0) -> None:
+        """Forget a sequence's cached tokens (the cache rows are simply overwritten later)."""
+        self.seq_tokens[seq] = []
+
+    def common_prefix(self, tokens: Sequence[int], seq: int = 0) -> int:
+        """Length of the common prefix of ``tokens`` and the sequence's cached tokens."""
         n = 0
-        for a, b in zip(self.tokens, tokens):
+        for a, b in zip(self.seq_tokens[seq], tokens):
             if a != b:
                 break
             n += 1
         return n
 
-    def _eval(self, tokens: list[int], logits: np.ndarray | None, logits_from: int = -1) -> None:
-        pos0 = len(self.tokens)
-        if pos0 + len(tokens) > self.n_ctx:
-            raise ContextFullError(f"context is full: {pos0} + {len(tokens)} tokens exceed n_ctx = {self.n_ctx}")
+    def check_tokens(self, tokens: Sequence[int]) -> None:
+        """Raise :class:`PromptError` if a token id lies outside the vocabulary."""
         bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
         if bad is not None:
             raise PromptError(f"token id {bad} is outside the vocabulary (0..{self.n_vocab - 1})")
-        self._fwd.eval(np.asarray(tokens, np.int32), pos0, logits, logits_from)
-        self.tokens.extend(tokens)
-        if logits is not None:
-            # NaN propagates through max and min, and inf shows in one of them: two fast reductions.
-            lo, hi = float(np.min(logits)), float(np.max(logits))
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                del self.tokens[pos0:]  # those cache rows hold garbage too
-                raise ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(tokens) - 1}: "
-                                       f"the file is probably damaged")
 
-    def prefill(self, tokens: list[int], progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
-        """Bring the cache to exactly ``tokens`` and return the last token's logits.
+    def _eval(self, tokens: list[int], logits: np.ndarray | None, logits_from: int = -1, seq: int = 0) -> None:
+        cached = self.seq_tokens[seq]
+        pos0 = len(cached)
+        if pos0 + len(tokens) > self.n_ctx:
+            raise ContextFullError(f"context is full: {pos0} + {len(tokens)} tokens exceed n_ctx = {self.n_ctx}")
+        self.check_tokens(tokens)
+        self._fwd.eval(np.asarray(tokens, np.int32), pos0, logits, logits_from, seq)
+        cached.extend(tokens)
+        if logits is not None and _nonfinite(logits):
+            del cached[pos0:]  # those cache rows hold garbage too
+            raise ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(tokens) - 1}: "
+                                   f"the file is probably damaged")
+
+    def eval_batch(self, parts: Sequence[tuple[int, Sequence[int], bool]]) -> list[np.ndarray | ModelOutputError | None]:
+        """Append tokens to several sequences in one forward pass (continuous batching).
+
+        Each part is computed as an evaluation of its tokens alone would be (``ForwardContext.eval_batch``).
+
+        Args:
+            parts: ``(seq, tokens, want_logits)`` per sequence, each sequence at most once, all the tokens
+                together at most ``max_batch`` (n_batch + n_seq - 1).
+
+        Returns:
+            Per part: float32 (n_vocab,) logits of its last token (a view, valid until the next
+            evaluation on this context) when wanted, else None; or a :class:`ModelOutputError` for a part whose logits
+            came out NaN/inf (its tokens are not kept; the other parts are unaffected).
+
+        Raises:
+            ContextFullError: a part does not fit in its sequence's n_ctx (nothing is evaluated).
+            PromptError: a token id outside the vocabulary.
+            ValueError: a repeated sequence, an empty part or too many tokens.
+        """
+        flat: list[int] = []
+        segs = []
+        rows = 0
+        for seq, toks, want in parts:
+            pos0 = len(self.seq_tokens[seq])
+            if pos0 + len(toks) > self.n_ctx:
+                raise ContextFullError(f"context is full: {pos0} + {len(toks)} tokens exceed n_ctx = {self.n_ctx}")
+            self.check_tokens(toks)
+            segs.append((seq, pos0, len(flat), len(toks), len(toks) - 1 if want else -1))
+            flat.extend(toks)
+            rows += bool(want)
+        if len(flat) > self.max_batch:
+            raise ValueError(f"a batch of {len(flat)} tokens; at most {self.max_batch}")
+        logits = self._logits[:rows] if rows else None
+        self._fwd.eval_batch(np.asarray(flat, np.int32), segs, logits)
+        out: list[np.ndarray | ModelOutputError | None] = []
+        r = 0
+        for (seq, toks, want), (_, pos0, _, _, _) in zip(parts, segs):
+            self.seq_tokens[seq].extend(toks)
+            if not want:
+                out.append(None)
+                continue
+            row = self._logits[r]
+            r += 1
+            if _nonfinite(row):
+                del self.seq_tokens[seq][pos0:]
+                out.append(ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(toks) - 1}: "
+                                            f"the file is probably damaged"))
+            else:
+                out.append(row)
+        return out
+
+    def prefill(self, tokens: list[int], progress: Callable[[int, int], None] | None = None,
+                seq: int = 0) -> tuple[np.ndarray, int]:
+        """Bring a sequence's cache to exactly ``tokens`` and return the last token's logits.
 
         Args:
             tokens: the full prompt, ids.
             progress: called as ``progress(done, total)`` after each batch (tokens to process).
+            seq: the sequence.
 
         Returns:
             (logits float32 (n_vocab,) for the last token, number of prompt tokens reused from the cache).
@@ -104,28 +189,35 @@ class Context:
             raise PromptError("empty prompt: at least one token is needed")
         if len(tokens) > self.n_ctx:
             raise ContextFullError(f"prompt is {len(tokens)} tokens, longer than the context (n_ctx = {self.n_ctx})")
-        # Keep at least the last token to evaluate: its logits are the output.
-        n_keep = min(self.common_prefix(tokens), len(tokens) - 1)
-        del self.tokens[n_keep:]
+        n_keep = self.keep_prefix(tokens, seq)
         todo = tokens[n_keep:]
+        out = self._logits[seq : seq + 1]
         for start in range(0, len(todo), self.n_batch):
             batch = todo[start : start + self.n_batch]
             last = start + len(batch) == len(todo)
-            self._eval(batch, self._logits if last else None)
+            self._eval(batch, out if last else None, seq=seq)
             if progress is not None:
                 progress(start + len(batch), len(todo))
-        return self._logits[0], n_keep
+        return out[0], n_keep
 
-    def decode(self, token: int) -> np.ndarray:
-        """Append one token and return its logits, float32 (n_vocab,).
+    def keep_prefix(self, tokens: Sequence[int], seq: int = 0) -> int:
+        """Drop the sequence's cached tokens after its common prefix with ``tokens`` (keeping at least the
+        last prompt token to evaluate: its logits are the output) and return how many are kept."""
+        n_keep = min(self.common_prefix(tokens, seq), len(tokens) - 1)
+        del self.seq_tokens[seq][n_keep:]
+        return n_keep
+
+    def decode(self, token: int, seq: int = 0) -> np.ndarray:
+        """Append one token to a sequence and return its logits, float32 (n_vocab,).
 
         Raises:
             ContextFullError: the cache already holds n_ctx tokens.
             PromptError: a token id outside the vocabulary.
             ModelOutputError: NaN or infinite logits.
         """
-        self._eval([token], self._logits)
-        return self._logits[0]
+        out = self._logits[seq : seq + 1]
+        self._eval([token], out, seq=seq)
+        return out[0]
 
     def eval_logits(self, tokens: list[int], logits_from: int) -> np.ndarray:
         """Evaluate ``tokens`` from an empty cache and return logits of positions ``logits_from..``.

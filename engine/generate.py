@@ -134,6 +134,106 @@ def _logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, tuple[tupl
     return float(x[token] - lse), top
 
 
+class Continuation:
+    """The token-by-token half of one generation: from logits to the next token, the text it completes,
+    and when to stop. :func:`generate` drives one with a single sequence; the scheduler drives one per
+    slot, with the logits of a batched forward pass.
+
+    Args:
+        tokenizer: the model's :class:`~engine.tokenizer.Tokenizer`.
+        prompt_tokens: the prompt ids (the penalties' history starts with them).
+        sampler, max_tokens, stop, logprobs, constraint: as :func:`generate`.
+        n_ctx: the sequence's context length in tokens.
+        stats: the :class:`GenerationStats` to update (n_generated, finish_reason, context_full, text).
+
+    Attributes:
+        finished: True once a finish reason is set; :meth:`step` must not be called again.
+    """
+
+    def __init__(self, tokenizer, prompt_tokens: Sequence[int], *, sampler: Sampler, max_tokens: int,
+                 stop: Sequence[str], logprobs: int | None, constraint: LogitsConstraint | None, n_ctx: int,
+                 stats: GenerationStats):
+        self._eog = tokenizer.eog_ids
+        self._stops = [s for s in stop if s]
+        self._sampler = sampler
+        self._logprobs = logprobs
+        self._constraint = constraint
+        self._n_ctx = n_ctx
+        self._limit = max_tokens if max_tokens >= 0 else n_ctx
+        self._history = list(prompt_tokens)
+        self._decoder = tokenizer.stream_decoder()
+        self._pending = ""  # decoded text not yet emitted (could start a stop string)
+        self._emitted: list[str] = []
+        self.stats = stats
+        self.finished = False
+
+    @property
+    def text(self) -> str:
+        """The text emitted so far."""
+        return "".join(self._emitted)
+
+    def _end(self, reason: str, out: list[GeneratedToken], flush: bool = True) -> tuple[list[GeneratedToken], None]:
+        """Set the finish reason; with ``flush``, emit what was held back (as a token with id -1)."""
+        self.stats.finish_reason = reason
+        self.finished = True
+        tail = self._pending + self._decoder.flush() if flush else ""
+        self._pending = ""
+        if tail:
+            self._emitted.append(tail)
+            out.append(GeneratedToken(-1, tail))
+        self.stats.text = self.text
+        return out, None
+
+    def cancel(self) -> list[GeneratedToken]:
+        """End with finish_reason "cancelled"; returns the held-back text (as a token with id -1), if any."""
+        return self._end("cancelled", [])[0]
+
+    def step(self, logits: np.ndarray, n_cached: int) -> tuple[list[GeneratedToken], int | None]:
+        """Choose the next token from float32 ``logits`` (n_vocab,) of the last evaluated token.
+
+        Args:
+            logits: not modified.
+            n_cached: tokens the sequence's cache holds now (the sampled token not counted).
+
+        Returns:
+            (tokens to emit, in order; the id to evaluate next, or None when the generation ended, then
+            ``stats.finish_reason`` says why).
+        """
+        st = self.stats
+        if st.n_generated >= self._limit:
+            return self._end("length", [])
+        if self._constraint is not None:
+            masked = np.array(logits, np.float32, copy=True)
+            self._constraint.mask(masked)
+            token = self._sampler.sample(masked, self._history)
+        else:
+            token = self._sampler.sample(logits, self._history)
+        lp, top = _logprobs(logits, token, self._logprobs) if self._logprobs is not None else (None, ())
+        st.n_generated += 1
+        self._history.append(token)
+        complete = self._constraint is not None and self._constraint.accept(token)
+        if token in self._eog:
+            return self._end("stop", [], flush=False)
+        self._pending += self._decoder.push(token)
+        cut, safe = _stop_cut(self._pending, self._stops)
+        if cut is not None:  # the text ends before the stop string
+            self._emitted.append(self._pending[:cut])
+            return self._end("stop", [GeneratedToken(token, self._pending[:cut], lp, top)], flush=False)
+        if complete:  # the constrained output is whole: emit everything held back with this token, and stop
+            text = self._pending + self._decoder.flush()
+            self._emitted.append(text)
+            return self._end("stop", [GeneratedToken(token, text, lp, top)], flush=False)
+        text, self._pending = self._pending[:safe], self._pending[safe:]
+        self._emitted.append(text)
+        out = [GeneratedToken(token, text, lp, top)]
+        if n_cached >= self._n_ctx:
+            st.context_full = True
+            return self._end("length", out)
+        if st.n_generated >= self._limit:
+            return self._end("length", out)
+        return out, token
+
+
 def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_tokens: int = 256,
              stop: Sequence[str] = (), progress: Callable[[int, int], None] | None = None,
              should_stop: Callable[[], bool] | None = None, logprobs: int | None = None,
@@ -164,9 +264,6 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
         PromptError: an empty prompt or a token id outside the vocabulary.
     """
     stats = GenerationStats(n_prompt=len(prompt_tokens))
-    tok = ctx.model.tokenizer
-    eog = tok.eog_ids
-    stops = [s for s in stop if s]
 
     def run() -> Iterator[GeneratedToken]:
         t0 = time.perf_counter()
@@ -174,65 +271,21 @@ def generate(ctx: Context, prompt_tokens: list[int], *, sampler: Sampler, max_to
         logits, stats.n_reused = ctx.prefill(prompt_tokens, progress)
         stats.prefill_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        history = list(prompt_tokens)
-        decoder = tok.stream_decoder()
-        pending = ""  # decoded text not yet emitted (could start a stop string)
-        emitted: list[str] = []
-        limit = max_tokens if max_tokens >= 0 else ctx.n_ctx
+        cont = Continuation(ctx.model.tokenizer, prompt_tokens, sampler=sampler, max_tokens=max_tokens, stop=stop,
+                            logprobs=logprobs, constraint=constraint, n_ctx=ctx.n_ctx, stats=stats)
         try:
             while True:
                 if should_stop is not None and should_stop():
-                    stats.finish_reason = "cancelled"
+                    yield from cont.cancel()
                     break
-                if stats.n_generated >= limit:
-                    stats.finish_reason = "length"
-                    break
-                if constraint is not None:
-                    masked = np.array(logits, np.float32, copy=True)
-                    constraint.mask(masked)
-                    token = sampler.sample(masked, history)
-                else:
-                    token = sampler.sample(logits, history)
-                lp, top = _logprobs(logits, token, logprobs) if logprobs is not None else (None, ())
-                stats.n_generated += 1
-                history.append(token)
-                complete = constraint is not None and constraint.accept(token)
-                if token in eog:
-                    stats.finish_reason = "stop"
-                    break
-                pending += decoder.push(token)
-                cut, safe = _stop_cut(pending, stops)
-                if cut is not None:
-                    emitted.append(pending[:cut])
-                    yield GeneratedToken(token, pending[:cut], lp, top)
-                    pending = ""
-                    stats.finish_reason = "stop"
-                    break
-                if complete:  # the constrained output is whole: emit everything held back and stop
-                    out, pending = pending + decoder.flush(), ""
-                    emitted.append(out)
-                    yield GeneratedToken(token, out, lp, top)
-                    stats.finish_reason = "stop"
-                    break
-                out, pending = pending[:safe], pending[safe:]
-                emitted.append(out)
-                yield GeneratedToken(token, out, lp, top)
-                if len(ctx.tokens) >= ctx.n_ctx:
-                    stats.finish_reason = "length"
-                    stats.context_full = True
-                    break
-                if stats.n_generated >= limit:
-                    stats.finish_reason = "length"
+                out, token = cont.step(logits, len(ctx.tokens))
+                yield from out
+                if token is None:
                     break
                 ctx.model.check_file()  # a stat call, microseconds: stop before reading a rewritten file
                 logits = ctx.decode(token)
-            if stats.finish_reason in ("length", "cancelled"):
-                tail = pending + decoder.flush()
-                if tail:
-                    emitted.append(tail)
-                    yield GeneratedToken(-1, tail)
         finally:
             stats.decode_s = time.perf_counter() - t1
-            stats.text = "".join(emitted)
+            stats.text = cont.text
 
     return Generation(run(), stats)
