@@ -1,10 +1,19 @@
-"""One worker thread that owns the model's :class:`~engine.context.Context` and runs generations in order.
+"""One worker thread that owns the model's :class:`~engine.context.Context` and runs generations in
+``n_parallel`` slots with continuous batching.
 
-The desktop window and the local server share one loaded model and one KV cache, so every request
-(a chat turn from the window, an API call) goes through this FIFO scheduler: a bounded queue in front
-of a single engine thread, as llama.cpp's ``llama-server`` does with one slot. Callers get a
-:class:`Job` whose events they either iterate (blocking) or receive through a callback on the engine
-thread (the server forwards them to its event loop, the GUI's worker to Qt signals).
+The desktop window and the local server share one loaded model, so every request (a chat turn from
+the window, an API call) goes through this scheduler: a bounded FIFO queue in front of a single engine
+thread that serves up to ``n_parallel`` requests at once, as llama.cpp's ``llama-server`` does
+(``tools/server/server-context.cpp``, ``update_slots``). Each slot is a sequence of its own in the KV
+cache (``n_ctx`` tokens per slot). Each engine step is one forward pass holding the next token of
+every generating slot plus prefill chunks of newly started prompts (up to n_batch prompt tokens), so
+decoding four replies costs little more than decoding one (decode is memory-bound: the weights are
+read once per step). A new request takes the free slot whose cached tokens share the longest prefix
+with its prompt (the window's conversation keeps its slot, a returning API client reuses its prefix),
+else the least recently used one.
+
+Callers get a :class:`Job` whose events they either iterate (blocking) or receive through a callback
+on the engine thread (the server forwards them to its event loop, the GUI's worker to Qt signals).
 
 Events, in order, for a job that runs:
     ``("start", None)`` when the engine thread picks it up,
@@ -18,19 +27,21 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .context import Context
-from .errors import FiresideError
+from .context import Context, ContextFullError
+from .errors import FiresideError, PromptError
 from . import reasoning
-from .generate import GeneratedToken, GenerationStats, LogitsConstraint, generate
+from .generate import Continuation, GeneratedToken, GenerationStats, LogitsConstraint
 from .model import Model
 from .sampling import Sampler, SamplerParams
 
 Event = tuple[str, Any]
 
 DEFAULT_MAX_QUEUE = 16
+DEFAULT_N_PARALLEL = 4  # llama-server's default number of slots
 
 
 class QueueFullError(FiresideError, RuntimeError):
@@ -128,27 +139,78 @@ class Job:
                 return
 
 
+@dataclass
+class SlotInfo:
+    """A slot's state, for status pages (``/slots``, the app's server panel).
+
+    Attributes:
+        id: the slot (its sequence in the KV cache). state: ``"idle"``, ``"prefill"`` or ``"generating"``.
+        n_cached: tokens its cache holds (its prompt cache while idle).
+        n_prompt, n_generated: the running request's prompt tokens and tokens generated so far.
+    """
+
+    id: int
+    state: str
+    n_cached: int
+    n_prompt: int = 0
+    n_generated: int = 0
+
+
+class _Slot:
+    """One sequence of the KV cache and the request it serves (engine thread only)."""
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.last_used = 0.0          # time.monotonic() when its last request ended or started
+        self.job: Job | None = None
+        self.todo: list[int] = []     # prompt tokens still to evaluate
+        self.n_todo = 0               # prompt tokens to evaluate in all (progress)
+        self.cont: Continuation | None = None
+        self.next_token: int | None = None
+        self.split = None
+        self.answer: list[str] = []
+        self.thought: list[str] = []
+        self.stats: GenerationStats | None = None
+        self.t0 = self.t1 = 0.0       # start of the prefill, of the decode
+
+    @property
+    def state(self) -> str:
+        if self.job is None:
+            return "idle"
+        return "prefill" if self.cont is None else "generating"
+
+
 class Scheduler:
-    """Runs jobs one at a time, in submission order, on one engine thread.
+    """Runs jobs in ``n_parallel`` slots with continuous batching, in submission order, on one engine thread.
 
     Args:
         model: the loaded model.
-        n_ctx, n_threads, n_batch: passed to :class:`~engine.context.Context`.
-        max_queue: most jobs waiting (the running one not counted); more raise :class:`QueueFullError`.
+        n_ctx, n_threads, n_batch: passed to :class:`~engine.context.Context` (n_ctx per slot).
+        max_queue: most jobs waiting for a slot (running ones not counted); more raise :class:`QueueFullError`.
+        n_parallel: slots, i.e. requests served at once (1: strictly one at a time).
+
+    Replies do not depend on what else runs: each slot's tokens are evaluated by the same kernel calls as
+    a run alone, except that with weight types whose matmul takes a different kernel for 4 and more rows
+    (Q4_0, Q4_K, IQ4_NL, MXFP4: llama.cpp's repacked gemm beside its gemv) a batch's size changes the
+    last bits of the sums, as it does in llama.cpp's own server.
 
     The Context is created on the engine thread, and only that thread touches it.
     """
 
     def __init__(self, model: Model, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_batch: int = 512, max_queue: int = DEFAULT_MAX_QUEUE):
+                 n_batch: int = 512, max_queue: int = DEFAULT_MAX_QUEUE, n_parallel: int = 1):
         self.model = model
         self.max_queue = max(0, int(max_queue))
-        self._ctx_args = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+        self.n_parallel = int(n_parallel)
+        if self.n_parallel < 1:
+            raise ValueError(f"n_parallel must be at least 1, not {n_parallel}")
+        self._ctx_args = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq=self.n_parallel)
         self._ctx: Context | None = None
         self._lock = threading.Lock()
         self._waiting: list[Job] = []
         self._wake = threading.Condition(self._lock)
-        self._running: Job | None = None
+        self._slots = [_Slot(i) for i in range(self.n_parallel)]
+        self._n_running = 0
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="fireside-engine", daemon=True)
         self._ready = threading.Event()
@@ -160,7 +222,7 @@ class Scheduler:
 
     @property
     def n_ctx(self) -> int:
-        """Context length in tokens."""
+        """Context length in tokens, per slot."""
         assert self._ctx is not None
         return self._ctx.n_ctx
 
@@ -172,20 +234,40 @@ class Scheduler:
 
     @property
     def n_cached(self) -> int:
-        """Tokens currently in the KV cache (approximate while a job runs)."""
-        return len(self._ctx.tokens) if self._ctx is not None else 0
+        """Tokens in the KV cache of the most recently used slot (approximate while jobs run)."""
+        if self._ctx is None:
+            return 0
+        slot = max(self._slots, key=lambda s: s.last_used)
+        return len(self._ctx.seq_tokens[slot.seq])
 
     @property
     def n_waiting(self) -> int:
-        """Jobs queued, not yet running."""
+        """Jobs queued, not yet in a slot."""
         with self._lock:
             return len(self._waiting)
+
+    @property
+    def n_running(self) -> int:
+        """Jobs in a slot now."""
+        with self._lock:
+            return self._n_running
 
     @property
     def busy(self) -> bool:
         """True while a job runs or waits."""
         with self._lock:
-            return self._running is not None or bool(self._waiting)
+            return self._n_running > 0 or bool(self._waiting)
+
+    def slots(self) -> list[SlotInfo]:
+        """Each slot's state (a snapshot; approximate while jobs run)."""
+        out = []
+        for s in self._slots:
+            job, cont = s.job, s.cont
+            n_cached = len(self._ctx.seq_tokens[s.seq]) if self._ctx is not None else 0
+            out.append(SlotInfo(s.seq, "idle" if job is None else ("prefill" if cont is None else "generating"),
+                                n_cached, len(job.request.prompt_tokens) if job is not None else 0,
+                                cont.stats.n_generated if cont is not None else 0))
+        return out
 
     def submit(self, request: GenerationRequest, on_event: Callable[[Event], None] | None = None) -> Job:
         """Queue a generation and return its :class:`Job` at once.
@@ -196,24 +278,25 @@ class Scheduler:
                 iteration; it must be quick and must not raise (an exception cancels the job).
 
         Raises:
-            QueueFullError: ``max_queue`` jobs are already waiting.
+            QueueFullError: ``max_queue`` jobs already wait beyond the free slots.
             SchedulerClosedError: after :meth:`close`.
         """
         job = Job(request, on_event)
         with self._lock:
             if self._closed:
                 raise SchedulerClosedError("the engine is shutting down")
-            busy = self._running is not None or self._waiting
-            if busy and len(self._waiting) >= self.max_queue:
-                raise QueueFullError(f"{len(self._waiting)} requests are already waiting (max_queue = {self.max_queue})")
+            free = max(0, self.n_parallel - self._n_running)   # slots the engine thread is about to fill
+            if len(self._waiting) >= free + self.max_queue:
+                raise QueueFullError(f"{len(self._waiting) - free} requests are already waiting for a slot "
+                                     f"(max_queue = {self.max_queue})")
             self._waiting.append(job)
             self._wake.notify()
         return job
 
     def cancel_all(self) -> None:
-        """Cancel the running job and every queued one (used before switching models)."""
+        """Cancel the running jobs and every queued one (used before switching models)."""
         with self._lock:
-            jobs = list(self._waiting) + ([self._running] if self._running else [])
+            jobs = list(self._waiting) + [s.job for s in self._slots if s.job is not None]
         for j in jobs:
             j.cancel()
 
@@ -225,6 +308,8 @@ class Scheduler:
             self._wake.notify()
         self._thread.join(timeout)
 
+    # -- the engine thread --
+
     def _loop(self) -> None:
         try:
             self._ctx = Context(self.model, **self._ctx_args)
@@ -235,47 +320,169 @@ class Scheduler:
         self._ready.set()
         while True:
             with self._lock:
-                while not self._waiting and not self._closed:
+                while not self._waiting and not self._n_running and not self._closed:
                     self._wake.wait()
-                if not self._waiting:  # closed and drained
+                if not self._waiting and not self._n_running:  # closed and drained
                     return
-                job = self._waiting.pop(0)
-                self._running = job
-            try:
-                self._run(job)
-            finally:
-                with self._lock:
-                    self._running = None
+                started = self._assign()
+            for slot in started:
+                self._start(slot)
+            if any(s.job is not None for s in self._slots):
+                self._step()
 
-    def _run(self, job: Job) -> None:
+    def _assign(self) -> list[_Slot]:
+        """Move waiting jobs into free slots, in order (lock held). Returns the slots given a job."""
+        started = []
+        while self._waiting:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                break
+            job = self._waiting.pop(0)
+            prompt = job.request.prompt_tokens
+            # the longest common prefix with the slot's cache, then the least recently used
+            slot = max(free, key=lambda s: (self._ctx.common_prefix(prompt, s.seq), -s.last_used))
+            slot.job = job
+            self._n_running += 1
+            started.append(slot)
+        return started
+
+    def _release(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.job, slot.cont, slot.next_token, slot.split = None, None, None, None
+            slot.todo = []
+            slot.last_used = time.monotonic()
+            self._n_running -= 1
+
+    def _finish(self, slot: _Slot, kind: str, payload: Any) -> None:
+        """End the slot's job with a ``done`` or ``error`` event and free the slot."""
+        job = slot.job   # the slot's cached tokens stay right: a failed evaluation keeps none of its tokens
+        self._release(slot)
+        job._emit(kind, payload)
+
+    def _start(self, slot: _Slot) -> None:
+        """Begin the slot's job: check it, then set up its prefill (what its cache already holds is kept)."""
+        job = slot.job
         req = job.request
+        stats = GenerationStats(n_prompt=len(req.prompt_tokens))
         if job.cancelled:
-            job._emit("done", GenerationStats(n_prompt=len(req.prompt_tokens), finish_reason="cancelled"))
+            stats.finish_reason = "cancelled"
+            self._release(slot)
+            job._emit("done", stats)
             return
         job._emit("start", None)
-        gen = generate(self._ctx, req.prompt_tokens, sampler=Sampler(req.params), max_tokens=req.max_tokens,
-                       stop=req.stop, progress=lambda d, t: job._emit("progress", (d, t)),
-                       should_stop=lambda: job.cancelled, logprobs=req.logprobs,
-                       constraint=req.constraint)
-        split = reasoning.splitter(req.reply_format)
-        answer: list[str] = []
-        thought: list[str] = []
+        slot.stats = stats
+        slot.t0 = time.perf_counter()
+        ctx = self._ctx
         try:
-            for tok in gen:
-                if split is not None:
-                    text, reasoned = split.push(tok.text)
-                    answer.append(text)
-                    thought.append(reasoned)
-                    tok = dataclasses.replace(tok, text=text, reasoning=reasoned)
-                job._emit("token", tok)
-            if split is not None:
-                text, reasoned = split.flush()
-                if text or reasoned:
-                    answer.append(text)
-                    thought.append(reasoned)
-                    job._emit("token", GeneratedToken(-1, text, reasoning=reasoned))
-                gen.stats.text, gen.stats.reasoning = "".join(answer), "".join(thought)
+            if not req.prompt_tokens:
+                raise PromptError("empty prompt: at least one token is needed")
+            if len(req.prompt_tokens) > ctx.n_ctx:
+                raise ContextFullError(f"prompt is {len(req.prompt_tokens)} tokens, longer than the context "
+                                       f"(n_ctx = {ctx.n_ctx})")
+            ctx.check_tokens(req.prompt_tokens)
+            self.model.check_file()
         except Exception as e:  # noqa: BLE001 - delivered to the caller as an event
-            job._emit("error", e)
+            self._finish(slot, "error", e)
             return
-        job._emit("done", gen.stats)
+        stats.n_reused = ctx.keep_prefix(req.prompt_tokens, slot.seq)
+        slot.todo = list(req.prompt_tokens[stats.n_reused:])
+        slot.n_todo = len(slot.todo)
+        slot.split = reasoning.splitter(req.reply_format)
+        slot.answer, slot.thought = [], []
+
+    def _step(self) -> None:
+        """One forward pass: the next token of every generating slot, and prefill chunks up to n_batch."""
+        ctx = self._ctx
+        parts: list[tuple[int, list[int], bool]] = []
+        owners: list[tuple[_Slot, int]] = []   # (slot, tokens of the prompt this part evaluates; 0 = decode)
+        for slot in self._slots:
+            if slot.job is not None and slot.job.cancelled:
+                self._cancel(slot)
+        budget = ctx.n_batch
+        for slot in self._slots:
+            if slot.job is None:
+                continue
+            if slot.cont is not None:
+                parts.append((slot.seq, [slot.next_token], True))
+                owners.append((slot, 0))
+            elif slot.todo:
+                # whole n_batch chunks from where the prompt cache ends, as a run alone would take them
+                chunk = min(len(slot.todo), ctx.n_batch)
+                if chunk <= budget:
+                    budget -= chunk
+                    parts.append((slot.seq, slot.todo[:chunk], chunk == len(slot.todo)))
+                    owners.append((slot, chunk))
+        if not parts:
+            return
+        try:
+            self.model.check_file()  # a stat call, microseconds: stop before reading a rewritten file
+            results = ctx.eval_batch(parts)
+        except Exception as e:  # noqa: BLE001 - every job of this step learns of it
+            for slot, _ in owners:
+                self._finish(slot, "error", e)
+            return
+        for (slot, n_prompt), logits in zip(owners, results):
+            if isinstance(logits, Exception):
+                self._finish(slot, "error", logits)
+                continue
+            if n_prompt:
+                del slot.todo[:n_prompt]
+                slot.job._emit("progress", (slot.n_todo - len(slot.todo), slot.n_todo))
+                if slot.todo:
+                    continue
+                self._begin_decode(slot)
+            self._advance(slot, logits)
+
+    def _begin_decode(self, slot: _Slot) -> None:
+        req = slot.job.request
+        now = time.perf_counter()
+        slot.stats.prefill_s = now - slot.t0
+        slot.t1 = now
+        slot.cont = Continuation(self.model.tokenizer, req.prompt_tokens, sampler=Sampler(req.params),
+                                 max_tokens=req.max_tokens, stop=req.stop, logprobs=req.logprobs,
+                                 constraint=req.constraint, n_ctx=self._ctx.n_ctx, stats=slot.stats)
+
+    def _emit_tokens(self, slot: _Slot, tokens: list[GeneratedToken]) -> None:
+        for tok in tokens:
+            if slot.split is not None:
+                text, reasoned = slot.split.push(tok.text)
+                slot.answer.append(text)
+                slot.thought.append(reasoned)
+                tok = dataclasses.replace(tok, text=text, reasoning=reasoned)
+            slot.job._emit("token", tok)
+
+    def _advance(self, slot: _Slot, logits) -> None:
+        """Sample the slot's next token from its logits, emit what it completes, end the job if it is over."""
+        try:
+            tokens, nxt = slot.cont.step(logits, len(self._ctx.seq_tokens[slot.seq]))
+            self._emit_tokens(slot, tokens)
+        except Exception as e:  # noqa: BLE001 - a broken constraint or splitter ends this job only
+            self._finish(slot, "error", e)
+            return
+        if nxt is None:
+            self._done(slot)
+        else:
+            slot.next_token = nxt
+
+    def _cancel(self, slot: _Slot) -> None:
+        if slot.cont is None:  # still in its prefill
+            slot.stats.finish_reason = "cancelled"
+            slot.stats.prefill_s = time.perf_counter() - slot.t0
+            job = slot.job
+            self._release(slot)
+            job._emit("done", slot.stats)
+            return
+        self._emit_tokens(slot, slot.cont.cancel())
+        self._done(slot)
+
+    def _done(self, slot: _Slot) -> None:
+        stats = slot.stats
+        stats.decode_s = time.perf_counter() - slot.t1
+        if slot.split is not None:
+            text, reasoned = slot.split.flush()
+            if text or reasoned:
+                slot.answer.append(text)
+                slot.thought.append(reasoned)
+                slot.job._emit("token", GeneratedToken(-1, text, reasoning=reasoned))
+            stats.text, stats.reasoning = "".join(slot.answer), "".join(slot.thought)
+        self._finish(slot, "done", stats)

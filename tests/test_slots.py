@@ -1,0 +1,199 @@
+"""Parallel slots: several sequences in one KV cache, batched forward passes (continuous batching), and the
+scheduler that serves n_parallel requests at once, on the real SmolLM2 model.
+
+SmolLM2's Q4_1 / Q8_0 matmuls give every row the same bits whatever the batch size, so a reply computed
+beside others must equal the reply computed alone, exactly.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from engine.context import Context, ContextFullError
+from engine.generate import generate
+from engine.sampling import Sampler, SamplerParams
+from engine.scheduler import GenerationRequest, QueueFullError, Scheduler
+
+GREEDY = SamplerParams(temperature=0.0)
+PROMPTS = ["The capital of France is", "Once upon a time, in a land far away there lived",
+           "def fibonacci(n):", "1, 2, 3, 4,"]
+
+
+def _ids(model, text):
+    return model.tokenizer.encode(text, add_special=True)
+
+
+def _alone(model, prompt, n, n_batch=512):
+    gen = generate(Context(model, n_ctx=256, n_batch=n_batch, n_threads=2), _ids(model, prompt),
+                   sampler=Sampler(GREEDY), max_tokens=n)
+    return gen.text()
+
+
+def _collect(job):
+    parts, stats, kinds = [], None, []
+    for kind, payload in job:
+        kinds.append(kind)
+        if kind == "token":
+            parts.append(payload.text)
+        elif kind == "done":
+            stats = payload
+        elif kind == "error":
+            raise payload
+    return "".join(parts), stats, kinds
+
+
+def test_batch_of_sequences_equals_each_alone(smollm2):
+    prompts = [_ids(smollm2, p) for p in PROMPTS]
+    ref = []
+    for p in prompts:
+        c = Context(smollm2, n_ctx=128, n_batch=32, n_threads=2)
+        rows = [c.prefill(p)[0].copy()]
+        rows += [c.decode(t).copy() for t in (5, 17)]
+        ref.append(rows)
+    c = Context(smollm2, n_ctx=128, n_batch=32, n_threads=2, n_seq=4)
+    got = {s: [] for s in range(4)}
+    for step in ([(0, prompts[0], True), (1, prompts[1], True)],
+                 [(0, [5], True), (2, prompts[2], True), (1, [5], True)],
+                 [(3, prompts[3], True), (0, [17], True), (1, [17], True), (2, [5], True)],
+                 [(2, [17], True), (3, [5], True)], [(3, [17], True)]):
+        for (seq, _, _), row in zip(step, c.eval_batch(step)):
+            got[seq].append(row.copy())
+    for seq in range(4):
+        assert len(got[seq]) == 3
+        for a, b in zip(got[seq], ref[seq]):
+            np.testing.assert_array_equal(a, b)
+    assert c.seq_tokens[0] == prompts[0] + [5, 17]
+    # the sequences' caches are apart: sequence 3's rows hold its own prompt's keys
+    k3, _ = c._fwd.kv_cache(3)
+    k_alone = Context(smollm2, n_ctx=128, n_threads=2)
+    k_alone.prefill(prompts[3] + [5])
+    np.testing.assert_array_equal(k3[:, : len(prompts[3]) + 1], k_alone._fwd.kv_cache()[0][:, : len(prompts[3]) + 1])
+
+
+def test_batch_errors_are_clear(smollm2):
+    c = Context(smollm2, n_ctx=16, n_batch=8, n_threads=2, n_seq=2)
+    with pytest.raises(ValueError, match="repeated"):
+        c.eval_batch([(0, [1], True), (0, [2], True)])
+    with pytest.raises(ValueError, match="at most 9"):
+        c.eval_batch([(0, list(range(1, 9)), False), (1, [1, 2], True)])
+    c.eval_batch([(1, list(range(1, 9)), False)])
+    c.eval_batch([(1, list(range(1, 9)), False)])
+    with pytest.raises(ContextFullError):
+        c.eval_batch([(0, [3], True), (1, [3], True)])
+    assert len(c.seq_tokens[1]) == 16 and c.seq_tokens[0] == []
+
+
+def test_parallel_slots_give_the_replies_of_single_runs(smollm2):
+    n = 24
+    want = [_alone(smollm2, p, n) for p in PROMPTS]
+    s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=4)
+    try:
+        gate, started = threading.Event(), threading.Event()
+
+        def hold(ev):  # keep the engine thread until all four jobs are submitted
+            started.set()
+            gate.wait(30)
+
+        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
+        assert started.wait(30)
+        jobs = [s.submit(GenerationRequest(_ids(smollm2, p), GREEDY, max_tokens=n)) for p in PROMPTS]
+        gate.set()
+        assert first.wait(30)
+        got = [_collect(j) for j in jobs]
+    finally:
+        s.close()
+    for (text, stats, kinds), w in zip(got, want):
+        assert text == w
+        assert stats.n_generated == n and stats.finish_reason == "length"
+        assert kinds[0] == "start" and kinds[-1] == "done"
+
+
+def test_jobs_share_forward_passes(smollm2):
+    # Four jobs started together are decoded in the same steps: every one has its first token before any
+    # finishes (one slot would finish the first before starting the second).
+    s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=4)
+    order = []
+    lock = threading.Lock()
+
+    def recorder(i):
+        def on_event(ev):
+            with lock:
+                order.append((ev[0], i))
+        return on_event
+
+    try:
+        gate, started = threading.Event(), threading.Event()
+
+        def hold(ev):
+            started.set()
+            gate.wait(30)
+
+        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
+        assert started.wait(30)
+        jobs = [s.submit(GenerationRequest(_ids(smollm2, p), GREEDY, max_tokens=12), on_event=recorder(i))
+                for i, p in enumerate(PROMPTS)]
+        assert s.n_waiting == 4 and s.busy and s.n_running == 1
+        gate.set()
+        for j in jobs:
+            assert j.wait(60)
+        assert first.finished
+        assert not s.busy and s.n_running == 0
+        assert [x.state for x in s.slots()] == ["idle"] * 4
+    finally:
+        s.close()
+    first_done = next(k for k, (kind, _) in enumerate(order) if kind == "done")
+    seen = {i for kind, i in order[:first_done] if kind == "token"}
+    assert seen == {0, 1, 2, 3}
+
+
+def test_slot_choice_reuses_the_longest_prefix(smollm2):
+    s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=2)
+    try:
+        a = _ids(smollm2, "The history of the printing press begins in")
+        b = _ids(smollm2, "A recipe for bread: mix flour and")
+        _collect(s.submit(GenerationRequest(a, GREEDY, max_tokens=4)))
+        _collect(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
+        slots = {x.id: x.n_cached for x in s.slots()}
+        assert sorted(slots.values()) == sorted([len(a) + 3, len(b) + 3])  # LRU: the second went to the free slot
+        # a continuation of a goes back to a's slot and reuses its prompt, whichever slot was used last
+        _, stats, _ = _collect(s.submit(GenerationRequest(a + smollm2.tokenizer.encode(" Germany and", add_special=False), GREEDY, max_tokens=4)))
+        assert stats.n_reused == len(a)
+        _, stats, _ = _collect(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
+        assert stats.n_reused == len(b) - 1
+    finally:
+        s.close()
+
+
+def test_cancel_and_errors_touch_only_their_slot(smollm2):
+    n = 40
+    want = _alone(smollm2, PROMPTS[0], n)
+    s = Scheduler(smollm2, n_ctx=64, n_threads=2, n_parallel=3, max_queue=1)
+    try:
+        gate, started = threading.Event(), threading.Event()
+
+        def hold(ev):
+            started.set()
+            gate.wait(30)
+
+        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
+        assert started.wait(30)
+        keep = s.submit(GenerationRequest(_ids(smollm2, PROMPTS[0]), GREEDY, max_tokens=n))
+        short = [s.submit(GenerationRequest([1, 2], GREEDY, max_tokens=1)) for _ in range(2)]
+        with pytest.raises(QueueFullError):  # `first` holds a slot: two free slots and max_queue 1 are taken
+            s.submit(GenerationRequest([1, 2], GREEDY, max_tokens=1))
+        gate.set()
+        assert first.wait(30)
+        assert all(j.wait(30) and j.stats.n_generated == 1 for j in short)
+        stopped = s.submit(GenerationRequest(_ids(smollm2, PROMPTS[1]), GREEDY, max_tokens=200))
+        too_long = s.submit(GenerationRequest(list(range(1, 100)), GREEDY, max_tokens=4))
+        for kind, payload in stopped:
+            if kind == "token":
+                stopped.cancel()
+        text, stats, _ = _collect(keep)
+        assert text == want and stats.finish_reason == "length"
+        assert stopped.stats.finish_reason == "cancelled"
+        assert too_long.wait(30) and isinstance(too_long.error, ContextFullError)
+    finally:
+        s.close()
