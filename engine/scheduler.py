@@ -9,8 +9,10 @@ cache (``n_ctx`` tokens per slot). Each engine step is one forward pass holding 
 every generating slot plus prefill chunks of newly started prompts (up to n_batch prompt tokens), so
 decoding four replies costs little more than decoding one (decode is memory-bound: the weights are
 read once per step). A new request takes the free slot whose cached tokens share the longest prefix
-with its prompt (the window's conversation keeps its slot, a returning API client reuses its prefix),
-else the least recently used one.
+with its prompt when that prefix is more than half the prompt (the window's conversation keeps its
+slot, a returning API client reuses its prefix: llama-server's ``--slot-prompt-similarity`` 0.5), else
+the least recently used one, so a new conversation does not evict another's cache only because both
+begin with the same system prompt.
 
 Callers get a :class:`Job` whose events they either iterate (blocking) or receive through a callback
 on the engine thread (the server forwards them to its event loop, the GUI's worker to Qt signals).
@@ -42,6 +44,7 @@ Event = tuple[str, Any]
 
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_N_PARALLEL = 4  # llama-server's default number of slots
+SLOT_PROMPT_SIMILARITY = 0.5  # llama-server's default: reuse a slot whose cache covers more of the prompt
 
 
 class QueueFullError(FiresideError, RuntimeError):
@@ -339,8 +342,12 @@ class Scheduler:
                 break
             job = self._waiting.pop(0)
             prompt = job.request.prompt_tokens
-            # the longest common prefix with the slot's cache, then the least recently used
-            slot = max(free, key=lambda s: (self._ctx.common_prefix(prompt, s.seq), -s.last_used))
+            # the longest common prefix with a slot's cache if it covers enough of the prompt, else the
+            # least recently used slot
+            best = max(free, key=lambda s: (self._ctx.common_prefix(prompt, s.seq), -s.last_used))
+            if self._ctx.common_prefix(prompt, best.seq) <= SLOT_PROMPT_SIMILARITY * len(prompt):
+                best = min(free, key=lambda s: s.last_used)
+            slot = best
             slot.job = job
             self._n_running += 1
             started.append(slot)

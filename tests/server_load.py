@@ -4,8 +4,13 @@ one client, then for several concurrent clients, through the official ``openai``
     .venv/bin/python tests/server_load.py                       # starts its own server on the starter model
     .venv/bin/python tests/server_load.py --url http://127.0.0.1:8080 --api-key KEY   # an existing server
 
-All requests go through the server's single FIFO slot, so with N clients the later ones wait: their time
-to first token includes the queue, and the aggregate rate is what the one slot delivers.
+The server runs ``--parallel`` slots (default 4) with continuous batching: N <= slots clients are decoded
+together in one forward pass per token, so the aggregate rate grows with N while each stream slows a
+little; beyond the slots, requests wait in the queue. Every reply of the concurrent run is compared with
+the reply the same prompt got alone (greedy: they must be equal).
+
+Issue 14's targets: with 4 clients, aggregate tokens/s >= 2.5x one client's, and the slowest time to
+first token <= 2x the fastest.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class Result:
     ttft_s: float  # request sent -> first content token
     total_s: float  # request sent -> stream finished
     n_tokens: int  # completion tokens (from the usage chunk)
+    text: str = ""  # the reply
 
     @property
     def decode_tps(self) -> float:
@@ -45,16 +51,19 @@ def one_request(client: openai.OpenAI, model: str, prompt: str, max_tokens: int)
     t0 = time.perf_counter()
     ttft = None
     n = 0
+    parts = []
     stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
                                             max_tokens=max_tokens, temperature=0, stream=True,
                                             stream_options={"include_usage": True})
     for chunk in stream:
-        if ttft is None and chunk.choices and chunk.choices[0].delta.content:
-            ttft = time.perf_counter() - t0
+        if chunk.choices and chunk.choices[0].delta.content:
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            parts.append(chunk.choices[0].delta.content)
         if chunk.usage is not None:
             n = chunk.usage.completion_tokens
     total = time.perf_counter() - t0
-    return Result(ttft if ttft is not None else total, total, n)
+    return Result(ttft if ttft is not None else total, total, n, "".join(parts))
 
 
 def run_clients(client: openai.OpenAI, model: str, n_clients: int, max_tokens: int) -> tuple[list[Result], float]:
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-n", "--max-tokens", type=int, default=64)
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3, help="sequential requests for the 1-client case")
+    p.add_argument("--parallel", type=int, default=4, help="slots of the in-process server (default 4)")
     args = p.parse_args(argv)
 
     server = scheduler = None
@@ -103,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         from engine.server.runner import InProcessServer
 
         model = load_model(resolve_model(args.model))
-        scheduler = Scheduler(model, n_ctx=args.ctx_size, n_threads=args.threads, max_queue=max(16, args.clients))
+        scheduler = Scheduler(model, n_ctx=args.ctx_size, n_threads=args.threads, max_queue=max(16, args.clients),
+                              n_parallel=args.parallel)
         server = InProcessServer(lambda: (model, scheduler), port=0)
         server.start()
         url = server.url
         print(f"in-process server at {url}: {Path(model.path).name}, n_ctx {scheduler.n_ctx}, "
-              f"{scheduler.n_threads} threads")
+              f"{scheduler.n_threads} threads, {scheduler.n_parallel} slots")
     try:
         client = openai.OpenAI(base_url=url + "/v1", api_key=args.api_key, max_retries=0, timeout=600)
         model_id = client.models.list().data[0].id
@@ -118,11 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         print("---------- | -------- | ----------- | ------ | --------------- | ---------------")
         seq: list[Result] = []
         t0 = time.perf_counter()
-        for i in range(args.repeats):
+        for i in range(args.clients):  # each prompt alone, one after another
             seq.append(one_request(client, model_id, PROMPTS[i % len(PROMPTS)], args.max_tokens))
-        report("1", seq, time.perf_counter() - t0)
+        wall1 = time.perf_counter() - t0
+        report("1", seq, wall1)
         results, wall = run_clients(client, model_id, args.clients, args.max_tokens)
         report(str(args.clients), results, wall)
+        agg1 = sum(r.n_tokens for r in seq) / wall1
+        aggn = sum(r.n_tokens for r in results) / wall
+        ttft = sorted(r.ttft_s for r in results)
+        same = sum(a.text == b.text for a, b in zip(seq, results))
+        print(f"\naggregate {aggn / agg1:.2f}x one client's (target >= 2.5x with 4 clients); slowest TTFT "
+              f"{ttft[-1] / ttft[0]:.2f}x the fastest (target <= 2x); replies equal to the single-client ones: "
+              f"{same} of {len(results)}")
     finally:
         if server is not None:
             server.stop()

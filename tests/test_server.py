@@ -62,7 +62,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(smollm2):
     """One server (with an API key) shared by most tests."""
-    scheduler = RecordingScheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=16)
+    scheduler = RecordingScheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=16, n_parallel=4)
     server = InProcessServer(lambda: (smollm2, scheduler), host="127.0.0.1", port=0, api_key=API_KEY)
     server.start()
     try:
@@ -133,6 +133,10 @@ def test_models_and_health(served, model_id):
     r = httpx.get(served.url + "/health")  # no key needed
     assert r.status_code == 200
     assert r.json()["status"] == "ok" and r.json()["model"] == model_id and r.json()["n_ctx"] == N_CTX
+    assert r.json()["n_parallel"] == 4
+    assert httpx.get(served.url + "/slots").status_code == 401  # the slots page needs the key
+    slots = httpx.get(served.url + "/slots", headers=_auth()).json()
+    assert [x["id"] for x in slots] == [0, 1, 2, 3] and all(x["n_ctx"] == N_CTX for x in slots)
 
 
 def test_chat_matches_engine_and_counts_tokens(served, smollm2, model_id):
@@ -274,6 +278,33 @@ def test_concurrent_clients_get_complete_answers(served, model_id):
         together = list(pool.map(ask, questions))
     assert together == alone
     assert served.wait_idle()
+
+
+def test_32_concurrent_streams_complete_or_get_503(served, model_id):
+    # 4 slots and a queue of 16: every client gets a whole reply or a 503 at once; none hangs, and
+    # afterwards every slot is idle.
+    client = served.client()
+    client = client.with_options(timeout=120)
+
+    def ask(i: int):
+        try:
+            stream = client.chat.completions.create(
+                model=model_id, messages=[{"role": "user", "content": f"Count to {i + 3}."}], max_tokens=8,
+                temperature=0, stream=True, stream_options={"include_usage": True})
+            usage = [c.usage for c in stream if c.usage is not None]
+            return "ok", usage[0].completion_tokens
+        except openai.APIStatusError as e:
+            return e.status_code, e.response.headers.get("retry-after")
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(ask, range(32)))
+    done = [n for kind, n in results if kind == "ok"]
+    refused = [r for kind, r in results if kind != "ok"]
+    assert len(done) + len(refused) == 32 and len(done) >= 4
+    assert all(n >= 1 for n in done)
+    assert all(kind == 503 for kind, _ in results if kind != "ok") and all(int(r) > 0 for r in refused)
+    assert served.wait_idle()
+    assert all(x["state"] == "idle" for x in httpx.get(served.url + "/slots", headers=_auth()).json())
 
 
 def test_disconnect_mid_stream_frees_the_slot(served, model_id):

@@ -162,6 +162,10 @@ def test_slot_choice_reuses_the_longest_prefix(smollm2):
         assert stats.n_reused == len(a)
         _, stats, _ = _collect(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
         assert stats.n_reused == len(b) - 1
+        # a prompt that shares only a short prefix with both takes the least recently used slot (a's)
+        c = a[:3] + smollm2.tokenizer.encode(" a long way from any of the other prompts here", add_special=False)
+        _collect(s.submit(GenerationRequest(c, GREEDY, max_tokens=4)))
+        assert sorted(x.n_cached for x in s.slots()) == sorted([len(c) + 3, len(b) + 3])
     finally:
         s.close()
 

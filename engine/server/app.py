@@ -313,7 +313,19 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
         model, scheduler = engine
         return JSONResponse({"status": "ok", "model": P.model_id(model), "n_ctx": scheduler.n_ctx,
                              "busy": scheduler.busy, "waiting": scheduler.n_waiting,
-                             "max_queue": scheduler.max_queue})
+                             "max_queue": scheduler.max_queue, "n_parallel": scheduler.n_parallel,
+                             "slots_processing": scheduler.n_running})
+
+    @app.get("/slots", dependencies=[Depends(require_key)])
+    async def slots() -> JSONResponse:
+        """Each slot's state (llama-server's ``GET /slots``, reduced to what Fireside tracks)."""
+        engine = get_engine()
+        if engine is None:
+            return error_response(503, "No model is loaded", type=SERVER_ERROR, code="no_model_loaded")
+        _, scheduler = engine
+        return JSONResponse([{"id": x.id, "state": x.state, "is_processing": x.state != "idle",
+                              "n_ctx": scheduler.n_ctx, "n_cached": x.n_cached, "n_prompt_tokens": x.n_prompt,
+                              "n_decoded": x.n_generated} for x in scheduler.slots()])
 
     @v1.get("/models")
     async def list_models() -> JSONResponse:

@@ -9,6 +9,7 @@ import time
 from .limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S
 
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_N_PARALLEL = 4  # as llama-server (engine.scheduler.DEFAULT_N_PARALLEL; not imported: no heavy imports here)
 DEFAULT_PORT = 8080
 API_KEY_ENV = "FIRESIDE_API_KEY"
 
@@ -25,8 +26,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--ctx-size", dest="n_ctx", type=int, default=None,
                    help="context size in tokens, n_ctx (default: min(model context, 4096))")
     p.add_argument("-t", "--threads", dest="n_threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("-np", "--parallel", dest="n_parallel", type=int, default=DEFAULT_N_PARALLEL,
+                   help=f"slots: requests served at once with continuous batching, each with its own n_ctx "
+                        f"tokens of KV cache (default {DEFAULT_N_PARALLEL})")
     p.add_argument("--max-queue", type=int, default=16,
-                   help="requests that may wait while one runs; more get 503 with Retry-After (default 16)")
+                   help="requests that may wait for a free slot; more get 503 with Retry-After (default 16)")
     p.add_argument("--cors-origin", dest="cors_origins", action="extend", nargs="+", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (e.g. http://localhost:3000) to call the API; "
                         "repeatable (default: CORS off)")
@@ -55,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_queue < 0:
         raise CLIError("--max-queue must be >= 0")
+    if args.n_parallel < 1:
+        raise CLIError(f"-np / --parallel must be >= 1, not {args.n_parallel}")
     if args.n_ctx is not None and args.n_ctx < 1:
         raise CLIError(f"-c / --ctx-size must be >= 1, not {args.n_ctx}")
     if args.n_threads is not None and args.n_threads < 1:
@@ -68,10 +74,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
     t0 = time.perf_counter()
     model = load_model(path)
-    scheduler = Scheduler(model, n_ctx=args.n_ctx, n_threads=args.n_threads, max_queue=args.max_queue)
+    scheduler = Scheduler(model, n_ctx=args.n_ctx, n_threads=args.n_threads, max_queue=args.max_queue,
+                          n_parallel=args.n_parallel)
     print(f"fireside: loaded {path.name} ({model.info.architecture}, {model.info.quantization}) in "
-          f"{(time.perf_counter() - t0) * 1e3:.0f} ms; n_ctx = {scheduler.n_ctx}, n_threads = "
-          f"{scheduler.n_threads}, max_queue = {scheduler.max_queue}", file=sys.stderr)
+          f"{(time.perf_counter() - t0) * 1e3:.0f} ms; n_ctx = {scheduler.n_ctx} per slot, n_parallel = "
+          f"{scheduler.n_parallel}, n_threads = {scheduler.n_threads}, max_queue = {scheduler.max_queue}",
+          file=sys.stderr)
     server = InProcessServer(lambda: (model, scheduler), host=args.host, port=args.port, api_key=args.api_key,
                              cors_origins=args.cors_origins, max_body_bytes=max(1, int(args.max_body_mib * 2**20)),
                              log_level="info", idle_timeout_s=args.idle_timeout,
