@@ -73,7 +73,7 @@ class EngineWorker(QObject):
     failed = Signal(int, str)                    # request id, message for the user
     file_changed = Signal(int, str)              # request id, message: the model file changed on disk
 
-    _load_requested = Signal(str, int, int)
+    _load_requested = Signal(str, int, int, int)
     _generate_requested = Signal(int, object, object, int)
 
     def __init__(self):
@@ -89,14 +89,15 @@ class EngineWorker(QObject):
 
     # Called from the GUI thread ------------------------------------------------------------------
 
-    def load(self, path: str | Path, n_ctx: int = 0, n_threads: int = 0) -> None:
-        """Load ``path`` in the worker thread (0 = default n_ctx / all cores); stops running replies first.
+    def load(self, path: str | Path, n_ctx: int = 0, n_threads: int = 0, n_parallel: int = 1) -> None:
+        """Load ``path`` in the worker thread (0 = default n_ctx / all cores; n_parallel slots, each with
+        n_ctx tokens of KV cache); stops running replies first.
 
         Emits ``load_started``, ``load_progress``..., then ``model_loaded`` or ``load_failed`` (the
         previous model stays loaded on failure).
         """
         self.cancel_all()
-        emit(self._load_requested, str(path), int(n_ctx), int(n_threads))
+        emit(self._load_requested, str(path), int(n_ctx), int(n_threads), max(1, int(n_parallel)))
 
     def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int) -> int:
         """Queue a chat turn; returns its request id. ``messages`` are ``{"role", "content"}`` dicts,
@@ -138,8 +139,8 @@ class EngineWorker(QObject):
 
     # Worker thread -------------------------------------------------------------------------------
 
-    @Slot(str, int, int)
-    def _do_load(self, path: str, n_ctx: int, n_threads: int) -> None:
+    @Slot(str, int, int, int)
+    def _do_load(self, path: str, n_ctx: int, n_threads: int, n_parallel: int) -> None:
         emit(self.load_started, path)
         t0 = time.perf_counter()
         p = Path(path).expanduser().absolute()
@@ -155,7 +156,7 @@ class EngineWorker(QObject):
                 emit(self.load_progress, LOAD_STAGES[1], 2, len(LOAD_STAGES))
                 model = load_model(p)
             emit(self.load_progress, LOAD_STAGES[2], 3, len(LOAD_STAGES))
-            scheduler = Scheduler(model, n_ctx=n_ctx or None, n_threads=n_threads or None)
+            scheduler = Scheduler(model, n_ctx=n_ctx or None, n_threads=n_threads or None, n_parallel=n_parallel)
         except Exception as exc:  # noqa: BLE001 - any failure is reported and the old model stays
             emit(self.load_failed, path, _load_error_message(p, exc))
             return

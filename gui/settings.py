@@ -25,7 +25,9 @@ class AppSettings:
     """Everything the settings dialog edits.
 
     Attributes:
-        n_threads: kernel threads (0 = all cores); n_ctx: context tokens (0 = min(model's, 4096)).
+        n_threads: kernel threads (0 = all cores); n_ctx: context tokens per slot (0 = min(model's, 4096)).
+        n_parallel: slots, i.e. replies computed at once with continuous batching (the window's chat and
+            the local server's clients each get one; every slot keeps its own n_ctx of KV cache).
         temperature, top_k, top_p, min_p, repeat_penalty: sampling (llama.cpp's meanings).
         seed: RNG seed, -1 = a new random seed each reply.
         max_tokens: most tokens per reply.
@@ -37,6 +39,7 @@ class AppSettings:
 
     n_threads: int = 0
     n_ctx: int = 0
+    n_parallel: int = 4
     # sampling defaults are the engine's (llama.cpp's), defined once in SamplerParams
     temperature: float = SamplerParams.temperature
     top_k: int = SamplerParams.top_k

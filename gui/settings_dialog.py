@@ -53,7 +53,11 @@ class SettingsDialog(QDialog):
         # Model: how it runs.
         self.n_threads = _spin(0, 512, s.n_threads, "all cores")
         self.n_ctx = _spin(0, 1 << 20, s.n_ctx, "model default (up to 4096)", step=256)
-        tabs.addTab(self._form(("Threads", self.n_threads), ("Context size (tokens)", self.n_ctx)), "Model")
+        self.n_parallel = _spin(1, 64, s.n_parallel)
+        self.n_parallel.setToolTip("Replies computed at once (the chat window and each local-server client get "
+                                   "a slot); each slot keeps its own context of the size above")
+        tabs.addTab(self._form(("Threads", self.n_threads), ("Context size (tokens)", self.n_ctx),
+                               ("Parallel slots", self.n_parallel)), "Model")
 
         # Sampling: llama.cpp's names and ranges.
         self.temperature = _dspin(0.0, 5.0, s.temperature, 0.05)
@@ -109,7 +113,7 @@ class SettingsDialog(QDialog):
             self._initial,
             theme=THEMES[self.theme.currentIndex()], models_dir=self.models_dir.text().strip(),
             system_prompt=self.system_prompt.toPlainText().strip(),
-            n_threads=self.n_threads.value(), n_ctx=self.n_ctx.value(),
+            n_threads=self.n_threads.value(), n_ctx=self.n_ctx.value(), n_parallel=self.n_parallel.value(),
             temperature=self.temperature.value(), top_k=self.top_k.value(), top_p=self.top_p.value(),
             min_p=self.min_p.value(), repeat_penalty=self.repeat_penalty.value(), seed=self.seed.value(),
             max_tokens=self.max_tokens.value(),

@@ -128,6 +128,7 @@ def test_drop_chat_stop_regenerate_edit_restart(qtbot, open_window, smollm2_path
 
     loaded = load_by_drop(qtbot, w, smollm2_path)
     assert loaded.n_ctx == 512 and loaded.n_threads == 2
+    assert w.worker.engine()[1].n_parallel == 4  # the default: the window and 3 API clients at once
     card = w.model_card.text()
     for want in ("llama", "135M", "Q4_1", "94 MiB", "8,192", "present"):
         assert want in card, card
@@ -232,8 +233,9 @@ def test_prompt_longer_than_context_is_refused(qtbot, open_window, smollm2_path)
     # A new context size rebuilds the context on the same mapped model.
     model_before = w.worker.engine()[0]
     with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS) as blocker:
-        w.apply_settings(replace(w.app_settings, n_ctx=1024))
+        w.apply_settings(replace(w.app_settings, n_ctx=1024, n_parallel=2))
     assert blocker.args[0].n_ctx == 1024 and w.worker.engine()[0] is model_before
+    assert w.worker.engine()[1].n_parallel == 2
     assert "using 1,024" in w.model_card.text()
 
 
