@@ -13,6 +13,7 @@ the KV cache sized for ``n_ctx``); nothing is allocated inside the token loop.
 import numpy as np
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.math cimport logf
 from libc.stdlib cimport calloc, free
 
 from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_supported
@@ -20,7 +21,7 @@ from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_support
 from cython_kernels.ops cimport (
     fs_team, fs_team_tid, fs_job_fn, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
     fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
-    fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
+    fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, fs_rope, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
     fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
     FS_MOE_MAX_USED, FS_MOE_WORK_BUFFERS,
@@ -702,6 +703,49 @@ cdef class ForwardContext:
         # One job for the whole pass (llama.cpp's graph compute): every thread of the pool runs the
         # sequence in _forward_job; each op does its share and ends with a team barrier (fs_pool.h).
         fs_pool_run(self.pool, _forward_job, &P)
+
+    def shift(self, int seq, int n_keep, int n_discard, int n_past):
+        """Context shift: drop cache rows ``n_keep .. n_keep + n_discard - 1`` of sequence ``seq`` and move
+        rows ``n_keep + n_discard .. n_past - 1`` down by ``n_discard``, rotating their keys by
+        ``-n_discard`` positions (llama.cpp ``llama_memory_seq_rm`` + ``seq_add``, whose K-shift graph
+        ``build_rope_shift`` re-ropes the cached keys). RoPE of position p then d is RoPE of p + d (the
+        angles are linear in the position, YaRN's mix included); the rotation here leaves out the
+        attention factor (mscale), which the keys already carry. Values are moved unchanged.
+
+        Raises:
+            ValueError: rows outside ``0 .. n_past - 1``, n_past above n_ctx, or an unknown sequence.
+        """
+        cdef Config c = self.model.cfg
+        cdef int l, m = n_past - n_keep - n_discard
+        cdef fs_rope_params rp
+        cdef float[:, ::1] buf
+        cdef int32_t[::1] pos
+        if not 0 <= seq < self.n_seq:
+            raise ValueError(f"sequence {seq} outside 0 .. {self.n_seq - 1}")
+        if n_keep < 0 or n_discard < 1 or m < 0 or n_past > self.n_ctx:
+            raise ValueError(f"cannot drop rows {n_keep} .. {n_keep + n_discard - 1} of {n_past} (n_ctx {self.n_ctx})")
+        if m == 0:
+            return
+        k = np.asarray(self.k_cache).view(np.float16)
+        v = np.asarray(self.v_cache).view(np.float16)
+        base = <int64_t>seq * self.n_ctx
+        src = slice(base + n_keep + n_discard, base + n_past)
+        dst = slice(base + n_keep, base + n_keep + m)
+        pos_arr = np.full(m, -n_discard, np.int32)
+        pos = pos_arr
+        for l in range(c.n_layer):
+            rp = self.model.layers[l].rope
+            rows = np.ascontiguousarray(k[l, src], dtype=np.float32)   # (m, n_head_kv * head_dim)
+            if rp.n_rot > 0:
+                if self.long_rope and self.model.layers[l].rope_factors_long != NULL:
+                    rp.freq_factors = self.model.layers[l].rope_factors_long
+                # a pure rotation: cancel the magnitude factor fs_rope applies (rope_yarn's mscale)
+                rp.attn_factor = 1.0 / (1.0 + 0.1 * logf(1.0 / rp.freq_scale)) if rp.ext_factor != 0 else 1.0
+                buf = rows
+                with nogil:
+                    fs_rope(&buf[0, 0], m, c.n_head_kv, c.head_dim, &pos[0], &rp)
+            k[l, dst] = rows.astype(np.float16)   # round to nearest even, as fs_to_f16
+            v[l, dst] = v[l, src].copy()
 
     @property
     def pool_threads(self):

@@ -207,6 +207,18 @@ class Context:
         del self.seq_tokens[seq][n_keep:]
         return n_keep
 
+    def shift(self, n_keep: int, n_discard: int, seq: int = 0) -> None:
+        """Context shift: forget cached tokens ``n_keep .. n_keep + n_discard - 1`` of a sequence and move
+        the later ones down (their keys re-rotated to the new positions), making room for more tokens
+        (llama-server's ``--context-shift``; ``ForwardContext.shift``).
+
+        Raises:
+            ValueError: the range is not inside the cached tokens.
+        """
+        cached = self.seq_tokens[seq]
+        self._fwd.shift(seq, n_keep, n_discard, len(cached))
+        del cached[n_keep : n_keep + n_discard]
+
     def decode(self, token: int, seq: int = 0) -> np.ndarray:
         """Append one token to a sequence and return its logits, float32 (n_vocab,).
 

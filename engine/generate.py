@@ -144,6 +144,7 @@ class Continuation:
         prompt_tokens: the prompt ids (the penalties' history starts with them).
         sampler, max_tokens, stop, logprobs, constraint: as :func:`generate`.
         n_ctx: the sequence's context length in tokens.
+        context_shift: the caller makes room when the cache fills (it does not end the generation).
         stats: the :class:`GenerationStats` to update (n_generated, finish_reason, context_full, text).
 
     Attributes:
@@ -152,13 +153,14 @@ class Continuation:
 
     def __init__(self, tokenizer, prompt_tokens: Sequence[int], *, sampler: Sampler, max_tokens: int,
                  stop: Sequence[str], logprobs: int | None, constraint: LogitsConstraint | None, n_ctx: int,
-                 stats: GenerationStats):
+                 stats: GenerationStats, context_shift: bool = False):
         self._eog = tokenizer.eog_ids
         self._stops = [s for s in stop if s]
         self._sampler = sampler
         self._logprobs = logprobs
         self._constraint = constraint
         self._n_ctx = n_ctx
+        self._shift = context_shift
         self._limit = max_tokens if max_tokens >= 0 else n_ctx
         self._history = list(prompt_tokens)
         self._decoder = tokenizer.stream_decoder()
@@ -226,7 +228,7 @@ class Continuation:
         text, self._pending = self._pending[:safe], self._pending[safe:]
         self._emitted.append(text)
         out = [GeneratedToken(token, text, lp, top)]
-        if n_cached >= self._n_ctx:
+        if n_cached >= self._n_ctx and not self._shift:
             st.context_full = True
             return self._end("length", out)
         if st.n_generated >= self._limit:

@@ -69,6 +69,8 @@ class GenerationRequest:
             answer and their ``reasoning`` the reasoning (gpt-oss's channels), as do the final stats.
         constraint: None, or a fresh :class:`~engine.generate.LogitsConstraint` for this request alone
             (constrained decoding: JSON schema, grammar).
+        n_keep: with the scheduler's context shift on, prompt tokens always kept at the start (e.g. the
+            system prompt; llama-server's ``n_keep``); a BOS token is kept in any case.
     """
 
     prompt_tokens: list[int]
@@ -78,6 +80,7 @@ class GenerationRequest:
     logprobs: int | None = None
     reply_format: str | None = None
     constraint: LogitsConstraint | None = None
+    n_keep: int = 0
 
 
 class Job:
@@ -191,6 +194,9 @@ class Scheduler:
         n_ctx, n_threads, n_batch: passed to :class:`~engine.context.Context` (n_ctx per slot).
         max_queue: most jobs waiting for a slot (running ones not counted); more raise :class:`QueueFullError`.
         n_parallel: slots, i.e. requests served at once (1: strictly one at a time).
+        context_shift: when a slot's cache fills while generating, drop the older half of what follows its
+            request's ``n_keep`` tokens and go on (llama-server's ``--context-shift``: n_discard =
+            (n_cached - n_keep) / 2), instead of ending with finish_reason "length".
 
     Replies do not depend on what else runs: each slot's tokens are evaluated by the same kernel calls as
     a run alone, except that with weight types whose matmul takes a different kernel for 4 and more rows
@@ -201,10 +207,12 @@ class Scheduler:
     """
 
     def __init__(self, model: Model, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_batch: int = 512, max_queue: int = DEFAULT_MAX_QUEUE, n_parallel: int = 1):
+                 n_batch: int = 512, max_queue: int = DEFAULT_MAX_QUEUE, n_parallel: int = 1,
+                 context_shift: bool = False):
         self.model = model
         self.max_queue = max(0, int(max_queue))
         self.n_parallel = int(n_parallel)
+        self.context_shift = bool(context_shift)
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be at least 1, not {n_parallel}")
         self._ctx_args = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, n_seq=self.n_parallel)
@@ -410,6 +418,8 @@ class Scheduler:
             if slot.job is None:
                 continue
             if slot.cont is not None:
+                if len(ctx.seq_tokens[slot.seq]) >= ctx.n_ctx:
+                    self._shift(slot)
                 parts.append((slot.seq, [slot.next_token], True))
                 owners.append((slot, 0))
             elif slot.todo:
@@ -440,6 +450,18 @@ class Scheduler:
                 self._begin_decode(slot)
             self._advance(slot, logits)
 
+    def _shift(self, slot: _Slot) -> None:
+        """Make room in a full slot (context shift, llama-server ``update_slots``)."""
+        ctx = self._ctx
+        req = slot.job.request
+        cached = ctx.seq_tokens[slot.seq]
+        bos = self.model.tokenizer.bos_id
+        n_keep = max(0, min(req.n_keep, len(cached) - 2))
+        if n_keep == 0 and bos is not None and cached and cached[0] == bos:
+            n_keep = 1
+        n_discard = (len(cached) - n_keep) // 2
+        ctx.shift(n_keep, n_discard, slot.seq)
+
     def _begin_decode(self, slot: _Slot) -> None:
         req = slot.job.request
         now = time.perf_counter()
@@ -447,7 +469,8 @@ class Scheduler:
         slot.t1 = now
         slot.cont = Continuation(self.model.tokenizer, req.prompt_tokens, sampler=Sampler(req.params),
                                  max_tokens=req.max_tokens, stop=req.stop, logprobs=req.logprobs,
-                                 constraint=req.constraint, n_ctx=self._ctx.n_ctx, stats=slot.stats)
+                                 constraint=req.constraint, n_ctx=self._ctx.n_ctx, stats=slot.stats,
+                                 context_shift=self.context_shift)
 
     def _emit_tokens(self, slot: _Slot, tokens: list[GeneratedToken]) -> None:
         for tok in tokens:

@@ -201,3 +201,41 @@ def test_cancel_and_errors_touch_only_their_slot(smollm2):
         assert too_long.wait(30) and isinstance(too_long.error, ContextFullError)
     finally:
         s.close()
+
+
+def test_context_shift_rotates_the_kept_keys(smollm2, gemma3):
+    # Layer 0's keys depend only on the token and its position, so after a shift they must equal the keys
+    # a fresh prefill of the remaining tokens computes (to f16 rounding); the values move unchanged.
+    for model in (smollm2, gemma3):
+        ids = _ids(model, "One two three four five six seven eight nine ten eleven twelve thirteen fourteen")
+        c = Context(model, n_ctx=64, n_threads=2, n_seq=2)
+        c.prefill(ids, seq=1)
+        v_before = c._fwd.kv_cache(1)[1][0, : len(ids)].copy()
+        c.shift(1, 5, seq=1)
+        assert c.seq_tokens[1] == ids[:1] + ids[6:]
+        fresh = Context(model, n_ctx=64, n_threads=2)
+        fresh.prefill(c.seq_tokens[1] + [c.seq_tokens[1][-1]])
+        n = len(c.seq_tokens[1])
+        k, v = c._fwd.kv_cache(1)
+        k_want, v_want = fresh._fwd.kv_cache()
+        np.testing.assert_array_equal(v[0, :n], np.concatenate([v_before[:1], v_before[6:]]))
+        np.testing.assert_array_equal(v[0, :n], v_want[0, :n])
+        np.testing.assert_allclose(k[0, :n].astype(np.float32), k_want[0, :n].astype(np.float32),
+                                   rtol=2e-3, atol=2e-3 * float(np.abs(k_want[0, :n]).max()))
+
+
+def test_context_shift_lets_a_reply_outgrow_n_ctx(smollm2):
+    prompt = _ids(smollm2, "Once upon a time")
+    for shift in (False, True):
+        s = Scheduler(smollm2, n_ctx=48, n_threads=2, n_parallel=2, context_shift=shift)
+        try:
+            text, stats, _ = _collect(s.submit(GenerationRequest(prompt, SamplerParams(temperature=0.7, seed=3),
+                                                                 max_tokens=120, n_keep=len(prompt))))
+            cached = s._ctx.seq_tokens[s.slots()[0].id if s.slots()[0].n_cached else 1]
+        finally:
+            s.close()
+        if shift:
+            assert stats.n_generated == 120 and stats.finish_reason == "length" and not stats.context_full
+            assert cached[: len(prompt)] == prompt and len(cached) <= 48  # the prompt was kept
+        else:
+            assert stats.context_full and stats.n_generated == 48 - len(prompt) + 1

@@ -29,6 +29,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-np", "--parallel", dest="n_parallel", type=int, default=DEFAULT_N_PARALLEL,
                    help=f"slots: requests served at once with continuous batching, each with its own n_ctx "
                         f"tokens of KV cache (default {DEFAULT_N_PARALLEL})")
+    p.add_argument("--context-shift", action="store_true",
+                   help="when a reply fills its slot's context, drop the older half of it (after the BOS) and go "
+                        "on, as llama-server's --context-shift (default: the reply ends, finish_reason length)")
     p.add_argument("--max-queue", type=int, default=16,
                    help="requests that may wait for a free slot; more get 503 with Retry-After (default 16)")
     p.add_argument("--cors-origin", dest="cors_origins", action="extend", nargs="+", default=[], metavar="ORIGIN",
@@ -75,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = load_model(path)
     scheduler = Scheduler(model, n_ctx=args.n_ctx, n_threads=args.n_threads, max_queue=args.max_queue,
-                          n_parallel=args.n_parallel)
+                          n_parallel=args.n_parallel, context_shift=args.context_shift)
     print(f"fireside: loaded {path.name} ({model.info.architecture}, {model.info.quantization}) in "
           f"{(time.perf_counter() - t0) * 1e3:.0f} ms; n_ctx = {scheduler.n_ctx} per slot, n_parallel = "
           f"{scheduler.n_parallel}, n_threads = {scheduler.n_threads}, max_queue = {scheduler.max_queue}",
