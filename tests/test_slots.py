@@ -44,6 +44,20 @@ def _collect(job):
     return "".join(parts), stats, kinds
 
 
+def _hold_engine(s: Scheduler):
+    """Submit a one-token job whose event callback keeps the engine thread until the returned gate is
+    set, so that the jobs submitted meanwhile all wait and start together. Returns (job, gate)."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold(ev):
+        started.set()
+        gate.wait(30)
+
+    first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
+    assert started.wait(30)
+    return first, gate
+
+
 def test_batch_of_sequences_equals_each_alone(smollm2):
     prompts = [_ids(smollm2, p) for p in PROMPTS]
     ref = []
@@ -90,14 +104,7 @@ def test_parallel_slots_give_the_replies_of_single_runs(smollm2):
     want = [_alone(smollm2, p, n) for p in PROMPTS]
     s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=4)
     try:
-        gate, started = threading.Event(), threading.Event()
-
-        def hold(ev):  # keep the engine thread until all four jobs are submitted
-            started.set()
-            gate.wait(30)
-
-        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
-        assert started.wait(30)
+        first, gate = _hold_engine(s)
         jobs = [s.submit(GenerationRequest(_ids(smollm2, p), GREEDY, max_tokens=n)) for p in PROMPTS]
         gate.set()
         assert first.wait(30)
@@ -124,14 +131,7 @@ def test_jobs_share_forward_passes(smollm2):
         return on_event
 
     try:
-        gate, started = threading.Event(), threading.Event()
-
-        def hold(ev):
-            started.set()
-            gate.wait(30)
-
-        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
-        assert started.wait(30)
+        first, gate = _hold_engine(s)
         jobs = [s.submit(GenerationRequest(_ids(smollm2, p), GREEDY, max_tokens=12), on_event=recorder(i))
                 for i, p in enumerate(PROMPTS)]
         assert s.n_waiting == 4 and s.busy and s.n_running == 1
@@ -175,14 +175,7 @@ def test_cancel_and_errors_touch_only_their_slot(smollm2):
     want = _alone(smollm2, PROMPTS[0], n)
     s = Scheduler(smollm2, n_ctx=64, n_threads=2, n_parallel=3, max_queue=1)
     try:
-        gate, started = threading.Event(), threading.Event()
-
-        def hold(ev):
-            started.set()
-            gate.wait(30)
-
-        first = s.submit(GenerationRequest([1], GREEDY, max_tokens=1), on_event=hold)
-        assert started.wait(30)
+        first, gate = _hold_engine(s)
         keep = s.submit(GenerationRequest(_ids(smollm2, PROMPTS[0]), GREEDY, max_tokens=n))
         short = [s.submit(GenerationRequest([1, 2], GREEDY, max_tokens=1)) for _ in range(2)]
         with pytest.raises(QueueFullError):  # `first` holds a slot: two free slots and max_queue 1 are taken
