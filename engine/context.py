@@ -42,6 +42,11 @@ def _nonfinite(logits: np.ndarray) -> bool:
     return not (np.isfinite(lo) and np.isfinite(hi))
 
 
+def _damaged(pos: int) -> ModelOutputError:
+    """The error for NaN/inf logits at token position ``pos``."""
+    return ModelOutputError(f"the model produced NaN/inf logits at token {pos}: the file is probably damaged")
+
+
 class Context:
     """A model's run state: KV cache of ``n_ctx`` tokens per sequence and buffers for batches of ``n_batch``.
 
@@ -98,6 +103,18 @@ class Context:
             n += 1
         return n
 
+    def check_prompt(self, tokens: Sequence[int]) -> None:
+        """Raise :class:`PromptError` for an empty prompt, :class:`ContextFullError` for one longer than n_ctx."""
+        if not tokens:
+            raise PromptError("empty prompt: at least one token is needed")
+        if len(tokens) > self.n_ctx:
+            raise ContextFullError(f"prompt is {len(tokens)} tokens, longer than the context (n_ctx = {self.n_ctx})")
+
+    def _check_room(self, pos0: int, n: int) -> None:
+        """Raise :class:`ContextFullError` unless n more tokens fit after a sequence's pos0 cached ones."""
+        if pos0 + n > self.n_ctx:
+            raise ContextFullError(f"context is full: {pos0} + {n} tokens exceed n_ctx = {self.n_ctx}")
+
     def check_tokens(self, tokens: Sequence[int]) -> None:
         """Raise :class:`PromptError` if a token id lies outside the vocabulary."""
         bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
@@ -107,15 +124,13 @@ class Context:
     def _eval(self, tokens: list[int], logits: np.ndarray | None, logits_from: int = -1, seq: int = 0) -> None:
         cached = self.seq_tokens[seq]
         pos0 = len(cached)
-        if pos0 + len(tokens) > self.n_ctx:
-            raise ContextFullError(f"context is full: {pos0} + {len(tokens)} tokens exceed n_ctx = {self.n_ctx}")
+        self._check_room(pos0, len(tokens))
         self.check_tokens(tokens)
         self._fwd.eval(np.asarray(tokens, np.int32), pos0, logits, logits_from, seq)
         cached.extend(tokens)
         if logits is not None and _nonfinite(logits):
             del cached[pos0:]  # those cache rows hold garbage too
-            raise ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(tokens) - 1}: "
-                                   f"the file is probably damaged")
+            raise _damaged(pos0 + len(tokens) - 1)
 
     def eval_batch(self, parts: Sequence[tuple[int, Sequence[int], bool]]) -> list[np.ndarray | ModelOutputError | None]:
         """Append tokens to several sequences in one forward pass (continuous batching).
@@ -141,8 +156,7 @@ class Context:
         rows = 0
         for seq, toks, want in parts:
             pos0 = len(self.seq_tokens[seq])
-            if pos0 + len(toks) > self.n_ctx:
-                raise ContextFullError(f"context is full: {pos0} + {len(toks)} tokens exceed n_ctx = {self.n_ctx}")
+            self._check_room(pos0, len(toks))
             self.check_tokens(toks)
             segs.append((seq, pos0, len(flat), len(toks), len(toks) - 1 if want else -1))
             flat.extend(toks)
@@ -162,8 +176,7 @@ class Context:
             r += 1
             if _nonfinite(row):
                 del self.seq_tokens[seq][pos0:]
-                out.append(ModelOutputError(f"the model produced NaN/inf logits at token {pos0 + len(toks) - 1}: "
-                                            f"the file is probably damaged"))
+                out.append(_damaged(pos0 + len(toks) - 1))
             else:
                 out.append(row)
         return out
@@ -185,10 +198,7 @@ class Context:
             PromptError: empty prompt, or a token id outside the vocabulary.
             ModelOutputError: the model produced NaN or infinite logits (a damaged file).
         """
-        if not tokens:
-            raise PromptError("empty prompt: at least one token is needed")
-        if len(tokens) > self.n_ctx:
-            raise ContextFullError(f"prompt is {len(tokens)} tokens, longer than the context (n_ctx = {self.n_ctx})")
+        self.check_prompt(tokens)
         n_keep = self.keep_prefix(tokens, seq)
         todo = tokens[n_keep:]
         out = self._logits[seq : seq + 1]

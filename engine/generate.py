@@ -147,8 +147,7 @@ class Continuation:
         context_shift: the caller makes room when the cache fills (it does not end the generation).
         stats: the :class:`GenerationStats` to update (n_generated, finish_reason, context_full, text).
 
-    Attributes:
-        finished: True once a finish reason is set; :meth:`step` must not be called again.
+    Once ``stats.finish_reason`` is set, :meth:`step` must not be called again.
     """
 
     def __init__(self, tokenizer, prompt_tokens: Sequence[int], *, sampler: Sampler, max_tokens: int,
@@ -167,7 +166,6 @@ class Continuation:
         self._pending = ""  # decoded text not yet emitted (could start a stop string)
         self._emitted: list[str] = []
         self.stats = stats
-        self.finished = False
 
     @property
     def text(self) -> str:
@@ -177,7 +175,6 @@ class Continuation:
     def _end(self, reason: str, out: list[GeneratedToken], flush: bool = True) -> tuple[list[GeneratedToken], None]:
         """Set the finish reason; with ``flush``, emit what was held back (as a token with id -1)."""
         self.stats.finish_reason = reason
-        self.finished = True
         tail = self._pending + self._decoder.flush() if flush else ""
         self._pending = ""
         if tail:

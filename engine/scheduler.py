@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .context import Context, ContextFullError
-from .errors import FiresideError, PromptError
+from .context import Context
+from .errors import FiresideError
 from . import reasoning
 from .generate import Continuation, GeneratedToken, GenerationStats, LogitsConstraint
 from .model import Model
@@ -275,8 +275,7 @@ class Scheduler:
         for s in self._slots:
             job, cont = s.job, s.cont
             n_cached = len(self._ctx.seq_tokens[s.seq]) if self._ctx is not None else 0
-            out.append(SlotInfo(s.seq, "idle" if job is None else ("prefill" if cont is None else "generating"),
-                                n_cached, len(job.request.prompt_tokens) if job is not None else 0,
+            out.append(SlotInfo(s.seq, s.state, n_cached, len(job.request.prompt_tokens) if job is not None else 0,
                                 cont.stats.n_generated if cont is not None else 0))
         return out
 
@@ -352,10 +351,10 @@ class Scheduler:
             prompt = job.request.prompt_tokens
             # the longest common prefix with a slot's cache if it covers enough of the prompt, else the
             # least recently used slot
-            best = max(free, key=lambda s: (self._ctx.common_prefix(prompt, s.seq), -s.last_used))
-            if self._ctx.common_prefix(prompt, best.seq) <= SLOT_PROMPT_SIMILARITY * len(prompt):
-                best = min(free, key=lambda s: s.last_used)
-            slot = best
+            lcp = {s.seq: self._ctx.common_prefix(prompt, s.seq) for s in free}
+            slot = max(free, key=lambda s: (lcp[s.seq], -s.last_used))
+            if lcp[slot.seq] <= SLOT_PROMPT_SIMILARITY * len(prompt):
+                slot = min(free, key=lambda s: s.last_used)
             slot.job = job
             self._n_running += 1
             started.append(slot)
@@ -389,11 +388,7 @@ class Scheduler:
         slot.t0 = time.perf_counter()
         ctx = self._ctx
         try:
-            if not req.prompt_tokens:
-                raise PromptError("empty prompt: at least one token is needed")
-            if len(req.prompt_tokens) > ctx.n_ctx:
-                raise ContextFullError(f"prompt is {len(req.prompt_tokens)} tokens, longer than the context "
-                                       f"(n_ctx = {ctx.n_ctx})")
+            ctx.check_prompt(req.prompt_tokens)
             ctx.check_tokens(req.prompt_tokens)
             self.model.check_file()
         except Exception as e:  # noqa: BLE001 - delivered to the caller as an event
@@ -498,9 +493,7 @@ class Scheduler:
         if slot.cont is None:  # still in its prefill
             slot.stats.finish_reason = "cancelled"
             slot.stats.prefill_s = time.perf_counter() - slot.t0
-            job = slot.job
-            self._release(slot)
-            job._emit("done", slot.stats)
+            self._finish(slot, "done", slot.stats)
             return
         self._emit_tokens(slot, slot.cont.cancel())
         self._done(slot)
