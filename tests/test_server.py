@@ -476,12 +476,20 @@ def test_port_taken_and_bind_warning(served):
     assert "every network interface" in bind_warning("0.0.0.0") and bind_warning("::")
 
 
-def test_fireside_serve_command(smollm2_path):
-    """`fireside serve` (what `make serve` runs): starts, answers, prints the bind warning, stops on Ctrl+C."""
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl+C's default action. A job started with ``&`` by a non-interactive shell
+    (CI scripts, nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_fireside_serve_command(smollm2_path, stop_signal):
+    """`fireside serve` (what `make serve` runs): starts, answers, prints the bind warning, and stops with
+    exit status 0 on Ctrl+C or SIGTERM (``docker stop``, systemd)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "-m", str(smollm2_path), "--port", "0",
                              "--host", "0.0.0.0", "-c", "256", "-t", "1", "--api-key", "k"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -499,8 +507,9 @@ def test_fireside_serve_command(smollm2_path):
         r = httpx.post(url + "/v1/completions", headers={"Authorization": "Bearer k"},
                        json={"prompt": "Hello", "max_tokens": 2}, timeout=60)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         assert proc.wait(30) == 0
+        assert "fireside: stopping" in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

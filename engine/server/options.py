@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -48,8 +49,13 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                         "file-descriptor limit less 256)")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, ``docker stop``, systemd) stops the server as Ctrl+C does: cancel, close, exit 0."""
+    raise KeyboardInterrupt
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Load the model, serve until Ctrl+C; returns the exit status.
+    """Load the model, serve until Ctrl+C or SIGTERM; returns the exit status.
 
     Raises:
         CLIError: the model cannot be found, or the server cannot listen (port taken...).
@@ -75,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_connections is not None and args.max_connections < 1:
         raise CLIError("--max-connections must be >= 1")
     path = resolve_model(args.model)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     t0 = time.perf_counter()
     model = load_model(path)
     scheduler = Scheduler(model, n_ctx=args.n_ctx, n_threads=args.n_threads, max_queue=args.max_queue,
