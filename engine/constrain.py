@@ -84,8 +84,39 @@ def ll_tokenizer(tok: "Tokenizer"):
         return cached
 
 
-def json_schema_grammar(schema: dict[str, Any] | bool) -> str:
-    """The llguidance grammar of JSON values that validate against ``schema`` (compact, see the module doc).
+#: Bounds given to numbers a schema leaves unbounded, so a sampled reply cannot run on digit after digit
+#: (``0.11377256569842348849999...`` until max_tokens): at most 15 integral digits and 9 decimals, the
+#: same idea as llama.cpp's ``common/json-schema-to-grammar.cpp`` (16 and 16). Values within them still
+#: validate against the original schema.
+NUMBER_LIMIT = 10 ** 15 - 1
+DECIMAL_STEP = 1e-9
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "x-guidance"})
+
+
+def bounded_numbers(schema: Any) -> Any:
+    """A copy of ``schema`` where every ``number`` / ``integer`` subschema without bounds gets
+    ``minimum`` / ``maximum`` of :data:`NUMBER_LIMIT` and (numbers without ``multipleOf``) a ``multipleOf`` of
+    :data:`DECIMAL_STEP`; everything else is unchanged."""
+    if isinstance(schema, list):
+        return [bounded_numbers(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (v if k in _DATA_KEYWORDS else bounded_numbers(v)) for k, v in schema.items()}
+    types = out.get("type")
+    types = {types} if isinstance(types, str) else set(types) if isinstance(types, list) else set()
+    if types & {"number", "integer"} and not types - {"number", "integer", "null"}:
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -NUMBER_LIMIT
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = NUMBER_LIMIT
+        if "number" in types and "multipleOf" not in out:
+            out["multipleOf"] = DECIMAL_STEP
+    return out
+
+
+def json_schema_grammar(schema: dict[str, Any] | bool, *, bound_numbers: bool = True) -> str:
+    """The llguidance grammar of JSON values that validate against ``schema`` (compact, see the module doc;
+    unbounded numbers bounded by :func:`bounded_numbers` unless ``bound_numbers`` is False).
 
     Raises:
         ConstraintError: ``schema`` is not a JSON object / boolean or cannot be serialized.
@@ -95,8 +126,10 @@ def json_schema_grammar(schema: dict[str, Any] | bool) -> str:
     if not isinstance(schema, (dict, bool)):
         raise ConstraintError("a JSON schema must be an object (or true / false)")
     try:
+        if bound_numbers and isinstance(schema, dict):
+            schema = bounded_numbers(schema)
         return llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=dict(JSON_OPTIONS))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ConstraintError(f"invalid JSON schema: {exc}") from None
 
 

@@ -35,7 +35,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .constrain import JSON_OPTIONS
+from .constrain import JSON_OPTIONS, bounded_numbers
 
 if TYPE_CHECKING:
     from .chat_template import ChatTemplate
@@ -387,7 +387,7 @@ def call_schema(tools: Iterable[dict], fmt: str, name: str | None = None) -> dic
         fn = _function(tool)
         if name is not None and fn["name"] != name:
             continue
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        params = bounded_numbers(fn.get("parameters") or {"type": "object", "properties": {}})
         options.append({"type": "object", "properties": {"name": {"const": fn["name"]}, args_key: params},
                         "required": ["name", args_key], "additionalProperties": False})
     if not options:
@@ -422,7 +422,7 @@ def forced_call_grammar(tok: "Tokenizer", fmt: str, tools: list[dict], name: str
                 if name is not None and fn["name"] != name:
                     continue
                 params = fn.get("parameters") or {"type": "object", "properties": {}}
-                params = {**params, "x-guidance": dict(JSON_OPTIONS)}
+                params = {**bounded_numbers(params), "x-guidance": dict(JSON_OPTIONS)}
                 alts.append(f"{json.dumps(fn['name'])} {_special(tok, MISTRAL_ARGS)} %json {json.dumps(params)}")
             rules = "\n".join(f"c{i}: {a}" for i, a in enumerate(alts))
             return f"start: {marker} ({' | '.join(f'c{i}' for i in range(len(alts)))})\n{rules}\n"
