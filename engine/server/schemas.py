@@ -278,6 +278,19 @@ class ChatCompletionRequest(_GenerationFields):
             raise _unsupported("the deprecated functions / function_call (send tools and tool_choice)")
         return value
 
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _tool_choice_shape(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("none", "auto", "required"):
+            raise PydanticCustomError("tool_choice", "tool_choice must be 'none', 'auto', 'required' or "
+                                                     "{'type': 'function', 'function': {'name': ...}}, not {v!r}",
+                                      {"v": value})
+        if value is not None and not isinstance(value, (str, dict)):
+            raise PydanticCustomError("tool_choice", "tool_choice must be a string or an object")
+        if isinstance(value, dict):  # validated here, so errors name its fields rather than the union's arms
+            return NamedToolChoice.model_validate(value)
+        return value
+
     @property
     def active_tools(self) -> list[dict[str, Any]] | None:
         """The tools to render into the prompt as plain dicts (None without tools or with tool_choice "none")."""
