@@ -417,7 +417,8 @@ def test_bad_requests_get_openai_errors(served, smollm2, model_id):
                   400)["param"] == "messages.0.content"
     assert _error(post({"messages": hi, "n": 2}), 400)["param"] == "n"
     assert _error(post({"messages": hi, "stream": 1}), 400)["param"] == "stream"
-    assert _error(post({"messages": hi, "tools": [{"type": "function"}]}), 400)["code"] == "unsupported"
+    assert _error(post({"messages": hi, "tools": [{"type": "function"}]}), 400)["param"] == "tools.0.function"
+    assert _error(post({"messages": hi, "functions": [{"name": "f"}]}), 400)["code"] == "unsupported"
     err = _error(post({"messages": hi, "model": "gpt-4o"}), 404)
     assert err["code"] == "model_not_found" and err["param"] == "model"
 

@@ -27,7 +27,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..chat_template import ChatTemplateError
 from ..context import ContextFullError
 from ..errors import FiresideError, ModelFileChangedError, ModelOutputError, PromptError
 from ..logs import log_exception
@@ -40,6 +39,8 @@ from .errors import AUTHENTICATION, SERVER_ERROR, APIError, error_body, error_re
 from .middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from .schemas import ChatCompletionRequest, CompletionRequest, parse_body
 from .streaming import DONE, EventBridge, cancel_on_disconnect, sse
+from .structured import completion_constraint, plan_chat, tool_reply
+from ..tool_calls import StreamParser
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -109,16 +110,6 @@ def _check_fits(tokens: list[int], n_ctx: int, param: str) -> None:
         raise APIError(400, f"The prompt is {len(tokens)} tokens, longer than the model's context of "
                             f"{n_ctx} tokens: shorten it (or start the server with a larger -c)",
                        param=param, code="context_length_exceeded")
-
-
-def _chat_tokens(model: "Model", req: ChatCompletionRequest) -> list[int]:
-    """Thread pool: render the conversation with the model's chat template and tokenize it."""
-    try:
-        text = model.chat_template.render([m.as_template_message() for m in req.messages],
-                                          add_generation_prompt=True)
-        return model.chat_template.encode(text)
-    except (ChatTemplateError, TokenizerError) as exc:
-        raise APIError(400, str(exc), param="messages", code="chat_template_error") from None
 
 
 def _completion_tokens(model: "Model", req: CompletionRequest) -> tuple[list[int], str]:
@@ -199,12 +190,27 @@ def _stream_error(exc: BaseException) -> str:
     return sse(error_body(err.message, type=err.type, code=err.code))
 
 
+def _tool_deltas(cid: str, created: int, mid: str, events: list, parser: StreamParser) -> list[str]:
+    """SSE chunks for a :class:`StreamParser`'s events: content deltas, and each whole call as one
+    ``tool_calls`` delta (id, name and all its arguments)."""
+    out = []
+    index = parser.n_calls - sum(kind == "tool_call" for kind, _ in events)  # the first new call's index
+    for kind, value in events:
+        if kind == "content":
+            out.append(sse(P.chat_chunk(cid, created, mid, {"content": value})))
+        else:
+            out.append(sse(P.chat_chunk(cid, created, mid, {"tool_calls": [value.openai(index)]})))
+            index += 1
+    return out
+
+
 async def _chat_stream(job: Job, bridge: EventBridge, jobs: ActiveJobs, model: "Model", mid: str,
-                       req: ChatCompletionRequest) -> AsyncIterator[str]:
-    """SSE for a chat completion: role chunk, content chunks, finish chunk, usage chunk, ``[DONE]``.
-    Starlette cancels this generator when the client disconnects; ``finally`` then cancels the job."""
+                       req: ChatCompletionRequest, tool_format: str | None = None) -> AsyncIterator[str]:
+    """SSE for a chat completion: role chunk, content (or ``tool_calls``) chunks, finish chunk, usage chunk,
+    ``[DONE]``. Starlette cancels this generator when the client disconnects; ``finally`` then cancels the job."""
     cid, created, tok = P.new_id("chatcmpl"), P.now(), model.tokenizer
     want_logprobs = req.n_top_logprobs is not None
+    parser = StreamParser(tool_format) if tool_format else None
     try:
         yield sse(P.chat_chunk(cid, created, mid, {"role": "assistant", "content": ""}))
         async for kind, payload in bridge.events():
@@ -212,7 +218,12 @@ async def _chat_stream(job: Job, bridge: EventBridge, jobs: ActiveJobs, model: "
                 lp = [P.chat_logprob(tok, payload)] if want_logprobs and payload.id >= 0 else None
                 if payload.reasoning:  # llama-server's field for a reasoning model's thinking
                     yield sse(P.chat_chunk(cid, created, mid, {"reasoning_content": payload.reasoning}))
-                if payload.text or lp:
+                if parser is not None:
+                    for chunk in _tool_deltas(cid, created, mid, parser.feed(payload.text), parser):
+                        yield chunk
+                    if lp:
+                        yield sse(P.chat_chunk(cid, created, mid, {"content": ""}, logprobs=lp))
+                elif payload.text or lp:
                     yield sse(P.chat_chunk(cid, created, mid, {"content": payload.text}, logprobs=lp))
             elif kind == "error":
                 yield _stream_error(payload)
@@ -221,7 +232,13 @@ async def _chat_stream(job: Job, bridge: EventBridge, jobs: ActiveJobs, model: "
             elif payload.finish_reason == "cancelled":
                 yield sse(error_body(CANCELLED, type=SERVER_ERROR, code="cancelled"))
             else:
-                yield sse(P.chat_chunk(cid, created, mid, {}, finish_reason=payload.finish_reason))
+                finish = payload.finish_reason
+                if parser is not None:
+                    for chunk in _tool_deltas(cid, created, mid, parser.finish(), parser):
+                        yield chunk
+                    if parser.n_calls and finish == "stop":
+                        finish = "tool_calls"
+                yield sse(P.chat_chunk(cid, created, mid, {}, finish_reason=finish))
                 if req.include_usage:
                     yield sse(P.usage_chunk("chat.completion.chunk", cid, created, mid, payload))
         yield DONE
@@ -343,13 +360,15 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
         req: ChatCompletionRequest = parse_body(ChatCompletionRequest, await request.body())
         model, scheduler = _require_engine(get_engine)
         mid = _check_model(req.model, model)
-        tokens = await run_in_threadpool(_chat_tokens, model, req)
+        plan = await run_in_threadpool(plan_chat, model, req)
+        tokens = plan.tokens
         _check_fits(tokens, scheduler.n_ctx, "messages")
         gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
-                                logprobs=req.n_top_logprobs, reply_format=model_reply_format(model))
+                                logprobs=req.n_top_logprobs, reply_format=model_reply_format(model),
+                                constraint=plan.constraint)
         job, bridge = _submit(scheduler, gen, jobs)
         if req.stream:
-            return StreamingResponse(_chat_stream(job, bridge, jobs, model, mid, req),
+            return StreamingResponse(_chat_stream(job, bridge, jobs, model, mid, req, plan.tool_format),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         generated, stats = await _collect(request, job, bridge, jobs, "messages")
         logprobs = None
@@ -357,8 +376,9 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
             logprobs = [P.chat_logprob(model.tokenizer, t) for t in generated if t.id >= 0]
         text = "".join(t.text for t in generated)
         reasoned = "".join(t.reasoning for t in generated)
-        return JSONResponse(P.chat_completion(P.new_id("chatcmpl"), P.now(), mid, text, stats, logprobs,
-                                              reasoning=reasoned))
+        content, calls, finish = tool_reply(text, plan.tool_format, stats.finish_reason)
+        return JSONResponse(P.chat_completion(P.new_id("chatcmpl"), P.now(), mid, content, stats, logprobs,
+                                              reasoning=reasoned, tool_calls=calls, finish_reason=finish))
 
     @v1.post("/completions")
     async def completions(request: Request):
@@ -367,8 +387,9 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
         mid = _check_model(req.model, model)
         tokens, prompt_text = await run_in_threadpool(_completion_tokens, model, req)
         _check_fits(tokens, scheduler.n_ctx, "prompt")
+        constraint = await run_in_threadpool(completion_constraint, model, req)
         gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
-                                logprobs=req.logprobs)
+                                logprobs=req.logprobs, constraint=constraint)
         job, bridge = _submit(scheduler, gen, jobs)
         if req.stream:
             return StreamingResponse(_completion_stream(job, bridge, jobs, model, mid, req, prompt_text),

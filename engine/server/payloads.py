@@ -95,19 +95,23 @@ def legacy_logprobs(tok: Tokenizer, tokens: Sequence[GeneratedToken], text_offse
     return out
 
 
-def chat_completion(cid: str, created: int, model: str, text: str, stats: GenerationStats,
-                    logprobs: list[dict] | None, reasoning: str = "") -> dict[str, Any]:
+def chat_completion(cid: str, created: int, model: str, text: str | None, stats: GenerationStats,
+                    logprobs: list[dict] | None, reasoning: str = "", tool_calls: list[dict] | None = None,
+                    finish_reason: str | None = None) -> dict[str, Any]:
     """A whole ``chat.completion`` object (with llama-server's ``reasoning_content`` where the reply's
-    reasoning was split off)."""
+    reasoning was split off, and ``tool_calls`` when the reply called tools; ``finish_reason`` overrides
+    the generation's, e.g. ``"tool_calls"``)."""
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if reasoning:
         message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [{"index": 0, "message": message,
                      "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
-                     "finish_reason": stats.finish_reason}],
+                     "finish_reason": finish_reason or stats.finish_reason}],
         "usage": usage(stats),
     }
 

@@ -6,8 +6,22 @@ sampling extras ``top_k``, ``min_p`` and ``repeat_penalty``. Validation is stric
 ``"0.5"`` is not a number, ``1`` is not a boolean) and every failure becomes one 400 error naming the
 field (see :mod:`engine.server.errors`). Unknown fields are ignored, as llama.cpp's server does, so
 clients that send extras (``user``, ``metadata``, ``store``...) work; fields whose meaning this server
-cannot honour (``tools``, ``logit_bias``, ``response_format`` other than text, ``n`` > 1, ``suffix``)
+cannot honour (``logit_bias``, the deprecated ``functions`` / ``function_call``, ``n`` > 1, ``suffix``)
 are refused with a 400 instead of being silently dropped.
+
+Structured output and tools (OpenAI's shapes; see :mod:`engine.server.structured` for what the server does
+with them):
+
+- ``response_format``: ``{"type": "text"}``, ``{"type": "json_object"}`` (any JSON object; llama-server's
+  ``{"type": "json_object", "schema": {...}}`` too) or ``{"type": "json_schema", "json_schema": {"name": ...,
+  "schema": {...}, "strict": ...}}``; also on ``/v1/completions``, which takes llama-server's top-level
+  ``json_schema`` as well.
+- ``tools``: ``[{"type": "function", "function": {"name", "description", "parameters", "strict"}}]``;
+  ``tool_choice``: ``"none"``, ``"auto"`` (the default with tools), ``"required"`` or
+  ``{"type": "function", "function": {"name": ...}}`` naming one of the tools (any other name is a 400);
+  ``parallel_tool_calls`` is accepted (a forced call is always one call).
+- messages: assistant turns may carry ``tool_calls`` (``arguments`` as JSON text, or an object) with
+  ``content`` null, and ``tool`` role messages (``tool_call_id``, ``content``) return results.
 
 Sampling fields left out take llama.cpp's defaults (:class:`~engine.sampling.SamplerParams`:
 temperature 0.8, top_k 40, top_p 0.95, min_p 0.05), as llama-server does, not OpenAI's (1.0, off).
@@ -40,14 +54,94 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"  # OpenAI's rule for function names (dots allowed, as vLLM does)
+
+
+class FunctionDefinition(_Strict):
+    """``tools[].function``: a function the model may call. ``parameters`` is a JSON schema of its arguments
+    object (absent: no arguments)."""
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    """One entry of ``tools``."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class _FunctionName(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``: call this function."""
+
+    type: Literal["function"]
+    function: _FunctionName
+
+
+class CalledFunction(_Strict):
+    """``tool_calls[].function`` of an assistant message sent back: ``arguments`` as JSON text (OpenAI) or an
+    object (what some clients send)."""
+
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallMessage(_Strict):
+    """One ``tool_calls`` entry of an assistant message in the history."""
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class JSONSchemaFormat(_Strict):
+    """``response_format.json_schema``: ``schema`` is the JSON schema the reply must validate against (absent:
+    any JSON value); ``name`` / ``description`` / ``strict`` are accepted (output is always constrained)."""
+
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """``response_format``: ``text``, ``json_object`` (with llama-server's optional ``schema``) or
+    ``json_schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+    schema_: dict[str, Any] | bool | None = Field(None, alias="schema")
+
+    def constraint_schema(self) -> dict[str, Any] | bool | None:
+        """The JSON schema to constrain to, or None for free text."""
+        if self.type == "json_object":
+            return self.schema_ if self.schema_ is not None else {"type": "object"}
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise APIError(400, "response_format type 'json_schema' needs a 'json_schema' object with its "
+                                    "'schema'", param="response_format.json_schema")
+            return self.json_schema.schema_ if self.json_schema.schema_ is not None else True
+        return None
+
+
 class ChatMessage(_Strict):
     """One message. ``content`` is a string, ``null`` (assistant turns only), or OpenAI's list of text parts
     ``[{"type": "text", "text": "..."}]``, which is joined with newlines as llama.cpp's server does.
-    The ``developer`` role is OpenAI's newer name for ``system`` and is rendered as ``system``."""
+    The ``developer`` role is OpenAI's newer name for ``system`` and is rendered as ``system``. Assistant
+    messages may carry ``tool_calls``; ``tool`` messages carry a result (``content``) and ``tool_call_id``."""
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | None = None
     name: str | None = None
+    tool_calls: list[ToolCallMessage] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -67,10 +161,22 @@ class ChatMessage(_Strict):
             raise PydanticCustomError("content_type", "content must be a string or a list of text parts")
         return value
 
-    def as_template_message(self) -> dict[str, str]:
-        """The ``{"role", "content"}`` dict the chat template renders."""
+    def as_template_message(self) -> dict[str, Any]:
+        """The dict the chat template renders: ``role`` and ``content``, plus ``tool_calls`` (OpenAI's shape;
+        :mod:`engine.chat_template` converts the arguments to the form the template expects), and for a
+        ``tool`` message its ``tool_call_id`` and ``name``."""
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": self.content or ""}
+        out: dict[str, Any] = {"role": role, "content": self.content or ""}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id or f"call_{i}", "type": "function",
+                                  "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                                 for i, c in enumerate(self.tool_calls)]
+        if role == "tool":
+            if self.tool_call_id is not None:
+                out["tool_call_id"] = self.tool_call_id
+            if self.name is not None:
+                out["name"] = self.name
+        return out
 
 
 class _GenerationFields(_Strict):
@@ -91,6 +197,7 @@ class _GenerationFields(_Strict):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
     logit_bias: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -135,6 +242,10 @@ class _GenerationFields(_Strict):
     def check(self) -> None:
         """Cross-field rules (none here; subclasses add theirs). Raises APIError 400."""
 
+    def constraint_schema(self) -> dict[str, Any] | bool | None:
+        """The JSON schema the output must follow (from ``response_format``), or None. Raises APIError 400."""
+        return self.response_format.constraint_schema() if self.response_format is not None else None
+
     @property
     def stop_strings(self) -> list[str]:
         """Non-empty stop strings."""
@@ -154,31 +265,49 @@ class ChatCompletionRequest(_GenerationFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    function_call: Any = None
 
-    @field_validator("tools", "functions")
+    @field_validator("functions", "function_call")
     @classmethod
-    def _no_tools(cls, value: list | None) -> list | None:
+    def _no_functions(cls, value: Any) -> Any:
         if value:
-            raise _unsupported("tool calling")
+            raise _unsupported("the deprecated functions / function_call (send tools and tool_choice)")
         return value
 
-    @field_validator("tool_choice")
+    @field_validator("tool_choice", mode="before")
     @classmethod
-    def _no_tool_choice(cls, value: Any) -> Any:
-        if value not in (None, "none", "auto"):
-            raise _unsupported("tool_choice")
+    def _tool_choice_shape(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("none", "auto", "required"):
+            raise PydanticCustomError("tool_choice", "tool_choice must be 'none', 'auto', 'required' or "
+                                                     "{'type': 'function', 'function': {'name': ...}}, not {v!r}",
+                                      {"v": value})
+        if value is not None and not isinstance(value, (str, dict)):
+            raise PydanticCustomError("tool_choice", "tool_choice must be a string or an object")
+        if isinstance(value, dict):  # validated here, so errors name its fields rather than the union's arms
+            return NamedToolChoice.model_validate(value)
         return value
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_only(cls, value: dict | None) -> dict | None:
-        if value is not None and value.get("type", "text") != "text":
-            raise _unsupported(f"response_format type {value.get('type')!r} (only 'text')")
-        return value
+    @property
+    def active_tools(self) -> list[dict[str, Any]] | None:
+        """The tools to render into the prompt as plain dicts (None without tools or with tool_choice "none")."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [t.model_dump(exclude_none=True) for t in self.tools]
+
+    @property
+    def forced_tool(self) -> tuple[bool, str | None]:
+        """``(forced, name)``: whether the reply must be a tool call, and to which function (None: any)."""
+        if not self.tools:
+            return False, None
+        if self.tool_choice == "required":
+            return True, None
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return True, self.tool_choice.function.name
+        return False, None
 
     @property
     def token_limit(self) -> int:
@@ -199,6 +328,23 @@ class ChatCompletionRequest(_GenerationFields):
         """Cross-field rules. Raises APIError 400."""
         if self.top_logprobs is not None and not self.logprobs:
             raise APIError(400, "top_logprobs needs logprobs = true", param="top_logprobs")
+        if self.tool_choice not in (None, "none", "auto") and not self.tools:
+            raise APIError(400, "tool_choice requires tools: send the functions the model may call",
+                           param="tool_choice")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            names = [t.function.name for t in self.tools or ()]
+            if self.tool_choice.function.name not in names:
+                raise APIError(400, f"tool_choice names the function {self.tool_choice.function.name!r}, which is "
+                                    f"not among the tools ({', '.join(map(repr, names))})",
+                               param="tool_choice.function.name")
+        if self.tools:
+            names = [t.function.name for t in self.tools]
+            dup = next((n for n in names if names.count(n) > 1), None)
+            if dup is not None:
+                raise APIError(400, f"two tools are named {dup!r}", param="tools")
+        if self.forced_tool[0] and self.constraint_schema() is not None:
+            raise _api_unsupported("a JSON response_format together with a forced tool call (tool_choice "
+                                   "'required' or a named function)", "response_format")
 
 
 class CompletionRequest(_GenerationFields):
@@ -210,6 +356,7 @@ class CompletionRequest(_GenerationFields):
 
     prompt: str | list[int]
     echo: bool = False
+    json_schema: dict[str, Any] | bool | None = None
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     suffix: str | None = None
     best_of: int | None = None
@@ -246,10 +393,19 @@ class CompletionRequest(_GenerationFields):
         """Most tokens to generate (16 when not given, as OpenAI)."""
         return 16 if self.max_tokens is None else self.max_tokens
 
+    def constraint_schema(self) -> dict[str, Any] | bool | None:
+        """llama-server's top-level ``json_schema``, else ``response_format``'s schema, or None."""
+        if self.json_schema is not None:
+            return self.json_schema
+        return super().constraint_schema()
+
     def check(self) -> None:
         """Cross-field rules. Raises APIError 400."""
         if self.echo and self.logprobs is not None:
             raise _api_unsupported("echo together with logprobs", "logprobs")
+        if self.json_schema is not None and self.response_format is not None \
+                and self.response_format.type != "text":
+            raise APIError(400, "send either json_schema or response_format, not both", param="json_schema")
 
 
 def _api_unsupported(what: str, param: str) -> APIError:
