@@ -57,7 +57,7 @@ cross-tools:
 	fi
 
 test: install models llama-cpp cross-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The OpenAI-compatible server on the starter model, for a person to try (Ctrl+C stops it).
 serve: install models
