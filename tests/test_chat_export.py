@@ -9,13 +9,17 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
 
+import json  # noqa: E402
 import sqlite3  # noqa: E402
 
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
+from gui.chat_export import (ChatImportError, archive_json, conversation_json, conversation_markdown,  # noqa: E402
+                             import_file, import_text, suggested_filename, write_export)
 from gui.conversation_search import NO_MATCHES, ConversationSearch  # noqa: E402
 from gui.conversations import MARKS, ConversationStore, fts5_available  # noqa: E402
+from gui.markdown_blocks import Block, split_blocks  # noqa: E402
 
 # The schema of the store before search, model_path and reasoning (version 0), verbatim.
 OLD_SCHEMA = """
@@ -177,3 +181,164 @@ def test_search_widget_reports_the_chosen_conversation(qtbot, tmp_path):
     w.run_search()
     assert w.results.count() == 0
     store.close()
+
+
+# Export and import ---------------------------------------------------------------------------------
+
+CODE = "def f(x):\n\treturn x  # tab, trailing blanks   \n\n    indented = '```'  \n"
+
+
+def rich_conversation(store: ConversationStore) -> int:
+    conv = store.create("Code & café ☕", system_prompt="Answer with ```code```.\nBe brief.",
+                        model_path="/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    store.append(conv.id, "user", "Write f, please. Ünïcödé 𝄞 and a NUL \x00 byte")
+    store.append(conv.id, "assistant", f"Here:\n\n```python\n{CODE}```\n\nDone.", reasoning="They want f.")
+    store.append(conv.id, "user", "And a stopped reply?")
+    store.append(conv.id, "assistant", "Sure:\n````js\nlet a = 1;\n```\nstill code")  # left open
+    return conv.id
+
+
+def message_tuples(store: ConversationStore, conv_id: int) -> list[tuple]:
+    return [(m.position, m.role, m.content, m.reasoning) for m in store.messages(conv_id)]
+
+
+def test_json_round_trip(tmp_path):
+    src = ConversationStore(tmp_path / "src.sqlite3")
+    conv_id = rich_conversation(src)
+    text = conversation_json(src, conv_id)
+    doc = json.loads(text)
+    assert (doc["format"], doc["version"], doc["title"], doc["model"]) == (
+        "fireside-chat", 1, "Code & café ☕", "SmolLM2-135M-Instruct.Q4_1.gguf")  # the name, not the folder
+    assert doc["messages"][1]["reasoning"] == "They want f." and "reasoning" not in doc["messages"][0]
+    path = tmp_path / suggested_filename(src.get(conv_id).title, ".json")
+    write_export(path, text)
+    assert path.name == "Code & café ☕.json"
+
+    dst = ConversationStore(tmp_path / "dst.sqlite3")
+    existing = dst.create("Already here")
+    (new_id,) = import_file(dst, path)
+    assert new_id != existing.id
+    a, b = src.get(conv_id), dst.get(new_id)
+    assert (b.title, b.system_prompt, b.model_path) == (a.title, a.system_prompt, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert b.created == pytest.approx(a.created, abs=1e-5)
+    assert message_tuples(dst, new_id) == message_tuples(src, conv_id)
+    assert found(dst, "stopped") == ["Code & café ☕"]  # imported messages are searchable
+    # Importing the same file again adds another copy; it never merges into or replaces a chat.
+    (again,) = import_text(dst, path.read_bytes())
+    assert again != new_id and len(dst.list()) == 3
+    src.close()
+    dst.close()
+
+
+def test_archive_of_all_conversations(tmp_path):
+    src = ConversationStore(tmp_path / "src.sqlite3")
+    fill(src)
+    rich_conversation(src)
+    empty = src.create("Empty chat")
+    doc = json.loads(archive_json(src))
+    assert doc["format"] == "fireside-chats" and doc["version"] == 1
+    assert [c["title"] for c in doc["conversations"]] == [c.title for c in src.list()]
+    assert doc["conversations"][0]["messages"] == [] and doc["conversations"][0]["title"] == empty.title
+
+    dst = ConversationStore(tmp_path / "dst.sqlite3")
+    ids = import_text(dst, archive_json(src))
+    assert len(ids) == 4
+    for old, new in zip(src.list(), (dst.get(i) for i in ids)):
+        assert (new.title, new.system_prompt) == (old.title, old.system_prompt)
+        assert message_tuples(dst, new.id) == message_tuples(src, old.id)
+    src.close()
+    dst.close()
+
+
+def good_chat(**changes) -> dict:
+    doc = {"format": "fireside-chat", "version": 1, "title": "T", "system_prompt": None, "model": None,
+           "created": "2026-01-02T03:04:05+00:00", "messages": [{"role": "user", "content": "hi"}]}
+    doc.update(changes)
+    return doc
+
+
+BAD_IMPORTS = [
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    ("{", "not valid JSON"),
+    ("[]", "must be a JSON object"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"format": "fireside-chat", "version": 1, "created": NaN}', "not a number"),
+    ("9" * 5000, "not valid JSON"),
+    (json.dumps({"format": "something-else"}), "not a Fireside chat export"),
+    (json.dumps(good_chat(version=2)), "newer Fireside"),
+    (json.dumps(good_chat(version=True)), "whole number"),
+    (json.dumps(good_chat(version="1")), "whole number"),
+    (json.dumps(good_chat(title=None)), "the file.title: must be text"),
+    (json.dumps(good_chat(title="x" * 1001)), "longer than"),
+    (json.dumps(good_chat(system_prompt=["x"])), "system_prompt: must be text or null"),
+    (json.dumps(good_chat(model="../../etc/passwd")), "without folders"),
+    (json.dumps(good_chat(created="yesterday")), "not an ISO 8601 time"),
+    (json.dumps(good_chat(created=1e300)), "not a time"),
+    (json.dumps(good_chat(messages={"role": "user"})), "messages: must be a list"),
+    (json.dumps(good_chat(messages=["hi"])), "messages[0]: must be a JSON object"),
+    (json.dumps(good_chat(messages=[{"role": "system", "content": "x"}])), 'messages[0].role: must be "user"'),
+    (json.dumps(good_chat(messages=[{"role": "user", "content": 5}])), "messages[0].content: must be text"),
+    ('{"format": "fireside-chat", "version": 1, "title": "\\ud800", "messages": []}', "lone UTF-16 surrogate"),
+    (json.dumps(good_chat(messages=[{"role": "user", "content": "a", "reasoning": {}}])),
+     "reasoning: must be text or null"),
+    # One bad conversation in an archive: nothing from it is added.
+    (json.dumps({"format": "fireside-chats", "version": 1, "conversations": [
+        good_chat(), good_chat(messages=[{"role": "user"}])]}), "conversations[1].messages[0].content"),
+    (json.dumps({"format": "fireside-chats", "version": 1, "conversations": {}}), "conversations: must be a list"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD_IMPORTS, ids=range(len(BAD_IMPORTS)))
+def test_bad_imports_give_a_clear_error_and_add_nothing(tmp_path, data, message):
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    kept = store.create("Mine")
+    store.append(kept.id, "user", "my words")
+    with pytest.raises(ChatImportError) as err:
+        import_text(store, data)
+    assert message in str(err.value)
+    assert len(str(err.value)) < 300  # a message for a person, not a dump of the input
+    assert [c.id for c in store.list()] == [kept.id] and message_tuples(store, kept.id) == [(0, "user", "my words", None)]
+    # The good version of the same chat imports.
+    assert len(import_text(store, json.dumps(good_chat()))) == 1
+    store.close()
+
+
+def test_import_file_errors(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    with pytest.raises(ChatImportError, match="cannot read missing.json"):
+        import_file(store, tmp_path / "missing.json")
+    bad = tmp_path / "notes.json"
+    bad.write_text("just words")
+    with pytest.raises(ChatImportError, match="^notes.json: not valid JSON"):
+        import_file(store, bad)
+    assert store.list() == []
+    store.close()
+
+
+def test_markdown_keeps_code_verbatim(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    conv_id = rich_conversation(store)
+    md = conversation_markdown(store, conv_id)
+    assert md.startswith("# Code & café ☕\n\n*Exported from Fireside: created ")
+    assert "model `SmolLM2-135M-Instruct.Q4_1.gguf`" in md
+    blocks = split_blocks(md)
+    codes = [b for b in blocks if b.kind == "code"]
+    # The system prompt (holding ``` itself) and the code block come back exactly.
+    assert codes[0] == Block("code", "Answer with ```code```.\nBe brief.", "text")
+    assert codes[1] == Block("code", CODE.rstrip("\n"), "python")
+    # The reply left inside an open fence is closed, so nothing after it turns into code.
+    assert codes[2] == Block("code", "let a = 1;\n```\nstill code", "js")
+    assert len(codes) == 3
+    text = "\n".join(b.text for b in blocks if b.kind == "text")
+    assert text.count("### User") == 2 and text.count("### Assistant") == 2
+    assert "<details><summary>Reasoning</summary>\n\nThey want f.\n\n</details>" in text
+    assert md.index("Write f, please.") < md.index("They want f.") < md.index("Here:") < md.index("And a stopped")
+    with pytest.raises(LookupError, match="no conversation 999"):
+        conversation_markdown(store, 999)
+    store.close()
+
+
+def test_suggested_filename():
+    assert suggested_filename('a/b\\c:d*e?"f<g>h|i\nj', ".md") == "a b c d e f g h i j.md"
+    assert suggested_filename("...", ".json") == "chat.json" and suggested_filename("", ".md") == "chat.md"
+    assert len(suggested_filename("x" * 500, ".md")) == 83
