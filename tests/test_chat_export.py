@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from gui.chat_export import (ChatImportError, archive_json, conversation_json, conversation_markdown,  # noqa: E402
                              import_file, import_text, suggested_filename, write_export)
+from gui.conversation_model import ModelOffer, model_to_offer  # noqa: E402
 from gui.conversation_search import NO_MATCHES, ConversationSearch  # noqa: E402
 from gui.conversations import MARKS, ConversationStore, fts5_available  # noqa: E402
 from gui.markdown_blocks import Block, split_blocks  # noqa: E402
@@ -342,3 +343,61 @@ def test_suggested_filename():
     assert suggested_filename('a/b\\c:d*e?"f<g>h|i\nj', ".md") == "a b c d e f g h i j.md"
     assert suggested_filename("...", ".json") == "chat.json" and suggested_filename("", ".md") == "chat.md"
     assert len(suggested_filename("x" * 500, ".md")) == 83
+
+
+# Each conversation's model -------------------------------------------------------------------------
+
+
+def test_conversation_remembers_its_model(tmp_path, smollm2_path, gemma3_path):
+    path = tmp_path / "c.sqlite3"
+    store = ConversationStore(path)
+    conv = store.create("with SmolLM2")
+    store.append(conv.id, "user", "hi")
+    before = store.get(conv.id).updated
+    store.set_model(conv.id, smollm2_path)
+    store.close()
+    store = ConversationStore(path)
+    conv = store.get(conv.id)
+    assert conv.model_path == str(smollm2_path) and conv.updated == before  # kept; not a change to the chat
+    models = smollm2_path.parent
+
+    # Same model loaded (by path, or the same file through a link of another name): nothing to offer.
+    assert model_to_offer(conv, smollm2_path, models) is None
+    link = tmp_path / "renamed.gguf"
+    link.symlink_to(smollm2_path)
+    assert model_to_offer(conv, link, models) is None
+    # Another model, or none: offer the stored file.
+    for loaded in (gemma3_path, None):
+        offer = model_to_offer(conv, loaded, tmp_path)
+        assert offer == ModelOffer(smollm2_path.name, smollm2_path)
+        assert offer.message() == f"This chat was with {smollm2_path.name}. Load it?"
+        assert offer.button() == f"Load {smollm2_path.name}"
+    # The file moved away: found by name in the models folder; found nowhere: said so, nothing to load.
+    store.set_model(conv.id, f"/nowhere/{smollm2_path.name}")
+    moved = store.get(conv.id)
+    assert model_to_offer(moved, gemma3_path, models) == ModelOffer(smollm2_path.name, models / smollm2_path.name)
+    lost = model_to_offer(moved, gemma3_path, tmp_path)
+    assert lost.path is None and lost.button() is None and "not in your models folder" in lost.message()
+    # No model recorded (an old chat, or forgotten): nothing to offer.
+    store.set_model(conv.id, None)
+    assert model_to_offer(store.get(conv.id), gemma3_path, models) is None
+    assert model_to_offer(store.create("new"), None, models) is None
+    store.close()
+
+
+def test_imported_chat_offers_its_model_from_the_models_folder(tmp_path, monkeypatch, smollm2_path, gemma3_path):
+    src = ConversationStore(tmp_path / "src.sqlite3")
+    conv = src.create("exported", model_path=str(smollm2_path))
+    text = conversation_json(src, conv.id)
+    assert str(smollm2_path.parent) not in text  # the folder stays private
+    dst = ConversationStore(tmp_path / "dst.sqlite3")
+    (new_id,) = import_text(dst, text)
+    imported = dst.get(new_id)
+    assert imported.model_path == smollm2_path.name
+    offer = model_to_offer(imported, gemma3_path, smollm2_path.parent)
+    assert offer == ModelOffer(smollm2_path.name, smollm2_path.parent / smollm2_path.name)
+    # A bare name is looked up only in the models folder, never relative to the current directory.
+    monkeypatch.chdir(smollm2_path.parent)
+    assert model_to_offer(imported, gemma3_path, tmp_path).path is None
+    src.close()
+    dst.close()
