@@ -21,6 +21,9 @@ from gui.conversation_model import ModelOffer, model_to_offer  # noqa: E402
 from gui.conversation_search import NO_MATCHES, ConversationSearch  # noqa: E402
 from gui.conversations import MARKS, ConversationStore, fts5_available  # noqa: E402
 from gui.markdown_blocks import Block, split_blocks  # noqa: E402
+from gui.prompt_presets import BUILTIN_PRESETS, PresetError, PresetLibrary  # noqa: E402
+from gui.settings import Settings  # noqa: E402
+from gui.system_prompt_dialog import SystemPromptDialog  # noqa: E402
 
 # The schema of the store before search, model_path and reasoning (version 0), verbatim.
 OLD_SCHEMA = """
@@ -298,7 +301,8 @@ def test_bad_imports_give_a_clear_error_and_add_nothing(tmp_path, data, message)
         import_text(store, data)
     assert message in str(err.value)
     assert len(str(err.value)) < 300  # a message for a person, not a dump of the input
-    assert [c.id for c in store.list()] == [kept.id] and message_tuples(store, kept.id) == [(0, "user", "my words", None)]
+    assert [c.id for c in store.list()] == [kept.id]
+    assert message_tuples(store, kept.id) == [(0, "user", "my words", None)]
     # The good version of the same chat imports.
     assert len(import_text(store, json.dumps(good_chat()))) == 1
     store.close()
@@ -401,3 +405,89 @@ def test_imported_chat_offers_its_model_from_the_models_folder(tmp_path, monkeyp
     assert model_to_offer(imported, gemma3_path, tmp_path).path is None
     src.close()
     dst.close()
+
+
+# System-prompt presets -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def settings(tmp_path, monkeypatch) -> Settings:
+    monkeypatch.setenv("FIRESIDE_DATA_DIR", str(tmp_path / "data"))
+    return Settings()
+
+
+def test_preset_library_saves_in_the_settings_file(settings, tmp_path):
+    lib = PresetLibrary(settings)
+    assert [p.name for p in lib.all()] == [p.name for p in BUILTIN_PRESETS] and len(BUILTIN_PRESETS) >= 3
+    lib.save("  Pirate   talk ", "Talk like a pirate.\nAlways.")
+    lib.save("Haiku", "Answer in haiku = 5/7/5; [brackets] and \\ are fine")
+    lib.save("Pirate talk", "Arr.")  # same name: replaced in place
+    ini = (tmp_path / "data" / "settings.ini").read_text()
+    assert "prompt_presets" in ini and "Haiku" in ini
+    again = PresetLibrary(Settings())
+    assert [(p.name, p.text, p.builtin) for p in again.all()[len(BUILTIN_PRESETS):]] == [
+        ("Pirate talk", "Arr.", False), ("Haiku", "Answer in haiku = 5/7/5; [brackets] and \\ are fine", False)]
+    for name, text, message in [("", "x", "name"), ("x" * 61, "x", "at most"), ("Concise", "x", "built-in"),
+                                ("Blank", " \n ", "empty")]:
+        with pytest.raises(PresetError, match=message):
+            again.save(name, text)
+    with pytest.raises(PresetError, match="cannot be deleted"):
+        again.delete("Concise")
+    with pytest.raises(PresetError, match="no preset"):
+        again.delete("Nope")
+    again.delete("Pirate talk")
+    assert [p.name for p in PresetLibrary(Settings()).all()][len(BUILTIN_PRESETS):] == ["Haiku"]
+    # A user preset that somehow has a built-in's name (an edited file) does not shadow the built-in.
+    settings.set_prompt_presets([("Concise", "mine"), ("Haiku", "h")])
+    assert lib.get("Concise").builtin and lib.get("Concise").text == BUILTIN_PRESETS[1].text
+
+
+def test_system_prompt_dialog(qtbot, settings):
+    dlg = SystemPromptDialog("My own careful prompt", settings)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    assert dlg.preset_names() == [p.name for p in BUILTIN_PRESETS]
+    assert dlg.presets.currentText() == "Presets…" and not dlg.delete_button.isEnabled()
+
+    # Picking a built-in fills the editor; Ctrl+Z brings the user's text back.
+    dlg.choose_preset("Concise")
+    assert dlg.text() == BUILTIN_PRESETS[1].text and not dlg.delete_button.isEnabled()
+    dlg.editor.setFocus()
+    qtbot.keyClick(dlg.editor, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert dlg.text() == "My own careful prompt"
+
+    # Save it under a name typed in the name field (Enter saves; it does not close the dialog).
+    with qtbot.waitSignal(dlg.presets_changed):
+        qtbot.keyClicks(dlg.name, "Careful")
+        qtbot.keyClick(dlg.name, Qt.Key.Key_Return)
+    assert dlg.isVisible() and dlg.message.text() == "Saved preset \u201cCareful\u201d."
+    assert dlg.preset_names()[-1] == "Careful" and dlg.presets.currentText() == "Careful"
+    assert dlg.delete_button.isEnabled()
+    assert PresetLibrary(Settings()).get("Careful").text == "My own careful prompt"
+
+    # A built-in's name, or no name: a message in the dialog, nothing saved.
+    with qtbot.assertNotEmitted(dlg.presets_changed):
+        dlg.name.setText("Programmer")
+        qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
+        assert "built-in" in dlg.message.text()
+        dlg.name.clear()
+        qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
+        assert dlg.message.text() == "Give the preset a name."
+    assert PresetLibrary(Settings()).get("Programmer").builtin
+
+    # Pick the user's preset in another dialog and delete it; the editor keeps its text.
+    dlg2 = SystemPromptDialog("", Settings())
+    qtbot.addWidget(dlg2)
+    dlg2.show()
+    dlg2.choose_preset("Careful")
+    assert dlg2.text() == "My own careful prompt" and dlg2.name.text() == "Careful"
+    with qtbot.waitSignal(dlg2.presets_changed):
+        qtbot.mouseClick(dlg2.delete_button, Qt.MouseButton.LeftButton)
+    assert "Careful" not in dlg2.preset_names() and dlg2.text() == "My own careful prompt"
+    assert PresetLibrary(Settings()).get("Careful") is None and not dlg2.delete_button.isEnabled()
+
+    # OK gives the edited prompt back.
+    dlg2.editor.setPlainText("  Final prompt \n")
+    qtbot.mouseClick(dlg2.ok_button, Qt.MouseButton.LeftButton)
+    assert dlg2.result() == dlg2.DialogCode.Accepted and dlg2.text() == "Final prompt"
