@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from gui.chat_export import (ChatImportError, archive_json, conversation_json, conversation_markdown,  # noqa: E402
                              import_file, import_text, suggested_filename, write_export)
+from gui.chat_file_task import ChatFileTask  # noqa: E402
 from gui.conversation_model import ModelOffer, model_to_offer  # noqa: E402
 from gui.conversation_search import NO_MATCHES, ConversationSearch  # noqa: E402
 from gui.conversations import MARKS, ConversationStore, fts5_available  # noqa: E402
@@ -491,3 +492,49 @@ def test_system_prompt_dialog(qtbot, settings):
     dlg2.editor.setPlainText("  Final prompt \n")
     qtbot.mouseClick(dlg2.ok_button, Qt.MouseButton.LeftButton)
     assert dlg2.result() == dlg2.DialogCode.Accepted and dlg2.text() == "Final prompt"
+
+
+# Files off the GUI thread --------------------------------------------------------------------------
+
+
+def test_chat_file_task_exports_and_imports_in_a_worker(qtbot, tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3")  # the window's own connection
+    ids = fill(store)
+    task = ChatFileTask(store.path)
+    archive = tmp_path / "all.json"
+    with qtbot.waitSignal(task.exported, timeout=30_000) as done:
+        task.export_all(archive)
+    assert done.args == [str(archive)]
+    assert [c["title"] for c in json.loads(archive.read_text(encoding="utf-8"))["conversations"]] == [
+        "Cooking", "Python tips"]
+    md = tmp_path / "one.md"
+    with qtbot.waitSignal(task.exported, timeout=30_000):
+        task.export_one(ids["py"], md)
+    assert md.read_text(encoding="utf-8").startswith("# Python tips\n")
+
+    # Import into the same database: the window's connection sees the new chats at once.
+    with qtbot.waitSignal(task.imported, timeout=30_000) as done:
+        task.import_file(archive)
+    new_ids = done.args[0]
+    assert len(new_ids) == 2 and len(store.list()) == 4
+    assert message_tuples(store, new_ids[1]) == message_tuples(store, ids["py"])
+    assert task.wait(30) and not task.busy()
+
+    # Failures come back as messages; nothing changes.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "fireside-chat", "version": 9}', encoding="utf-8")
+    with qtbot.waitSignal(task.failed, timeout=30_000) as failed:
+        task.import_file(bad)
+    assert failed.args == ["Nothing was imported: bad.json: the file: version 9 was written by a newer "
+                           "Fireside; this one reads version 1"]
+    task.wait(30)
+    with qtbot.waitSignal(task.failed, timeout=30_000) as failed:
+        task.export_all(tmp_path / "no such folder" / "all.json")
+    assert failed.args[0].startswith("Cannot write all.json: ")
+    task.wait(30)
+    with qtbot.waitSignal(task.failed, timeout=30_000) as failed:
+        task.export_one(12345, tmp_path / "x.json")
+    assert failed.args == ["Nothing was exported: there is no conversation 12345 (was it deleted?)"]
+    assert len(store.list()) == 4 and not (tmp_path / "x.json").exists()
+    task.wait(30)
+    store.close()
