@@ -13,8 +13,10 @@ columns; nothing is rewritten. The FTS indexes are an extra: where FTS5 is missi
 dropped (so writes still work) and :meth:`ConversationStore.search` uses LIKE; an index whose triggers
 are missing is rebuilt from the tables on the next open with FTS5.
 
-One :class:`ConversationStore` is used from the GUI thread only; every change is committed at once (in
-WAL mode, without waiting for the disk), so a crash of the app loses at most the reply being generated.
+A :class:`ConversationStore` (one SQLite connection) is used only from the thread that opened it: the
+window's from the GUI thread; gui/chat_file_task.py opens its own in a worker for big exports and imports.
+Every change is committed at once (in WAL mode, without waiting for the disk), so a crash of the app loses
+at most the reply being generated.
 """
 from __future__ import annotations
 
