@@ -1,4 +1,5 @@
-"""The app's settings, kept with QSettings: sampling, context, theme, models folder, local server, recent files.
+"""The app's settings, kept with QSettings: sampling, context, theme, models folder, local server, recent files,
+the user's system-prompt presets.
 
 Where they live: QSettings' native place for organization/application "Fireside" (the registry on
 Windows, ``~/.config/Fireside/Fireside.conf`` on Linux, a plist on macOS), or, when
@@ -154,4 +155,37 @@ class Settings:
     def save_window_state(self, **blobs: QByteArray) -> None:
         for key, v in blobs.items():
             self.q.setValue(f"window/{key}", v)
+        self.q.sync()
+
+    # System-prompt presets -----------------------------------------------------------------------
+
+    def prompt_presets(self) -> list[tuple[str, str]]:
+        """The user's saved system-prompt presets as (name, text), in saved order.
+
+        Kept as a QSettings array ``prompt_presets`` (``name``, ``text`` keys); entries that are not two
+        strings (a hand-edited file) are skipped. The built-in presets are not stored (gui/prompt_presets.py).
+        """
+        out = []
+        n = self.q.beginReadArray("prompt_presets")
+        try:
+            for i in range(n):
+                self.q.setArrayIndex(i)
+                name, text = self.q.value("name"), self.q.value("text")
+                if isinstance(name, str) and isinstance(text, str) and name.strip():
+                    out.append((name, text))
+        finally:
+            self.q.endArray()
+        return out
+
+    def set_prompt_presets(self, presets: list[tuple[str, str]]) -> None:
+        """Replace the user's saved presets with ``presets`` ((name, text) pairs), written to disk at once."""
+        self.q.remove("prompt_presets")
+        self.q.beginWriteArray("prompt_presets", len(presets))
+        try:
+            for i, (name, text) in enumerate(presets):
+                self.q.setArrayIndex(i)
+                self.q.setValue("name", name)
+                self.q.setValue("text", text)
+        finally:
+            self.q.endArray()
         self.q.sync()
