@@ -642,3 +642,21 @@ def test_reply_queued_behind_an_api_request_says_so(qtbot, open_window, smollm2_
     with qtbot.waitSignal(w.reply_finished, timeout=REPLY_TIMEOUT_MS) as blocker:
         holder.cancel()
     assert blocker.args[0].n_generated > 0 and "tokens/s" in w.status_speed.text()
+
+
+def test_thinking_toggle_only_for_templates_that_read_it(qtbot, open_window, smollm2_path):
+    from gui.signals import emit
+
+    w = open_window()
+    loaded = load_by_drop(qtbot, w, smollm2_path)
+    assert not loaded.thinking and not w.thinking_action.isVisible() and w.chat.template_variables() == {}
+    # SmolLM2's template has no enable_thinking; the worker reports a template that has it this way
+    # (gui/prompt.py's supports_thinking, tested on a real template in tests/test_chat_controller.py).
+    with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS):
+        emit(w.worker.model_loaded, replace(loaded, thinking=True))
+    assert w.thinking_action.isVisible() and w.thinking_action.isChecked()
+    assert w.chat.template_variables() == {"enable_thinking": True}
+    w.thinking_action.trigger()  # Chat > Thinking off
+    assert w.chat.template_variables() == {"enable_thinking": False}
+    stats, tokens = type_and_send(qtbot, w, "Say hello.")  # SmolLM2's template ignores the variable
+    assert stats.n_generated > 0 and tokens
