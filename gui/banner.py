@@ -51,8 +51,9 @@ class Banner(QFrame):
         self.show()
 
     def withdraw(self, tag: str) -> None:
-        """Hide the message if it is shown with ``tag`` (its cause is gone); other messages stay."""
-        if tag and self.tag == tag and not self.isHidden():
+        """Hide the message if it is shown with ``tag`` (its cause is gone; "" withdraws an untagged message,
+        such as a file that could not be loaded); other messages stay."""
+        if self.tag == tag and not self.isHidden():
             self.hide()
 
     def _on_action(self) -> None:

@@ -318,6 +318,7 @@ class ChatController(QObject):
             emit(self.notice, f"Invalid sampling settings: {exc}", "error", REPLY_NOTICE, None)
             return False
         emit(self.notice_withdrawn, REPLY_NOTICE)
+        emit(self.notice_withdrawn, CONTEXT_NOTICE)  # a new reply: its own failure, if any, is told afresh
         req_id = self.worker.generate(self._prompt(history), params, settings.max_tokens, self.template_variables())
         self.pending = PendingReply(req_id, self.conv_id, len(history), sent=sent)
         emit(self.reply_started, len(history))

@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
         c.message_added.connect(view.add_message)
         c.messages_removed.connect(view.truncate)
         c.reply_started.connect(view.begin_stream)
+        c.reply_started.connect(lambda _position: self.banner.withdraw(""))  # an old load error is past
         c.reply_text.connect(view.append_stream)
         c.reply_ended.connect(self._on_reply_ended)
         c.reply_failed.connect(self.reply_failed)
