@@ -31,12 +31,16 @@ class Banner(QFrame):
         row.addWidget(self.action)
         row.addWidget(close)
         self.kind = ""
+        self.tag = ""
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error", action: tuple[str, Callable[[], None]] | None = None) -> None:
+    def show_message(self, text: str, kind: str = "error", action: tuple[str, Callable[[], None]] | None = None,
+                     tag: str = "") -> None:
         """Show ``text``; ``kind`` is "error" or "info"; ``action`` an optional (button label, callback),
-        run once when clicked (the banner then closes)."""
+        run once when clicked (the banner then closes); ``tag`` names the message's cause, so that
+        :meth:`withdraw` takes it away once the cause is gone ("" for none)."""
         self.kind = kind
+        self.tag = tag
         self.setObjectName("errorBanner" if kind == "error" else "infoBanner")
         self.style().unpolish(self)
         self.style().polish(self)
@@ -45,6 +49,12 @@ class Banner(QFrame):
         self.action.setText(action[0] if action else "")
         self.action.setVisible(action is not None)
         self.show()
+
+    def withdraw(self, tag: str) -> None:
+        """Hide the message if it is shown with ``tag`` (its cause is gone; "" withdraws an untagged message,
+        such as a file that could not be loaded); other messages stay."""
+        if self.tag == tag and not self.isHidden():
+            self.hide()
 
     def _on_action(self) -> None:
         callback, self._callback = self._callback, None

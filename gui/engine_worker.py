@@ -27,6 +27,9 @@ from engine.model import FileIdentity, load_model
 from engine.reasoning import model_reply_format
 from engine.sampling import SamplerParams
 from engine.scheduler import GenerationRequest, Scheduler
+from . import events
+from .events import QueueState, ReplyFailure
+from .prompt import encode_prompt, supports_thinking
 from .signals import emit
 
 LOAD_STAGES = ("Checking the file", "Reading the weights", "Creating the context")
@@ -39,6 +42,9 @@ class LoadedModel:
     Attributes:
         path: the ``.gguf`` file; info: its :class:`engine.model.ModelInfo`;
         n_ctx, n_threads: of the new Scheduler; load_s: seconds the load took.
+        template: which chat template formats the prompts: ``"model"`` (the file's own), ``"gemma"`` or
+            ``"chatml"`` (built-in ones, for files without a template; see engine/chat_template.py).
+        thinking: whether the template reads ``enable_thinking`` (a Thinking toggle applies).
     """
 
     path: str
@@ -46,6 +52,22 @@ class LoadedModel:
     n_ctx: int
     n_threads: int
     load_s: float
+    template: str = "model"
+    thinking: bool = False
+
+    @property
+    def name(self) -> str:
+        """The name the window shows: the file's name without ``.gguf`` (``general.name`` is often vague)."""
+        return Path(self.path).stem
+
+
+def template_kind(chat_template) -> str:
+    """``"model"``, ``"gemma"`` or ``"chatml"``: the :class:`~engine.chat_template.ChatTemplate` in use."""
+    from engine.chat_template import GEMMA_TEMPLATE
+
+    if not chat_template.is_fallback:
+        return "model"
+    return "gemma" if chat_template.source == GEMMA_TEMPLATE else "chatml"
 
 
 def context_overflow_message(n_prompt: int, n_ctx: int) -> str:
@@ -67,14 +89,16 @@ class EngineWorker(QObject):
     model_loaded = Signal(object)                # LoadedModel
     load_failed = Signal(str, str)               # path, message for the user
     reply_started = Signal(int)                  # request id: prefill begins
+    queued = Signal(int, object)                 # request id, events.QueueState: waiting for a free slot
     prompt_progress = Signal(int, int, int)      # request id, prompt tokens done, total
     token = Signal(int, str)                     # request id, text piece (non-empty)
     finished = Signal(int, object)               # request id, GenerationStats
-    failed = Signal(int, str)                    # request id, message for the user
-    file_changed = Signal(int, str)              # request id, message: the model file changed on disk
+    failed = Signal(int, object)                 # request id, events.ReplyFailure
+    counted = Signal(int, int)                   # ticket of count_tokens, tokens (-1: no model loaded)
 
     _load_requested = Signal(str, int, int, int)
-    _generate_requested = Signal(int, object, object, int)
+    _generate_requested = Signal(int, object, object, int, object)
+    _count_requested = Signal(int, object, object)
 
     def __init__(self):
         super().__init__()
@@ -84,8 +108,11 @@ class EngineWorker(QObject):
         self._jobs: dict[int, object] = {}
         self._cancelled: set[int] = set()
         self._ids = itertools.count(1)
+        self._started: set[int] = set()
+        self._ahead: dict[int, int] = {}
         self._load_requested.connect(self._do_load)
         self._generate_requested.connect(self._do_generate)
+        self._count_requested.connect(self._do_count)
 
     # Called from the GUI thread ------------------------------------------------------------------
 
@@ -99,13 +126,50 @@ class EngineWorker(QObject):
         self.cancel_all()
         emit(self._load_requested, str(path), int(n_ctx), int(n_threads), max(1, int(n_parallel)))
 
-    def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int) -> int:
-        """Queue a chat turn; returns its request id. ``messages`` are ``{"role", "content"}`` dicts,
-        the system prompt first if any. Events arrive as ``reply_started``, ``token``..., then
-        ``finished`` or ``failed``."""
+    def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int,
+                 variables: dict | None = None) -> int:
+        """Queue a chat turn; returns its request id.
+
+        Args:
+            messages: ``{"role", "content"}`` dicts, the system prompt first if any (see
+                :func:`gui.prompt.chat_messages`).
+            params: sampling parameters; max_tokens: most tokens in the reply.
+            variables: extra chat-template variables (``enable_thinking``).
+
+        Events arrive as ``queued`` (only when every slot is busy), ``reply_started``, ``token``..., then
+        ``finished`` or ``failed``.
+        """
         req_id = next(self._ids)
-        emit(self._generate_requested, req_id, list(messages), params, int(max_tokens))
+        emit(self._generate_requested, req_id, list(messages), params, int(max_tokens), dict(variables or {}))
         return req_id
+
+    def count_tokens(self, messages: list[dict], variables: dict | None = None) -> int:
+        """Count, in the worker thread, the tokens ``messages`` take in the context (rendered without a
+        generation prompt); returns a ticket, answered by ``counted(ticket, n)`` (-1 when no model is
+        loaded or the template fails on them)."""
+        ticket = next(self._ids)
+        emit(self._count_requested, ticket, list(messages), dict(variables or {}))
+        return ticket
+
+    def queue_position(self, req_id: int) -> QueueState | None:
+        """Where a submitted chat turn waits, or None once it runs (or is unknown).
+
+        ``ahead`` is the number of requests queued before it when it was submitted, lowered as the queue
+        shrinks (the Scheduler serves its queue in order, but exposes only its length, so requests queued
+        later are counted while no earlier one has left).
+        """
+        with self._lock:
+            if req_id in self._started or req_id not in self._jobs:
+                return None
+            sched = self._scheduler
+            ahead = self._ahead.get(req_id, 0)
+        if sched is None:
+            return None
+        ahead = max(0, min(ahead, sched.n_waiting - 1))
+        with self._lock:
+            if req_id in self._ahead:
+                self._ahead[req_id] = ahead
+        return QueueState(ahead, sched.n_parallel)
 
     def cancel(self, req_id: int) -> None:
         """Stop a chat turn, queued or running (it finishes with finish_reason "cancelled")."""
@@ -165,10 +229,12 @@ class EngineWorker(QObject):
         if old is not None:
             old.close()
         emit(self.model_loaded, LoadedModel(str(p), model.info, scheduler.n_ctx, scheduler.n_threads,
-                                           time.perf_counter() - t0))
+                                           time.perf_counter() - t0, template_kind(model.chat_template),
+                                           supports_thinking(model.chat_template)))
 
-    @Slot(int, object, object, int)
-    def _do_generate(self, req_id: int, messages: list, params: SamplerParams, max_tokens: int) -> None:
+    @Slot(int, object, object, int, object)
+    def _do_generate(self, req_id: int, messages: list, params: SamplerParams, max_tokens: int,
+                     variables: dict) -> None:
         with self._lock:
             model, sched = self._model, self._scheduler
             cancelled = req_id in self._cancelled
@@ -176,33 +242,57 @@ class EngineWorker(QObject):
             emit(self.finished, req_id, GenerationStats(finish_reason="cancelled"))
             return
         if sched is None:
-            emit(self.failed, req_id, "No model is loaded: drop a .gguf file here or use File > Open model.")
+            emit(self.failed, req_id, ReplyFailure("No model is loaded: drop a .gguf file here or use File > Open "
+                                                   "model."))
             return
         try:
-            text = model.chat_template.render(messages, add_generation_prompt=True)
-            tokens = model.chat_template.encode(text)
+            tokens = encode_prompt(model.chat_template, messages, variables)
         except FiresideError as exc:  # template or tokenizer errors are the model file's
-            emit(self.failed, req_id, f"The model's chat template could not format this conversation: {exc}")
+            emit(self.failed, req_id, ReplyFailure(f"The model's chat template could not format this conversation: "
+                                                   f"{exc}", events.TEMPLATE))
             return
         except Exception as exc:  # noqa: BLE001 - a bug: logged, and the window goes on
-            emit(self.failed, req_id, _internal_error("Formatting the conversation", exc))
+            emit(self.failed, req_id, ReplyFailure(_internal_error("Formatting the conversation", exc)))
             return
         if len(tokens) >= sched.n_ctx:
-            emit(self.failed, req_id, context_overflow_message(len(tokens), sched.n_ctx))
+            emit(self.failed, req_id, ReplyFailure(context_overflow_message(len(tokens), sched.n_ctx),
+                                                   events.TOO_LONG, len(tokens)))
             return
         # gpt-oss replies come as harmony channels: the window shows the answer (the reasoning is split off)
         request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=model_reply_format(model))
         try:
             with self._lock:
+                all_busy = sched.n_running >= sched.n_parallel
+                ahead = sched.n_waiting
                 job = sched.submit(request, on_event=lambda ev: self._relay(req_id, ev))
                 self._jobs[req_id] = job
+                self._ahead[req_id] = ahead
                 if req_id in self._cancelled:
                     job.cancel()
         except Exception as exc:  # noqa: BLE001 - queue full or shutting down
-            emit(self.failed, req_id, f"The engine could not take this request: {exc}")
+            emit(self.failed, req_id, ReplyFailure(f"The engine could not take this request: {exc}"))
+            return
+        if all_busy or ahead:
+            state = self.queue_position(req_id)
+            if state is not None:
+                emit(self.queued, req_id, state)
+
+    @Slot(int, object, object)
+    def _do_count(self, ticket: int, messages: list, variables: dict) -> None:
+        with self._lock:
+            model = self._model
+        n = -1
+        if model is not None:
+            try:
+                n = len(encode_prompt(model.chat_template, messages, variables, add_generation_prompt=False)) \
+                    if messages else 0
+            except FiresideError:
+                n = -1
+        emit(self.counted, ticket, n)
 
     def _relay(self, req_id: int, event) -> None:
-        """Runs on the Scheduler's engine thread: turn a job event into a signal."""
+        """Runs on the Scheduler's engine thread: turn a job's ``(kind, payload)`` event (the Scheduler's
+        format, engine/scheduler.py) into the worker's typed signals."""
         kind, payload = event
         if kind == "token":
             if payload.text:
@@ -210,22 +300,31 @@ class EngineWorker(QObject):
         elif kind == "progress":
             emit(self.prompt_progress, req_id, *payload)
         elif kind == "start":
+            with self._lock:
+                self._started.add(req_id)
             emit(self.reply_started, req_id)
         elif kind in ("done", "error"):
             with self._lock:
                 self._jobs.pop(req_id, None)
                 self._cancelled.discard(req_id)
+                self._started.discard(req_id)
+                self._ahead.pop(req_id, None)
             if kind == "done":
                 emit(self.finished, req_id, payload)
-            elif isinstance(payload, ContextFullError):
-                emit(self.failed, req_id, f"The context window is full: {payload}. Start a new chat or raise "
-                                         f"the context size in Settings.")
-            elif isinstance(payload, ModelFileChangedError):
-                emit(self.file_changed, req_id, f"{str(payload)[:1].upper()}{str(payload)[1:]}.")
-            elif isinstance(payload, FiresideError):
-                emit(self.failed, req_id, f"Generation failed: {payload}")
             else:
-                emit(self.failed, req_id, _internal_error("Generation", payload))
+                emit(self.failed, req_id, _failure(payload))
+
+
+def _failure(exc: BaseException) -> ReplyFailure:
+    """The :class:`ReplyFailure` of an exception a running job ended with."""
+    if isinstance(exc, ContextFullError):
+        return ReplyFailure(f"The context window is full: {exc}. Start a new chat or raise the context size in "
+                            f"Settings.", events.CONTEXT_FULL)
+    if isinstance(exc, ModelFileChangedError):
+        return ReplyFailure(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", events.FILE_CHANGED)
+    if isinstance(exc, FiresideError):
+        return ReplyFailure(f"Generation failed: {exc}")
+    return ReplyFailure(_internal_error("Generation", exc))
 
 
 def _check_file(p: Path) -> None:

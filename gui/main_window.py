@@ -1,20 +1,23 @@
 """The main window: conversations on the left, the chat in the centre, model and speed in the status bar.
 
-All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread; this class
-only reacts to its signals, so the event loop stays free while a model loads or a reply streams.
+All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread; the chat's
+state (open conversation, replies, send / regenerate / edit / stop) is the widget-free
+:class:`~gui.chat_controller.ChatController`. This class builds the widgets and wires them to both, so the
+event loop stays free while a model loads or a reply streams.
 """
 from __future__ import annotations
 
 import atexit
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                                QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from .banner import Banner
+from .chat_controller import ChatController, context_label
 from .chat_view import ChatView
 from .conversations import ConversationStore
 from .engine_worker import EngineWorker, LoadedModel
@@ -27,7 +30,7 @@ from .sidebar import Sidebar
 from .theme import apply_theme
 from .welcome import WelcomePage
 
-TITLE_CHARS = 48
+SERVER_NOTICE = "server"  # the banner's tag for the local server's errors
 # Engine threads of windows not shut down yet. A QThread destroyed while running aborts the process, so
 # the threads are not children of their window and are stopped at exit if a window was never closed.
 _live_threads: dict[QThread, EngineWorker] = {}
@@ -41,16 +44,6 @@ def _stop_engine_threads() -> None:
         thread.wait()
         worker.shutdown()
     _live_threads.clear()
-
-
-@dataclass
-class PendingReply:
-    """A reply being generated. ``widget`` is None once its conversation is no longer shown."""
-
-    req_id: int
-    conv_id: int
-    widget: object | None
-    parts: list[str] = field(default_factory=list)
 
 
 class MainWindow(QMainWindow):
@@ -83,10 +76,8 @@ class MainWindow(QMainWindow):
         self.store = store or ConversationStore()
         self.loaded: LoadedModel | None = None
         self.loading: str | None = None
-        self.conv_id: int | None = None
-        self.pending: PendingReply | None = None
-        self._detached: dict[int, PendingReply] = {}
         self.download_dialog = None  # the open "Download model" dialog (gui.download_dialog), if any
+        self.system_prompt_dialog = None  # the Chat > System prompt dialog while open
 
         self.worker = EngineWorker()
         self.engine_thread = QThread()
@@ -95,9 +86,11 @@ class MainWindow(QMainWindow):
         _live_threads[self.engine_thread] = self.worker
         self.engine_thread.start()
         self.server = ServerControl(self.worker.engine)
+        self.chat = ChatController(self.worker, self.store, lambda: self.app_settings, self)
         self._connect_worker()
         self._build_ui()
         self._build_menus()
+        self._connect_chat()
         self._restore_window()
 
         convs = self.store.list()
@@ -118,11 +111,25 @@ class MainWindow(QMainWindow):
         w.load_progress.connect(self._on_load_progress)
         w.model_loaded.connect(self._on_model_loaded)
         w.load_failed.connect(self._on_load_failed)
-        w.token.connect(self._on_token)
-        w.finished.connect(self._on_finished)
-        w.failed.connect(self._on_failed)
-        w.file_changed.connect(self._on_file_changed)
-        w.prompt_progress.connect(self._on_prompt_progress)
+
+    def _connect_chat(self) -> None:
+        """The views follow the chat controller."""
+        c, view = self.chat, self.chat_view
+        c.conversation_shown.connect(self._on_conversation_shown)
+        c.conversations_changed.connect(self._refresh_sidebar)
+        c.message_added.connect(view.add_message)
+        c.messages_removed.connect(view.truncate)
+        c.reply_started.connect(view.begin_stream)
+        c.reply_started.connect(lambda _position: self.banner.withdraw(""))  # an old load error is past
+        c.reply_text.connect(view.append_stream)
+        c.reply_ended.connect(self._on_reply_ended)
+        c.reply_failed.connect(self.reply_failed)
+        c.busy_changed.connect(self._set_generating)
+        c.status_changed.connect(self.status_speed.setText)
+        c.context_changed.connect(self._set_context)
+        c.notice.connect(self._on_notice)
+        c.notice_withdrawn.connect(self.banner.withdraw)
+        c.input_returned.connect(self._on_input_returned)
 
     def _build_ui(self) -> None:
         self.sidebar = Sidebar(self)
@@ -224,6 +231,12 @@ class MainWindow(QMainWindow):
         self.stop_action = action(m, "&Stop", self.stop, "Esc")
         self.regenerate_action = action(m, "&Regenerate", self.regenerate, "Ctrl+R")
         action(m, "System &prompt for this chat…", self.edit_system_prompt)
+        self.thinking_action = action(m, "&Thinking", self._set_thinking)
+        self.thinking_action.setCheckable(True)
+        self.thinking_action.setChecked(self.chat.thinking)
+        self.thinking_action.setToolTip("Let the model reason before it answers (its chat template reads "
+                                        "enable_thinking)")
+        self.thinking_action.setVisible(False)  # shown for models whose template has the switch
         m.addSeparator()
         action(m, "Rename chat", self.sidebar.rename_current, "F2")
         action(m, "Delete chat", lambda: self.sidebar.delete_current())
@@ -299,14 +312,17 @@ class MainWindow(QMainWindow):
         if self.loading is None or _same_file(self.loading, loaded.path):  # else a newer load is under way
             self.loading = None
             self.load_strip.hide()
-        self.model_card.show_model(loaded.info, loaded.n_ctx)
-        self.status_model.setText(f"{loaded.info.name} ({loaded.info.quantization})")
-        self.setWindowTitle(f"{loaded.info.name} – Fireside")
-        self.status_context.setText(f"Context 0 / {loaded.n_ctx}")
+        self.model_card.show_model(loaded.info, loaded.n_ctx, loaded.template, loaded.name)
+        self.status_model.setText(f"{loaded.name} ({loaded.info.quantization})")
+        self.status_model.setToolTip(loaded.path)
+        self.setWindowTitle(f"{loaded.name} – Fireside")
+        self.thinking_action.setVisible(loaded.thinking)
+        self.chat.set_model(loaded)  # counts the open conversation's tokens again
         self.settings.add_recent_model(loaded.path)
         self.settings.set_last_model(loaded.path)
         self._refresh_recent()
         self._update_page()
+        self.focus_input()  # type at once: focus would be left on "+ New chat" when the welcome page goes
         self.statusBar().showMessage(f"Loaded {Path(loaded.path).name} in {loaded.load_s:.1f} s", 5000)
         emit(self.model_ready, loaded)
 
@@ -317,7 +333,7 @@ class MainWindow(QMainWindow):
             self.loading = None
             self.load_strip.hide()
         if self.loaded is not None:
-            message += f"\n{self.loaded.info.name} is still loaded."
+            message += f"\n{self.loaded.name} is still loaded."
         self.banner.show_message(message, "error")
         self._update_page()
         emit(self.model_failed, message)
@@ -332,215 +348,116 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(recent))
 
     def _show_no_model_card(self) -> None:
-        self.model_card.title.setText("No model loaded")
-        self.model_card.details.setText("Drop a .gguf file onto the window, or use File > Open model (Ctrl+O) "
-                                        "or File > Download model.")
+        self.model_card.show_message("No model loaded", "Drop a .gguf file onto the window, or use File > Open "
+                                     "model (Ctrl+O) or File > Download model.")
+
+    def _set_thinking(self, on: bool) -> None:
+        """Chat > Thinking: passed to the template as ``enable_thinking`` from the next reply on."""
+        self.chat.thinking = bool(on)
 
     # Conversations -------------------------------------------------------------------------------
 
+    @property
+    def conv_id(self) -> int | None:
+        """The open conversation's id (None: a new chat not saved yet); kept by the controller."""
+        return self.chat.conv_id
+
+    @property
+    def pending(self):
+        """The reply being generated in the open conversation (a :class:`PendingReply`), or None."""
+        return self.chat.pending
+
     def new_chat(self) -> None:
         """Start a new conversation (saved when its first message is sent)."""
-        self._detach_pending()
-        self.conv_id = None
-        self.chat_view.clear()
-        self.sidebar.set_conversations(self.store.list(), None)
+        self.chat.new_chat()
         self._update_page()
         self.focus_input()
 
     def open_conversation(self, conv_id: int) -> None:
         """Show a saved conversation; a reply being generated elsewhere is stopped (and saved)."""
-        if conv_id == self.conv_id:
-            return
-        if self.store.get(conv_id) is None:
-            return
-        self._detach_pending()
-        self.conv_id = conv_id
-        self.chat_view.set_messages(self.store.messages(conv_id))
-        if self.sidebar.current_id() != conv_id:
-            self.sidebar.set_conversations(self.store.list(), conv_id)
-        self._update_page()
+        if self.chat.open_conversation(conv_id):
+            self._update_page()
 
     def delete_conversation(self, conv_id: int) -> None:
-        if conv_id == self.conv_id:
-            self._detach_pending()
-            self.conv_id = None
-            self.chat_view.clear()
-        self.store.delete(conv_id)
-        self._refresh_sidebar()
+        """Delete a conversation (the sidebar asked first)."""
+        self.chat.delete_conversation(conv_id)
         self._update_page()
 
     def _rename(self, conv_id: int, title: str) -> None:
-        self.store.rename(conv_id, title)
+        kept = self.chat.rename(conv_id, title)
+        if kept is not None:
+            self.sidebar.set_title(conv_id, kept)  # what the store holds ("Untitled" for a blank name)
 
     def edit_system_prompt(self) -> None:
-        """Chat > System prompt: override the default system prompt for this conversation."""
-        conv = self._ensure_conversation("New chat")
-        current = conv.system_prompt if conv.system_prompt is not None else self.app_settings.system_prompt
-        text, ok = QInputDialog.getMultiLineText(self, "System prompt", "System prompt for this chat "
-                                                 "(empty: none):", current)
-        if ok:
-            text = text.strip()
-            self.store.set_system_prompt(conv.id, None if text == self.app_settings.system_prompt else text)
-
-    def _ensure_conversation(self, first_text: str):
-        if self.conv_id is not None and (conv := self.store.get(self.conv_id)) is not None:
-            return conv
-        line = " ".join(first_text.split())
-        title = line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
-        conv = self.store.create(title)
-        self.conv_id = conv.id
-        self._refresh_sidebar()
-        return conv
+        """Chat > System prompt: override the default system prompt for this conversation (for a new chat,
+        kept until its first message saves it; Cancel changes nothing)."""
+        dlg = QInputDialog(self)
+        dlg.setWindowTitle("System prompt")
+        dlg.setLabelText("System prompt for this chat (empty: none):")
+        dlg.setOption(QInputDialog.InputDialogOption.UsePlainTextEditForTextInput)
+        dlg.setTextValue(self.chat.system_prompt())
+        self.system_prompt_dialog = dlg
+        try:
+            if dlg.exec():
+                self.chat.set_system_prompt(dlg.textValue())
+        finally:
+            self.system_prompt_dialog = None
+            dlg.deleteLater()
 
     def _refresh_sidebar(self) -> None:
-        self.sidebar.set_conversations(self.store.list(), self.conv_id)
+        self.sidebar.set_conversations(self.store.list(), self.chat.conv_id)
+
+    def _on_conversation_shown(self, conv_id: int | None, messages) -> None:
+        if messages:
+            self.chat_view.set_messages(messages)
+        else:
+            self.chat_view.clear()
+        if conv_id is None or self.sidebar.current_id() != conv_id:
+            self._refresh_sidebar()
 
     # Chat turns ----------------------------------------------------------------------------------
 
     def send_message(self, text: str) -> None:
         """Send a user message and start the reply (Enter in the input box)."""
-        text = text.strip()
-        if not text or self.pending is not None:
-            return
-        if self.loaded is None:
-            self.banner.show_message("Load a model first: drop a .gguf file here or use File > Open model.", "info")
-            return
-        conv = self._ensure_conversation(text)
-        msg = self.store.append(conv.id, "user", text)
-        self.chat_view.add_message("user", text, msg.position)
-        self.input.clear()
-        self._start_reply()
+        if self.chat.send(text):
+            self.input.clear()
 
     def regenerate(self) -> None:
         """Replace the last reply with a new one."""
-        if self.pending is not None or self.conv_id is None or self.loaded is None:
-            return
-        msgs = self.store.messages(self.conv_id)
-        if not msgs:
-            return
-        if msgs[-1].role == "assistant":
-            self.store.truncate(self.conv_id, msgs[-1].position)
-            self.chat_view.truncate(msgs[-1].position)
-        self._start_reply()
+        self.chat.regenerate()
 
     def edit_and_resend(self, position: int, text: str) -> None:
         """Replace the user message at ``position``, drop what followed it, and reply again."""
-        if self.pending is not None or self.conv_id is None:
-            return
-        self.store.update(self.conv_id, position, text)
-        self.store.truncate(self.conv_id, position + 1)
-        self.chat_view.set_messages(self.store.messages(self.conv_id))
-        if self.loaded is not None:
-            self._start_reply()
+        self.chat.edit_and_resend(position, text)
 
     def stop(self) -> None:
         """Stop the reply being generated (Esc); the text so far is kept."""
-        if self.pending is not None:
-            self.worker.cancel(self.pending.req_id)
+        self.chat.stop()
 
     def _send_or_stop(self) -> None:
-        if self.pending is not None:
+        if self.chat.busy:
             self.stop()
         else:
             self.send_message(self.input.toPlainText())
 
-    def _start_reply(self) -> None:
-        conv = self.store.get(self.conv_id)
-        system = conv.system_prompt if conv.system_prompt is not None else self.app_settings.system_prompt
-        messages = ([{"role": "system", "content": system}] if system else [])
-        history = self.store.messages(conv.id)
-        messages += [m.as_chat() for m in history]
-        try:
-            params = self.app_settings.sampler_params()
-        except ValueError as exc:
-            self.banner.show_message(f"Invalid sampling settings: {exc}", "error")
-            return
-        self.banner.hide()
-        widget = self.chat_view.begin_stream(len(history))
-        req_id = self.worker.generate(messages, params, self.app_settings.max_tokens)
-        self.pending = PendingReply(req_id, conv.id, widget)
-        self.status_speed.setText("Reading the prompt…")
-        self._set_generating(True)
-
-    def _find(self, req_id: int) -> PendingReply | None:
-        if self.engine_thread is None:
-            return None
-        if self.pending is not None and self.pending.req_id == req_id:
-            return self.pending
-        return self._detached.get(req_id)
-
-    def _on_prompt_progress(self, req_id: int, done: int, total: int) -> None:
-        if self.pending is not None and self.pending.req_id == req_id and total > 64:
-            self.status_speed.setText(f"Reading the prompt {done}/{total}…")
-
-    def _on_token(self, req_id: int, text: str) -> None:
-        p = self._find(req_id)
-        if p is None:
-            return
-        p.parts.append(text)
-        if p is self.pending:
-            self.chat_view.append_stream(text)
-            if len(p.parts) == 1:
-                self.status_speed.setText("Generating…")
-
-    def _on_finished(self, req_id: int, stats) -> None:
-        p = self._find(req_id)
-        if p is None:
-            return
-        text = "".join(p.parts)
-        kept = bool(text.strip()) or stats.finish_reason != "cancelled"
-        if kept and self.store.get(p.conv_id) is not None:
-            self.store.append(p.conv_id, "assistant", text)
-        if p is self.pending:
-            self.pending = None
-            if kept:
-                self.chat_view.end_stream(text)
-            else:
-                self.chat_view.remove_last()
-            self._set_generating(False)
-            if stats.n_generated:
-                self.status_speed.setText(f"{stats.decode_tps:.1f} tokens/s")
-            if self.loaded is not None and stats.n_prompt:
-                self.status_context.setText(f"Context {stats.n_prompt + stats.n_generated} / {self.loaded.n_ctx}")
-            if stats.context_full:
-                self.banner.show_message("The context window is full, so the reply was cut short. Start a new "
-                                         "chat or raise the context size in Settings.", "info")
-            self._refresh_sidebar()
-            emit(self.reply_finished, stats)
+    def _on_reply_ended(self, text: str | None, stats) -> None:
+        if text is not None:
+            self.chat_view.end_stream(text)
         else:
-            self._detached.pop(req_id, None)
-
-    def _on_failed(self, req_id: int, message: str) -> None:
-        p = self._find(req_id)
-        if p is None:
-            return
-        if p is self.pending:
-            self.pending = None
             self.chat_view.remove_last()
-            self._set_generating(False)
-            self.status_speed.setText("")
-            self.banner.show_message(message, "error")
-            emit(self.reply_failed, message)
-        else:
-            self._detached.pop(req_id, None)
+        emit(self.reply_finished, stats)
 
-    def _on_file_changed(self, req_id: int, message: str) -> None:
-        """The model file changed on disk: the reply fails, and the banner offers to reload the file."""
-        self._on_failed(req_id, message)
-        if self.banner.text() == message and self.loaded is not None:
-            path = self.loaded.path
-            self.banner.show_message(f"{message} Reload it to go on.", "error",
-                                     action=("Reload", lambda: self.open_model(path)))
+    def _on_notice(self, text: str, kind: str, tag: str, action) -> None:
+        if action is not None:
+            label, path = action
+            action = (label, lambda: self.open_model(path))
+        self.banner.show_message(text, kind, action=action, tag=tag)
 
-    def _detach_pending(self) -> None:
-        """Stop the running reply and let it finish in the background (it is saved to its conversation)."""
-        if self.pending is not None:
-            p, self.pending = self.pending, None
-            self.worker.cancel(p.req_id)
-            p.widget = None
-            self._detached[p.req_id] = p
-            self.chat_view.end_stream()
-            self._set_generating(False)
+    def _on_input_returned(self, text: str) -> None:
+        """A refused message's text comes back to the input, before anything typed since."""
+        typed = self.input.toPlainText()
+        self.input.setPlainText(f"{text}\n\n{typed}" if typed.strip() else text)
+        self.input.moveCursor(QTextCursor.MoveOperation.End)
 
     def _set_generating(self, on: bool) -> None:
         self.send_button.setText("Stop" if on else "Send")
@@ -549,10 +466,13 @@ class MainWindow(QMainWindow):
         self.regenerate_action.setEnabled(not on)
         self.chat_view.set_busy(on)
 
+    def _set_context(self, n_used: int, n_ctx: int) -> None:
+        self.status_context.setText(context_label(n_used, n_ctx))
+
     def focus_input(self) -> None:
-        """Ctrl+L."""
+        """Ctrl+L: put the keyboard focus in the message input (when the chat page is shown)."""
         if self.pages.currentWidget() is self.chat_page:
-            self.input.setFocus()
+            self.input.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _update_page(self) -> None:
         has_messages = bool(self.chat_view.messages)
@@ -592,27 +512,44 @@ class MainWindow(QMainWindow):
         s = self.app_settings
         error = self.server.apply(s.server_enabled, s.server_host, s.server_port, s.server_api_key)
         if error:
-            self.banner.show_message(error, "error")
+            self.banner.show_message(error, "error", tag=SERVER_NOTICE)
             self.app_settings = replace(s, server_enabled=False)
             self.settings.save(self.app_settings)
+        else:
+            self.banner.withdraw(SERVER_NOTICE)  # started (or stopped on purpose): an old error no longer holds
         url = self.server.url
         self.status_server.setText(f"API: {url}/v1" if url else "")
 
     # Qt events -----------------------------------------------------------------------------------
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        if _dropped_file(event.mimeData()) is not None:
-            event.acceptProposedAction()
+        if _dropped_file(event.mimeData()) is not None and _copy_drop(event):
+            event.accept()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802
-        if _dropped_file(event.mimeData()) is not None:
-            event.acceptProposedAction()
+        if _dropped_file(event.mimeData()) is not None and _copy_drop(event):
+            event.accept()
 
     def dropEvent(self, event) -> None:  # noqa: N802
         path = _dropped_file(event.mimeData())
-        if path is not None:
-            event.acceptProposedAction()
+        if path is None or not _copy_drop(event):
+            return
+        event.accept()
+        if Path(path).suffix.lower() != ".gguf":
+            self._refuse_file(path)
+        else:
             self.open_model(path)
+
+    def _refuse_file(self, path: str) -> None:
+        """A dropped file that is not a model: say so, and leave the model (and any reply) as they are."""
+        p = Path(path)
+        what = "a folder" if p.is_dir() else f"a {p.suffix} file" if p.suffix else "a file without extension"
+        message = (f"{p.name} is {what}, not a GGUF model file (.gguf). Drop a .gguf file, or use File > Open "
+                   f"model or File > Download model.")
+        if self.loaded is not None:
+            message += f"\n{self.loaded.name} is still loaded."
+        self.banner.show_message(message, "error")
+        emit(self.model_failed, message)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.save_window_state(geometry=self.saveGeometry(), state=self.saveState(),
@@ -627,8 +564,7 @@ class MainWindow(QMainWindow):
         if self.download_dialog is not None:  # stops its download and its worker thread
             self.download_dialog.reject()
         self.server.stop()
-        self.pending = None
-        self._detached.clear()
+        self.chat.close()  # saves the partial replies, as switching chats does
         self.worker.cancel_all()
         self.engine_thread.quit()
         self.engine_thread.wait()
@@ -640,6 +576,20 @@ class MainWindow(QMainWindow):
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().absolute() == Path(b).expanduser().absolute()
+
+
+def _copy_drop(event) -> bool:
+    """Make a drag or drop event a Copy (else Link) and say whether the source offers one of them.
+
+    A drag that offers only Move is refused: accepting it would tell the source (a file manager) that the
+    file was moved here, which it may take as leave to delete the model file.
+    """
+    offered = event.possibleActions()
+    for action in (Qt.DropAction.CopyAction, Qt.DropAction.LinkAction):
+        if offered & action:
+            event.setDropAction(action)
+            return True
+    return False
 
 
 def _dropped_file(mime) -> str | None:

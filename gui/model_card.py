@@ -22,8 +22,22 @@ def format_size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.0f} MiB"
 
 
-def card_fields(info, n_ctx: int | None = None) -> list[tuple[str, str]]:
-    """``(label, value)`` rows for a :class:`engine.model.ModelInfo` (and the context in use, tokens)."""
+TEMPLATE_NAMES = {"model": "present", "gemma": "built-in Gemma template (the file has none)",
+                  "chatml": "built-in ChatML template (the file has none)"}
+BASE_MODEL_HINT = ("The file does not carry a chat template, so this is probably a base model: it continues text rather "
+                   "than chatting, and replies may wander. For chat, look for an Instruct or -it version.")
+
+
+def card_fields(info, n_ctx: int | None = None, template: str | None = None) -> list[tuple[str, str]]:
+    """``(label, value)`` rows for a :class:`engine.model.ModelInfo`.
+
+    Args:
+        info: the model's ModelInfo. n_ctx: the context in use, tokens (None: not shown).
+        template: the chat template in use, as :attr:`gui.engine_worker.LoadedModel.template` (``"model"``,
+            ``"gemma"``, ``"chatml"``); None: say only whether the file has one.
+    """
+    if template is None:
+        template = "model" if info.has_chat_template else "chatml"
     ctx = f"{info.n_ctx_train:,} tokens"
     if n_ctx:
         ctx += f" (using {n_ctx:,})"
@@ -33,7 +47,7 @@ def card_fields(info, n_ctx: int | None = None) -> list[tuple[str, str]]:
         ("Quantization", info.quantization),
         ("File size", format_size(info.file_size)),
         ("Context length", ctx),
-        ("Chat template", "present" if info.has_chat_template else "none (a generic fallback is used)"),
+        ("Chat template", TEMPLATE_NAMES.get(template, template)),
     ]
 
 
@@ -47,17 +61,40 @@ class ModelCard(QFrame):
         self.title.setObjectName("modelTitle")
         self.details = QLabel(self)
         self.details.setWordWrap(True)
+        self.hint = QLabel(self)  # the base-model hint, for files without a chat template
+        self.hint.setObjectName("modelHint")
+        self.hint.setWordWrap(True)
+        self.hint.hide()
         box = QVBoxLayout(self)
         box.setContentsMargins(12, 6, 12, 6)
         box.setSpacing(2)
         box.addWidget(self.title)
         box.addWidget(self.details)
+        box.addWidget(self.hint)
 
-    def show_model(self, info, n_ctx: int | None = None) -> None:
-        """Fill the card from a ModelInfo."""
-        self.title.setText(info.name)
-        self.details.setText(" &nbsp;·&nbsp; ".join(f"<b>{escape(k)}</b> {escape(v)}" for k, v in card_fields(info, n_ctx)))
+    def show_model(self, info, n_ctx: int | None = None, template: str | None = None, name: str | None = None) -> None:
+        """Fill the card from a ModelInfo.
+
+        Args:
+            info, n_ctx, template: as :func:`card_fields`.
+            name: the title (the window passes the file's stem); default ``info.name``. ``info.name``
+                (``general.name``) is the title's tooltip.
+        """
+        self.title.setText(name or info.name)
+        self.title.setToolTip(f"general.name: {info.name}")
+        self.details.setText(" &nbsp;·&nbsp; ".join(f"<b>{escape(k)}</b> {escape(v)}"
+                                                   for k, v in card_fields(info, n_ctx, template)))
+        self.hint.setText(BASE_MODEL_HINT)
+        self.hint.setVisible(not info.has_chat_template)
+
+    def show_message(self, title: str, details: str) -> None:
+        """Show a title and a line of plain text instead of a model (no model loaded, loading)."""
+        self.title.setText(title)
+        self.title.setToolTip("")
+        self.details.setText(escape(details))
+        self.hint.hide()
 
     def text(self) -> str:
-        """The card's plain text (name and fields)."""
-        return f"{self.title.text()}\n{self.details.text()}"
+        """The card's plain text (name, fields and the hint when shown)."""
+        hint = f"\n{self.hint.text()}" if not self.hint.isHidden() else ""
+        return f"{self.title.text()}\n{self.details.text()}{hint}"

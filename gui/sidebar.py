@@ -68,11 +68,24 @@ class Sidebar(QWidget):
         finally:
             self._filling = False
 
+    def set_title(self, conv_id: int, title: str) -> None:
+        """Show ``title`` for a listed conversation (what the store keeps after a rename)."""
+        self._filling = True
+        try:
+            for i in range(self.list.count()):
+                item = self.list.item(i)
+                if item.data(ID_ROLE) == conv_id:
+                    item.setText(title)
+                    item.setToolTip(title)
+        finally:
+            self._filling = False
+
     def ids(self) -> list[int]:
         """The listed conversation ids, top to bottom."""
         return [self.list.item(i).data(ID_ROLE) for i in range(self.list.count())]
 
     def current_id(self) -> int | None:
+        """The selected conversation's id, or None."""
         item = self.list.currentItem()
         return item.data(ID_ROLE) if item is not None else None
 

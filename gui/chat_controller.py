@@ -1,0 +1,439 @@
+"""The chat's state between the engine worker and the views: which conversation is open, the reply being
+generated, replies left to finish in the background, and the chat turns (send, regenerate, edit, stop).
+
+A :class:`ChatController` holds no widget, so it is tested without a window (tests/test_chat_controller.py).
+It is the only writer of conversations' messages to the :class:`~gui.conversations.ConversationStore`
+while the app runs; the views (chat view, sidebar, status bar, banner) follow its signals, the way
+gpt4all-chat's ``Chat`` object sits between its ``ChatLLM`` worker and its QML views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from . import events
+from .conversations import ConversationStore, Message
+from .engine_worker import EngineWorker, LoadedModel
+from .prompt import chat_messages
+from .settings import AppSettings
+from .signals import emit
+
+TITLE_CHARS = 48
+QUEUE_POLL_MS = 500  # how often the queue position of a waiting reply is read again
+
+#: :attr:`ChatController.notice` tags: a notice with a tag is withdrawn once its cause is gone.
+CONTEXT_NOTICE = "context"   # a conversation too long for the context window: gone with another conversation
+REPLY_NOTICE = "reply"       # a failed reply or bad sampling settings: gone with the next good reply
+
+
+def chat_title(first_text: str) -> str:
+    """A conversation's title from its first message: one line, at most ``TITLE_CHARS`` characters."""
+    line = " ".join(first_text.split())
+    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
+
+
+def context_label(n_used: int, n_ctx: int) -> str:
+    """``"Context N / n_ctx"`` (N clamped to n_ctx: the last token generated is counted but never stored),
+    or "" without a model."""
+    if n_ctx <= 0:
+        return ""
+    return f"Context {max(0, min(n_used, n_ctx))} / {n_ctx}"
+
+
+@dataclass
+class PendingReply:
+    """A reply being generated.
+
+    Attributes:
+        req_id: the worker's request id; conv_id: the conversation it is saved to.
+        position: its position in the conversation.
+        shown: False once its conversation is no longer the open one (it finishes in the background).
+        parts: the text pieces received so far.
+        sent: for a reply to a newly sent message, ``(position, text, created)`` of that message
+            (``created``: the conversation was created for it), so a refused message can be taken back.
+    """
+
+    req_id: int
+    conv_id: int
+    position: int
+    shown: bool = True
+    parts: list[str] = field(default_factory=list)
+    sent: tuple[int, str, bool] | None = None
+
+    @property
+    def text(self) -> str:
+        """The reply so far."""
+        return "".join(self.parts)
+
+
+class ChatController(QObject):
+    """The open conversation and its replies.
+
+    Args:
+        worker: the :class:`EngineWorker` (living in its own thread).
+        store: the conversations.
+        settings: returns the current :class:`AppSettings` (sampling, max tokens, default system prompt).
+
+    Signals:
+        conversation_shown(conv_id | None, messages): show these messages in place of the chat's (a new,
+            unsaved chat: None and []).
+        conversations_changed(): the list of conversations (titles, order) changed.
+        message_added(role, text, position): a user message was saved; show it.
+        messages_removed(position): remove the messages shown at ``position`` and after.
+        reply_started(position): a reply begins at ``position``; reply_text(piece): its next text.
+        reply_ended(text | None, stats): the shown reply is complete (None: it was stopped before any text
+            and is removed).
+        reply_failed(message): the shown reply failed (it is removed); a notice follows.
+        busy_changed(bool): a reply is (no longer) being generated in the open conversation.
+        status_changed(text): the reply's state for the status bar ("Reading the prompt…", "12.3 tokens/s").
+        context_changed(n_used, n_ctx): tokens the open conversation takes in the context (0, 0: no model).
+        notice(text, kind, tag, action): a message for the banner; kind "error" or "info"; tag "" or one of
+            :data:`CONTEXT_NOTICE`, :data:`REPLY_NOTICE`; action None or ("Reload", model path): the
+            model file changed on disk.
+        notice_withdrawn(tag): the cause of a tagged notice is gone.
+        input_returned(text): a message was refused before it was saved: give its text back to the input.
+    """
+
+    conversation_shown = Signal(object, object)
+    conversations_changed = Signal()
+    message_added = Signal(str, str, int)
+    messages_removed = Signal(int)
+    reply_started = Signal(int)
+    reply_text = Signal(str)
+    reply_ended = Signal(object, object)
+    reply_failed = Signal(str)
+    busy_changed = Signal(bool)
+    status_changed = Signal(str)
+    context_changed = Signal(int, int)
+    notice = Signal(str, str, str, object)
+    notice_withdrawn = Signal(str)
+    input_returned = Signal(str)
+
+    def __init__(self, worker: EngineWorker, store: ConversationStore, settings: Callable[[], AppSettings],
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.worker = worker
+        self.store = store
+        self._settings = settings
+        self.conv_id: int | None = None
+        self.pending: PendingReply | None = None
+        self.detached: dict[int, PendingReply] = {}
+        self.loaded: LoadedModel | None = None
+        self.thinking = True  # enable_thinking, for templates that read it
+        self.draft_system_prompt: str | None = None  # for the new chat, until its first message saves it
+        self._count_ticket = 0
+        self._refused_at: int | None = None  # position of a refused message still shown
+        self._closed = False
+        self._queue_timer = QTimer(self, interval=QUEUE_POLL_MS)
+        self._queue_timer.timeout.connect(self._poll_queue)
+        worker.token.connect(self._on_token)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.prompt_progress.connect(self._on_prompt_progress)
+        worker.reply_started.connect(self._on_reply_started)
+        worker.queued.connect(self._on_queued)
+        worker.counted.connect(self._on_counted)
+
+    # Model ---------------------------------------------------------------------------------------
+
+    def set_model(self, loaded: LoadedModel | None) -> None:
+        """The model now loaded (None: none); the open conversation's context use is counted again."""
+        self.loaded = loaded
+        self._recount()
+
+    @property
+    def n_ctx(self) -> int:
+        """The loaded model's context length in tokens (0 without a model)."""
+        return self.loaded.n_ctx if self.loaded is not None else 0
+
+    def template_variables(self) -> dict:
+        """Extra chat-template variables: ``enable_thinking`` when the model's template reads it."""
+        return {"enable_thinking": self.thinking} if self.loaded is not None and self.loaded.thinking else {}
+
+    # Conversations -------------------------------------------------------------------------------
+
+    def new_chat(self) -> None:
+        """Start a new conversation (saved when its first message is sent); a running reply goes on in the
+        background and is saved to its own conversation."""
+        self._detach_pending()
+        self.conv_id = None
+        self.draft_system_prompt = None
+        self._show(None, [])
+
+    def open_conversation(self, conv_id: int) -> bool:
+        """Show a saved conversation (a running reply elsewhere is stopped and saved). Returns False if it
+        is the open one already or does not exist."""
+        if conv_id == self.conv_id or self.store.get(conv_id) is None:
+            return False
+        self._detach_pending()
+        self.conv_id = conv_id
+        self._show(conv_id, self.store.messages(conv_id))
+        return True
+
+    def delete_conversation(self, conv_id: int) -> None:
+        """Delete a conversation; if it is the open one, a new chat takes its place."""
+        if conv_id == self.conv_id:
+            self._detach_pending()
+            self.conv_id = None
+            self._show(None, [])
+        self.store.delete(conv_id)
+        emit(self.conversations_changed)
+
+    def rename(self, conv_id: int, title: str) -> str | None:
+        """Rename a conversation; returns the title the store keeps (blank becomes "Untitled"), or None if
+        the conversation is gone."""
+        self.store.rename(conv_id, title)
+        conv = self.store.get(conv_id)
+        return conv.title if conv is not None else None
+
+    def system_prompt(self) -> str:
+        """The system prompt of the open conversation (or of the new chat): its own or the default."""
+        conv = self.store.get(self.conv_id) if self.conv_id is not None else None
+        own = conv.system_prompt if conv is not None else self.draft_system_prompt
+        return own if own is not None else self._settings().system_prompt
+
+    def set_system_prompt(self, text: str) -> None:
+        """Set the open conversation's system prompt (the default's text: back to following the default).
+        For a new chat it is kept until its first message creates the conversation: no empty chat is
+        saved."""
+        text = text.strip()
+        value = None if text == self._settings().system_prompt.strip() else text
+        if self.conv_id is not None and self.store.get(self.conv_id) is not None:
+            self.store.set_system_prompt(self.conv_id, value)
+        else:
+            self.draft_system_prompt = value
+        self._recount()
+
+    def _show(self, conv_id: int | None, messages: list[Message]) -> None:
+        self._refused_at = None
+        emit(self.conversation_shown, conv_id, messages)
+        emit(self.notice_withdrawn, CONTEXT_NOTICE)
+        emit(self.status_changed, "")
+        self._recount()
+
+    def _recount(self) -> None:
+        """Ask the worker for the open conversation's length in tokens (answered by ``_on_counted``)."""
+        self._count_ticket = 0
+        history = self.store.messages(self.conv_id) if self.conv_id is not None else []
+        if not history or self.loaded is None:
+            emit(self.context_changed, 0, self.n_ctx)
+            return
+        self._count_ticket = self.worker.count_tokens(self._prompt(history), self.template_variables())
+
+    def _on_counted(self, ticket: int, n_tokens: int) -> None:
+        if self._closed or ticket != self._count_ticket:
+            return
+        self._count_ticket = 0
+        if n_tokens >= 0:
+            emit(self.context_changed, n_tokens, self.n_ctx)
+
+    # Chat turns ----------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while a reply is being generated in the open conversation."""
+        return self.pending is not None
+
+    def send(self, text: str) -> bool:
+        """Save a user message to the open conversation (creating it if needed) and start the reply.
+
+        Returns False when nothing was sent: blank text, a reply already running, or no model (a notice
+        says so).
+        """
+        text = text.strip()
+        if not text or self.pending is not None or self._closed:
+            return False
+        if self.loaded is None:
+            emit(self.notice, "Load a model first: drop a .gguf file here or use File > Open model.", "info", "",
+                 None)
+            return False
+        if self._refused_at is not None:
+            emit(self.messages_removed, self._refused_at)
+            self._refused_at = None
+        created = self.conv_id is None or self.store.get(self.conv_id) is None
+        if created:
+            conv = self.store.create(chat_title(text), self.draft_system_prompt)
+            self.conv_id, self.draft_system_prompt = conv.id, None
+            emit(self.conversations_changed)
+        msg = self.store.append(self.conv_id, "user", text)
+        emit(self.message_added, "user", text, msg.position)
+        if not self._start_reply(sent=(msg.position, text, created)):
+            self._take_back(msg.position, text, created)
+            return False
+        return True
+
+    def regenerate(self) -> None:
+        """Replace the last reply of the open conversation with a new one."""
+        if self.pending is not None or self.conv_id is None or self.loaded is None:
+            return
+        msgs = self.store.messages(self.conv_id)
+        if not msgs:
+            return
+        if msgs[-1].role == "assistant":
+            self.store.truncate(self.conv_id, msgs[-1].position)
+            emit(self.messages_removed, msgs[-1].position)
+        self._start_reply()
+
+    def edit_and_resend(self, position: int, text: str) -> None:
+        """Replace the user message at ``position``, drop what followed it, and reply again."""
+        if self.pending is not None or self.conv_id is None:
+            return
+        self.store.update(self.conv_id, position, text)
+        self.store.truncate(self.conv_id, position + 1)
+        self._show(self.conv_id, self.store.messages(self.conv_id))
+        if self.loaded is not None:
+            self._start_reply()
+
+    def stop(self) -> None:
+        """Stop the reply being generated; the text so far is kept."""
+        if self.pending is not None:
+            self.worker.cancel(self.pending.req_id)
+
+    def close(self) -> None:
+        """Save what every running reply has written so far (the app is closing) and forget them; later
+        worker events are ignored."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue_timer.stop()
+        replies = ([self.pending] if self.pending is not None else []) + list(self.detached.values())
+        self.pending = None
+        self.detached.clear()
+        for p in replies:
+            self.worker.cancel(p.req_id)
+            if p.text.strip() and self.store.get(p.conv_id) is not None:
+                self.store.append(p.conv_id, "assistant", p.text)
+
+    def _prompt(self, history: list[Message]) -> list[dict]:
+        return chat_messages(history, self.system_prompt())
+
+    def _start_reply(self, sent: tuple[int, str, bool] | None = None) -> bool:
+        history = self.store.messages(self.conv_id)
+        settings = self._settings()
+        try:
+            params = settings.sampler_params()
+        except ValueError as exc:
+            emit(self.notice, f"Invalid sampling settings: {exc}", "error", REPLY_NOTICE, None)
+            return False
+        emit(self.notice_withdrawn, REPLY_NOTICE)
+        emit(self.notice_withdrawn, CONTEXT_NOTICE)  # a new reply: its own failure, if any, is told afresh
+        req_id = self.worker.generate(self._prompt(history), params, settings.max_tokens, self.template_variables())
+        self.pending = PendingReply(req_id, self.conv_id, len(history), sent=sent)
+        emit(self.reply_started, len(history))
+        emit(self.status_changed, "Reading the prompt…")
+        emit(self.busy_changed, True)
+        return True
+
+    def _take_back(self, position: int, text: str, created: bool) -> None:
+        """Unsave a user message that was refused before any reply, and give its text back to the input.
+        It stays shown (with the notice that says why) until the next message or conversation."""
+        conv_id = self.conv_id
+        self.store.truncate(conv_id, position)
+        if created and not self.store.messages(conv_id):
+            self.store.delete(conv_id)
+            self.conv_id = None
+            emit(self.conversations_changed)
+        self._refused_at = position
+        emit(self.input_returned, text)
+
+    def _find(self, req_id: int) -> PendingReply | None:
+        if self._closed:
+            return None
+        if self.pending is not None and self.pending.req_id == req_id:
+            return self.pending
+        return self.detached.get(req_id)
+
+    def _on_reply_started(self, req_id: int) -> None:
+        if self.pending is not None and self.pending.req_id == req_id and not self.pending.parts:
+            self._queue_timer.stop()
+            emit(self.status_changed, "Reading the prompt…")
+
+    def _on_queued(self, req_id: int, state: events.QueueState) -> None:
+        if self.pending is not None and self.pending.req_id == req_id:
+            self._show_queue(state)
+            self._queue_timer.start()
+
+    def _poll_queue(self) -> None:
+        state = self.worker.queue_position(self.pending.req_id) if self.pending is not None else None
+        if state is None:
+            self._queue_timer.stop()
+        else:
+            self._show_queue(state)
+
+    def _show_queue(self, state: events.QueueState) -> None:
+        if state.ahead:
+            ahead = f"{state.ahead} request{'s' if state.ahead != 1 else ''} ahead"
+        else:
+            ahead = f"all {state.n_slots} in use" if state.n_slots > 1 else "in use by another request"
+        emit(self.status_changed, f"Waiting for a free slot ({ahead})…")
+
+    def _on_prompt_progress(self, req_id: int, done: int, total: int) -> None:
+        if self.pending is not None and self.pending.req_id == req_id and total > 64:
+            emit(self.status_changed, f"Reading the prompt {done}/{total}…")
+
+    def _on_token(self, req_id: int, text: str) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        p.parts.append(text)
+        if p is self.pending:
+            emit(self.reply_text, text)
+            if len(p.parts) == 1:
+                self._queue_timer.stop()
+                emit(self.status_changed, "Generating…")
+
+    def _on_finished(self, req_id: int, stats) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        text = p.text
+        kept = bool(text.strip()) or stats.finish_reason != "cancelled"
+        if kept and self.store.get(p.conv_id) is not None:
+            self.store.append(p.conv_id, "assistant", text)
+        if p is not self.pending:
+            self.detached.pop(req_id, None)
+            return
+        self.pending = None
+        self._queue_timer.stop()
+        emit(self.busy_changed, False)
+        emit(self.status_changed, f"{stats.decode_tps:.1f} tokens/s" if stats.n_generated else "")
+        if stats.n_prompt:
+            emit(self.context_changed, stats.n_prompt + stats.n_generated, self.n_ctx)
+        if stats.context_full:
+            emit(self.notice, "The context window is full, so the reply was cut short. Start a new chat or raise "
+                              "the context size in Settings.", "info", CONTEXT_NOTICE, None)
+        emit(self.conversations_changed)
+        emit(self.reply_ended, text if kept else None, stats)
+
+    def _on_failed(self, req_id: int, failure: events.ReplyFailure) -> None:
+        p = self._find(req_id)
+        if p is None:
+            return
+        if p is not self.pending:
+            self.detached.pop(req_id, None)
+            return
+        self.pending = None
+        self._queue_timer.stop()
+        emit(self.messages_removed, p.position)
+        emit(self.busy_changed, False)
+        emit(self.status_changed, "")
+        if failure.reason == events.TOO_LONG and p.sent is not None and p.conv_id == self.conv_id:
+            self._take_back(*p.sent)
+        tag = CONTEXT_NOTICE if failure.reason in (events.TOO_LONG, events.CONTEXT_FULL) else REPLY_NOTICE
+        text, action = failure.message, None
+        if failure.reason == events.FILE_CHANGED and self.loaded is not None:
+            text, action = f"{failure.message} Reload it to go on.", ("Reload", self.loaded.path)
+        emit(self.notice, text, "error", tag, action)
+        emit(self.reply_failed, failure.message)
+
+    def _detach_pending(self) -> None:
+        """Stop the running reply and let it finish in the background (it is saved to its conversation)."""
+        if self.pending is not None:
+            p, self.pending = self.pending, None
+            self.worker.cancel(p.req_id)
+            p.shown = False
+            self.detached[p.req_id] = p
+            self._queue_timer.stop()
+            emit(self.busy_changed, False)

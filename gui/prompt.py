@@ -1,0 +1,66 @@
+"""The prompt of a chat turn: the conversation's messages, with past replies' reasoning left out, rendered
+by the model's chat template (no Qt here; the worker runs it in its thread).
+
+Reasoning models write their thoughts before the answer. Their templates drop those thoughts from earlier
+turns of the prompt (DeepSeek-R1's and Qwen3's templates keep only what follows the last ``</think>`` of an
+assistant message; gpt-oss's harmony template renders past replies on the final channel only), so the
+messages passed to a template hold the answers alone: :func:`answer_only` strips ``<think>`` sections
+here too, whatever template the model has. gpt-oss's reasoning never reaches the stored text (the
+scheduler splits it off, see :mod:`engine.reasoning`).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+THINKING_VARIABLE = "enable_thinking"  # Qwen3's template variable (transformers' apply_chat_template kwarg)
+
+
+def answer_only(text: str) -> str:
+    """A reply without its ``<think>...</think>`` reasoning.
+
+    What follows the last ``</think>`` is the answer (DeepSeek-R1 distills open the ``<think>`` in the
+    generation prompt, so their replies hold only the closing tag); a ``<think>`` never closed (a reply
+    stopped while thinking) leaves the text before it. Text without the tags is returned unchanged.
+    """
+    if THINK_CLOSE in text:
+        return text.rsplit(THINK_CLOSE, 1)[1].lstrip()
+    if THINK_OPEN in text:
+        return text.split(THINK_OPEN, 1)[0].rstrip()
+    return text
+
+
+def chat_messages(history: Iterable, system_prompt: str | None) -> list[dict]:
+    """The ``{"role", "content"}`` dicts a chat template renders.
+
+    Args:
+        history: stored messages (objects with ``role`` and ``content``: :class:`gui.conversations.Message`),
+            in order.
+        system_prompt: the conversation's system prompt; None or "" for none.
+    """
+    out = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for m in history:
+        content = answer_only(m.content) if m.role == "assistant" else m.content
+        out.append({"role": m.role, "content": content})
+    return out
+
+
+def supports_thinking(template) -> bool:
+    """Whether a :class:`~engine.chat_template.ChatTemplate` reads the ``enable_thinking`` variable."""
+    return THINKING_VARIABLE in (getattr(template, "source", "") or "")
+
+
+def template_variables(template, thinking: bool) -> dict:
+    """The extra variables to render ``template`` with: ``enable_thinking`` where the template reads it."""
+    return {THINKING_VARIABLE: bool(thinking)} if supports_thinking(template) else {}
+
+
+def encode_prompt(template, messages: list[dict], variables: dict | None = None, *,
+                  add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of ``messages`` rendered by ``template`` (BOS once, control tokens parsed).
+
+    Raises:
+        engine.chat_template.ChatTemplateError: the template refused or failed on the conversation.
+    """
+    text = template.render(messages, add_generation_prompt=add_generation_prompt, **(variables or {}))
+    return template.encode(text)
