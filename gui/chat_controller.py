@@ -320,6 +320,8 @@ class ChatController(QObject):
         emit(self.notice_withdrawn, REPLY_NOTICE)
         emit(self.notice_withdrawn, CONTEXT_NOTICE)  # a new reply: its own failure, if any, is told afresh
         req_id = self.worker.generate(self._prompt(history), params, settings.max_tokens, self.template_variables())
+        if self.loaded is not None:  # the chat remembers its model (offered again when it is reopened)
+            self.store.set_model(self.conv_id, str(self.loaded.path))
         self.pending = PendingReply(req_id, self.conv_id, len(history), sent=sent)
         emit(self.reply_started, len(history))
         emit(self.status_changed, "Reading the prompt…")
@@ -391,7 +393,7 @@ class ChatController(QObject):
         text = p.text
         kept = bool(text.strip()) or stats.finish_reason != "cancelled"
         if kept and self.store.get(p.conv_id) is not None:
-            self.store.append(p.conv_id, "assistant", text)
+            self.store.append(p.conv_id, "assistant", text, reasoning=getattr(stats, "reasoning", "") or None)
         if p is not self.pending:
             self.detached.pop(req_id, None)
             return

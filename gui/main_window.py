@@ -13,11 +13,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QTextCursor
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
+from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                                QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
 from .banner import Banner
 from .chat_controller import ChatController, context_label
+from .chat_export import suggested_filename
+from .chat_file_task import ChatFileTask
+from .conversation_model import model_to_offer
+from .conversation_search import ConversationSearch
+from .system_prompt_dialog import SystemPromptDialog
 from .chat_view import ChatView
 from .conversations import ConversationStore
 from .engine_worker import EngineWorker, LoadedModel
@@ -137,6 +142,18 @@ class MainWindow(QMainWindow):
         self.sidebar.selected.connect(self.open_conversation)
         self.sidebar.renamed.connect(self._rename)
         self.sidebar.delete_requested.connect(self.delete_conversation)
+        self.search = ConversationSearch(self.store, self)
+        self.search.conversation_chosen.connect(self.open_conversation)
+        self.chat_files = ChatFileTask(self.store.path, self)  # export / import off the GUI thread
+        self.chat_files.imported.connect(self._on_chats_imported)
+        self.chat_files.exported.connect(self._on_chat_exported)
+        self.chat_files.failed.connect(self._on_chat_file_failed)
+        left = QWidget(self)
+        left_box = QVBoxLayout(left)
+        left_box.setContentsMargins(0, 0, 0, 0)
+        left_box.setSpacing(0)
+        left_box.addWidget(self.search)
+        left_box.addWidget(self.sidebar, 1)
 
         self.banner = Banner(self)
         self.load_label = QLabel(self)
@@ -191,7 +208,7 @@ class MainWindow(QMainWindow):
         centre_box.addWidget(self.pages, 1)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(centre)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([240, 860])
@@ -223,11 +240,16 @@ class MainWindow(QMainWindow):
         self.download_action = action(m, "&Download model…", self.open_download_dialog)
         self.recent_menu = m.addMenu("Recent models")
         m.addSeparator()
+        action(m, "&Import chats…", self.import_chats)
+        self.export_action = action(m, "&Export this chat…", self.export_chat)
+        action(m, "Export &all chats…", self.export_all_chats)
+        m.addSeparator()
         self.settings_action = action(m, "&Settings…", self.open_settings, "Ctrl+,")
         m.addSeparator()
         action(m, "&Quit", self.close, "Ctrl+Q")
         m = self.menuBar().addMenu("&Chat")
         action(m, "Focus the input", self.focus_input, "Ctrl+L")
+        action(m, "&Find chat", lambda: self.search.edit.setFocus(), "Ctrl+Shift+F")
         self.stop_action = action(m, "&Stop", self.stop, "Esc")
         self.regenerate_action = action(m, "&Regenerate", self.regenerate, "Ctrl+R")
         action(m, "System &prompt for this chat…", self.edit_system_prompt)
@@ -309,6 +331,7 @@ class MainWindow(QMainWindow):
         if self.engine_thread is None:
             return
         self.loaded = loaded
+        self.banner.withdraw("model-offer")
         if self.loading is None or _same_file(self.loading, loaded.path):  # else a newer load is under way
             self.loading = None
             self.load_strip.hide()
@@ -377,6 +400,8 @@ class MainWindow(QMainWindow):
         """Show a saved conversation; a reply being generated elsewhere is stopped (and saved)."""
         if self.chat.open_conversation(conv_id):
             self._update_page()
+            self.banner.withdraw("model-offer")
+            self._offer_model(conv_id)
 
     def delete_conversation(self, conv_id: int) -> None:
         """Delete a conversation (the sidebar asked first)."""
@@ -391,18 +416,61 @@ class MainWindow(QMainWindow):
     def edit_system_prompt(self) -> None:
         """Chat > System prompt: override the default system prompt for this conversation (for a new chat,
         kept until its first message saves it; Cancel changes nothing)."""
-        dlg = QInputDialog(self)
-        dlg.setWindowTitle("System prompt")
-        dlg.setLabelText("System prompt for this chat (empty: none):")
-        dlg.setOption(QInputDialog.InputDialogOption.UsePlainTextEditForTextInput)
-        dlg.setTextValue(self.chat.system_prompt())
+        dlg = SystemPromptDialog(self.chat.system_prompt(), self.settings, self)
         self.system_prompt_dialog = dlg
         try:
-            if dlg.exec():
-                self.chat.set_system_prompt(dlg.textValue())
+            if dlg.exec() == QDialog.DialogCode.Accepted:
+                self.chat.set_system_prompt(dlg.text())
         finally:
             self.system_prompt_dialog = None
             dlg.deleteLater()
+
+    # Export, import, the model a chat remembers ---------------------------------------------------
+
+    def export_chat(self) -> None:
+        """File > Export this chat: Markdown (``.md``) or Fireside's JSON, written off the GUI thread."""
+        conv = self.store.get(self.chat.conv_id) if self.chat.conv_id is not None else None
+        if conv is None or self.chat_files.busy():
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export chat", suggested_filename(conv.title, ".md"),
+                                              "Markdown (*.md);;Fireside JSON (*.json)")
+        if path:
+            self.chat_files.export_one(conv.id, path)
+
+    def export_all_chats(self) -> None:
+        """File > Export all chats: one Fireside JSON archive."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export all chats", "Fireside chats.json",
+                                              "Fireside JSON (*.json)")
+        if path and not self.chat_files.busy():
+            self.chat_files.export_all(path)
+
+    def import_chats(self) -> None:
+        """File > Import chats: a Fireside JSON export (one chat or an archive), checked whole first."""
+        path, _ = QFileDialog.getOpenFileName(self, "Import chats", "", "Fireside JSON (*.json)")
+        if path and not self.chat_files.busy():
+            self.chat_files.import_file(path)
+
+    def _on_chats_imported(self, ids: list) -> None:
+        self._refresh_sidebar()
+        if ids:
+            self.open_conversation(ids[0])
+        self.statusBar().showMessage(f"Imported {len(ids)} chat{'s' if len(ids) != 1 else ''}", 5000)
+
+    def _on_chat_exported(self, path: str) -> None:
+        self.statusBar().showMessage(f"Exported to {path}", 5000)
+
+    def _on_chat_file_failed(self, message: str) -> None:
+        self.banner.show_message(message, "error")
+
+    def _offer_model(self, conv_id: int) -> None:
+        """A reopened chat whose model is not the loaded one: offer to load it."""
+        conv = self.store.get(conv_id)
+        loaded = self.loaded.path if self.loaded is not None else None
+        offer = model_to_offer(conv, loaded, self.settings.models_folder()) if conv is not None else None
+        if offer is None:
+            return
+        action = (offer.button(), lambda p=offer.path: self.open_model(p)) if offer.path else None
+        self.banner.show_message(offer.message(), "info", action=action, tag="model-offer")
 
     def _refresh_sidebar(self) -> None:
         self.sidebar.set_conversations(self.store.list(), self.chat.conv_id)
@@ -571,6 +639,7 @@ class MainWindow(QMainWindow):
         _live_threads.pop(self.engine_thread, None)
         self.engine_thread = None
         self.worker.shutdown()
+        self.chat_files.wait(10)  # an export or import in flight finishes on its own connection
         self.store.close()
 
 

@@ -551,7 +551,7 @@ def test_records_system_prompt_rename_close_and_refused(qtbot, open_window, smol
     w.edit_system_prompt()
     assert w.store.list() == []
     def accept():
-        w.system_prompt_dialog.setTextValue("Answer in French.")
+        w.system_prompt_dialog.editor.setPlainText("Answer in French.")
         w.system_prompt_dialog.accept()
     QTimer.singleShot(0, accept)
     w.edit_system_prompt()
@@ -660,3 +660,63 @@ def test_thinking_toggle_only_for_templates_that_read_it(qtbot, open_window, smo
     assert w.chat.template_variables() == {"enable_thinking": False}
     stats, tokens = type_and_send(qtbot, w, "Say hello.")  # SmolLM2's template ignores the variable
     assert stats.n_generated > 0 and tokens
+
+
+def test_search_export_import_and_the_model_a_chat_remembers(qtbot, open_window, smollm2_path, gemma3_path,
+                                                            tmp_path):
+    import json
+
+    w = open_window()
+    load_by_drop(qtbot, w, smollm2_path)
+    type_and_send(qtbot, w, "Tell me about lighthouses.")
+    first = w.conv_id
+    assert w.store.get(first).model_path == str(smollm2_path)  # the chat remembers its model
+    w.new_chat()
+    type_and_send(qtbot, w, "Say hello.")
+    # Search (Chat > Find chat): Enter opens the best match.
+    w.search.edit.setText("lighthouses")
+    qtbot.keyClick(w.search.edit, Qt.Key.Key_Return)
+    assert w.conv_id == first
+    # Export this chat as JSON and import it back: a new chat with the same messages, shown.
+    out = tmp_path / "chat.json"
+    with qtbot.waitSignal(w.chat_files.exported, timeout=10_000):
+        w.chat_files.export_one(first, out)
+    assert json.loads(out.read_text())["format"] == "fireside-chat"
+    before = {c.id for c in w.store.list()}
+    with qtbot.waitSignal(w.chat_files.imported, timeout=10_000):
+        w.chat_files.import_file(out)
+    qtbot.waitUntil(lambda: w.conv_id not in before)
+    assert [(m.role, m.content) for m in w.store.messages(w.conv_id)] == \
+        [(m.role, m.content) for m in w.store.messages(first)]
+    # A bad file: a banner, nothing added.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "fireside-chat", "version": 1, "messages": 3}')
+    n = len(w.store.list())
+    with qtbot.waitSignal(w.chat_files.failed, timeout=10_000):
+        w.chat_files.import_file(bad)
+    assert len(w.store.list()) == n and w.banner.text()
+    # A chat made with another model offers to load it when reopened; the offer goes once it loads.
+    w.store.set_model(first, str(gemma3_path))
+    w.new_chat()
+    w.open_conversation(first)
+    assert gemma3_path.stem in w.banner.text() and w.banner.action.isVisible()
+    with qtbot.waitSignal(w.model_ready, timeout=LOAD_TIMEOUT_MS):
+        w.banner.action.click()
+    assert Path(w.loaded.path) == gemma3_path and w.banner.text() == ""
+
+
+def test_system_prompt_presets_from_the_chat_menu(qtbot, open_window, smollm2_path):
+    w = open_window()
+    load_by_drop(qtbot, w, smollm2_path)
+
+    def pick_and_accept():
+        d = w.system_prompt_dialog
+        d.presets.setCurrentIndex(1)
+        d.presets.activated.emit(1)
+        assert d.text().strip()
+        d.accept()
+    QTimer.singleShot(0, pick_and_accept)
+    w.edit_system_prompt()
+    assert w.chat.system_prompt().strip()
+    type_and_send(qtbot, w, "Hi.")
+    assert w.store.get(w.conv_id).system_prompt == w.chat.system_prompt()
