@@ -3,11 +3,13 @@ button, and the message's own buttons (Copy; Edit for the user's messages; Regen
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextOption
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QTextBrowser,
                                QToolButton, QVBoxLayout, QWidget)
 
+from . import theme
+from .highlight import CodeHighlighter
 from .markdown_blocks import Block, split_blocks
 from .signals import emit
 
@@ -58,7 +60,9 @@ class AutoHeightBrowser(QTextBrowser):
 
 
 class CodeBlock(QFrame):
-    """A fenced code block: language label, Copy button, monospace text."""
+    """A fenced code block: language label, Copy button, monospace text coloured by Pygments
+    (:class:`gui.highlight.CodeHighlighter`, in the current theme's code style; recoloured when the
+    application palette changes, as :func:`gui.theme.apply_theme` does)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -69,6 +73,7 @@ class CodeBlock(QFrame):
         self.copy_button = QToolButton(self, text="Copy code", autoRaise=True)
         self.copy_button.clicked.connect(lambda: QGuiApplication.clipboard().setText(self._text))
         self.view = AutoHeightBrowser(code=True, parent=self)
+        self.highlighter = CodeHighlighter(self.view.document(), theme.current())
         head = QHBoxLayout()
         head.setContentsMargins(8, 2, 4, 0)
         head.addWidget(self.lang)
@@ -81,9 +86,19 @@ class CodeBlock(QFrame):
         box.addWidget(self.view)
 
     def set_block(self, block: Block) -> None:
+        """Show ``block`` (a code :class:`Block`); a block that grew is only appended to."""
         self._text = block.text
         self.lang.setText(block.lang or "code")
-        self.view.set_content(block.text)
+        self.highlighter.set_code(block.text, block.lang, final=block.closed)
+
+    def finish(self) -> None:
+        """The reply ended: a block still open (no closing fence) is lexed once more from its start."""
+        self.highlighter.set_code(self._text, self.highlighter.lexer.lang, final=True)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.highlighter.set_theme(theme.current())
 
 
 class MessageWidget(QFrame):

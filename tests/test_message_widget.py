@@ -1,0 +1,152 @@
+"""The reply widget (gui/message_widget.py) driven as a user would, offscreen: highlighted code blocks
+(Pygments), streamed code that is not re-lexed whole on every render, theme colours.
+
+No model is needed: the widgets are fed real text (this repository's own source as a long code block).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from pygments.styles import get_style_by_name  # noqa: E402
+from pygments.token import Comment, Keyword, String  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtGui import QGuiApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from gui import theme  # noqa: E402
+from gui.highlight import CHUNK_CHARS, IncrementalLexer  # noqa: E402
+from gui.message_widget import CodeBlock, MessageWidget  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reply_widget(qtbot, text: str = "", role: str = "assistant", position: int = 1) -> MessageWidget:
+    w = MessageWidget(role, text, position)
+    qtbot.addWidget(w)
+    w.resize(640, 480)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def code_blocks(w: MessageWidget) -> list[CodeBlock]:
+    return [b for b in w._blocks if isinstance(b, CodeBlock)]
+
+
+def colour_at(block: CodeBlock, line: int, column: int) -> str | None:
+    fmt = block.highlighter.format_at(line, column)
+    return fmt.foreground().color().name() if fmt.hasProperty(fmt.Property.ForegroundBrush) else None
+
+
+def style_colour(style: str, ttype) -> str:
+    return "#" + get_style_by_name(style).style_for_token(ttype)["color"].lower()
+
+
+def shown_formats(block: CodeBlock) -> list[list[tuple]]:
+    """What the code view shows: per line, its highlight ranges as (start, length, colour, bold, italic)."""
+    doc, out = block.view.document(), []
+    b = doc.begin()
+    while b.isValid():
+        out.append([(r.start, r.length, r.format.foreground().color().name(), r.format.fontWeight(),
+                     r.format.fontItalic()) for r in b.layout().formats()])
+        b = b.next()
+    return out
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2.2 contrast ratio of two "#rrggbb" colours (https://www.w3.org/TR/WCAG22/#dfn-contrast-ratio)."""
+    def lum(h: str) -> float:
+        rgb = [int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b_ = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b_
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.fixture()
+def light_theme(qapp):
+    """Tests that switch the theme leave the app light, as the others expect."""
+    theme.apply_theme(qapp, "light")
+    yield qapp
+    theme.apply_theme(qapp, "light")
+
+
+# 1. Code blocks --------------------------------------------------------------------------------------
+
+def test_fenced_code_is_highlighted_with_its_languages_lexer(qtbot, light_theme):
+    text = ("Try this:\n\n```python\ndef f():\n    return 'x'  # note\n```\n\nOr in JS:\n\n```js\nlet a = 1;\n```\n"
+            "\n```\nplain words\n```\n\n```nosuchlanguage\nreturn 1\n```")
+    w = reply_widget(qtbot, text)
+    py, js, plain, unknown = code_blocks(w)
+    assert [b.lang.text() for b in (py, js, plain, unknown)] == ["python", "js", "code", "nosuchlanguage"]
+    assert py.view.toPlainText() == "def f():\n    return 'x'  # note"
+    style = theme.CODE_STYLES["light"]
+    assert colour_at(py, 0, 0) == style_colour(style, Keyword)              # def
+    assert colour_at(py, 1, 11) == style_colour(style, String)              # 'x'
+    assert colour_at(py, 1, 16) == style_colour(style, Comment)             # # note
+    assert colour_at(js, 0, 0) == style_colour(style, Keyword)              # let
+    assert len({colour_at(py, 0, 0), colour_at(py, 1, 11), colour_at(py, 1, 16)}) == 3
+    # No language, or one Pygments does not know: plain text, nothing coloured.
+    assert shown_formats(plain) == [[]] and shown_formats(unknown) == [[]]
+
+
+def test_copy_button_copies_the_code_alone(qtbot, light_theme):
+    w = reply_widget(qtbot, "Run:\n```sh\nls -la\n```\nthen more text.")
+    (block,) = code_blocks(w)
+    qtbot.mouseClick(block.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "ls -la"
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_code_colours_are_readable_on_the_themes_code_background(name):
+    background = theme.colours(name)["code"]
+    style = get_style_by_name(theme.CODE_STYLES[name])
+    colours = {"#" + s["color"] for _ttype, s in style if s["color"]}
+    assert len(colours) > 5
+    worst = min(colours, key=lambda c: contrast(c, background))
+    assert contrast(worst, background) >= 4.5, (name, worst)
+
+
+def test_theme_switch_recolours_shown_code(qtbot, light_theme):
+    w = reply_widget(qtbot, "```python\nimport os\n```")
+    (block,) = code_blocks(w)
+    assert colour_at(block, 0, 0) == style_colour(theme.CODE_STYLES["light"], Keyword)
+    theme.apply_theme(light_theme, "dark")
+    assert theme.current() == "dark"
+    assert colour_at(block, 0, 0) == style_colour(theme.CODE_STYLES["dark"], Keyword)
+    theme.apply_theme(light_theme, "light")
+    assert colour_at(block, 0, 0) == style_colour(theme.CODE_STYLES["light"], Keyword)
+
+
+def test_streamed_code_block_lexes_only_its_tail_and_ends_as_a_full_lex(qtbot, light_theme):
+    # About 2,000 tokens of real Python, streamed as a reply in 40-character renders.
+    source = (ROOT / "engine" / "generate.py").read_text()[:9000]
+    reply = "Here is the module:\n\n```python\n" + source + "\n```\nThat is all."
+    w = reply_widget(qtbot)
+    block = None
+    longest_line = max(len(line) for line in source.split("\n"))
+    per_update = []
+    for end in range(40, len(reply), 40):
+        before = block.highlighter.lexer.lexed_chars if block else 0
+        w.set_text(reply[:end])
+        if block is None and code_blocks(w):
+            block = code_blocks(w)[0]
+            before = 0
+        if block is not None and end < len(reply) - 20:  # while the fence is open
+            per_update.append(block.highlighter.lexer.lexed_chars - before)
+    assert len(per_update) > 200
+    # Re-lexing the whole block each time would pass 8,000 characters per update near the end.
+    assert max(per_update) <= 2 * CHUNK_CHARS + 40 + longest_line, max(per_update)
+    w.set_text(reply)
+    (block,) = code_blocks(w)
+    assert block.view.toPlainText() == source
+    whole = reply_widget(qtbot, reply)
+    assert shown_formats(block) == shown_formats(code_blocks(whole)[0])
+    full = IncrementalLexer("python")
+    full.update(source, final=True)
+    assert block.highlighter.lexer.lines == full.lines and any(full.lines)
