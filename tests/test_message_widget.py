@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from engine.generate import GenerationStats  # noqa: E402
 from gui import theme  # noqa: E402
 from gui.highlight import CHUNK_CHARS, IncrementalLexer  # noqa: E402
 from gui.message_widget import CodeBlock, MessageWidget  # noqa: E402
@@ -150,3 +151,88 @@ def test_streamed_code_block_lexes_only_its_tail_and_ends_as_a_full_lex(qtbot, l
     full = IncrementalLexer("python")
     full.update(source, final=True)
     assert block.highlighter.lexer.lines == full.lines and any(full.lines)
+
+
+# 2. Reasoning ----------------------------------------------------------------------------------------
+
+def shown_answer(w: MessageWidget) -> str:
+    return "\n".join(b.toPlainText() if not isinstance(b, CodeBlock) else b.view.toPlainText() for b in w._blocks)
+
+
+def test_think_section_streamed_with_tags_cut_between_tokens(qtbot):
+    w = reply_widget(qtbot)
+    section = w.reasoning_section
+    text = ""
+
+    def stream(piece: str) -> None:
+        nonlocal text
+        text += piece
+        w.set_text(text)
+
+    stream("<th")  # maybe a tag: nothing shown yet
+    assert section.isHidden() and shown_answer(w) == ""
+    stream("ink>")
+    assert section.isVisible() and section.toggle.text() == "Thinking…"
+    stream("\nThe user wants 2+2.")
+    stream(" That is 4.</th")
+    assert section.text == "The user wants 2+2. That is 4." and section.toggle.text() == "Thinking…"
+    assert shown_answer(w) == ""
+    stream("ink>\n\nThe answer")
+    assert section.toggle.text().startswith("Thought for ") and section.toggle.text().endswith(" s")
+    stream(" is **4**.")
+    assert shown_answer(w) == "The answer is 4." and w.answer == "The answer is **4**."
+    assert w.text == text  # the whole reply is what gets stored
+    w.set_reasoning_time(3.24)
+    assert section.toggle.text() == "Thought for 3.2 s"
+    w.finish_reply()
+    assert section.toggle.text() == "Thought for 3.2 s"
+
+    # Collapsed until clicked; a second click hides it again.
+    assert not section.body.isVisible()
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    assert section.body.isVisible() and section.view.toPlainText() == "The user wants 2+2. That is 4."
+    qtbot.mouseClick(section.toggle, Qt.MouseButton.LeftButton)
+    assert not section.body.isVisible()
+    qtbot.mouseClick(w.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "The answer is **4**."
+
+
+def test_saved_reply_with_reasoning_and_replies_without(qtbot):
+    saved = reply_widget(qtbot, "<think>\nFirst, recall the capital.\n</think>\n\nParis.")
+    assert not saved.live and saved.reasoning_section.isVisible()
+    assert saved.reasoning_section.toggle.text() == "Reasoning" and shown_answer(saved) == "Paris."
+    # Qwen3 with thinking off writes an empty section: nothing to show.
+    empty = reply_widget(qtbot, "<think>\n\n</think>\n\nHello!")
+    assert empty.reasoning_section.isHidden() and shown_answer(empty) == "Hello!"
+    # Tags that are not at the start are part of the answer.
+    prose = reply_widget(qtbot, "Models write `<think>` before reasoning.")
+    assert prose.reasoning_section.isHidden() and "<think>" in shown_answer(prose)
+    user = reply_widget(qtbot, "<think>my words</think>", role="user")
+    assert user.reasoning_section.isHidden() and shown_answer(user) == "<think>my words</think>"
+
+
+def test_prompt_that_opens_the_section(qtbot):
+    w = reply_widget(qtbot)
+    w.starts_in_reasoning = True  # DeepSeek-R1's template ends the prompt with "<think>\n"
+    w.set_text("Hmm, 2+2")
+    assert w.reasoning_section.toggle.text() == "Thinking…" and shown_answer(w) == ""
+    w.set_text("Hmm, 2+2 is 4.\n</think>\n\n4")
+    assert w.reasoning == "Hmm, 2+2 is 4." and shown_answer(w) == "4"
+
+
+def test_reasoning_passed_by_the_engine(qtbot):
+    w = reply_widget(qtbot)
+    w.append_reasoning("Step one. ")
+    assert w.reasoning_section.isVisible() and w.reasoning_section.toggle.text() == "Thinking…"
+    w.append_reasoning("Step two.")
+    w.set_text("Done")
+    assert w.reasoning_section.toggle.text().startswith("Thought for ")
+    w.finish_reply(GenerationStats(n_generated=9, finish_reason="stop", text="Done", reasoning="Step one. Step two."))
+    assert w.reasoning == "Step one. Step two." and w.text == "Done"
+    # Reasoning known only from the final stats (not streamed) is shown too.
+    later = reply_widget(qtbot)
+    later.set_text("Hi")
+    assert later.reasoning_section.isHidden()
+    later.finish_reply(GenerationStats(n_generated=3, finish_reason="stop", text="Hi", reasoning="Greet back."))
+    assert later.reasoning_section.isVisible() and later.reasoning == "Greet back."
+    assert later.reasoning_section.toggle.text() == "Reasoning"
