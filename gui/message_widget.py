@@ -13,6 +13,7 @@ from . import theme
 from .highlight import CodeHighlighter
 from .markdown_blocks import Block, split_blocks
 from .reasoning_section import ReasoningSection
+from .reply_footer import ReplyFooter
 from .text_view import AutoHeightBrowser
 from .signals import emit
 from .think_tags import split_think
@@ -78,10 +79,13 @@ class MessageWidget(QFrame):
     Signals:
         edit_submitted(position, new_text): the user edited this message and asked to resend it.
         regenerate_clicked(): Regenerate on the last reply.
+        continue_requested(position): Continue on a reply cut by max tokens or stopped
+            (:meth:`finish_reply` shows it).
     """
 
     edit_submitted = Signal(int, str)
     regenerate_clicked = Signal()
+    continue_requested = Signal(int)
 
     def __init__(self, role: str, text: str, position: int, parent: QWidget | None = None):
         super().__init__(parent)
@@ -128,6 +132,10 @@ class MessageWidget(QFrame):
         box.addLayout(head)
         box.addWidget(self.reasoning_section)
         box.addLayout(self.body)
+        self.footer = ReplyFooter(self)
+        self.continue_button = self.footer.continue_button
+        self.continue_button.clicked.connect(lambda: emit(self.continue_requested, self.position))
+        box.addWidget(self.footer)
         self.set_text(text)
 
     @property
@@ -183,9 +191,13 @@ class MessageWidget(QFrame):
         """The reply is complete (``stats``: its ``engine.generate.GenerationStats``, or None).
 
         Code blocks left open are lexed whole once more, the reasoning section stops "Thinking…", and the
-        engine's ``stats.reasoning`` is shown when none was streamed with :meth:`append_reasoning`.
+        engine's ``stats.reasoning`` is shown when none was streamed with :meth:`append_reasoning`. With
+        ``stats``, the footer shows its numbers, and a reply cut by max tokens or stopped gets a marker and
+        Continue (:class:`gui.reply_footer.ReplyFooter`).
         """
         self.live = False
+        if stats is not None:
+            self.footer.show_stats(stats)
         if stats is not None and stats.reasoning and not self._engine_reasoning:
             self._engine_reasoning = stats.reasoning
         self._show_reasoning()
@@ -206,6 +218,7 @@ class MessageWidget(QFrame):
         """While a reply is generated, editing and regenerating are disabled."""
         self.edit_button.setEnabled(not busy)
         self.regenerate_button.setEnabled(not busy)
+        self.continue_button.setEnabled(not busy)
 
     # Editing -------------------------------------------------------------------------------------
 

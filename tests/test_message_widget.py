@@ -236,3 +236,62 @@ def test_reasoning_passed_by_the_engine(qtbot):
     later.finish_reply(GenerationStats(n_generated=3, finish_reason="stop", text="Hi", reasoning="Greet back."))
     assert later.reasoning_section.isVisible() and later.reasoning == "Greet back."
     assert later.reasoning_section.toggle.text() == "Reasoning"
+
+
+# 3, 4. Stats line, cut-off marker, Continue ----------------------------------------------------------
+
+def test_real_reply_cut_at_max_tokens_shows_stats_marker_and_continue(qtbot, smollm2):
+    from engine.context import Context
+    from engine.generate import generate
+    from engine.sampling import Sampler, SamplerParams
+
+    prompt = smollm2.chat_template.render([{"role": "user", "content": "Tell me a long story about a fox."}],
+                                          add_generation_prompt=True)
+    gen = generate(Context(smollm2, n_ctx=256), smollm2.chat_template.encode(prompt),
+                   sampler=Sampler(SamplerParams(temperature=0)), max_tokens=8)
+    w = reply_widget(qtbot, position=3)
+    text = ""
+    for tok in gen:
+        text += tok.text
+        w.set_text(text)
+    stats = gen.stats
+    assert stats.finish_reason == "length" and stats.n_generated == 8
+    assert w.footer.isHidden()
+    w.finish_reply(stats)
+    assert w.footer.isVisible() and w.footer.marker.text() == "Cut off at max tokens"
+    line = w.footer.stats.text()
+    assert line.startswith("8 tokens · ") and f"{stats.decode_tps:.1f} tokens/s" in line
+    assert f"first token {stats.prefill_s:.2f} s" in line and line.endswith("· max tokens")
+    assert w.continue_button.isVisible()
+    with qtbot.waitSignal(w.continue_requested) as blocker:
+        qtbot.mouseClick(w.continue_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [3]
+    w.set_busy(True)  # while the continuation streams
+    assert not w.continue_button.isEnabled()
+
+
+@pytest.mark.parametrize("stats, marker, line, can_continue", [
+    (GenerationStats(n_prompt=20, n_generated=40, prefill_s=0.25, decode_s=1.3, finish_reason="stop"),
+     "", "40 tokens · 30.0 tokens/s · first token 0.25 s · finished", False),
+    (GenerationStats(n_prompt=20, n_generated=5, prefill_s=0.1, decode_s=0.2, finish_reason="cancelled"),
+     "Stopped", "5 tokens · 20.0 tokens/s · first token 0.10 s · stopped", True),
+    (GenerationStats(n_prompt=500, n_generated=12, prefill_s=2.0, decode_s=0.5, finish_reason="length",
+                     context_full=True),
+     "Cut off: the context window is full", "12 tokens · 22.0 tokens/s · first token 2.00 s · context full", False),
+    (GenerationStats(n_prompt=9, n_generated=1, prefill_s=0.05, finish_reason="stop"),
+     "", "1 token · first token 0.05 s · finished", False),
+], ids=["finished", "stopped", "context-full", "one-token"])
+def test_stats_line_and_marker_per_finish_reason(qtbot, stats, marker, line, can_continue):
+    w = reply_widget(qtbot)
+    w.set_text("Some reply.")
+    w.finish_reply(stats)
+    assert w.footer.stats.text() == line and w.footer.stats.isVisible()
+    assert w.footer.marker.text() == marker and w.footer.marker.isVisible() == bool(marker)
+    assert w.continue_button.isVisible() == can_continue
+
+
+def test_user_messages_and_saved_replies_have_no_footer(qtbot):
+    assert reply_widget(qtbot, "Hi", role="user").footer.isHidden()
+    saved = reply_widget(qtbot, "Hello there.")
+    saved.finish_reply()
+    assert saved.footer.isHidden() and not saved.continue_button.isVisible()
