@@ -4,18 +4,18 @@ the user's messages; Regenerate on the last reply).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QTextOption
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QTextBrowser,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import QEvent, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from . import theme
 from .highlight import CodeHighlighter
 from .markdown_blocks import Block, split_blocks
+from .message_editor import MessageEditor
 from .reasoning_section import ReasoningSection
 from .reply_footer import ReplyFooter
-from .text_view import AutoHeightBrowser
 from .signals import emit
+from .text_view import AutoHeightBrowser
 from .think_tags import split_think
 
 
@@ -125,7 +125,7 @@ class MessageWidget(QFrame):
         self.body = QVBoxLayout()
         self.body.setContentsMargins(0, 0, 0, 0)
         self.body.setSpacing(6)
-        self.editor: QPlainTextEdit | None = None
+        self.editor: MessageEditor | None = None
         box = QVBoxLayout(self)
         box.setContentsMargins(12, 6, 12, 8)
         box.setSpacing(2)
@@ -223,16 +223,18 @@ class MessageWidget(QFrame):
     # Editing -------------------------------------------------------------------------------------
 
     def start_edit(self) -> None:
-        """Replace the text by an editor with Save & send / Cancel."""
+        """Replace the text by an editor (:class:`gui.message_editor.MessageEditor`) with Save & send /
+        Cancel: Tab moves the focus, Esc cancels, Ctrl+Enter saves; Save is disabled while the text is blank."""
         if self.editor is not None:
             return
-        self.editor = QPlainTextEdit(self.text, self)
-        self.editor.setAcceptDrops(False)
-        self.editor.setMinimumHeight(80)
-        save = self.save_button = QPushButton("Save && send", self)
-        cancel = QPushButton("Cancel", self)
+        self.editor = MessageEditor(self.text, self)
+        save = self.save_button = QPushButton("Save && send", self, toolTip="Save and send (Ctrl+Enter)")
+        cancel = self.cancel_button = QPushButton("Cancel", self, toolTip="Cancel the edit (Esc)")
         save.clicked.connect(self._submit_edit)
         cancel.clicked.connect(self._end_edit)
+        self.editor.save_requested.connect(self._submit_edit)
+        self.editor.cancel_requested.connect(self._end_edit)
+        self.editor.textChanged.connect(lambda: save.setEnabled(bool(self.editor and self.editor.toPlainText().strip())))
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(cancel)
@@ -259,3 +261,5 @@ class MessageWidget(QFrame):
         self.editor = None
         for w in self._blocks:
             w.show()
+        if self.edit_button.isVisible():
+            self.edit_button.setFocus()  # keyboard users go on from where they were

@@ -30,8 +30,8 @@ def reply_widget(qtbot, text: str = "", role: str = "assistant", position: int =
     w = MessageWidget(role, text, position)
     qtbot.addWidget(w)
     w.resize(640, 480)
-    w.show()
-    qtbot.waitExposed(w)
+    with qtbot.waitExposed(w):
+        w.show()
     return w
 
 
@@ -295,3 +295,75 @@ def test_user_messages_and_saved_replies_have_no_footer(qtbot):
     saved = reply_widget(qtbot, "Hello there.")
     saved.finish_reply()
     assert saved.footer.isHidden() and not saved.continue_button.isVisible()
+
+
+# 5. Editing keys -------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def edit_window(qtbot):
+    """A user message in a window that, like the main window, has an enabled Esc shortcut (Stop)."""
+    from PySide6.QtGui import QAction, QKeySequence
+    from PySide6.QtWidgets import QLineEdit, QVBoxLayout, QWidget
+
+    win = QWidget()
+    qtbot.addWidget(win)
+    box = QVBoxLayout(win)
+    msg = MessageWidget("user", "What is 2+2?", 4, win)
+    after = QLineEdit(win)  # something else to take the focus
+    box.addWidget(msg)
+    box.addWidget(after)
+    stop = QAction("Stop", win)
+    stop.setShortcut(QKeySequence("Esc"))
+    win.addAction(stop)
+    stop_calls = []
+    stop.triggered.connect(lambda: stop_calls.append(1))
+    win.resize(600, 400)
+    with qtbot.waitActive(win):
+        win.show()
+        win.activateWindow()
+    qtbot.mouseClick(msg.edit_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: msg.editor is not None and msg.editor.hasFocus())
+    yield msg, stop_calls
+    win.close()  # (and ``win`` stays referenced until here: a collected wrapper would delete it)
+
+
+def test_tab_in_the_editor_moves_the_focus(qtbot, edit_window):
+    msg, _ = edit_window
+    editor = msg.editor
+    qtbot.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.toPlainText() == "What is 2+2?"
+    assert not editor.hasFocus() and QApplication.focusWidget() is not None
+
+
+def test_esc_cancels_the_edit_and_not_the_window_shortcut(qtbot, edit_window):
+    msg, stop_calls = edit_window
+    msg.editor.setPlainText("changed my mind")
+    with qtbot.assertNotEmitted(msg.edit_submitted):
+        qtbot.keyClick(msg.editor, Qt.Key.Key_Escape)
+    assert msg.editor is None and stop_calls == []
+    assert msg._blocks[0].isVisible() and msg.text == "What is 2+2?"
+
+
+@pytest.mark.parametrize("key, modifiers", [
+    (Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier),
+    (Qt.Key.Key_Enter, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.KeypadModifier),
+], ids=["ctrl-return", "ctrl-keypad-enter"])
+def test_ctrl_enter_saves_and_resends(qtbot, edit_window, key, modifiers):
+    msg, _ = edit_window
+    msg.editor.setPlainText("What is 3+3?")
+    with qtbot.waitSignal(msg.edit_submitted) as blocker:
+        qtbot.keyClick(msg.editor, key, modifiers)
+    assert blocker.args == [4, "What is 3+3?"] and msg.editor is None
+
+
+def test_plain_enter_adds_a_line_and_blank_text_is_not_sent(qtbot, edit_window):
+    msg, _ = edit_window
+    editor = msg.editor
+    editor.moveCursor(editor.textCursor().MoveOperation.End)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert editor.toPlainText() == "What is 2+2?\n"
+    editor.setPlainText("   ")
+    assert not msg.save_button.isEnabled()
+    with qtbot.assertNotEmitted(msg.edit_submitted):
+        qtbot.keyClick(editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert msg.editor is editor and editor.toPlainText() == "   "  # still editing, nothing lost
