@@ -121,6 +121,7 @@ class MessageWidget(QFrame):
 
         self.reasoning_section = ReasoningSection(self)
         self.reasoning_section.hide()
+        self._reasoning_shown = False
 
         self.body = QVBoxLayout()
         self.body.setContentsMargins(0, 0, 0, 0)
@@ -210,7 +211,9 @@ class MessageWidget(QFrame):
         thinking = self.live and (self._think_open or bool(self._engine_reasoning) and not self.answer.strip())
         text = self.reasoning
         has = bool(text) or thinking
-        self.reasoning_section.setVisible(has)
+        if has != self._reasoning_shown:  # (no Qt call per streamed render when nothing changes)
+            self._reasoning_shown = has
+            self.reasoning_section.setVisible(has)
         if has or self.reasoning_section.text:
             self.reasoning_section.set_reasoning(text, thinking)
 

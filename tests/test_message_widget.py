@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.generate import GenerationStats  # noqa: E402
 from gui import theme  # noqa: E402
-from gui.highlight import CHUNK_CHARS, IncrementalLexer  # noqa: E402
+from gui.highlight import CHUNK_CHARS, IncrementalLexer, lexer_for, warm_up  # noqa: E402
 from gui.message_widget import CodeBlock, MessageWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +151,18 @@ def test_streamed_code_block_lexes_only_its_tail_and_ends_as_a_full_lex(qtbot, l
     full = IncrementalLexer("python")
     full.update(source, final=True)
     assert block.highlighter.lexer.lines == full.lines and any(full.lines)
+
+
+def test_warm_up_prepares_lexers_off_the_gui_thread():
+    lexer_for.cache_clear()
+    thread = warm_up(["rust", "no-such-language"])
+    assert thread.name == "fireside-lexers" and thread.daemon
+    thread.join(timeout=60)
+    assert not thread.is_alive() and lexer_for.cache_info().misses == 2
+    rust = lexer_for("rust")  # the thread's lexer, from the cache
+    assert lexer_for.cache_info().hits == 1 and rust.name == "Rust"
+    assert "_tokens" in type(rust).__dict__  # its rules are compiled
+    assert lexer_for("no-such-language") is None
 
 
 # 2. Reasoning ----------------------------------------------------------------------------------------
