@@ -69,8 +69,8 @@ class MessageWidget(QFrame):
     any reasoning the engine passed separately (:meth:`append_reasoning`). :attr:`text` stays the whole
     text as given (what the conversation store keeps); :attr:`answer` is what is shown below it.
 
-    A reply created empty (``text == ""``) is *live*, being streamed, until :meth:`finish_reply`: only
-    then does an open section read "Thinking…".
+    A reply created empty (``text == ""``) is *live*, being streamed, until :meth:`finish_reply`; only a
+    live reply's open section reads "Thinking…" (a saved one cut off while reasoning reads "Reasoning").
 
     Attributes:
         starts_in_reasoning: set True before streaming when the prompt itself opened a ``<think>``

@@ -36,6 +36,7 @@ class ReasoningSection(QFrame):
         self.thinking = False
         self.seconds: float | None = None
         self._started: float | None = None
+        self._label = ""
         self.toggle = QToolButton(self, checkable=True, autoRaise=True)
         self.toggle.setObjectName("reasoningToggle")
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -84,7 +85,9 @@ class ReasoningSection(QFrame):
             label = f"Thought for {duration_text(self.seconds)}"
         else:
             label = "Reasoning"
-        self.toggle.setText(label)
+        if label != self._label:  # set_reasoning runs on every streamed render
+            self._label = label
+            self.toggle.setText(label)
 
     def _show_body(self, on: bool) -> None:
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)

@@ -221,6 +221,14 @@ def test_saved_reply_with_reasoning_and_replies_without(qtbot):
     assert prose.reasoning_section.isHidden() and "<think>" in shown_answer(prose)
     user = reply_widget(qtbot, "<think>my words</think>", role="user")
     assert user.reasoning_section.isHidden() and shown_answer(user) == "<think>my words</think>"
+    # A saved reply cut off while reasoning is not "Thinking…" any more.
+    cut = reply_widget(qtbot, "<think>Let me count: one, two")
+    assert cut.reasoning_section.toggle.text() == "Reasoning" and cut.reasoning == "Let me count: one, two"
+    # A reply without reasoning never shows the section while it streams.
+    live = reply_widget(qtbot)
+    for text in ("", "Hel", "Hello!"):
+        live.set_text(text)
+        assert live.reasoning_section.isHidden()
 
 
 def test_prompt_that_opens_the_section(qtbot):
