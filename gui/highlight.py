@@ -29,22 +29,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.styles import get_style_by_name
-from pygments.token import Text, _TokenType
-from pygments.util import ClassNotFound
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextDocument
 
 from .theme import CODE_STYLES
+
+if TYPE_CHECKING:
+    from pygments.lexer import Lexer
+    from pygments.token import _TokenType
+
+# Pygments is imported on first use (a first code block, or warm_up), not with the chat's widgets: a
+# window that shows no code keeps its ~3,000 objects out of the heap that every full GC pass walks.
 
 CHUNK_CHARS = 2000
 # Fence languages models write most; :func:`warm_up` prepares their lexers.
 COMMON_LANGUAGES = ("python", "bash", "javascript", "typescript", "json", "c", "cpp", "rust", "go", "java",
                     "html", "css", "sql", "yaml")
 
-Span = tuple[int, int, _TokenType]  # (column, length, Pygments token type) within one line
+Span = tuple  # (column, length, Pygments token type) within one line
 
 
 @lru_cache(maxsize=64)
@@ -55,6 +58,9 @@ def lexer_for(lang: str) -> Lexer | None:
     name = lang.strip().lower()
     if not name:
         return None
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
     try:
         return get_lexer_by_name(name, stripnl=False, stripall=False, ensurenl=False)
     except ClassNotFound:
@@ -124,6 +130,8 @@ class IncrementalLexer:
             lines = [[] for _ in range(tail.count("\n") + 1)]
             return lines, []
         self.lexed_chars += len(tail)
+        from pygments.token import Text
+
         line_start = 0
         for pos, ttype, value in self.lexer.get_tokens_unprocessed(tail):
             for k, part in enumerate(value.split("\n")):
@@ -160,6 +168,8 @@ class IncrementalLexer:
 def char_format(style_name: str, ttype: _TokenType) -> QTextCharFormat:
     """The text format of Pygments token type ``ttype`` in style ``style_name``: its colour, bold,
     italic and underline (not its background: code blocks keep the theme's own)."""
+    from pygments.styles import get_style_by_name
+
     st = get_style_by_name(style_name).style_for_token(ttype)
     fmt = QTextCharFormat()
     if st["color"]:
