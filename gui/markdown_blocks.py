@@ -9,18 +9,23 @@ block still open at the end (a reply being streamed) runs to the end of the text
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)[^`]*$")
 
 
 @dataclass(frozen=True)
 class Block:
-    """``kind`` "text" (Markdown) or "code" (verbatim ``text``, ``lang`` possibly "")."""
+    """``kind`` "text" (Markdown) or "code" (verbatim ``text``, ``lang`` possibly "").
+
+    ``closed``: False for a code block whose closing fence has not come yet (a reply being streamed);
+    not part of equality.
+    """
 
     kind: str
     text: str
     lang: str = ""
+    closed: bool = field(default=True, compare=False)
 
 
 def split_blocks(markdown: str) -> list[Block]:
@@ -47,7 +52,7 @@ def split_blocks(markdown: str) -> list[Block]:
             else:
                 code.append(line)
     if fence:
-        blocks.append(Block("code", "\n".join(code), lang))
+        blocks.append(Block("code", "\n".join(code), lang, closed=False))
     elif "".join(prose).strip():
         blocks.append(Block("text", "\n".join(prose).strip("\n")))
     return blocks
