@@ -350,27 +350,31 @@ def bits_per_weight(quant: str | None) -> float:
     return DEFAULT_BITS_PER_WEIGHT
 
 
-def guess_shape(file_size: int, quant: str | None = None) -> MemoryShape:
+def guess_shape(file_size: int, quant: str | None = None, n_params: int | None = None,
+                n_ctx_train: int | None = None) -> MemoryShape:
     """A rough :class:`MemoryShape` from a file's size and quantization name only (``exact`` False).
 
-    The parameter count is ``file_size * 8 / bits_per_weight(quant)``; the KV cache per token is guessed
-    as ``2 * sqrt(n_params)`` bytes, which is at or above what published grouped-query-attention models
-    need (SmolLM2 135M: 23 KB per token against 23 KB guessed; Llama 3.2 1B: 32 against 70; Llama 3 8B:
-    128 against 179), so the guess errs on the side of "does not fit". Compute buffers are left out
-    (small next to these).
+    The parameter count is ``n_params`` when known (the Hub reads it from the files), else
+    ``file_size * 8 / bits_per_weight(quant)``; the KV cache per token is guessed as
+    ``2 * sqrt(n_params)`` bytes, which is at or above what published grouped-query-attention models need
+    (SmolLM2 135M: 23 KB per token against 23 KB guessed; Llama 3.2 1B: 32 against 70; Llama 3 8B: 128
+    against 179), so the guess errs on the side of "does not fit". Compute buffers are left out (small
+    next to these). ``n_ctx_train`` (tokens) sets the default context, else 4096.
     """
-    n_params = file_size * 8 / bits_per_weight(quant)
-    return MemoryShape(weights_bytes=int(file_size), n_ctx_train=_GUESS_N_CTX_TRAIN,
+    if not n_params or n_params <= 0:
+        n_params = file_size * 8 / bits_per_weight(quant)
+    return MemoryShape(weights_bytes=int(file_size), n_ctx_train=int(n_ctx_train or _GUESS_N_CTX_TRAIN),
                        kv_bytes_per_token=int(2 * math.sqrt(max(n_params, 0.0))), exact=False)
 
 
 def estimate_from_size(file_size: int, n_ctx: int = 0, n_parallel: int = 1, quant: str | None = None,
-                       **kwargs) -> MemoryEstimate:
+                       n_params: int | None = None, n_ctx_train: int | None = None, **kwargs) -> MemoryEstimate:
     """:func:`estimate` for a file known only by its size (and quantization name): approximate.
 
     Args:
-        file_size: bytes. n_ctx: tokens per sequence (0 = the engine's default, 4096 for an unknown model).
+        file_size: bytes. n_ctx: tokens per sequence (0 = the engine's default: min(n_ctx_train, 4096)).
         n_parallel: sequences. quant: e.g. ``"Q4_K_M"`` (``engine.download.parse_quant`` of the name).
+        n_params, n_ctx_train: the model's parameter count and trained context (tokens), when known.
         kwargs: as :func:`estimate` (``available``, ``n_threads``).
     """
-    return estimate(guess_shape(file_size, quant), n_ctx, n_parallel, approx=True, **kwargs)
+    return estimate(guess_shape(file_size, quant, n_params, n_ctx_train), n_ctx, n_parallel, approx=True, **kwargs)
