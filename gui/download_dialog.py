@@ -472,6 +472,14 @@ class DownloadDialog(QDialog):
         self.list_button.setEnabled(not self._busy)
         self.repo.setEnabled(not self._busy)
 
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Return in the search box searches (its returnPressed) and must not also press the default
+        button, Download."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.search_box.hasFocus():
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
     def done(self, result: int) -> None:
         """Closing stops a running download (kept for a resume) and ends the worker thread."""
         self._stop_worker()

@@ -208,3 +208,13 @@ def test_search_without_network_shows_a_message_and_the_dialog_keeps_working(qtb
         assert "check the connection" in d.search_status.text()
     finally:
         d.reject()
+
+
+def test_return_in_the_search_box_searches_and_does_not_download(qtbot, dialog, tmp_path):
+    dialog.repo.setEditText(REPO)
+    dialog.list_button.click()
+    qtbot.waitUntil(lambda: not dialog._busy and dialog.selected_file() is not None, timeout=SEARCH_TIMEOUT_MS)
+    dialog.search_box.setFocus()
+    _search(qtbot, dialog, "tiny-llama")  # Return: the dialog's default button is Download
+    assert dialog.results.topLevelItemCount() == 2
+    assert not dialog._busy and not dialog.cancel_button.isEnabled() and list(tmp_path.iterdir()) == []
