@@ -120,6 +120,7 @@ class SearchWorker(QObject):
 
     @Slot(int, str)
     def search(self, generation: int, query: str) -> None:
+        """Search for ``query``; answers ``found`` or ``failed`` tagged with ``generation``."""
         try:
             matches = dl.search_gguf_repos(query, endpoint=self.endpoint)
         except dl.DownloadError as exc:

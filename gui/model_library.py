@@ -264,10 +264,13 @@ class ModelLibraryPage(QWidget):
         return True
 
     def selected_path(self) -> str | None:
+        """The selected row's file path (as listed), or None."""
         items = self.table.selectedItems()
         return items[0].data(0, _PATH_ROLE) if items else None
 
     def selected_entry(self) -> ModelEntry | None:
+        """The selected file's scanned :class:`~engine.model_scan.ModelEntry`, or None (none selected, or
+        not read yet)."""
         path = self.selected_path()
         return self.entries.get(path) if path else None
 

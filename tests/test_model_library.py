@@ -219,3 +219,41 @@ def test_models_of_later_folders_and_empty_folders(qtbot, page, folder, tmp_path
     empty.mkdir()
     scan(qtbot, page, empty)
     assert page.rows() == [] and page.status.text().startswith(f"No .gguf models in {empty}")
+
+
+def test_wired_to_the_real_window_load_then_the_file_is_protected(qtbot, page, folder, tmp_path, monkeypatch):
+    """The wiring MainWindow would need (load_requested -> open_model, model_ready -> set_loaded), with the
+    real window and the real SmolLM2 model."""
+    import shiboken6
+    from PySide6.QtCore import QEvent
+
+    from gui.main_window import MainWindow
+    from gui.settings import AppSettings, Settings
+
+    monkeypatch.setenv("FIRESIDE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FIRESIDE_MODELS", str(folder))
+    Settings().save(AppSettings(n_ctx=512, n_threads=2, n_parallel=1))
+    window = MainWindow()
+    try:
+        page.load_requested.connect(window.open_model)
+        window.model_ready.connect(lambda loaded: page.set_loaded(loaded.path))
+        s = window.app_settings
+        page.set_context(s.n_ctx, s.n_parallel, s.n_threads)
+        scan(qtbot, page, window.settings.models_folder())
+        path = folder / SMOLLM2_FILE
+        page.select(path)
+        with qtbot.waitSignal(window.model_ready, timeout=60_000) as blocker:
+            page.load_button.click()
+        assert same_path(blocker.args[0].path, path)
+        assert page.item_for(path).text(COL_NAME).endswith("(loaded)") and not page.delete_button.isEnabled()
+        assert not page.delete(path) and path.is_file()
+        est = mf.estimate_file(path, 512, 1, n_threads=2)
+        assert blocker.args[0].n_ctx == est.n_ctx == 512
+    finally:
+        if shiboken6.isValid(window):
+            window.close()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def same_path(a, b) -> bool:
+    return os.path.samefile(a, b)
