@@ -119,7 +119,7 @@ class ModelLibraryPage(QWidget):
         scan_finished(): every listed file has been read (tests and status bars wait on it).
 
     Call :meth:`refresh` with the folders to list, :meth:`set_context` when the context settings change,
-    :meth:`set_loaded` with the model in use (it cannot be deleted), and :meth:`shutdown` before the
+    :meth:`set_loaded` with the models in use (loaded, being loaded: they cannot be deleted), and :meth:`shutdown` before the
     application ends (it stops the scanning thread).
     """
 
@@ -132,7 +132,7 @@ class ModelLibraryPage(QWidget):
         super().__init__(parent)
         self.setObjectName("modelLibrary")
         self.n_ctx, self.n_parallel, self.n_threads = int(n_ctx), max(1, int(n_parallel)), int(n_threads)
-        self.loaded_path: str | None = None
+        self.in_use: list[str] = []  # the loaded model and one being loaded: never deleted
         self.entries: dict[str, ModelEntry] = {}
         self._items: dict[str, QTreeWidgetItem] = {}  # path as the scanner gave it -> its row
         self.folders: list[Path] = []
@@ -233,9 +233,10 @@ class ModelLibraryPage(QWidget):
                 self._fill_memory(item, entry, available)
         self._update_details()
 
-    def set_loaded(self, path: str | Path | None) -> None:
-        """The model the engine has loaded (or is loading), or None: it is marked and cannot be deleted."""
-        self.loaded_path = str(path) if path else None
+    def set_loaded(self, *paths: str | Path | None) -> None:
+        """The models in use: the one the engine has loaded and one it is loading (None entries are
+        ignored; no argument: none). They are marked "(loaded)" and cannot be deleted."""
+        self.in_use = [str(p) for p in paths if p]
         for i in range(self.table.topLevelItemCount()):
             item = self.table.topLevelItem(i)
             self._mark_loaded(item)
@@ -274,9 +275,12 @@ class ModelLibraryPage(QWidget):
         path = self.selected_path()
         return self.entries.get(path) if path else None
 
+    def _in_use(self, path: str | Path | None) -> bool:
+        return path is not None and any(same_file(path, p) for p in self.in_use)
+
     def _mark_loaded(self, item: QTreeWidgetItem) -> None:
         path = item.data(0, _PATH_ROLE)
-        loaded = same_file(path, self.loaded_path)
+        loaded = self._in_use(path)
         item.setText(COL_NAME, Path(path).name + ("  (loaded)" if loaded else ""))
         font = item.font(COL_NAME)
         font.setBold(loaded)
@@ -391,7 +395,7 @@ class ModelLibraryPage(QWidget):
     def _update_buttons(self) -> None:
         path = self.selected_path()
         entry = self.entries.get(path) if path else None
-        loaded = same_file(path, self.loaded_path)
+        loaded = self._in_use(path)
         self.load_button.setEnabled(entry is not None and entry.supported and not loaded)
         self.delete_button.setEnabled(path is not None and not loaded and self.confirm_box is None)
         self.delete_button.setToolTip("The loaded model cannot be deleted: load another one first." if loaded else "")
@@ -401,7 +405,7 @@ class ModelLibraryPage(QWidget):
     def request_load(self) -> None:
         """Emit ``load_requested`` for the selected model, if the engine runs it and it is not loaded."""
         entry = self.selected_entry()
-        if entry is None or not entry.supported or same_file(entry.path, self.loaded_path):
+        if entry is None or not entry.supported or self._in_use(entry.path):
             return
         emit(self.load_requested, str(entry.path))
 
@@ -411,7 +415,7 @@ class ModelLibraryPage(QWidget):
         path = self.selected_path()
         if path is None or self.confirm_box is not None:
             return
-        if same_file(path, self.loaded_path):
+        if self._in_use(path):
             self.status.setText(f"{Path(path).name} is loaded: load another model before deleting it.")
             return
         size = self.entries[path].file_size if path in self.entries else 0
@@ -445,7 +449,7 @@ class ModelLibraryPage(QWidget):
             True if the file was deleted.
         """
         path = str(path)
-        if same_file(path, self.loaded_path):
+        if self._in_use(path):
             self.status.setText(f"{Path(path).name} is loaded: load another model before deleting it.")
             return False
         item = self.item_for(path)

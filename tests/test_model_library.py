@@ -257,3 +257,18 @@ def test_wired_to_the_real_window_load_then_the_file_is_protected(qtbot, page, f
 
 def same_path(a, b) -> bool:
     return os.path.samefile(a, b)
+
+
+def test_a_model_being_loaded_is_protected_too(qtbot, page, folder):
+    scan(qtbot, page, folder)
+    loaded, loading = folder / SMOLLM2_FILE, folder / GEMMA3_FILE
+    page.set_loaded(loaded, loading)  # switching models: the old one stays loaded until the new one is ready
+    for path in (loaded, loading):
+        page.select(path)
+        assert not page.delete_button.isEnabled() and not page.delete(path) and path.is_file()
+    page.set_loaded(None, loading)  # the old one is released
+    page.select(loaded)
+    assert page.delete_button.isEnabled()
+    page.set_loaded()
+    page.select(loading)
+    assert page.delete_button.isEnabled() and page.item_for(loading).text(COL_NAME) == GEMMA3_FILE
