@@ -119,8 +119,8 @@ class ModelLibraryPage(QWidget):
         scan_finished(): every listed file has been read (tests and status bars wait on it).
 
     Call :meth:`refresh` with the folders to list, :meth:`set_context` when the context settings change,
-    :meth:`set_loaded` with the models in use (loaded, being loaded: they cannot be deleted), and :meth:`shutdown` before the
-    application ends (it stops the scanning thread).
+    :meth:`set_loaded` with the models in use (loaded, being loaded: they cannot be deleted), and
+    :meth:`shutdown` before the application ends (it stops the scanning thread).
     """
 
     load_requested = Signal(str)
