@@ -1,6 +1,6 @@
 """Download GGUF models from Hugging Face into the models folder (no Qt: the CLI and the GUI share it).
 
-Listing uses ``HfApi.list_repo_tree`` (``GET /api/models/{repo}/tree/{revision}``). A download is
+Searching uses ``HfApi.list_models`` (``GET /api/models?search=...&filter=gguf``). Listing uses ``HfApi.list_repo_tree`` (``GET /api/models/{repo}/tree/{revision}``). A download is
 ``HEAD /{repo}/resolve/{revision}/{file}`` through ``huggingface_hub.get_hf_file_metadata`` (which
 follows the Hub's redirects and reads ``X-Repo-Commit``, ``X-Linked-Etag``, ``X-Linked-Size``),
 then a streamed ``GET`` of the file through huggingface_hub's own HTTP session and error mapping
@@ -279,6 +279,84 @@ def list_gguf_files(repo_id: str, *, endpoint: str | None = None, token: str | b
         detail = f" ({shards} split-model shards, which Fireside cannot load yet)" if shards else ""
         raise DownloadError(f"{repo_id} has no single-file .gguf model{detail}")
     return sorted(files, key=lambda f: (f.size, f.path))
+
+
+# -- search -------------------------------------------------------------------------------------
+#: Repositories a search returns at most (the Hub's most downloaded first).
+SEARCH_LIMIT = 30
+
+
+@dataclass(frozen=True)
+class RepoMatch:
+    """One Hub repository found by :func:`search_gguf_repos`.
+
+    Attributes:
+        repo_id: ``owner/name``.
+        downloads: downloads in the last 30 days as the Hub counts them, or ``None``.
+        likes: the Hub's like count, or ``None``.
+        gguf_files: the single-file ``.gguf`` paths of the repository (split shards left out), from the
+            Hub's ``siblings`` (names only: sizes come from :func:`list_gguf_files`).
+        architecture: ``general.architecture`` as the Hub read it from the files (its ``gguf`` field), or None.
+        n_params: parameter count the Hub read from the files, or None.
+        context_length: trained context length in tokens the Hub read, or None.
+    """
+
+    repo_id: str
+    downloads: int | None = None
+    likes: int | None = None
+    gguf_files: tuple[str, ...] = ()
+    architecture: str | None = None
+    n_params: int | None = None
+    context_length: int | None = None
+
+
+def _positive_int(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def search_gguf_repos(query: str, *, limit: int = SEARCH_LIMIT, endpoint: str | None = None,
+                      token: str | bool | None = None) -> list[RepoMatch]:
+    """Search the Hub for GGUF model repositories whose id matches ``query``, most downloaded first.
+
+    One ``GET /api/models?search=<query>&filter=gguf&sort=downloads&limit=<limit>&expand=...`` through
+    ``HfApi.list_models`` (the Hub's model search: ``query`` is matched against repository ids).
+
+    Args:
+        query: words to look for, e.g. ``"llama 1b instruct"``.
+        limit: at most this many repositories.
+        endpoint: Hub URL (default ``HF_ENDPOINT`` or https://huggingface.co).
+        token: access token (default: huggingface_hub's saved login or ``HF_TOKEN``).
+
+    Returns:
+        The matches in the Hub's order (may be empty).
+
+    Raises:
+        DownloadError: an empty query, the Hub unreachable (after huggingface_hub's retries), an HTTP
+            error, or an answer that is not a Hub's.
+    """
+    q = " ".join(query.split())
+    if not q:
+        raise DownloadError('type a few words to search for, e.g. "llama 1b instruct"')
+    ep = _endpoint(endpoint)
+    api = HfApi(endpoint=ep, token=token, library_name="fireside", library_version=__version__)
+    try:
+        models = list(api.list_models(search=q, filter="gguf", sort="downloads", limit=limit,
+                                      expand=["downloads", "likes", "siblings", "gguf"]))
+    # ValueError / KeyError / TypeError: an answer that is not the Hub's JSON (a server that is not a hub).
+    except (HfHubHTTPError, OfflineModeIsEnabled, httpx2.HTTPError) as exc:
+        raise _hub_error(exc, q, ep, f"the search for {q!r}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DownloadError(f"{ep} did not answer the search like a Hugging Face hub ({type(exc).__name__})") from None
+    out = []
+    for m in models:
+        names = tuple(sorted(s.rfilename for s in (m.siblings or [])
+                             if s.rfilename.lower().endswith(".gguf") and not is_split_file(s.rfilename)))
+        meta = m.gguf if isinstance(m.gguf, dict) else {}
+        arch = meta.get("architecture")
+        out.append(RepoMatch(m.id, _positive_int(m.downloads), _positive_int(m.likes), names,
+                             arch if isinstance(arch, str) else None, _positive_int(meta.get("total")),
+                             _positive_int(meta.get("context_length"))))
+    return out
 
 
 # -- partial files ------------------------------------------------------------------------------
