@@ -17,7 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from PySide6.QtCore import QObject  # noqa: E402
+from PySide6.QtCore import QObject, Qt  # noqa: E402
 
 from engine.sampling import SamplerParams  # noqa: E402
 from engine.scheduler import Scheduler  # noqa: E402
@@ -362,3 +362,99 @@ def test_shutdown_stops_the_thread(qtbot, make_engine):
     thread = engine._thread
     engine.shutdown()
     assert thread is not None and not thread.is_alive()
+
+
+# ----------------------------------------------------------------------------- saved servers and their dialog
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "data"
+    monkeypatch.setenv("FIRESIDE_DATA_DIR", str(d))
+    return d
+
+
+def test_endpoints_live_in_the_app_settings_file(data_dir):
+    from gui.remote_settings import RemoteEndpoint, RemoteEndpoints
+    from gui.settings import AppSettings, Settings
+
+    Settings().save(AppSettings(max_tokens=77))
+    store = RemoteEndpoints()
+    store.save(RemoteEndpoint("box", "http://10.0.0.2:8080", "k1"))
+    store.save(RemoteEndpoint("lab", "lab.example.test:8000/v1"))
+    store.save(RemoteEndpoint("box", "http://10.0.0.3:8080", "k2"))  # same name: replaced in place
+    again = RemoteEndpoints()  # a fresh QSettings on the same file
+    assert again.list() == [RemoteEndpoint("box", "http://10.0.0.3:8080", "k2"),
+                            RemoteEndpoint("lab", "lab.example.test:8000/v1", "")]
+    text = (data_dir / "settings.ini").read_text()
+    assert "[remote]" in text and "[app]" in text
+    assert Settings().load().max_tokens == 77  # the app's own settings are untouched
+    assert again.remove("box") and not again.remove("box")
+    assert [e.name for e in RemoteEndpoints().list()] == ["lab"]
+    with pytest.raises(ValueError, match="not an http"):
+        again.save(RemoteEndpoint("bad", "ftp://x"))
+    with pytest.raises(ValueError, match="name"):
+        again.save(RemoteEndpoint(" ", "http://x"))
+
+
+def _dialog(qtbot):
+    from gui.remote_settings import RemoteServersDialog
+
+    dlg = RemoteServersDialog()
+    qtbot.addWidget(dlg)
+    dlg.show()
+    return dlg
+
+
+def _fill(qtbot, dlg, name: str, url: str, key: str) -> None:
+    for field, text in ((dlg.name, name), (dlg.url, url), (dlg.api_key, key)):
+        field.clear()
+        qtbot.keyClicks(field, text)
+
+
+def test_dialog_adds_checks_uses_and_removes_a_server(qtbot, data_dir, served, model_id):
+    from gui.remote_settings import RemoteEndpoint, RemoteEndpoints
+
+    dlg = _dialog(qtbot)
+    assert dlg.servers.count() == 0
+    _fill(qtbot, dlg, "local", served.url, API_KEY)
+    qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
+    assert RemoteEndpoints().list() == [RemoteEndpoint("local", served.url, API_KEY)]
+    assert [dlg.servers.item(i).text() for i in range(dlg.servers.count())] == ["local"]
+    assert dlg.api_key.echoMode() == dlg.api_key.EchoMode.Password
+
+    qtbot.mouseClick(dlg.check_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dlg.models.count() > 0 or "key" in dlg.status.text(), timeout=TIMEOUT_MS)
+    assert [dlg.models.item(i).text() for i in range(dlg.models.count())] == [model_id]
+    assert dlg.status.text() == "1 model on this server."
+    with qtbot.waitSignal(dlg.model_chosen) as chosen:
+        qtbot.mouseClick(dlg.use_button, Qt.MouseButton.LeftButton)
+    assert chosen.args == [RemoteEndpoint("local", served.url, API_KEY), model_id]
+
+    # A new dialog shows the saved server; selecting it fills the form; Remove forgets it.
+    dlg2 = _dialog(qtbot)
+    dlg2.servers.setCurrentRow(0)
+    assert (dlg2.name.text(), dlg2.url.text(), dlg2.api_key.text()) == ("local", served.url, API_KEY)
+    qtbot.mouseClick(dlg2.remove_button, Qt.MouseButton.LeftButton)
+    assert dlg2.servers.count() == 0 and RemoteEndpoints().list() == [] and dlg2.status.text() == "Removed local."
+    assert dlg2.url.text() == served.url  # what was typed stays, to save again after a slip
+
+
+def test_dialog_check_with_a_wrong_key_and_bad_input_says_why(qtbot, data_dir, served):
+    from gui.remote_settings import RemoteEndpoints
+
+    dlg = _dialog(qtbot)
+    _fill(qtbot, dlg, "local", served.url, "wrong")
+    qtbot.mouseClick(dlg.check_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "API key" in dlg.status.text(), timeout=TIMEOUT_MS)
+    assert "refused the API key (HTTP 401)" in dlg.status.text() and dlg.models.count() == 0
+    assert dlg.check_button.isEnabled()
+
+    _fill(qtbot, dlg, "", "http://127.0.0.1:8080", "")
+    qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
+    assert dlg.status.text() == "Give the server a name" and RemoteEndpoints().list() == []
+    _fill(qtbot, dlg, "x", "ftp://host", "")
+    qtbot.mouseClick(dlg.save_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(dlg.check_button, Qt.MouseButton.LeftButton)
+    assert "not an http" in dlg.status.text() and RemoteEndpoints().list() == []
+    assert (dlg.name.text(), dlg.url.text()) == ("x", "ftp://host")  # nothing typed is lost
