@@ -46,6 +46,7 @@ class RemoteModel:
 
     @property
     def path(self) -> str:
+        """``"<base_url>#<model>"``: identifies the remote model as a file path identifies a local one."""
         return f"{self.base_url}#{self.model}"
 
 

@@ -248,6 +248,15 @@ def test_unreachable_host_is_a_clear_message(qtbot, make_engine):
     qtbot.waitUntil(lambda: bool(ev.load_failed.calls), timeout=TIMEOUT_MS)
     assert "Could not reach" in ev.load_failed.calls[0][1]
 
+    async def ask():  # a chat request to a server that went away
+        async with remote_api.new_client() as client:
+            body = remote_api.chat_body("x", HELLO, GREEDY, 8)
+            return [x async for x in remote_api.stream_chat(client, engine.base_url, "", body)]
+
+    with pytest.raises(RemoteError, match="^Could not reach http://127.0.0.1:") as info:
+        asyncio.run(ask())
+    assert info.value.status is None
+
 
 def test_stop_mid_stream_closes_it_and_the_server_cancels(qtbot, served, make_engine, model_id):
     engine, ev = make_engine(served.url)
