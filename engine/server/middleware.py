@@ -1,4 +1,5 @@
-"""ASGI middleware that caps the request body size (413 above the cap).
+"""ASGI middleware: :class:`BodySizeLimit` caps the request body size (413 above the cap);
+:class:`RequestLogger` records each request in a :class:`~engine.server.request_log.RequestLog`.
 
 Written as plain ASGI (not Starlette's ``BaseHTTPMiddleware``, which buffers and breaks streaming
 responses and disconnect detection): the body is read up to ``max_bytes``, then replayed to the app in
@@ -7,9 +8,12 @@ see ``http.disconnect`` when a client leaves.
 """
 from __future__ import annotations
 
+import time
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
+from .request_log import RequestLog, RequestRecord
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: thousands of chat turns' worth of text
 
@@ -81,3 +85,52 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RequestLogger:
+    """Record every HTTP request in ``log``: time, method, path (no query), status, duration, client.
+
+    Plain ASGI, outermost, so refused requests (401, 413) are logged too. Only ``scope`` fields and the
+    response's status are read: no headers, no query string, no body, so no API key or user text lands
+    in the log. The duration runs to the response's last body message (a stream: until it ends). A
+    request the app fails on before answering is logged with status 500 and the error propagates; one
+    whose client leaves before any answer is logged with status None.
+    """
+
+    def __init__(self, app: ASGIApp, log: RequestLog):
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t_wall, t0 = time.time(), time.perf_counter()
+        status: int | None = None
+        logged = False
+
+        def record(code: int | None) -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                client = scope.get("client")
+                self.log.add(RequestRecord(t_wall, str(scope.get("method", "")), str(scope.get("path", "")), code,
+                                           time.perf_counter() - t0, f"{client[0]}:{client[1]}" if client else ""))
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                record(status)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except Exception:
+            record(status if status is not None else 500)
+            raise
+        except BaseException:  # cancelled: the client left, or the server is stopping
+            record(status)
+            raise
+        record(status)

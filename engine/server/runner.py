@@ -20,9 +20,10 @@ import uvicorn
 
 from ..logs import RateLimitFilter
 from .app import GetEngine, create_app
-from .middleware import DEFAULT_MAX_BODY_BYTES
+from .middleware import DEFAULT_MAX_BODY_BYTES, RequestLogger
 from .limits import ACCEPT_BACKLOG, DEFAULT_IDLE_TIMEOUT_S, DEFAULT_REQUEST_TIMEOUT_S
 from .protocol import guarded_protocol
+from .request_log import RequestLog
 
 START_TIMEOUT_S = 30.0
 # How long stop() lets open responses finish (they are cancelled first, so this is rarely reached).
@@ -110,6 +111,8 @@ class InProcessServer:
             log (``fireside serve``).
         idle_timeout_s, request_timeout_s, max_connections: the connection limits of
             :func:`~engine.server.protocol.guarded_protocol` (seconds; None = below the descriptor limit).
+        request_log: where every request is recorded (:class:`~engine.server.request_log.RequestLog`; pass
+            one to keep the log across restarts); a new one when None. It is :attr:`request_log`.
 
     Use :meth:`start` and :meth:`stop`; a stopped server can be started again.
     """
@@ -118,7 +121,7 @@ class InProcessServer:
                  api_key: str | None = None, cors_origins: Iterable[str] = (),
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, log_level: str | None = None,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-                 max_connections: int | None = None):
+                 max_connections: int | None = None, request_log: RequestLog | None = None):
         self.host = host
         self.idle_timeout_s = idle_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -126,6 +129,7 @@ class InProcessServer:
         self.port = int(port)
         self.app = create_app(get_engine, api_key=api_key, cors_origins=tuple(cors_origins),
                               max_body_bytes=max_body_bytes)
+        self.request_log = request_log if request_log is not None else RequestLog()
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -160,7 +164,9 @@ class InProcessServer:
         sock = _bind(self.host, self.port)
         self._bound_port = sock.getsockname()[1]
         quiet = self._log_level is None
-        config = uvicorn.Config(self.app, log_level="warning" if quiet else self._log_level,
+        # The request logger wraps the whole app (outermost), so refused requests are logged too.
+        config = uvicorn.Config(RequestLogger(self.app, self.request_log),
+                                log_level="warning" if quiet else self._log_level,
                                 log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
                                 access_log=not quiet, lifespan="off", timeout_graceful_shutdown=GRACEFUL_S,
                                 backlog=ACCEPT_BACKLOG,
