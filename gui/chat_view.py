@@ -107,14 +107,17 @@ class ChatView(QScrollArea):
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    def end_stream(self, final_text: str | None = None) -> None:
-        """Draw the complete reply (``final_text`` if given) and stop streaming."""
+    def end_stream(self, final_text: str | None = None, stats=None) -> None:
+        """Draw the complete reply (``final_text`` if given) and stop streaming; ``stats`` (the reply's
+        ``GenerationStats``) puts its numbers and a cut-off marker under it."""
         if self._stream is not None:
             self._render_timer.stop()
             if final_text is not None:
                 self._stream_text = final_text
             self._render_stream()
+            self._stream.finish_reply(stats)
         self._stream = None
+        self._update_buttons()
 
     def _render_stream(self) -> None:
         if self._stream is not None:
@@ -127,6 +130,9 @@ class ChatView(QScrollArea):
         for w in self.messages:
             w.set_busy(self._busy)
             w.regenerate_button.setVisible(w is last and w.role == "assistant" and not self._busy)
+            # Continue (generating more of a cut reply) needs the engine to resume an open assistant
+            # turn, which the worker cannot do yet: the window shows the marker, not the button.
+            w.continue_button.setVisible(False)
 
     def _follow(self, _min: int, maximum: int) -> None:
         if self._stick:

@@ -7,6 +7,8 @@ event loop stays free while a model loads or a reply streams.
 """
 from __future__ import annotations
 
+import gc
+
 import atexit
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,8 @@ from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QHBoxLayout, 
 from .banner import Banner
 from .chat_controller import ChatController, context_label
 from .chat_export import suggested_filename
+from .model_library import ModelLibraryPage
+from .server_panel import ServerPanel
 from .chat_file_task import ChatFileTask
 from .conversation_model import model_to_offer
 from .conversation_search import ConversationSearch
@@ -81,6 +85,8 @@ class MainWindow(QMainWindow):
         self.store = store or ConversationStore()
         self.loaded: LoadedModel | None = None
         self.loading: str | None = None
+        self.library_dialog = self.server_panel_dialog = None  # File > Model library / Local server panel
+        self.library = self.server_panel = None
         self.download_dialog = None  # the open "Download model" dialog (gui.download_dialog), if any
         self.system_prompt_dialog = None  # the Chat > System prompt dialog while open
 
@@ -238,6 +244,7 @@ class MainWindow(QMainWindow):
         self.new_action = action(m, "&New chat", self.new_chat, "Ctrl+N")
         action(m, "&Open model…", self.choose_model_file, "Ctrl+O")
         self.download_action = action(m, "&Download model…", self.open_download_dialog)
+        self.library_action = action(m, "Model &library…", self.open_model_library, "Ctrl+M")
         self.recent_menu = m.addMenu("Recent models")
         m.addSeparator()
         action(m, "&Import chats…", self.import_chats)
@@ -245,6 +252,7 @@ class MainWindow(QMainWindow):
         action(m, "Export &all chats…", self.export_all_chats)
         m.addSeparator()
         self.settings_action = action(m, "&Settings…", self.open_settings, "Ctrl+,")
+        self.server_panel_action = action(m, "Local &server panel…", self.open_server_panel)
         m.addSeparator()
         action(m, "&Quit", self.close, "Ctrl+Q")
         m = self.menuBar().addMenu("&Chat")
@@ -282,6 +290,40 @@ class MainWindow(QMainWindow):
                                               "GGUF models (*.gguf);;All files (*)")
         if path:
             self.open_model(path)
+
+    def open_model_library(self) -> None:
+        """File > Model library: the installed models (size, type, support, memory at n_ctx) in a window of
+        its own; Load opens one here, Delete asks first and never removes the loaded model."""
+        if self.library_dialog is None:
+            s = self.app_settings
+            dlg = QDialog(self)
+            dlg.setWindowTitle("Model library")
+            dlg.resize(900, 480)
+            self.library = ModelLibraryPage(dlg, n_ctx=s.n_ctx, n_parallel=s.n_parallel, n_threads=s.n_threads)
+            self.library.load_requested.connect(self.open_model)
+            self.library.load_requested.connect(lambda _p: dlg.hide())
+            self.library.model_deleted.connect(lambda _p: self.welcome.refresh(self.settings.models_folder()))
+            QVBoxLayout(dlg).addWidget(self.library)
+            self.library_dialog = dlg
+        from engine.paths import bundled_model_dirs
+        s = self.app_settings
+        self.library.set_context(s.n_ctx, s.n_parallel, s.n_threads)
+        self.library.set_loaded(self.loaded.path if self.loaded else None, self.loading)
+        self.library.refresh([self.settings.models_folder(), *bundled_model_dirs()])
+        self.library_dialog.show()
+        self.library_dialog.raise_()
+
+    def open_server_panel(self) -> None:
+        """File > Local server panel: the API's URL, its slots and the recent requests."""
+        if self.server_panel_dialog is None:
+            dlg = QDialog(self)
+            dlg.setWindowTitle("Local server")
+            dlg.resize(640, 420)
+            self.server_panel = ServerPanel(self.server, dlg)
+            QVBoxLayout(dlg).addWidget(self.server_panel)
+            self.server_panel_dialog = dlg
+        self.server_panel_dialog.show()
+        self.server_panel_dialog.raise_()
 
     def open_download_dialog(self) -> None:
         """File > Download model: the Hugging Face download dialog (non-modal) on the models folder.
@@ -331,6 +373,10 @@ class MainWindow(QMainWindow):
         if self.engine_thread is None:
             return
         self.loaded = loaded
+        # The model's Python objects are long-lived: move them out of the collector's generations, so a
+        # full collection (tens of ms holding the GIL on the engine thread) does not stall the window.
+        gc.collect()
+        gc.freeze()
         self.banner.withdraw("model-offer")
         if self.loading is None or _same_file(self.loading, loaded.path):  # else a newer load is under way
             self.loading = None
@@ -510,7 +556,7 @@ class MainWindow(QMainWindow):
 
     def _on_reply_ended(self, text: str | None, stats) -> None:
         if text is not None:
-            self.chat_view.end_stream(text)
+            self.chat_view.end_stream(text, stats)
         else:
             self.chat_view.remove_last()
         emit(self.reply_finished, stats)
@@ -631,6 +677,8 @@ class MainWindow(QMainWindow):
             return
         if self.download_dialog is not None:  # stops its download and its worker thread
             self.download_dialog.reject()
+        if self.library is not None:
+            self.library.shutdown()
         self.server.stop()
         self.chat.close()  # saves the partial replies, as switching chats does
         self.worker.cancel_all()

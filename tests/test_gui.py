@@ -720,3 +720,18 @@ def test_system_prompt_presets_from_the_chat_menu(qtbot, open_window, smollm2_pa
     assert w.chat.system_prompt().strip()
     type_and_send(qtbot, w, "Hi.")
     assert w.store.get(w.conv_id).system_prompt == w.chat.system_prompt()
+
+
+def test_model_library_and_server_panel_windows(qtbot, open_window, smollm2_path):
+    w = open_window()
+    load_by_drop(qtbot, w, smollm2_path)
+    w.open_model_library()
+    lib = w.library
+    qtbot.waitUntil(lambda: any(smollm2_path.name in " ".join(r) for r in lib.rows()), timeout=30_000)
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w.apply_settings(replace(w.app_settings, server_enabled=True, server_port=port))
+    w.open_server_panel()
+    assert w.server_panel_dialog.isVisible()
+    qtbot.waitUntil(lambda: f"127.0.0.1:{port}" in w.server_panel.url_label.text(), timeout=10_000)
