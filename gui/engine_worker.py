@@ -29,7 +29,7 @@ from engine.sampling import SamplerParams
 from engine.scheduler import GenerationRequest, Scheduler
 from . import events
 from .events import QueueState, ReplyFailure
-from .prompt import encode_prompt, supports_thinking
+from .prompt import encode_prompt, fit_history, supports_thinking
 from .signals import emit
 
 LOAD_STAGES = ("Checking the file", "Reading the weights", "Creating the context")
@@ -96,7 +96,7 @@ class EngineWorker(QObject):
     failed = Signal(int, object)                 # request id, events.ReplyFailure
     counted = Signal(int, int)                   # ticket of count_tokens, tokens (-1: no model loaded)
 
-    _load_requested = Signal(str, int, int, int)
+    _load_requested = Signal(str, int, int, int, bool)
     _generate_requested = Signal(int, object, object, int, object)
     _count_requested = Signal(int, object, object)
 
@@ -116,15 +116,18 @@ class EngineWorker(QObject):
 
     # Called from the GUI thread ------------------------------------------------------------------
 
-    def load(self, path: str | Path, n_ctx: int = 0, n_threads: int = 0, n_parallel: int = 1) -> None:
-        """Load ``path`` in the worker thread (0 = default n_ctx / all cores; n_parallel slots, each with
+    def load(self, path: str | Path, n_ctx: int = 0, n_threads: int = 0, n_parallel: int = 1,
+             context_shift: bool = False) -> None:
+        """Load ``path`` in the worker thread (``context_shift``: a chat that outgrows n_ctx keeps its system
+        prompt and drops its oldest turns, see :func:`fit_history`) (0 = default n_ctx / all cores; n_parallel slots, each with
         n_ctx tokens of KV cache); stops running replies first.
 
         Emits ``load_started``, ``load_progress``..., then ``model_loaded`` or ``load_failed`` (the
         previous model stays loaded on failure).
         """
         self.cancel_all()
-        emit(self._load_requested, str(path), int(n_ctx), int(n_threads), max(1, int(n_parallel)))
+        emit(self._load_requested, str(path), int(n_ctx), int(n_threads), max(1, int(n_parallel)),
+             bool(context_shift))
 
     def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int,
                  variables: dict | None = None) -> int:
@@ -204,7 +207,7 @@ class EngineWorker(QObject):
     # Worker thread -------------------------------------------------------------------------------
 
     @Slot(str, int, int, int)
-    def _do_load(self, path: str, n_ctx: int, n_threads: int, n_parallel: int) -> None:
+    def _do_load(self, path: str, n_ctx: int, n_threads: int, n_parallel: int, context_shift: bool) -> None:
         emit(self.load_started, path)
         t0 = time.perf_counter()
         p = Path(path).expanduser().absolute()
@@ -220,7 +223,8 @@ class EngineWorker(QObject):
                 emit(self.load_progress, LOAD_STAGES[1], 2, len(LOAD_STAGES))
                 model = load_model(p)
             emit(self.load_progress, LOAD_STAGES[2], 3, len(LOAD_STAGES))
-            scheduler = Scheduler(model, n_ctx=n_ctx or None, n_threads=n_threads or None, n_parallel=n_parallel)
+            scheduler = Scheduler(model, n_ctx=n_ctx or None, n_threads=n_threads or None, n_parallel=n_parallel,
+                                  context_shift=context_shift)
         except Exception as exc:  # noqa: BLE001 - any failure is reported and the old model stays
             emit(self.load_failed, path, _load_error_message(p, exc))
             return
@@ -246,7 +250,12 @@ class EngineWorker(QObject):
                                                    "model."))
             return
         try:
-            tokens = encode_prompt(model.chat_template, messages, variables)
+            n_keep = 0
+            if sched.context_shift:
+                messages, tokens, n_keep = fit_history(model.chat_template, messages, variables, sched.n_ctx,
+                                                       max_tokens)
+            else:
+                tokens = encode_prompt(model.chat_template, messages, variables)
         except FiresideError as exc:  # template or tokenizer errors are the model file's
             emit(self.failed, req_id, ReplyFailure(f"The model's chat template could not format this conversation: "
                                                    f"{exc}", events.TEMPLATE))
@@ -259,7 +268,8 @@ class EngineWorker(QObject):
                                                    events.TOO_LONG, len(tokens)))
             return
         # gpt-oss replies come as harmony channels: the window shows the answer (the reasoning is split off)
-        request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=model_reply_format(model))
+        request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=model_reply_format(model),
+                                    n_keep=n_keep)
         try:
             with self._lock:
                 all_busy = sched.n_running >= sched.n_parallel

@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
         self.load_label.setText(f"Loading {Path(path).name}…")
         self.load_strip.show()
         s = self.app_settings
-        self.worker.load(path, s.n_ctx, s.n_threads, s.n_parallel)
+        self.worker.load(path, s.n_ctx, s.n_threads, s.n_parallel, s.context_shift)
         self._update_page()
 
     def _on_load_progress(self, stage: str, step: int, n_steps: int) -> None:
@@ -615,8 +615,8 @@ class MainWindow(QMainWindow):
             apply_theme(QApplication.instance(), new.theme)
         if new.models_dir != old.models_dir:
             self.welcome.refresh(self.settings.models_folder())
-        if self.loaded is not None and (new.n_ctx, new.n_threads, new.n_parallel) != (old.n_ctx, old.n_threads,
-                                                                                      old.n_parallel):
+        engine_keys = ("n_ctx", "n_threads", "n_parallel", "context_shift")
+        if self.loaded is not None and any(getattr(new, k) != getattr(old, k) for k in engine_keys):
             self.open_model(self.loaded.path)  # same file: only the Scheduler/context is rebuilt
         server_keys = ("server_enabled", "server_host", "server_port", "server_api_key")
         if any(getattr(new, k) != getattr(old, k) for k in server_keys):

@@ -64,3 +64,49 @@ def encode_prompt(template, messages: list[dict], variables: dict | None = None,
     """
     text = template.render(messages, add_generation_prompt=add_generation_prompt, **(variables or {}))
     return template.encode(text)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def fit_history(template, messages: list[dict], variables: dict | None, n_ctx: int,
+                max_tokens: int) -> tuple[list[dict], list[int], int]:
+    """The "keep the system prompt and drop the oldest turns" policy (Settings > Model > Context shift).
+
+    Drops the oldest messages after the system prompt, one at a time, until the prompt leaves room for a
+    reply of ``min(max_tokens, n_ctx // 4)`` tokens, never dropping the last message. While the reply
+    grows past n_ctx, the engine's context shift (``Scheduler(context_shift=True)``, llama-server's
+    n_keep / n_discard) keeps the first ``n_keep`` tokens: the system prompt as the template renders it.
+
+    Args:
+        template: the model's :class:`engine.chat_template.ChatTemplate`; messages: ``{"role", "content"}``
+            dicts, the system prompt first if any; variables: extra template variables; n_ctx: tokens per
+            slot; max_tokens: the reply's limit.
+
+    Returns:
+        (the messages kept, their prompt token ids, n_keep in tokens). The prompt may still be n_ctx or
+        longer when the last message alone is too long (the caller refuses it then).
+
+    Raises:
+        engine.chat_template.ChatTemplateError: the template refused or failed on the conversation.
+    """
+    room = max(1, min(max_tokens, n_ctx // 4))
+    system = [m for m in messages[:1] if m.get("role") == "system"]
+    rest = list(messages[len(system):])
+    tokens = encode_prompt(template, system + rest, variables)
+    while len(tokens) + room > n_ctx and len(rest) > 1:
+        rest.pop(0)
+        while len(rest) > 1 and rest[0].get("role") != "user":  # a turn starts with the user's message
+            rest.pop(0)
+        tokens = encode_prompt(template, system + rest, variables)
+    n_keep = 0
+    if system:
+        alone = encode_prompt(template, system, variables, add_generation_prompt=False)
+        n_keep = _common_prefix(alone, tokens)
+    return system + rest, tokens, n_keep

@@ -29,6 +29,8 @@ class AppSettings:
         n_threads: kernel threads (0 = all cores); n_ctx: context tokens per slot (0 = min(model's, 4096)).
         n_parallel: slots, i.e. replies computed at once with continuous batching (the window's chat and
             the local server's clients each get one; every slot keeps its own n_ctx of KV cache).
+        context_shift: a chat that outgrows n_ctx keeps its system prompt and drops its oldest turns
+            (gui/prompt.py fit_history; the engine's context shift while a reply grows).
         temperature, top_k, top_p, min_p, repeat_penalty: sampling (llama.cpp's meanings).
         seed: RNG seed, -1 = a new random seed each reply.
         max_tokens: most tokens per reply.
@@ -41,6 +43,7 @@ class AppSettings:
     n_threads: int = 0
     n_ctx: int = 0
     n_parallel: int = 4
+    context_shift: bool = False
     # sampling defaults are the engine's (llama.cpp's), defined once in SamplerParams
     temperature: float = SamplerParams.temperature
     top_k: int = SamplerParams.top_k

@@ -56,8 +56,12 @@ class SettingsDialog(QDialog):
         self.n_parallel = _spin(1, 64, s.n_parallel)
         self.n_parallel.setToolTip("Replies computed at once (the chat window and each local-server client get "
                                    "a slot); each slot keeps its own context of the size above")
+        self.context_shift = QCheckBox("Keep the system prompt and drop the oldest turns", self)
+        self.context_shift.setChecked(s.context_shift)
+        self.context_shift.setToolTip("When a chat outgrows the context size, older messages are left out of "
+                                      "the prompt (they stay in the chat) instead of refusing the message")
         tabs.addTab(self._form(("Threads", self.n_threads), ("Context size (tokens)", self.n_ctx),
-                               ("Parallel slots", self.n_parallel)), "Model")
+                               ("Parallel slots", self.n_parallel), ("Long chats", self.context_shift)), "Model")
 
         # Sampling: llama.cpp's names and ranges.
         self.temperature = _dspin(0.0, 5.0, s.temperature, 0.05)
@@ -114,6 +118,7 @@ class SettingsDialog(QDialog):
             theme=THEMES[self.theme.currentIndex()], models_dir=self.models_dir.text().strip(),
             system_prompt=self.system_prompt.toPlainText().strip(),
             n_threads=self.n_threads.value(), n_ctx=self.n_ctx.value(), n_parallel=self.n_parallel.value(),
+            context_shift=self.context_shift.isChecked(),
             temperature=self.temperature.value(), top_k=self.top_k.value(), top_p=self.top_p.value(),
             min_p=self.min_p.value(), repeat_penalty=self.repeat_penalty.value(), seed=self.seed.value(),
             max_tokens=self.max_tokens.value(),
