@@ -11,7 +11,7 @@ PROMPT ?= Once upon a time, in a small village by the sea,
 STARTER := $(FIRESIDE_MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA := $(FIRESIDE_MODELS)/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: install models llama-cpp cross-tools run test clean serve screenshot bench bench-sizes bench-quants fuzz package assets
+.PHONY: install models llama-cpp cross-tools run test clean serve screenshot real-window bench bench-sizes bench-quants fuzz package assets
 
 $(VENV)/.installed: pyproject.toml setup.py $(KERNEL_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,20 @@ serve: install models
 # The main window with a short real conversation, rendered to a PNG (offscreen Qt).
 screenshot: install models
 	QT_QPA_PLATFORM=offscreen $(PY) -m gui.screenshot -m $(STARTER) -o build/screenshot.png
+
+# The app in a real X window (Xvfb, Qt's xcb platform), driven with xdotool; screenshots of the main states
+# in build/screenshots/ (tests/real_window.py). Debian's packages are installed when missing and possible.
+REAL_WINDOW_DEBS := xvfb xdotool x11-apps libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 \
+	libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libegl1 libgl1
+real-window: install models
+	@if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null || ! command -v xwd >/dev/null \
+	    || ! ldconfig -p | grep -q libxcb-cursor; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REAL_WINDOW_DEBS) >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REAL_WINDOW_DEBS) >/dev/null; }; \
+	  else echo "install: $(REAL_WINDOW_DEBS)"; fi; \
+	fi
+	$(PY) tests/real_window.py -m $(STARTER) -o build/screenshots
 
 # Fireside against llama.cpp (llama-cpp-python, built from source once) on both starter models, then at
 # realistic sizes (bench-sizes below); pp4096 on SmolLM2 checks that a long prompt is not dominated by

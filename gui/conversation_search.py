@@ -52,6 +52,7 @@ class ConversationSearch(QWidget):
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.edit)
         box.addWidget(self.results, 1)
+        self.results.hide()  # the results take room only while there is a query
         self.edit.installEventFilter(self)
 
     def run_search(self) -> None:
@@ -59,6 +60,7 @@ class ConversationSearch(QWidget):
         self._timer.stop()
         text = self.edit.text()
         self.results.clear()
+        self.results.setVisible(bool(text.strip()))
         if not text.strip():
             return
         hits = self.store.search(text)
