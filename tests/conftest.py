@@ -74,3 +74,28 @@ def smollm2():
 @pytest.fixture(scope="session")
 def gemma3():
     return loaded_model(GEMMA3_FILE)
+
+
+def recording_scheduler(*args, **kw):
+    """A real :class:`engine.scheduler.Scheduler` (same arguments) that also keeps, in ``.jobs``, the jobs
+    it was given, so a test can check how they ended. The engine is imported on first use, not when
+    pytest collects."""
+    global _RECORDING
+    if _RECORDING is None:
+        from engine.scheduler import Scheduler
+
+        class RecordingScheduler(Scheduler):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                self.jobs = []
+
+            def submit(self, request, on_event=None):
+                job = super().submit(request, on_event)
+                self.jobs.append(job)
+                return job
+
+        _RECORDING = RecordingScheduler
+    return _RECORDING(*args, **kw)
+
+
+_RECORDING = None

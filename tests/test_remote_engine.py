@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 from PySide6.QtCore import QObject, Qt  # noqa: E402
 
 from engine.sampling import SamplerParams  # noqa: E402
-from engine.scheduler import Scheduler  # noqa: E402
+from conftest import recording_scheduler  # noqa: E402
 from engine.server.runner import InProcessServer  # noqa: E402
 from gui import remote_api  # noqa: E402
 from gui.remote_api import RemoteError, normalize_base_url  # noqa: E402
@@ -31,19 +31,6 @@ N_CTX = 512
 TIMEOUT_MS = 120_000
 GREEDY = SamplerParams(temperature=0.0, seed=1)
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
-
-
-class RecordingScheduler(Scheduler):
-    """The real scheduler, remembering the jobs it was given (to see how they ended)."""
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self.jobs = []
-
-    def submit(self, request, on_event=None):
-        job = super().submit(request, on_event)
-        self.jobs.append(job)
-        return job
 
 
 class Recorder(QObject):
@@ -72,7 +59,7 @@ class Events:
 
 @pytest.fixture(scope="module")
 def served(smollm2):
-    scheduler = RecordingScheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=8, n_parallel=2)
+    scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=8, n_parallel=2)
     holder = [(smollm2, scheduler)]
     server = InProcessServer(lambda: holder[0], host="127.0.0.1", port=0, api_key=API_KEY)
     server.start()

@@ -20,26 +20,13 @@ import pytest
 from engine.context import Context
 from engine.generate import generate
 from engine.sampling import Sampler, SamplerParams
-from engine.scheduler import Scheduler
+from conftest import recording_scheduler
 from engine.server.runner import InProcessServer, bind_warning
 
 API_KEY = "test-key-123"
 N_CTX = 512
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = {"role": "system", "content": "You are a concise assistant."}
-
-
-class RecordingScheduler(Scheduler):
-    """The real scheduler, remembering the jobs it was given (to check how they ended)."""
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self.jobs = []
-
-    def submit(self, request, on_event=None):
-        job = super().submit(request, on_event)
-        self.jobs.append(job)
-        return job
 
 
 class Served:
@@ -62,7 +49,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(smollm2):
     """One server (with an API key) shared by most tests."""
-    scheduler = RecordingScheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=16, n_parallel=4)
+    scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=16, n_parallel=4)
     server = InProcessServer(lambda: (smollm2, scheduler), host="127.0.0.1", port=0, api_key=API_KEY)
     server.start()
     try:
@@ -77,7 +64,7 @@ def served(smollm2):
 def small_queue(smollm2):
     """A server without API key whose scheduler queues only one request, with CORS for one origin and a
     switchable engine (None = no model loaded, as when the window has none open)."""
-    scheduler = RecordingScheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=1)
+    scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=1)
     holder = [(smollm2, scheduler)]
     server = InProcessServer(lambda: holder[0], port=0, cors_origins=["http://example.test"])
     server.start()
