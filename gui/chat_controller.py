@@ -53,6 +53,8 @@ class PendingReply:
         parts: the text pieces received so far.
         sent: for a reply to a newly sent message, ``(position, text, created)`` of that message
             (``created``: the conversation was created for it), so a refused message can be taken back.
+        resumed: the saved text of a reply being continued (Continue), which the new text extends; None
+            for a new reply.
     """
 
     req_id: int
@@ -61,11 +63,12 @@ class PendingReply:
     shown: bool = True
     parts: list[str] = field(default_factory=list)
     sent: tuple[int, str, bool] | None = None
+    resumed: str | None = None
 
     @property
     def text(self) -> str:
-        """The reply so far."""
-        return "".join(self.parts)
+        """The reply so far (a continued reply's earlier text included)."""
+        return (self.resumed or "") + "".join(self.parts)
 
 
 class ChatController(QObject):
@@ -83,6 +86,8 @@ class ChatController(QObject):
         message_added(role, text, position): a user message was saved; show it.
         messages_removed(position): remove the messages shown at ``position`` and after.
         reply_started(position): a reply begins at ``position``; reply_text(piece): its next text.
+        reply_resumed(position, text): the reply shown at ``position`` goes on (Continue) from ``text``;
+            reply_text and reply_ended follow as for a new reply.
         reply_ended(text | None, stats): the shown reply is complete (None: it was stopped before any text
             and is removed).
         reply_failed(message): the shown reply failed (it is removed); a notice follows.
@@ -101,6 +106,7 @@ class ChatController(QObject):
     message_added = Signal(str, str, int)
     messages_removed = Signal(int)
     reply_started = Signal(int)
+    reply_resumed = Signal(int, str)
     reply_text = Signal(str)
     reply_ended = Signal(object, object)
     reply_failed = Signal(str)
@@ -276,6 +282,24 @@ class ChatController(QObject):
             emit(self.messages_removed, msgs[-1].position)
         self._start_reply()
 
+    def continue_reply(self, position: int | None = None) -> None:
+        """Generate more of the last reply of the open conversation (cut by max tokens or Stop).
+
+        The prompt ends inside that reply (:func:`gui.prompt.encode_continuation`), the new text is added
+        to it and saved in its place. Nothing happens while a reply runs, without a model, or when the
+        last message is not a reply (or not the one at ``position``, where given).
+        """
+        if self.pending is not None or self.conv_id is None or self.loaded is None or self._closed:
+            return
+        history = self.store.messages(self.conv_id)
+        if not history or history[-1].role != "assistant" or not history[-1].content.strip():
+            return
+        last = history[-1]
+        if position is not None and last.position != position:
+            return
+        messages = chat_messages(history, self.system_prompt(), resume_last=True)
+        self._start_reply(messages=messages, resumed=(last.position, messages[-1]["content"]))
+
     def edit_and_resend(self, position: int, text: str) -> None:
         """Replace the user message at ``position``, drop what followed it, and reply again."""
         if self.pending is not None or self.conv_id is None:
@@ -303,13 +327,27 @@ class ChatController(QObject):
         self.detached.clear()
         for p in replies:
             self.worker.cancel(p.req_id)
-            if p.text.strip() and self.store.get(p.conv_id) is not None:
-                self.store.append(p.conv_id, "assistant", p.text)
+            if p.text.strip():
+                self._save(p)
+
+    def _save(self, p: PendingReply, reasoning: str | None = None) -> None:
+        """Save a reply to its conversation (if it still exists): appended, or a continued reply updated."""
+        if self.store.get(p.conv_id) is None:
+            return
+        if p.resumed is not None:
+            if p.parts:
+                self.store.update(p.conv_id, p.position, p.text)
+        else:
+            self.store.append(p.conv_id, "assistant", p.text, reasoning=reasoning or None)
 
     def _prompt(self, history: list[Message]) -> list[dict]:
         return chat_messages(history, self.system_prompt())
 
-    def _start_reply(self, sent: tuple[int, str, bool] | None = None) -> bool:
+    def _start_reply(self, sent: tuple[int, str, bool] | None = None, messages: list[dict] | None = None,
+                     resumed: tuple[int, str] | None = None) -> bool:
+        """Start a reply to the open conversation: a new one after its messages, or (``resumed``:
+        ``(position, text)`` of its last reply, with ``messages`` from ``chat_messages(resume_last=True)``)
+        more of that reply. False when the settings are invalid (a notice says so)."""
         history = self.store.messages(self.conv_id)
         settings = self._settings()
         try:
@@ -319,11 +357,20 @@ class ChatController(QObject):
             return False
         emit(self.notice_withdrawn, REPLY_NOTICE)
         emit(self.notice_withdrawn, CONTEXT_NOTICE)  # a new reply: its own failure, if any, is told afresh
-        req_id = self.worker.generate(self._prompt(history), params, settings.max_tokens, self.template_variables())
+        if messages is None:
+            messages = self._prompt(history)
+        req_id = self.worker.generate(messages, params, settings.max_tokens, self.template_variables(),
+                                      resume_last=resumed is not None)
         if self.loaded is not None:  # the chat remembers its model (offered again when it is reopened)
             self.store.set_model(self.conv_id, str(self.loaded.path))
-        self.pending = PendingReply(req_id, self.conv_id, len(history), sent=sent)
-        emit(self.reply_started, len(history))
+        if resumed is not None:
+            position, text = resumed
+            self.pending = PendingReply(req_id, self.conv_id, position, resumed=text)
+            emit(self.reply_resumed, position, text)
+        else:
+            position = len(history)
+            self.pending = PendingReply(req_id, self.conv_id, position, sent=sent)
+            emit(self.reply_started, position)
         emit(self.status_changed, "Reading the prompt…")
         emit(self.busy_changed, True)
         return True
@@ -392,8 +439,8 @@ class ChatController(QObject):
             return
         text = p.text
         kept = bool(text.strip()) or stats.finish_reason != "cancelled"
-        if kept and self.store.get(p.conv_id) is not None:
-            self.store.append(p.conv_id, "assistant", text, reasoning=getattr(stats, "reasoning", "") or None)
+        if kept:
+            self._save(p, getattr(stats, "reasoning", ""))
         if p is not self.pending:
             self.detached.pop(req_id, None)
             return
@@ -419,6 +466,8 @@ class ChatController(QObject):
         self.pending = None
         self._queue_timer.stop()
         emit(self.messages_removed, p.position)
+        if p.resumed is not None:  # a reply that failed to go on stays as it was saved
+            emit(self.message_added, "assistant", p.resumed, p.position)
         emit(self.busy_changed, False)
         emit(self.status_changed, "")
         if failure.reason == events.TOO_LONG and p.sent is not None and p.conv_id == self.conv_id:

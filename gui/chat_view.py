@@ -19,10 +19,12 @@ class ChatView(QScrollArea):
     Signals:
         edit_submitted(position, text): a user message was edited and should be resent.
         regenerate_requested(): Regenerate on the last reply.
+        continue_requested(position): Continue on the last reply (cut by max tokens or Stop).
     """
 
     edit_submitted = Signal(int, str)
     regenerate_requested = Signal()
+    continue_requested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -66,6 +68,7 @@ class ChatView(QScrollArea):
         w = MessageWidget(role, text, position, self._column)
         w.edit_submitted.connect(self.edit_submitted)
         w.regenerate_clicked.connect(self.regenerate_requested)
+        w.continue_requested.connect(self.continue_requested)
         self._layout.insertWidget(self._layout.count() - 1, w)
         self.messages.append(w)
         self._stick = True
@@ -99,6 +102,18 @@ class ChatView(QScrollArea):
         self._stream_text = ""
         return self._stream
 
+    def resume_stream(self, position: int, text: str) -> MessageWidget | None:
+        """Stream into the last message again (Continue): it shows ``text`` and :meth:`append_stream` adds
+        to it. None when the last message is not the one at ``position``."""
+        if not self.messages or self.messages[-1].position != position:
+            return None
+        self._stream = self.messages[-1]
+        self._stream.resume(text)
+        self._stream_text = text
+        self._stick = True
+        self._update_buttons()
+        return self._stream
+
     def append_stream(self, piece: str) -> None:
         """Add ``piece`` to the streamed reply; drawn within RENDER_INTERVAL_MS."""
         if self._stream is None:
@@ -130,9 +145,8 @@ class ChatView(QScrollArea):
         for w in self.messages:
             w.set_busy(self._busy)
             w.regenerate_button.setVisible(w is last and w.role == "assistant" and not self._busy)
-            # Continue (generating more of a cut reply) needs the engine to resume an open assistant
-            # turn, which the worker cannot do yet: the window shows the marker, not the button.
-            w.continue_button.setVisible(False)
+            # Continue is for the last reply only, once it is complete and was cut (its footer says)
+            w.continue_button.setVisible(w is last and w.footer.can_continue and w is not self._stream)
 
     def _follow(self, _min: int, maximum: int) -> None:
         if self._stick:

@@ -29,7 +29,7 @@ from engine.sampling import SamplerParams
 from engine.scheduler import GenerationRequest, Scheduler
 from . import events
 from .events import QueueState, ReplyFailure
-from .prompt import encode_prompt, fit_history, supports_thinking
+from .prompt import encode_continuation, encode_prompt, fit_history, supports_thinking
 from .signals import emit
 
 LOAD_STAGES = ("Checking the file", "Reading the weights", "Creating the context")
@@ -97,7 +97,7 @@ class EngineWorker(QObject):
     counted = Signal(int, int)                   # ticket of count_tokens, tokens (-1: no model loaded)
 
     _load_requested = Signal(str, int, int, int, bool)
-    _generate_requested = Signal(int, object, object, int, object)
+    _generate_requested = Signal(int, object, object, int, object, bool)
     _count_requested = Signal(int, object, object)
 
     def __init__(self):
@@ -130,7 +130,7 @@ class EngineWorker(QObject):
              bool(context_shift))
 
     def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int,
-                 variables: dict | None = None) -> int:
+                 variables: dict | None = None, *, resume_last: bool = False) -> int:
         """Queue a chat turn; returns its request id.
 
         Args:
@@ -138,12 +138,15 @@ class EngineWorker(QObject):
                 :func:`gui.prompt.chat_messages`).
             params: sampling parameters; max_tokens: most tokens in the reply.
             variables: extra chat-template variables (``enable_thinking``).
+            resume_last: the last message is an assistant reply to continue: the prompt ends inside it
+                (:func:`gui.prompt.encode_continuation`) and the tokens are the rest of that reply.
 
         Events arrive as ``queued`` (only when every slot is busy), ``reply_started``, ``token``..., then
         ``finished`` or ``failed``.
         """
         req_id = next(self._ids)
-        emit(self._generate_requested, req_id, list(messages), params, int(max_tokens), dict(variables or {}))
+        emit(self._generate_requested, req_id, list(messages), params, int(max_tokens), dict(variables or {}),
+             bool(resume_last))
         return req_id
 
     def count_tokens(self, messages: list[dict], variables: dict | None = None) -> int:
@@ -236,9 +239,9 @@ class EngineWorker(QObject):
                                            time.perf_counter() - t0, template_kind(model.chat_template),
                                            supports_thinking(model.chat_template)))
 
-    @Slot(int, object, object, int, object)
+    @Slot(int, object, object, int, object, bool)
     def _do_generate(self, req_id: int, messages: list, params: SamplerParams, max_tokens: int,
-                     variables: dict) -> None:
+                     variables: dict, resume_last: bool = False) -> None:
         with self._lock:
             model, sched = self._model, self._scheduler
             cancelled = req_id in self._cancelled
@@ -253,7 +256,9 @@ class EngineWorker(QObject):
             n_keep = 0
             if sched.context_shift:
                 messages, tokens, n_keep = fit_history(model.chat_template, messages, variables, sched.n_ctx,
-                                                       max_tokens)
+                                                       max_tokens, resume_last=resume_last)
+            elif resume_last:
+                tokens = encode_continuation(model.chat_template, messages, variables)
             else:
                 tokens = encode_prompt(model.chat_template, messages, variables)
         except FiresideError as exc:  # template or tokenizer errors are the model file's
@@ -267,9 +272,10 @@ class EngineWorker(QObject):
             emit(self.failed, req_id, ReplyFailure(context_overflow_message(len(tokens), sched.n_ctx),
                                                    events.TOO_LONG, len(tokens)))
             return
-        # gpt-oss replies come as harmony channels: the window shows the answer (the reasoning is split off)
-        request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=model_reply_format(model),
-                                    n_keep=n_keep)
+        # gpt-oss replies come as harmony channels: the window shows the answer (the reasoning is split off);
+        # a continued reply goes on inside its channel, so its tokens are answer text
+        reply_format = None if resume_last else model_reply_format(model)
+        request = GenerationRequest(tokens, params, max_tokens=max_tokens, reply_format=reply_format, n_keep=n_keep)
         try:
             with self._lock:
                 all_busy = sched.n_running >= sched.n_parallel

@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         c.message_added.connect(view.add_message)
         c.messages_removed.connect(view.truncate)
         c.reply_started.connect(view.begin_stream)
+        c.reply_resumed.connect(view.resume_stream)
         c.reply_started.connect(lambda _position: self.banner.withdraw(""))  # an old load error is past
         c.reply_text.connect(view.append_stream)
         c.reply_ended.connect(self._on_reply_ended)
@@ -181,6 +182,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(self)
         self.chat_view.edit_submitted.connect(self.edit_and_resend)
         self.chat_view.regenerate_requested.connect(self.regenerate)
+        self.chat_view.continue_requested.connect(self.chat.continue_reply)
         self.input = InputBox(self)
         self.input.submitted.connect(self.send_message)
         self.send_button = QPushButton("Send", self)

@@ -188,6 +188,13 @@ class MessageWidget(QFrame):
         """Show "Thought for ``seconds``" (None: the time measured while streaming, if any)."""
         self.reasoning_section.set_time(seconds)
 
+    def resume(self, text: str) -> None:
+        """Stream into this finished reply again (Continue): it shows ``text``, its footer is hidden until
+        :meth:`finish_reply`."""
+        self.live = True
+        self.footer.clear()
+        self.set_text(text)
+
     def finish_reply(self, stats=None) -> None:
         """The reply is complete (``stats``: its ``engine.generate.GenerationStats``, or None).
 

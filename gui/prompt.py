@@ -30,17 +30,23 @@ def answer_only(text: str) -> str:
     return text
 
 
-def chat_messages(history: Iterable, system_prompt: str | None) -> list[dict]:
+def chat_messages(history: Iterable, system_prompt: str | None, *, resume_last: bool = False) -> list[dict]:
     """The ``{"role", "content"}`` dicts a chat template renders.
 
     Args:
         history: stored messages (objects with ``role`` and ``content``: :class:`gui.conversations.Message`),
             in order.
         system_prompt: the conversation's system prompt; None or "" for none.
+        resume_last: the last message is a reply to continue (:func:`encode_continuation`): it keeps its
+            ``<think>`` section, since the model goes on from its own text, and loses trailing whitespace.
     """
+    history = list(history)
     out = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    for m in history:
-        content = answer_only(m.content) if m.role == "assistant" else m.content
+    for i, m in enumerate(history):
+        if resume_last and i == len(history) - 1:
+            content = m.content.rstrip()
+        else:
+            content = answer_only(m.content) if m.role == "assistant" else m.content
         out.append({"role": m.role, "content": content})
     return out
 
@@ -66,6 +72,42 @@ def encode_prompt(template, messages: list[dict], variables: dict | None = None,
     return template.encode(text)
 
 
+def continuation_text(template, messages: list[dict], variables: dict | None = None) -> str:
+    """The prompt text that resumes the last message of ``messages`` (a reply cut by max tokens or Stop).
+
+    transformers' ``apply_chat_template(continue_final_message=True)``: the whole conversation rendered
+    without a generation prompt, cut right after the last message's text, so the model goes on inside its
+    own turn with the template's own assistant header (gpt-oss's final channel, Qwen3's think block)
+    and no end-of-turn token. Where the template changed that text so it cannot be found, the turn is
+    the generation prompt after the earlier messages followed by the text (llama-server's assistant
+    prefill). The text is matched without its surrounding whitespace; pass it right-stripped
+    (:func:`chat_messages` with ``resume_last``) so what is stored is what the model saw.
+
+    Raises:
+        ValueError: ``messages`` is empty or its last message has no text.
+        engine.chat_template.ChatTemplateError: the template refused or failed on the conversation.
+    """
+    if not messages or not str(messages[-1].get("content") or "").strip():
+        raise ValueError("there is no reply to continue")
+    last = str(messages[-1]["content"]).strip()
+    variables = variables or {}
+    rendered = template.render(messages, add_generation_prompt=False, **variables)
+    at = rendered.rfind(last)
+    if at >= 0:
+        return rendered[:at + len(last)]
+    head = template.render(messages[:-1], add_generation_prompt=True, **variables)
+    return head + str(messages[-1]["content"]).rstrip()
+
+
+def encode_continuation(template, messages: list[dict], variables: dict | None = None) -> list[int]:
+    """Token ids of :func:`continuation_text` (BOS once, control tokens parsed).
+
+    Raises:
+        ValueError: no reply to continue; engine.chat_template.ChatTemplateError: the template failed.
+    """
+    return template.encode(continuation_text(template, messages, variables))
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -76,18 +118,20 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def fit_history(template, messages: list[dict], variables: dict | None, n_ctx: int,
-                max_tokens: int) -> tuple[list[dict], list[int], int]:
+                max_tokens: int, *, resume_last: bool = False) -> tuple[list[dict], list[int], int]:
     """The "keep the system prompt and drop the oldest turns" policy (Settings > Model > Context shift).
 
     Drops the oldest messages after the system prompt, one at a time, until the prompt leaves room for a
-    reply of ``min(max_tokens, n_ctx // 4)`` tokens, never dropping the last message. While the reply
+    reply of ``min(max_tokens, n_ctx // 4)`` tokens, never dropping the last message (nor, for a reply
+    being continued, the message before it). While the reply
     grows past n_ctx, the engine's context shift (``Scheduler(context_shift=True)``, llama-server's
     n_keep / n_discard) keeps the first ``n_keep`` tokens: the system prompt as the template renders it.
 
     Args:
         template: the model's :class:`engine.chat_template.ChatTemplate`; messages: ``{"role", "content"}``
             dicts, the system prompt first if any; variables: extra template variables; n_ctx: tokens per
-            slot; max_tokens: the reply's limit.
+            slot; max_tokens: the reply's limit; resume_last: the last message is a reply to continue
+            (the prompt is :func:`encode_continuation`'s).
 
     Returns:
         (the messages kept, their prompt token ids, n_keep in tokens). The prompt may still be n_ctx or
@@ -96,15 +140,20 @@ def fit_history(template, messages: list[dict], variables: dict | None, n_ctx: i
     Raises:
         engine.chat_template.ChatTemplateError: the template refused or failed on the conversation.
     """
+    def encode(msgs: list[dict]) -> list[int]:
+        return encode_continuation(template, msgs, variables) if resume_last else encode_prompt(template, msgs,
+                                                                                              variables)
+
     room = max(1, min(max_tokens, n_ctx // 4))
     system = [m for m in messages[:1] if m.get("role") == "system"]
     rest = list(messages[len(system):])
-    tokens = encode_prompt(template, system + rest, variables)
-    while len(tokens) + room > n_ctx and len(rest) > 1:
+    tokens = encode(system + rest)
+    last = 2 if resume_last else 1  # a reply being continued keeps the message it answers
+    while len(tokens) + room > n_ctx and len(rest) > last:
         rest.pop(0)
-        while len(rest) > 1 and rest[0].get("role") != "user":  # a turn starts with the user's message
+        while len(rest) > last and rest[0].get("role") != "user":  # a turn starts with the user's message
             rest.pop(0)
-        tokens = encode_prompt(template, system + rest, variables)
+        tokens = encode(system + rest)
     n_keep = 0
     if system:
         alone = encode_prompt(template, system, variables, add_generation_prompt=False)

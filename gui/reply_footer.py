@@ -68,6 +68,13 @@ class ReplyFooter(QWidget):
         self.continue_button.hide()
         self.hide()
 
+    def clear(self) -> None:
+        """Hide the numbers and the marker (the reply is being continued)."""
+        self.can_continue = False
+        self.marker.hide()
+        self.continue_button.hide()
+        self.hide()
+
     def show_stats(self, stats) -> None:
         """Show the numbers and, if the reply was cut, the marker and Continue (see :func:`stats_text`)."""
         self.stats.setText(stats_text(stats))

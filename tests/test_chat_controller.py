@@ -22,13 +22,15 @@ from engine.scheduler import GenerationRequest  # noqa: E402
 from gui.chat_controller import ChatController, chat_title, context_label  # noqa: E402
 from gui.conversations import ConversationStore, Message  # noqa: E402
 from gui.engine_worker import EngineWorker  # noqa: E402
-from gui.prompt import answer_only, chat_messages, encode_prompt, supports_thinking, template_variables  # noqa: E402
+from gui.prompt import (answer_only, chat_messages, continuation_text, encode_prompt, supports_thinking,  # noqa: E402
+                        template_variables)
 from gui.settings import AppSettings  # noqa: E402
 
 LOAD_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 120_000
 SETTINGS = AppSettings(temperature=0.0, seed=1, max_tokens=24, n_ctx=512, n_threads=2)
 COUNT = "Count from one to one hundred, in words."
+STORY = "Tell me a long story about a fox."
 
 
 class Recorder(QObject):
@@ -138,6 +140,48 @@ def test_send_stream_stop_regenerate_edit(harness, smollm2_path):
     assert h.stored()[2:] == [("user", "Name one colour."), ("assistant", text)]
     assert h.shown.calls[-1][0] == h.chat.conv_id and [m.content for m in h.shown.calls[-1][1]] == [
         m for _, m in h.stored()[:3]]
+
+
+def test_continue_goes_on_with_a_reply_cut_at_max_tokens(harness, smollm2_path):
+    h = harness
+    h.load(smollm2_path)
+    h.settings = replace(SETTINGS, max_tokens=10)
+    resumed = Recorder(h.chat.reply_resumed)
+    h.chat.continue_reply()  # no conversation yet: nothing to continue
+    first, stats = h.reply(lambda: h.chat.send(STORY))
+    assert stats.finish_reason == "length" and stats.n_generated == 10, first
+    h.chat.continue_reply(0)  # not the reply's position
+    assert not resumed.calls and not h.chat.busy
+
+    h.text.calls.clear()
+    text, more = h.reply(lambda: h.chat.continue_reply(1))
+    assert resumed.calls == [(1, first.rstrip())]
+    new = "".join(p for (p,) in h.text.calls)
+    assert new.strip() and text == first.rstrip() + new
+    assert h.stored() == [("user", STORY), ("assistant", text)]  # updated in place, no second reply
+    assert more.n_generated == 10 and more.n_prompt > stats.n_prompt
+    assert more.n_reused >= stats.n_prompt  # the slot still held the prompt and the reply so far
+
+    # Greedy decoding from inside the turn goes on as one longer reply would have.
+    h.settings = replace(SETTINGS, max_tokens=20)
+    whole, _ = h.reply(h.chat.regenerate)
+    assert whole == text
+
+
+def test_continuation_prompt_ends_inside_the_reply(smollm2):
+    template = smollm2.chat_template
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count to five."},
+                {"role": "assistant", "content": "One, two,"}]
+    text = continuation_text(template, messages)
+    assert text == template.render(messages[:-1], add_generation_prompt=True) + "One, two,"
+    assert text == template.render(messages, add_generation_prompt=False).rsplit("One, two,", 1)[0] + "One, two,"
+    # A template that rewrites the text: the generation prompt after the earlier messages, then the text.
+    shouting = ChatTemplate("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n"
+                            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+                            smollm2.tokenizer)
+    assert continuation_text(shouting, messages).endswith("<|im_start|>assistant\nOne, two,")
+    with pytest.raises(ValueError):
+        continuation_text(template, messages[:-1] + [{"role": "assistant", "content": "  "}])
 
 
 def test_switching_mid_reply_saves_it_to_its_own_conversation(harness, smollm2_path):

@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from engine.sampling import SamplerParams  # noqa: E402
-from gui.prompt import encode_prompt, fit_history  # noqa: E402
+from gui.prompt import encode_continuation, encode_prompt, fit_history  # noqa: E402
 
 SYSTEM = {"role": "system", "content": "You are a pirate. Answer like one."}
 
@@ -36,6 +36,20 @@ def test_drops_oldest_turns_keeps_system_and_last(smollm2):
     assert 0 < n_keep <= len(system_alone) and tokens[:n_keep] == system_alone[:n_keep]
     # A chat that fits is left whole.
     assert fit_history(t, messages, None, len(full) + 200, 64)[0] == messages
+
+
+def test_a_reply_being_continued_keeps_the_question_it_answers(smollm2):
+    t = smollm2.chat_template
+    messages = _chat(12)[:-1]  # ends with a reply, to be continued
+    last_turn = messages[-2:]
+    full = encode_continuation(t, messages)
+    kept, tokens, _ = fit_history(t, messages, None, len(full) // 2, 64, resume_last=True)
+    assert kept[0] == SYSTEM and kept[-2:] == last_turn and len(kept) < len(messages)
+    assert tokens == encode_continuation(t, kept)
+    assert smollm2.tokenizer.decode(tokens).endswith(last_turn[-1]["content"].rstrip())
+    # Too small for more than that turn: the question stays with its reply.
+    kept, _, _ = fit_history(t, messages, None, 16, 64, resume_last=True)
+    assert kept == [SYSTEM] + last_turn
 
 
 def test_worker_answers_a_chat_longer_than_its_context(qtbot, smollm2_path):

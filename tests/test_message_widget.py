@@ -290,6 +290,31 @@ def test_real_reply_cut_at_max_tokens_shows_stats_marker_and_continue(qtbot, smo
     assert not w.continue_button.isEnabled()
 
 
+def test_continue_only_on_the_last_reply_and_hidden_while_it_goes_on(qtbot):
+    from gui.chat_view import ChatView
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show()
+    cut = GenerationStats(n_prompt=9, n_generated=8, prefill_s=0.1, decode_s=0.2, finish_reason="length")
+    view.add_message("user", "Count.", 0)
+    view.begin_stream(1)
+    view.end_stream("One, two,", cut)
+    first = view.messages[-1]
+    qtbot.waitUntil(first.continue_button.isVisible)
+    with qtbot.waitSignal(view.continue_requested) as blocker:
+        qtbot.mouseClick(first.continue_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [1]
+    assert view.resume_stream(0, "Count.") is None  # not the last message
+    assert view.resume_stream(1, "One, two,") is first
+    assert first.continue_button.isHidden() and first.footer.isHidden() and first.live
+    view.append_stream(" three,")
+    view.end_stream(None, cut)
+    assert first.text == "One, two, three," and not first.continue_button.isHidden() and len(view.messages) == 2
+    view.add_message("user", "More.", 2)  # a later message: the old reply is no longer the last
+    assert first.continue_button.isHidden()
+
+
 @pytest.mark.parametrize("stats, marker, line, can_continue", [
     (GenerationStats(n_prompt=20, n_generated=40, prefill_s=0.25, decode_s=1.3, finish_reason="stop"),
      "", "40 tokens · 30.0 tokens/s · first token 0.25 s · finished", False),
