@@ -16,11 +16,10 @@ import numpy as np
 
 from cython_kernels.forward import ForwardContext
 
+from .defaults import DEFAULT_N_BATCH, DEFAULT_N_CTX
 from .errors import FiresideError, ModelOutputError, PromptError
 from .model import Model
 
-DEFAULT_N_CTX = 4096
-DEFAULT_N_BATCH = 512
 
 
 class ContextFullError(FiresideError, ValueError):

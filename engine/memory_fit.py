@@ -35,12 +35,8 @@ from pathlib import Path
 import gguf
 import psutil
 
+from .defaults import DEFAULT_N_BATCH, DEFAULT_N_CTX
 from .gguf_file import GGUFError, GGUFFile
-
-#: Context length used when the user leaves it at 0 (as ``engine.context.DEFAULT_N_CTX``).
-DEFAULT_N_CTX = 4096
-#: Tokens per forward call during prefill (as ``engine.context.DEFAULT_N_BATCH``).
-DEFAULT_N_BATCH = 512
 #: Above this share of the available memory a fit is "tight": the OS, the app and other programs need
 #: room too, and available memory moves while the model runs.
 TIGHT_SHARE = 0.8

@@ -136,7 +136,7 @@ def _vector(gf: GGUFFile, name: str, n: int) -> np.ndarray:
     return dequantize(t.data.reshape(1, -1), t.ggml_type, (n,))
 
 
-def _quantization(gf: GGUFFile) -> str:
+def quantization_name(gf: GGUFFile) -> str:
     """``general.file_type`` as llama.cpp names it (``Q4_K_M``); else the most common 2-D type."""
     try:
         return gguf.LlamaFileType(int(gf.metadata["general.file_type"])).name.removeprefix("MOSTLY_")
@@ -153,7 +153,7 @@ def _info(gf: GGUFFile, hp: HParams) -> ModelInfo:
         name=str(gf.get("general.name", gf.path.stem)),
         architecture=hp.arch,
         n_params=sum(t.n_elements for t in gf.tensors.values()),
-        quantization=_quantization(gf),
+        quantization=quantization_name(gf),
         file_size=gf.file_size,
         n_ctx_train=hp.n_ctx_train,
         has_chat_template="tokenizer.chat_template" in gf.metadata,

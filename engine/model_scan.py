@@ -16,7 +16,7 @@ from cython_kernels.quants import type_supported
 
 from .gguf_file import GGUFError, GGUFFile, ggml_type_name
 from .memory_fit import MemoryShape, generic_shape, shape_from_hparams
-from .model import _quantization, read_hparams
+from .model import quantization_name, read_hparams
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def scan_model(path: str | Path) -> ModelEntry:
     with gf:
         arch = gf.get("general.architecture")
         name = str(gf.get("general.name", path.stem))
-        common = dict(architecture=arch if isinstance(arch, str) else None, quantization=_quantization(gf),
+        common = dict(architecture=arch if isinstance(arch, str) else None, quantization=quantization_name(gf),
                       n_params=sum(t.n_elements for t in gf.tensors.values()) or None)
         problem = None
         shape = None

@@ -11,14 +11,10 @@ import pytest
 
 from conftest import GEMMA3_FILE, ROOT, SMOLLM2_FILE, loaded_model, model_path
 from engine import memory_fit as mf
-from engine.context import DEFAULT_N_BATCH, DEFAULT_N_CTX, Context
+from engine.context import DEFAULT_N_CTX, Context
 from engine.gguf_file import GGUFError, GGUFFile
 
 MODELS = [SMOLLM2_FILE, GEMMA3_FILE]
-
-
-def test_defaults_match_the_engine():
-    assert (mf.DEFAULT_N_CTX, mf.DEFAULT_N_BATCH) == (DEFAULT_N_CTX, DEFAULT_N_BATCH)
 
 
 @pytest.mark.parametrize("filename", MODELS)
