@@ -12,6 +12,11 @@ source: ``hf_api.py`` ``_iter_repo_tree_pages``, ``file_download.py`` ``get_hf_f
   ``X-Linked-Etag`` (the sha256) and ``X-Linked-Size``; small files answer ``200`` directly.
 * The CDN serves the bytes with ``ETag``, ``Accept-Ranges`` and ``Range`` requests (``206`` with
   ``Content-Range``; ``416`` past the end).
+* ``GET /api/models?search=..&filter=gguf&sort=downloads&limit=..&expand=..`` (``HfApi.list_models``):
+  the search is a case-insensitive substring of the repository id, ``filter=gguf`` keeps repositories
+  with ``.gguf`` files, ``sort=downloads`` puts the most downloaded first; ``expand`` adds ``downloads``
+  and ``gguf`` (from the hub's ``downloads`` and ``gguf_info`` dicts), ``likes`` and ``siblings``. Each
+  search's query parameters are recorded in ``searches``.
 * Errors carry the Hub's ``X-Error-Code`` header: ``RepoNotFound`` (401, as the Hub answers for
   missing and private repos), ``RevisionNotFound`` and ``EntryNotFound`` (404).
 
@@ -76,6 +81,9 @@ class FakeHub:
         self.repos: dict[str, dict[str, HubFile]] = {}
         self.page_size = page_size
         self.requests: list[RecordedRequest] = []
+        self.searches: list[dict] = []
+        self.downloads: dict[str, int] = {}   # repo id -> downloads, for the search's order and expand
+        self.gguf_info: dict[str, dict] = {}  # repo id -> the search's ``gguf`` field
         self.drops: list[int] = []
         self.outage = False
         self.outage_after_drop = False
@@ -181,12 +189,39 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_hub(self, method: str) -> None:
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/")[1:]]
-        if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree" and method == "GET":
+        if url.path == "/api/models" and method == "GET":
+            self._search(parse_qs(url.query))
+        elif len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] == "tree" and method == "GET":
             self._tree("/".join(parts[2:4]), parts[5], "/".join(parts[6:]), parse_qs(url.query))
         elif len(parts) >= 5 and parts[2] == "resolve":
             self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]), method)
         else:
             self._error(404, "NotFound", "Not Found", method)
+
+    def _search(self, q: dict) -> None:
+        hub = self.hub
+        hub.searches.append(q)
+        words = q.get("search", [""])[0].lower()
+        repos = [r for r in hub.repos if words in r.lower()]
+        if "gguf" in q.get("filter", []):
+            repos = [r for r in repos if any(p.endswith(".gguf") for p in hub.repos[r])]
+        if q.get("sort") == ["downloads"]:
+            repos.sort(key=lambda r: -hub.downloads.get(r, 0))
+        repos = repos[: int(q.get("limit", ["1000"])[0])]
+        expand = q.get("expand", [])
+        out = []
+        for r in repos:
+            item = {"_id": r, "id": r, "modelId": r}
+            if "downloads" in expand:
+                item["downloads"] = hub.downloads.get(r, 0)
+            if "likes" in expand:
+                item["likes"] = 7
+            if "siblings" in expand:
+                item["siblings"] = [{"rfilename": p} for p in sorted(hub.repos[r])]
+            if "gguf" in expand and r in hub.gguf_info:
+                item["gguf"] = hub.gguf_info[r]
+            out.append(item)
+        self._send(200, {"Content-Type": "application/json"}, json.dumps(out).encode())
 
     def _repo(self, repo_id: str, revision: str, method: str) -> dict[str, HubFile] | None:
         files = self.hub.repos.get(repo_id)

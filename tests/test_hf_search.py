@@ -1,24 +1,19 @@
 """Hugging Face search (engine.download.search_gguf_repos) and the download dialog's search box and memory
-column, against the stand-in hub of tests/fake_hub.py extended with the Hub's model search endpoint.
+column, against the stand-in hub of tests/fake_hub.py (which answers the Hub's model search endpoint).
 
 huggingface_hub takes the endpoint as ``HfApi(endpoint=...)`` (and ``HF_ENDPOINT``), so the real
 ``HfApi.list_models`` request goes to a local server here: no network is needed.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
-import threading
-from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-import fake_hub  # noqa: E402
 from engine import download as dl  # noqa: E402
 from engine import memory_fit as mf  # noqa: E402
 from fake_hub import FakeHub, make_small_gguf  # noqa: E402
@@ -33,58 +28,6 @@ HUB_GGUF = {REPO: {"total": 134_515_008, "architecture": "llama", "context_lengt
 DOWNLOADS = {REPO: 1500, OTHER: 2_500_000, NO_GGUF: 9}
 
 
-class _SearchHandler(fake_hub._Handler):
-    """fake_hub's handler plus ``GET /api/models`` as huggingface.co answers it (search is a
-    case-insensitive substring of the id; ``filter=gguf`` keeps repos with .gguf files; ``sort=downloads``
-    most downloaded first; ``expand`` fields: downloads, likes, siblings, gguf)."""
-
-    def _serve_hub(self, method: str) -> None:
-        url = urlsplit(self.path)
-        if url.path != "/api/models" or method != "GET":
-            return super()._serve_hub(method)
-        q = parse_qs(url.query)
-        self.hub.searches.append(q)
-        words = q.get("search", [""])[0].lower()
-        repos = [r for r in self.hub.repos if words in r.lower()]
-        if "gguf" in q.get("filter", []):
-            repos = [r for r in repos if any(p.endswith(".gguf") for p in self.hub.repos[r])]
-        if q.get("sort") == ["downloads"]:
-            repos.sort(key=lambda r: -DOWNLOADS.get(r, 0))
-        repos = repos[: int(q.get("limit", ["1000"])[0])]
-        expand = q.get("expand", [])
-        out = []
-        for r in repos:
-            item = {"_id": r, "id": r, "modelId": r}
-            if "downloads" in expand:
-                item["downloads"] = DOWNLOADS.get(r, 0)
-            if "likes" in expand:
-                item["likes"] = 7
-            if "siblings" in expand:
-                item["siblings"] = [{"rfilename": p} for p in sorted(self.hub.repos[r])]
-            if "gguf" in expand and r in HUB_GGUF:
-                item["gguf"] = HUB_GGUF[r]
-            out.append(item)
-        self._send(200, {"Content-Type": "application/json"}, json.dumps(out).encode())
-
-
-class SearchHub(FakeHub):
-    """A :class:`fake_hub.FakeHub` whose hub server also answers the model search; ``searches`` records
-    each search's query parameters."""
-
-    def __init__(self):
-        super().__init__()
-        self.searches: list[dict] = []
-
-    def __enter__(self) -> "SearchHub":
-        for role in ("hub", "cdn"):
-            handler = type(f"{role.title()}Handler", (_SearchHandler,), {"hub": self, "role": role})
-            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-            self._servers.append(server)
-        return self
-
-
 @pytest.fixture(scope="module")
 def small_gguf(smollm2_path, tmp_path_factory) -> bytes:
     return make_small_gguf(smollm2_path, tmp_path_factory.mktemp("gguf") / "small.gguf").read_bytes()
@@ -92,7 +35,8 @@ def small_gguf(smollm2_path, tmp_path_factory) -> bytes:
 
 @pytest.fixture()
 def hub(small_gguf):
-    with SearchHub() as h:
+    with FakeHub() as h:
+        h.downloads, h.gguf_info = DOWNLOADS, HUB_GGUF
         h.add_file(REPO, "Tiny-Llama-Q4_K_M.gguf", small_gguf)
         h.add_file(REPO, "Tiny-Llama-Q8_0.gguf", small_gguf + b"\0" * 8192)
         h.add_file(REPO, "big/Tiny-Llama-F16-00001-of-00002.gguf", small_gguf)  # a shard: left out
