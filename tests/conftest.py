@@ -76,6 +76,21 @@ def gemma3():
     return loaded_model(GEMMA3_FILE)
 
 
+def collect_job(job) -> tuple[str, object, list[str]]:
+    """Run a Scheduler job to its end: ``(text, GenerationStats, the event kinds in order)``; an
+    ``error`` event is raised."""
+    parts, stats, kinds = [], None, []
+    for kind, payload in job:
+        kinds.append(kind)
+        if kind == "token":
+            parts.append(payload.text)
+        elif kind == "done":
+            stats = payload
+        elif kind == "error":
+            raise payload
+    return "".join(parts), stats, kinds
+
+
 def recording_scheduler(*args, **kw):
     """A real :class:`engine.scheduler.Scheduler` (same arguments) that also keeps, in ``.jobs``, the jobs
     it was given, so a test can check how they ended. The engine is imported on first use, not when

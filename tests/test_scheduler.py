@@ -10,6 +10,7 @@ import pytest
 from engine.context import Context, ContextFullError
 from engine.generate import generate
 from engine.sampling import Sampler, SamplerParams
+from conftest import collect_job
 from engine.scheduler import GenerationRequest, QueueFullError, Scheduler
 
 GREEDY = SamplerParams(temperature=0.0)
@@ -17,18 +18,6 @@ GREEDY = SamplerParams(temperature=0.0)
 
 def _request(model, prompt: str, n: int = 8, **kw) -> GenerationRequest:
     return GenerationRequest(model.tokenizer.encode(prompt, add_special=True), GREEDY, max_tokens=n, **kw)
-
-
-def _text(job) -> tuple[str, object]:
-    parts, stats = [], None
-    for kind, payload in job:
-        if kind == "token":
-            parts.append(payload.text)
-        elif kind == "done":
-            stats = payload
-        elif kind == "error":
-            raise payload
-    return "".join(parts), stats
 
 
 @pytest.fixture()
@@ -41,7 +30,7 @@ def scheduler(smollm2):
 def test_jobs_run_in_order_and_match_direct_generation(smollm2, scheduler):
     prompts = ["The capital of France is", "Once upon a time", "def fibonacci(n):"]
     jobs = [scheduler.submit(_request(smollm2, p)) for p in prompts[:3]]
-    got = [_text(j) for j in jobs]
+    got = [collect_job(j)[:2] for j in jobs]
     ctx = Context(smollm2, n_ctx=256, n_threads=2)
     for p, (text, stats) in zip(prompts, got):
         want = generate(ctx, smollm2.tokenizer.encode(p, add_special=True), sampler=Sampler(GREEDY), max_tokens=8).text()
@@ -63,7 +52,7 @@ def test_queue_overflow_raises(smollm2, scheduler):
     gate.set()
     assert first.wait(30)
     for j in queued:
-        assert _text(j)[1].finish_reason == "length"
+        assert collect_job(j)[1].finish_reason == "length"
 
 
 def test_cancel_running_and_queued_jobs(smollm2, scheduler):
@@ -80,7 +69,7 @@ def test_cancel_running_and_queued_jobs(smollm2, scheduler):
     running.cancel()
     assert running.wait(30) and running.stats.finish_reason == "cancelled"
     assert running.stats.n_generated < 200
-    assert _text(queued)[1].finish_reason == "cancelled"
+    assert collect_job(queued)[1].finish_reason == "cancelled"
 
 
 def test_errors_are_events_and_the_engine_keeps_going(smollm2, scheduler):
@@ -88,7 +77,7 @@ def test_errors_are_events_and_the_engine_keeps_going(smollm2, scheduler):
     job = scheduler.submit(too_long)
     events = list(job)
     assert events[-1][0] == "error" and isinstance(events[-1][1], ContextFullError)
-    assert _text(scheduler.submit(_request(smollm2, "Hello", 3)))[1].n_generated == 3
+    assert collect_job(scheduler.submit(_request(smollm2, "Hello", 3)))[1].n_generated == 3
 
 
 def test_logprobs_are_the_log_softmax_of_the_logits(smollm2, scheduler):

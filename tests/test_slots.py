@@ -14,6 +14,7 @@ import pytest
 from engine.context import Context, ContextFullError
 from engine.generate import generate
 from engine.sampling import Sampler, SamplerParams
+from conftest import collect_job
 from engine.scheduler import GenerationRequest, QueueFullError, Scheduler
 
 GREEDY = SamplerParams(temperature=0.0)
@@ -29,19 +30,6 @@ def _alone(model, prompt, n, n_batch=512):
     gen = generate(Context(model, n_ctx=256, n_batch=n_batch, n_threads=2), _ids(model, prompt),
                    sampler=Sampler(GREEDY), max_tokens=n)
     return gen.text()
-
-
-def _collect(job):
-    parts, stats, kinds = [], None, []
-    for kind, payload in job:
-        kinds.append(kind)
-        if kind == "token":
-            parts.append(payload.text)
-        elif kind == "done":
-            stats = payload
-        elif kind == "error":
-            raise payload
-    return "".join(parts), stats, kinds
 
 
 def _hold_engine(s: Scheduler):
@@ -108,7 +96,7 @@ def test_parallel_slots_give_the_replies_of_single_runs(smollm2):
         jobs = [s.submit(GenerationRequest(_ids(smollm2, p), GREEDY, max_tokens=n)) for p in PROMPTS]
         gate.set()
         assert first.wait(30)
-        got = [_collect(j) for j in jobs]
+        got = [collect_job(j) for j in jobs]
     finally:
         s.close()
     for (text, stats, kinds), w in zip(got, want):
@@ -153,18 +141,18 @@ def test_slot_choice_reuses_the_longest_prefix(smollm2):
     try:
         a = _ids(smollm2, "The history of the printing press begins in")
         b = _ids(smollm2, "A recipe for bread: mix flour and")
-        _collect(s.submit(GenerationRequest(a, GREEDY, max_tokens=4)))
-        _collect(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
+        collect_job(s.submit(GenerationRequest(a, GREEDY, max_tokens=4)))
+        collect_job(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
         slots = {x.id: x.n_cached for x in s.slots()}
         assert sorted(slots.values()) == sorted([len(a) + 3, len(b) + 3])  # LRU: the second went to the free slot
         # a continuation of a goes back to a's slot and reuses its prompt, whichever slot was used last
-        _, stats, _ = _collect(s.submit(GenerationRequest(a + smollm2.tokenizer.encode(" Germany and", add_special=False), GREEDY, max_tokens=4)))
+        _, stats, _ = collect_job(s.submit(GenerationRequest(a + smollm2.tokenizer.encode(" Germany and", add_special=False), GREEDY, max_tokens=4)))
         assert stats.n_reused == len(a)
-        _, stats, _ = _collect(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
+        _, stats, _ = collect_job(s.submit(GenerationRequest(b, GREEDY, max_tokens=4)))
         assert stats.n_reused == len(b) - 1
         # a prompt that shares only a short prefix with both takes the least recently used slot (a's)
         c = a[:3] + smollm2.tokenizer.encode(" a long way from any of the other prompts here", add_special=False)
-        _collect(s.submit(GenerationRequest(c, GREEDY, max_tokens=4)))
+        collect_job(s.submit(GenerationRequest(c, GREEDY, max_tokens=4)))
         assert sorted(x.n_cached for x in s.slots()) == sorted([len(c) + 3, len(b) + 3])
     finally:
         s.close()
@@ -188,7 +176,7 @@ def test_cancel_and_errors_touch_only_their_slot(smollm2):
         for kind, payload in stopped:
             if kind == "token":
                 stopped.cancel()
-        text, stats, _ = _collect(keep)
+        text, stats, _ = collect_job(keep)
         assert text == want and stats.finish_reason == "length"
         assert stopped.stats.finish_reason == "cancelled"
         assert too_long.wait(30) and isinstance(too_long.error, ContextFullError)
@@ -222,7 +210,7 @@ def test_context_shift_lets_a_reply_outgrow_n_ctx(smollm2):
     for shift in (False, True):
         s = Scheduler(smollm2, n_ctx=48, n_threads=2, n_parallel=2, context_shift=shift)
         try:
-            text, stats, _ = _collect(s.submit(GenerationRequest(prompt, SamplerParams(temperature=0.7, seed=3),
+            text, stats, _ = collect_job(s.submit(GenerationRequest(prompt, SamplerParams(temperature=0.7, seed=3),
                                                                  max_tokens=120, n_keep=len(prompt))))
             cached = s._ctx.seq_tokens[s.slots()[0].id if s.slots()[0].n_cached else 1]
         finally:
