@@ -4,6 +4,7 @@ A missing model file fails the test with a clear message; it is never skipped.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -74,6 +75,22 @@ def smollm2():
 @pytest.fixture(scope="session")
 def gemma3():
     return loaded_model(GEMMA3_FILE)
+
+
+@contextlib.contextmanager
+def serving(model, scheduler, get_engine=None, **server_kw):
+    """A real :class:`engine.server.runner.InProcessServer` on 127.0.0.1, port 0, serving ``model`` with
+    ``scheduler`` (or whatever ``get_engine()`` returns); on exit the server stops and the scheduler is
+    closed. ``server_kw``: InProcessServer's options (api_key, cors_origins ...)."""
+    from engine.server.runner import InProcessServer
+
+    server = InProcessServer(get_engine or (lambda: (model, scheduler)), host="127.0.0.1", port=0, **server_kw)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        scheduler.close()
 
 
 def collect_job(job) -> tuple[str, object, list[str]]:

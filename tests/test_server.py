@@ -20,7 +20,7 @@ import pytest
 from engine.context import Context
 from engine.generate import generate
 from engine.sampling import Sampler, SamplerParams
-from conftest import recording_scheduler
+from conftest import recording_scheduler, serving
 from engine.server.runner import InProcessServer, bind_warning
 
 API_KEY = "test-key-123"
@@ -50,13 +50,8 @@ class Served:
 def served(smollm2):
     """One server (with an API key) shared by most tests."""
     scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=16, n_parallel=4)
-    server = InProcessServer(lambda: (smollm2, scheduler), host="127.0.0.1", port=0, api_key=API_KEY)
-    server.start()
-    try:
+    with serving(smollm2, scheduler, api_key=API_KEY) as server:
         yield Served(smollm2, scheduler, server)
-    finally:
-        server.stop()
-        scheduler.close()
     assert not server.running
 
 
@@ -66,15 +61,10 @@ def small_queue(smollm2):
     switchable engine (None = no model loaded, as when the window has none open)."""
     scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=1)
     holder = [(smollm2, scheduler)]
-    server = InProcessServer(lambda: holder[0], port=0, cors_origins=["http://example.test"])
-    server.start()
-    s = Served(smollm2, scheduler, server)
-    s.holder = holder
-    try:
+    with serving(smollm2, scheduler, lambda: holder[0], cors_origins=["http://example.test"]) as server:
+        s = Served(smollm2, scheduler, server)
+        s.holder = holder
         yield s
-    finally:
-        server.stop()
-        scheduler.close()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from engine.generate import generate
 from engine.model import load_model
 from engine.sampling import Sampler, SamplerParams
 from engine.scheduler import Scheduler
-from engine.server.runner import InProcessServer
+from conftest import serving
 from tool_model import build_tool_model
 
 TEMPLATES = Path(__file__).parent / "data" / "chat_templates"
@@ -315,31 +315,16 @@ def tool_model(smollm2_path):
     return load_model(build_tool_model(smollm2_path))
 
 
-def _serve(model):
-    scheduler = Scheduler(model, n_ctx=N_CTX, n_threads=2, max_queue=8)
-    server = InProcessServer(lambda: (model, scheduler), host="127.0.0.1", port=0)
-    server.start()
-    return server, scheduler
-
-
 @pytest.fixture(scope="module")
 def tools_server(tool_model):
-    server, scheduler = _serve(tool_model)
-    try:
+    with serving(tool_model, Scheduler(tool_model, n_ctx=N_CTX, n_threads=2, max_queue=8)) as server:
         yield server
-    finally:
-        server.stop()
-        scheduler.close()
 
 
 @pytest.fixture(scope="module")
 def plain_server(smollm2):
-    server, scheduler = _serve(smollm2)
-    try:
+    with serving(smollm2, Scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=8)) as server:
         yield server
-    finally:
-        server.stop()
-        scheduler.close()
 
 
 def _client(server) -> openai.OpenAI:
