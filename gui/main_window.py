@@ -2,9 +2,9 @@
 
 All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread, or, once a
 model of a remote server is chosen (File > Remote servers), a :class:`~gui.remote_engine.RemoteEngine`
-(its own daemon thread); the chat's state (open conversation, replies, send / regenerate / edit / stop) is the widget-free
-:class:`~gui.chat_controller.ChatController`. This class builds the widgets and wires them to both, so the
-event loop stays free while a model loads or a reply streams.
+(its own daemon thread); the chat's state (open conversation, replies, send / regenerate / edit / stop)
+is the widget-free :class:`~gui.chat_controller.ChatController`. This class builds the widgets and wires
+them to both, so the event loop stays free while a model loads or a reply streams.
 """
 from __future__ import annotations
 

@@ -194,9 +194,24 @@ def test_remote_model_chat_stop_down_server_back_to_local(qtbot, window, served,
     assert "This chat was with" not in w.banner.text()
     assert len(_stored(w)) == 6
 
-    # Back to the remote model, then close the window: no remote engine thread is left.
+    # A server that is down while the local model is in use: the local model stays.
+    message = _choose(qtbot, w, down, "some-model", ok=False)
+    assert f"{model_id} is still loaded" in message and w.loaded is local and w.chat.worker is w.worker
+
+    # The latest choice wins: a local load that ends after a remote model was chosen is kept by the
+    # worker (the local server's model) while the chat uses the remote model.
+    worker_loaded = Recorder(w.worker.model_loaded)
+    ready = Recorder(w.model_ready)
+    w.open_model(smollm2_path)
     _choose(qtbot, w, endpoint, model_id)
-    assert w.chat.worker is w.remote and _remote_threads()
+    qtbot.waitUntil(lambda: bool(worker_loaded.calls), timeout=TIMEOUT_MS)
+    qtbot.wait(100)
+    assert [type(m) for (m,) in ready.calls] == [RemoteModel] and isinstance(w.loaded, RemoteModel)
+    assert w.chat.worker is w.remote and w.local_loaded is worker_loaded.calls[0][0] and w.load_strip.isHidden()
+    assert w.status_model.text() == f"{model_id} @ Test server" and w.status_context.text() == ""
+
+    # Close the window while the remote model is in use: no remote engine thread is left.
+    assert _remote_threads()
     w.close()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert not _remote_threads()
