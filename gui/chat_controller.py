@@ -75,7 +75,8 @@ class ChatController(QObject):
     """The open conversation and its replies.
 
     Args:
-        worker: the :class:`EngineWorker` (living in its own thread).
+        worker: the :class:`EngineWorker` (living in its own thread); :meth:`set_engine` swaps it (for a
+            remote model's :class:`gui.remote_engine.RemoteEngine` and back).
         store: the conversations.
         settings: returns the current :class:`AppSettings` (sampling, max tokens, default system prompt).
 
@@ -134,13 +135,60 @@ class ChatController(QObject):
         self._closed = False
         self._queue_timer = QTimer(self, interval=QUEUE_POLL_MS)
         self._queue_timer.timeout.connect(self._poll_queue)
-        worker.token.connect(self._on_token)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.prompt_progress.connect(self._on_prompt_progress)
-        worker.reply_started.connect(self._on_reply_started)
-        worker.queued.connect(self._on_queued)
-        worker.counted.connect(self._on_counted)
+        self._connect_engine(worker)
+
+    # Engine --------------------------------------------------------------------------------------
+
+    #: The engine signals the controller follows, and its slot for each (an engine lacking one is fine).
+    ENGINE_SIGNALS = (("token", "_on_token"), ("finished", "_on_finished"), ("failed", "_on_failed"),
+                      ("prompt_progress", "_on_prompt_progress"), ("reply_started", "_on_reply_started"),
+                      ("queued", "_on_queued"), ("counted", "_on_counted"))
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether the engine can continue a reply (Continue): False for a remote model's engine, whose
+        class says ``can_continue = False``."""
+        return bool(getattr(self.worker, "can_continue", True))
+
+    def set_engine(self, engine, loaded=None) -> None:
+        """Use ``engine`` for the chat turns from now on (an :class:`EngineWorker` or a
+        :class:`gui.remote_engine.RemoteEngine`: anything with ``generate`` / ``cancel`` and the signals
+        of :data:`ENGINE_SIGNALS`; those it lacks are skipped, and without ``count_tokens`` the context
+        use is not counted).
+
+        Every running reply of the old engine is stopped and what it has written is saved, as when the
+        app closes; the old engine's later events are dropped, even those already queued (both engines
+        number their requests from 1). The old engine itself is left running: the caller shuts it down
+        if it is done with it. ``loaded`` is the model now in use (as :meth:`set_model`); the same engine
+        again only sets the model.
+        """
+        if engine is not self.worker:
+            self._save_running()
+            self._relay.close()
+            self.worker = engine
+            self._connect_engine(engine)
+        self.set_model(loaded)
+
+    def _connect_engine(self, engine) -> None:
+        self._relay = _EngineRelay(self, engine)
+
+    def _save_running(self) -> None:
+        """Stop the open conversation's reply and those finishing in the background, saving their text
+        so far (their engine's later events are not waited for)."""
+        was_busy = self.pending is not None
+        replies = ([self.pending] if self.pending is not None else []) + list(self.detached.values())
+        self.pending = None
+        self.detached.clear()
+        self._queue_timer.stop()
+        for p in replies:
+            self.worker.cancel(p.req_id)
+            if p.text.strip():
+                self._save(p)
+        if was_busy:  # the shown reply ends with what it has (as Stop), or goes if it had nothing
+            emit(self.busy_changed, False)
+            emit(self.status_changed, "")
+            if self.conv_id is not None:
+                self._show(self.conv_id, self.store.messages(self.conv_id))
 
     # Model ---------------------------------------------------------------------------------------
 
@@ -156,7 +204,8 @@ class ChatController(QObject):
 
     def template_variables(self) -> dict:
         """Extra chat-template variables: ``enable_thinking`` when the model's template reads it."""
-        return {"enable_thinking": self.thinking} if self.loaded is not None and self.loaded.thinking else {}
+        thinking = getattr(self.loaded, "thinking", False)
+        return {"enable_thinking": self.thinking} if thinking else {}
 
     # Conversations -------------------------------------------------------------------------------
 
@@ -220,10 +269,11 @@ class ChatController(QObject):
         self._recount()
 
     def _recount(self) -> None:
-        """Ask the worker for the open conversation's length in tokens (answered by ``_on_counted``)."""
+        """Ask the worker for the open conversation's length in tokens (answered by ``_on_counted``;
+        an engine without ``count_tokens``, a remote one, is not asked)."""
         self._count_ticket = 0
         history = self.store.messages(self.conv_id) if self.conv_id is not None else []
-        if not history or self.loaded is None:
+        if not history or self.loaded is None or not hasattr(self.worker, "count_tokens"):
             emit(self.context_changed, 0, self.n_ctx)
             return
         self._count_ticket = self.worker.count_tokens(self._prompt(history), self.template_variables())
@@ -287,9 +337,14 @@ class ChatController(QObject):
 
         The prompt ends inside that reply (:func:`gui.prompt.encode_continuation`), the new text is added
         to it and saved in its place. Nothing happens while a reply runs, without a model, or when the
-        last message is not a reply (or not the one at ``position``, where given).
+        last message is not a reply (or not the one at ``position``, where given); for a remote model
+        (:attr:`can_continue` False) a notice says Continue is for local models.
         """
         if self.pending is not None or self.conv_id is None or self.loaded is None or self._closed:
+            return
+        if not self.can_continue:
+            emit(self.notice, "Continue works with local models only: a remote server starts every reply "
+                              "afresh. Use Regenerate instead.", "info", REPLY_NOTICE, None)
             return
         history = self.store.messages(self.conv_id)
         if not history or history[-1].role != "assistant" or not history[-1].content.strip():
@@ -405,7 +460,8 @@ class ChatController(QObject):
             self._queue_timer.start()
 
     def _poll_queue(self) -> None:
-        state = self.worker.queue_position(self.pending.req_id) if self.pending is not None else None
+        ask = getattr(self.worker, "queue_position", None)
+        state = ask(self.pending.req_id) if self.pending is not None and ask is not None else None
         if state is None:
             self._queue_timer.stop()
         else:
@@ -488,3 +544,56 @@ class ChatController(QObject):
             self.detached[p.req_id] = p
             self._queue_timer.stop()
             emit(self.busy_changed, False)
+
+
+class _EngineRelay(QObject):
+    """Receives one engine's signals in the controller's thread and passes them on while it is the
+    controller's engine: after :meth:`close`, events still queued from that engine are dropped (Qt
+    delivers queued calls even after a disconnect)."""
+
+    def __init__(self, controller: ChatController, engine):
+        super().__init__(controller)
+        self.controller: ChatController | None = controller
+        self.engine = engine
+        self.signals = []
+        for name, _slot in ChatController.ENGINE_SIGNALS:
+            signal = getattr(engine, name, None)
+            if signal is not None:
+                signal.connect(getattr(self, name))
+                self.signals.append((signal, getattr(self, name)))
+
+    # One plain method per signal (Qt queues a bound method of a QObject into that object's thread).
+    def token(self, *args) -> None:
+        self._forward("_on_token", args)
+
+    def finished(self, *args) -> None:
+        self._forward("_on_finished", args)
+
+    def failed(self, *args) -> None:
+        self._forward("_on_failed", args)
+
+    def prompt_progress(self, *args) -> None:
+        self._forward("_on_prompt_progress", args)
+
+    def reply_started(self, *args) -> None:
+        self._forward("_on_reply_started", args)
+
+    def queued(self, *args) -> None:
+        self._forward("_on_queued", args)
+
+    def counted(self, *args) -> None:
+        self._forward("_on_counted", args)
+
+    def _forward(self, slot: str, args: tuple) -> None:
+        if self.controller is not None:
+            getattr(self.controller, slot)(*args)
+
+    def close(self) -> None:
+        """Stop passing events on, and disconnect from the engine."""
+        self.controller = None
+        for signal, slot in self.signals:
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):  # already gone with its engine
+                pass
+        self.signals.clear()

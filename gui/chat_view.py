@@ -40,6 +40,7 @@ class ChatView(QScrollArea):
         self.setWidget(self._column)
         self.messages: list[MessageWidget] = []
         self._busy = False
+        self._can_continue = True  # False for a remote model: no Continue button
         self._stream: MessageWidget | None = None
         self._stream_text = ""
         self._render_timer = QTimer(self, singleShot=True, interval=RENDER_INTERVAL_MS)
@@ -94,6 +95,11 @@ class ChatView(QScrollArea):
         self._busy = busy
         self._update_buttons()
 
+    def set_can_continue(self, on: bool) -> None:
+        """Offer Continue on a cut reply (local models) or never (a remote model cannot continue one)."""
+        self._can_continue = bool(on)
+        self._update_buttons()
+
     # Streaming -----------------------------------------------------------------------------------
 
     def begin_stream(self, position: int) -> MessageWidget:
@@ -146,7 +152,8 @@ class ChatView(QScrollArea):
             w.set_busy(self._busy)
             w.regenerate_button.setVisible(w is last and w.role == "assistant" and not self._busy)
             # Continue is for the last reply only, once it is complete and was cut (its footer says)
-            w.continue_button.setVisible(w is last and w.footer.can_continue and w is not self._stream)
+            w.continue_button.setVisible(self._can_continue and w is last and w.footer.can_continue
+                                         and w is not self._stream)
 
     def _follow(self, _min: int, maximum: int) -> None:
         if self._stick:

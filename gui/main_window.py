@@ -1,9 +1,10 @@
 """The main window: conversations on the left, the chat in the centre, model and speed in the status bar.
 
-All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread; the chat's
-state (open conversation, replies, send / regenerate / edit / stop) is the widget-free
-:class:`~gui.chat_controller.ChatController`. This class builds the widgets and wires them to both, so the
-event loop stays free while a model loads or a reply streams.
+All engine work goes through :class:`~gui.engine_worker.EngineWorker` on its own QThread, or, once a
+model of a remote server is chosen (File > Remote servers), a :class:`~gui.remote_engine.RemoteEngine`
+(its own daemon thread); the chat's state (open conversation, replies, send / regenerate / edit / stop)
+is the widget-free :class:`~gui.chat_controller.ChatController`. This class builds the widgets and wires
+them to both, so the event loop stays free while a model loads or a reply streams.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .chat_export import suggested_filename
 from .model_library import ModelLibraryPage
 from .server_panel import ServerPanel
 from .chat_file_task import ChatFileTask
-from .conversation_model import model_to_offer
+from .conversation_model import is_remote_path, model_to_offer
 from .conversation_search import ConversationSearch
 from .system_prompt_dialog import SystemPromptDialog
 from .chat_view import ChatView
@@ -32,6 +33,8 @@ from .conversations import ConversationStore
 from .engine_worker import EngineWorker, LoadedModel
 from .input_box import InputBox
 from .model_card import ModelCard
+from .remote_engine import RemoteEngine, RemoteModel
+from .remote_settings import RemoteEndpoint, RemoteEndpoints, RemoteServersDialog
 from .server_control import ServerControl
 from .settings import AppSettings, Settings
 from .signals import emit
@@ -63,8 +66,13 @@ class MainWindow(QMainWindow):
         settings: the settings store (default: :class:`Settings` on QSettings).
         store: the conversations (default: SQLite in the data dir).
 
-    Signals (for tests and embedding): ``model_ready(LoadedModel)``, ``model_failed(message)``,
+    Signals (for tests and embedding): ``model_ready(LoadedModel | RemoteModel)``, ``model_failed(message)``,
     ``reply_finished(GenerationStats)``, ``reply_failed(message)``.
+
+    Attributes: ``loaded`` is the model the chat uses (a local :class:`LoadedModel` or a
+    :class:`RemoteModel`), ``local_loaded`` the model the local worker holds (the one the local server
+    serves, kept while a remote model is in use), ``remote`` the :class:`RemoteEngine` in use (None: the
+    local worker answers).
     """
 
     model_ready = Signal(object)
@@ -83,8 +91,13 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.app_settings = self.settings.load()
         self.store = store or ConversationStore()
-        self.loaded: LoadedModel | None = None
-        self.loading: str | None = None
+        self.loaded: LoadedModel | RemoteModel | None = None  # the model the chat uses
+        self.local_loaded: LoadedModel | None = None  # the local worker's model (the local server's)
+        self.loading: str | None = None  # a file path, or a remote model's "<API root>#<model>"
+        self.remote: RemoteEngine | None = None  # the engine of the remote model in use
+        self.remote_loading: RemoteEngine | None = None  # the engine of a remote model being checked
+        self._prefer_local = True  # False from choosing a remote model until a local one is opened
+        self.remote_dialog: RemoteServersDialog | None = None  # File > Remote servers
         self.library_dialog = self.server_panel_dialog = None  # File > Model library / Local server panel
         self.library = self.server_panel = None
         self.download_dialog = None  # the open "Download model" dialog (gui.download_dialog), if any
@@ -247,6 +260,7 @@ class MainWindow(QMainWindow):
         action(m, "&Open model…", self.choose_model_file, "Ctrl+O")
         self.download_action = action(m, "&Download model…", self.open_download_dialog)
         self.library_action = action(m, "Model &library…", self.open_model_library, "Ctrl+M")
+        self.remote_action = action(m, "&Remote servers…", self.open_remote_servers)
         self.recent_menu = m.addMenu("Recent models")
         m.addSeparator()
         action(m, "&Import chats…", self.import_chats)
@@ -310,7 +324,8 @@ class MainWindow(QMainWindow):
         from engine.paths import bundled_model_dirs
         s = self.app_settings
         self.library.set_context(s.n_ctx, s.n_parallel, s.n_threads)
-        self.library.set_loaded(self.loaded.path if self.loaded else None, self.loading)
+        self.library.set_loaded(self.local_loaded.path if self.local_loaded else None,
+                                self.loading if self.loading and not is_remote_path(self.loading) else None)
         self.library.refresh([self.settings.models_folder(), *bundled_model_dirs()])
         self.library_dialog.show()
         self.library_dialog.raise_()
@@ -358,6 +373,8 @@ class MainWindow(QMainWindow):
         """Check and load ``path`` in the engine thread; a running reply is stopped first."""
         self.stop()
         self.banner.hide()
+        self._drop_remote_loading()  # the latest choice wins: a remote model still being checked is dropped
+        self._prefer_local = True
         self.loading = str(path)
         self.load_label.setText(f"Loading {Path(path).name}…")
         self.load_strip.show()
@@ -368,43 +385,157 @@ class MainWindow(QMainWindow):
     def _on_load_progress(self, stage: str, step: int, n_steps: int) -> None:
         if self.engine_thread is None:  # closed: late events from the engine are dropped
             return
+        if self.loading and is_remote_path(self.loading):  # a local load's late progress: not shown
+            return
         name = Path(self.loading).name if self.loading else "the model"
         self.load_label.setText(f"Loading {name}: {stage} ({step}/{n_steps})…")
 
-    def _on_model_loaded(self, loaded: LoadedModel) -> None:
+    def _on_model_loaded(self, loaded: LoadedModel | RemoteModel) -> None:
+        """A model is ready: a local one from the worker, or a remote one whose engine is ``self.remote``.
+
+        The chat uses it from now on (a local model switches the chat back from a remote one, whose engine
+        is shut down), except a local load finishing after a remote model was chosen: the worker keeps it
+        (the local server serves it) and the remote model stays in use. Only local files join Recent
+        models and the model restored at start.
+        """
         if self.engine_thread is None:
             return
+        remote = isinstance(loaded, RemoteModel)
+        if not remote:
+            self.local_loaded = loaded
+            # The model's Python objects are long-lived: move them out of the collector's generations, so
+            # a full collection (tens of ms holding the GIL on the engine thread) does not stall the window.
+            gc.collect()
+            gc.freeze()
+            self.settings.add_recent_model(loaded.path)
+            self.settings.set_last_model(loaded.path)
+            self._refresh_recent()
+            if not self._prefer_local:
+                return
         self.loaded = loaded
-        # The model's Python objects are long-lived: move them out of the collector's generations, so a
-        # full collection (tens of ms holding the GIL on the engine thread) does not stall the window.
-        gc.collect()
-        gc.freeze()
         self.banner.withdraw("model-offer")
-        if self.loading is None or _same_file(self.loading, loaded.path):  # else a newer load is under way
+        if self.loading is None or _same_model(self.loading, loaded.path):  # else a newer load is under way
             self.loading = None
             self.load_strip.hide()
-        self.model_card.show_model(loaded.info, loaded.n_ctx, loaded.template, loaded.name)
-        self.status_model.setText(f"{loaded.name} ({loaded.info.quantization})")
+        if remote:
+            self.model_card.show_message(loaded.title, f"A model of the server at {loaded.base_url}: the server "
+                                                       f"sets its context size and chat template.")
+            self.status_model.setText(loaded.title)
+        else:
+            self.model_card.show_model(loaded.info, loaded.n_ctx, loaded.template, loaded.name)
+            self.status_model.setText(f"{loaded.name} ({loaded.info.quantization})")
         self.status_model.setToolTip(loaded.path)
-        self.setWindowTitle(f"{loaded.name} – Fireside")
-        self.thinking_action.setVisible(loaded.thinking)
-        self.chat.set_model(loaded)  # counts the open conversation's tokens again
-        self.settings.add_recent_model(loaded.path)
-        self.settings.set_last_model(loaded.path)
-        self._refresh_recent()
+        self.setWindowTitle(f"{_model_title(loaded)} – Fireside")
+        self.thinking_action.setVisible(bool(loaded.thinking))
+        old = None
+        if not remote:
+            old, self.remote = self.remote, None
+        self.chat.set_engine(self.remote if remote else self.worker, loaded)  # and counts the tokens again
+        if old is not None:
+            old.shutdown()
+        self.chat_view.set_can_continue(self.chat.can_continue)
         self._update_page()
         self.focus_input()  # type at once: focus would be left on "+ New chat" when the welcome page goes
-        self.statusBar().showMessage(f"Loaded {Path(loaded.path).name} in {loaded.load_s:.1f} s", 5000)
+        if remote:
+            self.statusBar().showMessage(f"Using {loaded.title} (checked in {loaded.load_s:.1f} s)", 5000)
+        else:
+            self.statusBar().showMessage(f"Loaded {Path(loaded.path).name} in {loaded.load_s:.1f} s", 5000)
         emit(self.model_ready, loaded)
+
+    # Remote models ---------------------------------------------------------------------------------
+
+    def open_remote_servers(self) -> None:
+        """File > Remote servers: saved OpenAI-compatible servers (add, check, remove); "Use model" on one
+        of a server's models makes the chat use it (:meth:`use_remote_model`)."""
+        if self.remote_dialog is None:
+            dlg = RemoteServersDialog(RemoteEndpoints(self.settings.q), self)
+            dlg.model_chosen.connect(self.use_remote_model)
+            dlg.model_chosen.connect(lambda _e, _m: dlg.hide())
+            self.remote_dialog = dlg
+        self.remote_dialog.show()
+        self.remote_dialog.raise_()
+
+    def use_remote_model(self, endpoint: RemoteEndpoint, model_id: str) -> None:
+        """Use the model ``model_id`` of the server ``endpoint`` for the chats (the slot of the Remote
+        servers dialog's ``model_chosen``).
+
+        A :class:`RemoteEngine` for the endpoint checks that the server lists the model, shown in the load
+        strip like a local load; then the chat uses it (``model_ready``). On failure the banner says why and
+        the previous model stays in use (``model_failed``). A running reply is stopped first.
+        """
+        if self.engine_thread is None:
+            return
+        self.stop()
+        self.banner.hide()
+        self._drop_remote_loading()
+        self._prefer_local = False
+        engine = RemoteEngine(endpoint.url, endpoint.api_key, endpoint.name)
+        engine.load_progress.connect(self._on_remote_progress)
+        engine.model_loaded.connect(self._on_remote_loaded)
+        engine.load_failed.connect(self._on_remote_failed)
+        self.remote_loading = engine
+        self.loading = RemoteModel(engine.base_url, model_id).path
+        self.load_label.setText(f"Connecting to {model_id} @ {endpoint.name or engine.base_url}…")
+        self.load_strip.show()
+        engine.load(model_id)
+        self._update_page()
+
+    def _drop_remote_loading(self) -> None:
+        """Forget a remote model still being checked (its late events are ignored) and stop its engine."""
+        engine, self.remote_loading = self.remote_loading, None
+        if engine is None:
+            return
+        engine.load_progress.disconnect(self._on_remote_progress)
+        engine.model_loaded.disconnect(self._on_remote_loaded)
+        engine.load_failed.disconnect(self._on_remote_failed)
+        engine.shutdown()
+        if self.loading is not None and is_remote_path(self.loading):
+            self.loading = None
+            self.load_strip.hide()
+
+    def _checking(self, model_id: str, base_url: str | None = None) -> RemoteEngine | None:
+        """The engine checking ``model_id`` (at ``base_url``) now, or None (an event of a dropped one)."""
+        engine = self.remote_loading
+        if self.engine_thread is None or engine is None or self.loading is None:
+            return None
+        if base_url is not None and engine.base_url != base_url:
+            return None
+        return engine if self.loading == f"{engine.base_url}#{model_id}" else None
+
+    def _on_remote_progress(self, stage: str, step: int, n_steps: int) -> None:
+        if self.remote_loading is None or self.engine_thread is None:
+            return
+        self.load_label.setText(f"Connecting to {_loading_name(self.loading or '')}: {stage} "
+                                f"({step}/{n_steps})…")
+
+    def _on_remote_loaded(self, model: RemoteModel) -> None:
+        engine = self._checking(model.model, model.base_url)
+        if engine is None or engine.model != model.model:
+            return
+        engine.load_progress.disconnect(self._on_remote_progress)
+        engine.model_loaded.disconnect(self._on_remote_loaded)
+        engine.load_failed.disconnect(self._on_remote_failed)
+        self.remote_loading = None
+        old, self.remote = self.remote, engine
+        self._on_model_loaded(model)
+        if old is not None:
+            old.shutdown()
+
+    def _on_remote_failed(self, model_id: str, message: str) -> None:
+        if self._checking(model_id) is None:
+            return
+        self._drop_remote_loading()  # hides the load strip
+        self._prefer_local = self.remote is None
+        self._on_load_failed(model_id, message)
 
     def _on_load_failed(self, path: str, message: str) -> None:
         if self.engine_thread is None:
             return
-        if self.loading is None or _same_file(self.loading, path):
+        if self.loading is None or _same_model(self.loading, path):
             self.loading = None
             self.load_strip.hide()
         if self.loaded is not None:
-            message += f"\n{self.loaded.name} is still loaded."
+            message += f"\n{_model_title(self.loaded)} is still {_in_use(self.loaded)}."
         self.banner.show_message(message, "error")
         self._update_page()
         emit(self.model_failed, message)
@@ -597,7 +728,7 @@ class MainWindow(QMainWindow):
         if self.loaded is None:
             self._show_no_model_card()
             if self.loading:
-                self.model_card.title.setText(f"Loading {Path(self.loading).name}…")
+                self.model_card.title.setText(f"Loading {_loading_name(self.loading)}…")
 
     # Settings and server -------------------------------------------------------------------------
 
@@ -618,7 +749,7 @@ class MainWindow(QMainWindow):
         if new.models_dir != old.models_dir:
             self.welcome.refresh(self.settings.models_folder())
         engine_keys = ("n_ctx", "n_threads", "n_parallel", "context_shift")
-        if self.loaded is not None and any(getattr(new, k) != getattr(old, k) for k in engine_keys):
+        if isinstance(self.loaded, LoadedModel) and any(getattr(new, k) != getattr(old, k) for k in engine_keys):
             self.open_model(self.loaded.path)  # same file: only the Scheduler/context is rebuilt
         server_keys = ("server_enabled", "server_host", "server_port", "server_api_key")
         if any(getattr(new, k) != getattr(old, k) for k in server_keys):
@@ -663,7 +794,7 @@ class MainWindow(QMainWindow):
         message = (f"{p.name} is {what}, not a GGUF model file (.gguf). Drop a .gguf file, or use File > Open "
                    f"model or File > Download model.")
         if self.loaded is not None:
-            message += f"\n{self.loaded.name} is still loaded."
+            message += f"\n{_model_title(self.loaded)} is still {_in_use(self.loaded)}."
         self.banner.show_message(message, "error")
         emit(self.model_failed, message)
 
@@ -681,8 +812,14 @@ class MainWindow(QMainWindow):
             self.download_dialog.reject()
         if self.library is not None:
             self.library.shutdown()
+        if self.remote_dialog is not None:  # stops a check under way
+            self.remote_dialog.reject()
         self.server.stop()
         self.chat.close()  # saves the partial replies, as switching chats does
+        self._drop_remote_loading()
+        if self.remote is not None:
+            self.remote, remote = None, self.remote
+            remote.shutdown()
         self.worker.cancel_all()
         self.engine_thread.quit()
         self.engine_thread.wait()
@@ -695,6 +832,27 @@ class MainWindow(QMainWindow):
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().absolute() == Path(b).expanduser().absolute()
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model paths name the same model: the same file, or the same remote "<API root>#<model>"."""
+    if is_remote_path(a) or is_remote_path(b):
+        return a == b
+    return _same_file(a, b)
+
+
+def _model_title(model: LoadedModel | RemoteModel) -> str:
+    """How the window names a model: a file's stem, or ``"<model> @ <endpoint>"``."""
+    return model.title if isinstance(model, RemoteModel) else model.name
+
+
+def _in_use(model: LoadedModel | RemoteModel) -> str:
+    return "in use" if isinstance(model, RemoteModel) else "loaded"
+
+
+def _loading_name(path: str) -> str:
+    """A model being loaded, for the load strip and the card: a file's name, or a remote model's id."""
+    return path.rpartition("#")[2] if is_remote_path(path) else Path(path).name
 
 
 def _copy_drop(event) -> bool:

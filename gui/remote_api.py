@@ -69,6 +69,14 @@ def normalize_base_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc, path, "", ""))
 
 
+def host_of(base_url: str) -> str:
+    """``host:port`` of an address (``http://10.0.0.2:8080/v1`` -> ``10.0.0.2:8080``; the address as given
+    when it has no host)."""
+    text = (base_url or "").strip()
+    netloc = urlsplit(text if "://" in text else "http://" + text).netloc
+    return netloc.rpartition("@")[2] or text
+
+
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """``Authorization: Bearer <key>`` when a key is set (OpenAI's scheme), else no header."""
     key = (api_key or "").strip()

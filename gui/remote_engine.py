@@ -21,6 +21,7 @@ from engine.logs import log_exception
 from engine.sampling import SamplerParams
 
 from . import remote_api
+from .events import ReplyFailure
 from .remote_api import RemoteError
 from .signals import emit
 
@@ -44,10 +45,22 @@ class RemoteModel:
     load_s: float = 0.0
     n_ctx: int = 0
 
+    thinking: bool = False  # no Thinking switch: the server renders the template
+
     @property
     def path(self) -> str:
         """``"<base_url>#<model>"``: identifies the remote model as a file path identifies a local one."""
         return f"{self.base_url}#{self.model}"
+
+    @property
+    def where(self) -> str:
+        """The endpoint's name, or the server's host (and port) when it has none."""
+        return self.name or remote_api.host_of(self.base_url)
+
+    @property
+    def title(self) -> str:
+        """``"<model> @ <endpoint name or host>"``: how the window names the remote model."""
+        return f"{self.model} @ {self.where}"
 
 
 @dataclass
@@ -73,8 +86,10 @@ class RemoteEngine(QObject):
         api_key: sent as ``Authorization: Bearer``; "" for none.
         name: the endpoint's display name.
 
-    Signals are EngineWorker's (``load_started`` ... ``file_changed``, which is never emitted here) plus
-    ``models_listed(list)`` / ``models_failed(str)`` for :meth:`list_models`. Methods are safe to call from
+    Signals are EngineWorker's (``load_started`` ... ``file_changed``, which is never emitted here; no
+    ``queued`` / ``counted``: there is no :meth:`count_tokens` or queue position) plus
+    ``models_listed(list)`` / ``models_failed(str)`` for :meth:`list_models`. ``failed`` carries an
+    :class:`gui.events.ReplyFailure` (reason ``error``), as EngineWorker's does. Methods are safe to call from
     the GUI thread; the object may stay there or be moved to a QThread (its work runs on its own thread
     either way). Call :meth:`shutdown` when done.
     """
@@ -87,10 +102,13 @@ class RemoteEngine(QObject):
     prompt_progress = Signal(int, int, int)      # never emitted (servers do not report prefill progress)
     token = Signal(int, str)                     # request id, text piece (non-empty)
     finished = Signal(int, object)               # request id, RemoteStats
-    failed = Signal(int, str)                    # request id, message for the user
+    failed = Signal(int, object)                 # request id, events.ReplyFailure
     file_changed = Signal(int, str)              # never emitted (no local file)
     models_listed = Signal(list)                 # model ids, the server's order
     models_failed = Signal(str)                  # message for the user
+
+    #: Continue (a reply resumed inside the prompt) needs the local template: not for a remote model.
+    can_continue = False
 
     def __init__(self, base_url: str, api_key: str = "", name: str = ""):
         super().__init__()
@@ -131,10 +149,20 @@ class RemoteEngine(QObject):
         """
         self._spawn(self._do_load(str(model)))
 
-    def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int) -> int:
+    def generate(self, messages: list[dict], params: SamplerParams, max_tokens: int,
+                 variables: dict | None = None, *, resume_last: bool = False) -> int:
         """Queue a chat turn; returns its request id. Events: ``reply_started``, ``token``..., then
-        ``finished`` (finish_reason ``"cancelled"`` after :meth:`cancel`) or ``failed``."""
+        ``finished`` (finish_reason ``"cancelled"`` after :meth:`cancel`) or ``failed``.
+
+        ``variables`` (EngineWorker's chat-template variables) are ignored: the server renders its own
+        template. ``resume_last`` (Continue) cannot be done through the chat API: such a turn fails at
+        once with a message.
+        """
         req_id = next(self._ids)
+        if resume_last:
+            emit(self.failed, req_id, ReplyFailure("Continue works with local models only: a remote server "
+                                                   "starts every reply afresh. Use Regenerate instead."))
+            return req_id
         self._spawn(self._do_generate(req_id, list(messages), params, int(max_tokens)), req_id)
         return req_id
 
@@ -256,7 +284,8 @@ class RemoteEngine(QObject):
         t_first = None
         try:
             if model is None:
-                emit(self.failed, req_id, "No remote model is chosen: pick one of the server's models first.")
+                emit(self.failed, req_id, ReplyFailure("No remote model is chosen: pick one of the server's "
+                                                         "models first."))
                 return
             emit(self.reply_started, req_id)
             body = remote_api.chat_body(model, messages, params, max_tokens)
@@ -276,9 +305,9 @@ class RemoteEngine(QObject):
             stats.text = "".join(pieces)
             emit(self.finished, req_id, stats)
         except RemoteError as exc:
-            emit(self.failed, req_id, str(exc))
+            emit(self.failed, req_id, ReplyFailure(str(exc)))
         except Exception as exc:  # noqa: BLE001 - a bug: logged, reported, the window goes on
-            emit(self.failed, req_id, _internal_error("The remote reply", exc))
+            emit(self.failed, req_id, ReplyFailure(_internal_error("The remote reply", exc)))
         finally:
             with self._lock:
                 self._tasks.pop(req_id, None)

@@ -212,6 +212,46 @@ def test_switching_mid_reply_saves_it_to_its_own_conversation(harness, smollm2_p
     assert h.context.calls[-1] == (want, 512)
 
 
+def test_set_engine_mid_reply_saves_it_and_drops_the_old_engines_events(harness, smollm2_path):
+    """Swapping engines (a remote model chosen, or back to the local one): the running reply is stopped
+    and saved as it is, the old engine's later events (already queued, with request ids the new engine
+    also uses) are dropped, and the new engine answers the next message."""
+    h = harness
+    loaded = h.load(smollm2_path)
+    other = EngineWorker()
+    other_thread = QThread()
+    other.moveToThread(other_thread)
+    other_thread.start()
+    try:
+        other_loaded = Recorder(other.model_loaded)
+        other.load(smollm2_path, 512, 2, 1)
+        h.qtbot.waitUntil(lambda: bool(other_loaded.calls), timeout=LOAD_TIMEOUT_MS)
+        old_finished = Recorder(h.worker.finished)
+        h.settings = replace(SETTINGS, max_tokens=200)
+        busy = Recorder(h.chat.busy_changed)
+        swap = Recorder(h.chat.reply_text, lambda calls: len(calls) == 3
+                        and h.chat.set_engine(other, other_loaded.calls[0][0]))
+        h.chat.send(COUNT)
+        h.qtbot.waitUntil(lambda: bool(old_finished.calls), timeout=REPLY_TIMEOUT_MS)
+        h.qtbot.wait(200)  # the old worker's queued events reach the controller (and are dropped)
+        partial = "".join(p for (p,) in swap.calls[:3])
+        assert h.chat.worker is other and not h.chat.busy and busy.calls[-1] == (False,)
+        assert len(swap.calls) == 3 and not h.ended.calls and not h.failed.calls
+        assert h.stored() == [("user", COUNT), ("assistant", partial)]
+        # the new engine answers; its request ids start at 1 as the old one's did
+        h.settings = SETTINGS
+        text, stats = h.reply(lambda: h.chat.send("Name one colour."))
+        assert text.strip() and stats.n_prompt > 0 and h.stored()[-1] == ("assistant", text)
+        h.chat.set_engine(h.worker, loaded)  # back again: the same chat goes on with the first worker
+        text, _ = h.reply(h.chat.regenerate)
+        assert h.chat.worker is h.worker and h.stored()[-1] == ("assistant", text) and len(h.stored()) == 4
+    finally:
+        other.cancel_all()
+        other_thread.quit()
+        other_thread.wait()
+        other.shutdown()
+
+
 def test_context_count_of_a_saved_chat_once_the_model_loads(harness, smollm2_path):
     h = harness
     conv = h.store.create("saved")

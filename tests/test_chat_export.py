@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gui.chat_export import (ChatImportError, archive_json, conversation_json, conversation_markdown,  # noqa: E402
                              import_file, import_text, suggested_filename, write_export)
 from gui.chat_file_task import ChatFileTask  # noqa: E402
-from gui.conversation_model import ModelOffer, model_to_offer  # noqa: E402
+from gui.conversation_model import ModelOffer, is_remote_path, model_to_offer  # noqa: E402
 from gui.conversation_search import NO_MATCHES, ConversationSearch  # noqa: E402
 from gui.conversations import MARKS, ConversationStore, fts5_available  # noqa: E402
 from gui.markdown_blocks import Block, split_blocks  # noqa: E402
@@ -387,6 +387,15 @@ def test_conversation_remembers_its_model(tmp_path, smollm2_path, gemma3_path):
     store.set_model(conv.id, None)
     assert model_to_offer(store.get(conv.id), gemma3_path, models) is None
     assert model_to_offer(store.create("new"), None, models) is None
+    # A remote model ("<API root>#<model>", RemoteModel.path) is never looked for as a file: no offer,
+    # whatever is loaded; a chat with a local file still offers it while a remote model is in use.
+    remote = f"http://127.0.0.1:8080/v1#{smollm2_path.stem}"
+    assert is_remote_path(remote) and is_remote_path("HTTPS://host/v1#m") and not is_remote_path(str(smollm2_path))
+    store.set_model(conv.id, remote)
+    for loaded in (None, smollm2_path, remote, "https://other/v1#x"):
+        assert model_to_offer(store.get(conv.id), loaded, models) is None
+    store.set_model(conv.id, smollm2_path)
+    assert model_to_offer(store.get(conv.id), remote, models) == ModelOffer(smollm2_path.name, smollm2_path)
     store.close()
 
 

@@ -12,6 +12,7 @@ import asyncio  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -22,7 +23,8 @@ from PySide6.QtCore import QObject, Qt  # noqa: E402
 from engine.sampling import SamplerParams  # noqa: E402
 from conftest import recording_scheduler  # noqa: E402
 from engine.server.runner import InProcessServer  # noqa: E402
-from gui import remote_api  # noqa: E402
+from gui import events, remote_api  # noqa: E402
+from gui.events import ReplyFailure  # noqa: E402
 from gui.remote_api import RemoteError, normalize_base_url  # noqa: E402
 from gui.remote_engine import RemoteEngine, RemoteModel, RemoteStats  # noqa: E402
 
@@ -102,8 +104,11 @@ def _wait_end(qtbot, ev: Events, req_id: int) -> None:
 
 
 def _failure(ev: Events, req_id: int) -> str:
+    """The message of the request's ``failed`` signal (a ReplyFailure, as EngineWorker's)."""
     assert not [c for c in ev.finished.calls if c[0] == req_id], "the reply finished instead of failing"
-    return next(msg for rid, msg in ev.failed.calls if rid == req_id)
+    failure = next(f for rid, f in ev.failed.calls if rid == req_id)
+    assert isinstance(failure, ReplyFailure) and failure.reason == events.ERROR, failure
+    return failure.message
 
 
 def _free_port() -> int:
@@ -153,12 +158,16 @@ def test_lists_the_served_model(qtbot, served, make_engine, model_id):
     assert (loaded.base_url, loaded.model, loaded.path) == (served.url + "/v1", model_id,
                                                              f"{served.url}/v1#{model_id}")
     assert engine.model == model_id and engine.engine() is None
+    port = served.url.rsplit(":", 1)[1]
+    assert loaded.title == f"{model_id} @ test" and loaded.n_ctx == 0 and not loaded.thinking
+    assert replace(loaded, name="").title == f"{model_id} @ 127.0.0.1:{port}"  # no name: the host
 
 
 def test_streamed_reply_equals_the_servers_own_answer(qtbot, served, make_engine, model_id):
     engine, ev = make_engine(served.url + "/v1/")
     _load(qtbot, engine, ev, model_id)
-    req = engine.generate(HELLO, GREEDY, 24)
+    # the window's arguments: template variables are the server's business (ignored)
+    req = engine.generate(HELLO, GREEDY, 24, {"enable_thinking": True}, resume_last=False)
     _wait_end(qtbot, ev, req)
     assert not ev.failed.calls, ev.failed.calls
     (rid, stats), = ev.finished.calls
@@ -210,6 +219,17 @@ def test_unknown_model_is_a_clear_message(qtbot, served, make_engine, model_id):
     with pytest.raises(RemoteError, match="has no model named 'no-such-model'") as info:
         asyncio.run(ask())
     assert info.value.status == 404 and info.value.code == "model_not_found"
+
+
+def test_continue_is_refused_with_a_message(qtbot, served, make_engine, model_id):
+    engine, ev = make_engine(served.url)
+    _load(qtbot, engine, ev, model_id)
+    assert engine.can_continue is False
+    n_jobs = len(served.scheduler.jobs)
+    req = engine.generate(HELLO + [{"role": "assistant", "content": "Hello"}], GREEDY, 8, resume_last=True)
+    _wait_end(qtbot, ev, req)
+    assert "Continue works with local models only" in _failure(ev, req)
+    assert len(served.scheduler.jobs) == n_jobs and not ev.reply_started.calls  # nothing was sent
 
 
 def test_no_model_loaded_is_503_busy(qtbot, served, make_engine, model_id):
