@@ -29,8 +29,7 @@ from gui.settings import AppSettings  # noqa: E402
 LOAD_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 120_000
 SETTINGS = AppSettings(temperature=0.0, seed=1, max_tokens=24, n_ctx=512, n_threads=2)
-COUNT = "Count from one to one hundred, in words."
-STORY = "Tell me a long story about a fox."
+STORY = "Tell me a long story about a fox."  # 200 tokens and more at temperature 0: time to stop it
 
 
 class Recorder(QObject):
@@ -127,7 +126,7 @@ def test_send_stream_stop_regenerate_edit(harness, smollm2_path):
     h.settings = replace(SETTINGS, max_tokens=200)
     h.text.calls.clear()
     stop_at_3 = Recorder(h.chat.reply_text, lambda calls: len(calls) == 3 and h.chat.stop())
-    text, stats = h.reply(lambda: h.chat.send(COUNT))
+    text, stats = h.reply(lambda: h.chat.send(STORY))
     assert stats.finish_reason == "cancelled" and 3 <= stats.n_generated < 200
     assert text == "".join(p for (p,) in stop_at_3.calls) and h.stored()[-1] == ("assistant", text)
 
@@ -189,7 +188,7 @@ def test_switching_mid_reply_saves_it_to_its_own_conversation(harness, smollm2_p
     h.settings = replace(SETTINGS, max_tokens=200)
     h.load(smollm2_path)
     finished = Recorder(h.worker.finished)
-    h.chat.send(COUNT)
+    h.chat.send(STORY)
     first, req = h.chat.conv_id, h.chat.pending.req_id
     h.qtbot.waitUntil(lambda: len(h.chat.pending.parts) >= 2, timeout=REPLY_TIMEOUT_MS)
     h.chat.new_chat()
@@ -198,16 +197,16 @@ def test_switching_mid_reply_saves_it_to_its_own_conversation(harness, smollm2_p
     h.qtbot.waitUntil(lambda: any(rid == req for rid, _ in finished.calls), timeout=REPLY_TIMEOUT_MS)
     stats = next(st for rid, st in finished.calls if rid == req)
     assert stats.finish_reason == "cancelled" and not h.chat.detached
-    assert h.stored(first) == [("user", COUNT), ("assistant", stats.text)] and stats.text
+    assert h.stored(first) == [("user", STORY), ("assistant", stats.text)] and stats.text
     assert not h.ended.calls  # the reply was no longer shown: no view was told to end it
 
     # Back to it: shown with its saved reply, and its length counted in the worker thread.
     assert h.chat.open_conversation(first)
-    assert [m.content for m in h.shown.calls[-1][1]] == [COUNT, stats.text]
+    assert [m.content for m in h.shown.calls[-1][1]] == [STORY, stats.text]
     h.qtbot.waitUntil(lambda: h.context.calls[-1][0] > 0, timeout=REPLY_TIMEOUT_MS)
     model = h.worker.engine()[0]
     want = len(model.chat_template.encode(model.chat_template.render(
-        [{"role": "user", "content": COUNT}, {"role": "assistant", "content": stats.text}],
+        [{"role": "user", "content": STORY}, {"role": "assistant", "content": stats.text}],
         add_generation_prompt=False)))
     assert h.context.calls[-1] == (want, 512)
 
@@ -231,13 +230,13 @@ def test_set_engine_mid_reply_saves_it_and_drops_the_old_engines_events(harness,
         busy = Recorder(h.chat.busy_changed)
         swap = Recorder(h.chat.reply_text, lambda calls: len(calls) == 3
                         and h.chat.set_engine(other, other_loaded.calls[0][0]))
-        h.chat.send(COUNT)
+        h.chat.send(STORY)
         h.qtbot.waitUntil(lambda: bool(old_finished.calls), timeout=REPLY_TIMEOUT_MS)
         h.qtbot.wait(200)  # the old worker's queued events reach the controller (and are dropped)
         partial = "".join(p for (p,) in swap.calls[:3])
         assert h.chat.worker is other and not h.chat.busy and busy.calls[-1] == (False,)
         assert len(swap.calls) == 3 and not h.ended.calls and not h.failed.calls
-        assert h.stored() == [("user", COUNT), ("assistant", partial)]
+        assert h.stored() == [("user", STORY), ("assistant", partial)]
         # the new engine answers; its request ids start at 1 as the old one's did
         h.settings = SETTINGS
         text, stats = h.reply(lambda: h.chat.send("Name one colour."))
@@ -287,13 +286,13 @@ def test_close_mid_reply_saves_the_partial_reply(harness, smollm2_path):
     h = harness
     h.settings = replace(SETTINGS, max_tokens=200)
     h.load(smollm2_path)
-    h.chat.send(COUNT)
+    h.chat.send(STORY)
     conv = h.chat.conv_id
     h.qtbot.waitUntil(lambda: len(h.chat.pending.parts) >= 3, timeout=REPLY_TIMEOUT_MS)
     partial = h.chat.pending.text
     h.chat.close()
     saved = h.stored(conv)
-    assert saved[0] == ("user", COUNT) and saved[1][0] == "assistant" and saved[1][1].startswith(partial)
+    assert saved[0] == ("user", STORY) and saved[1][0] == "assistant" and saved[1][1].startswith(partial)
     assert len(saved) == 2 and partial.strip()
 
 
@@ -303,7 +302,7 @@ def test_reply_queued_behind_another_request(harness, smollm2_path):
     sched = h.worker.engine()[1]
     model = h.worker.engine()[0]
     # What an API client of the local server does: a job on the shared scheduler that holds its one slot.
-    prompt = model.chat_template.encode(model.chat_template.render([{"role": "user", "content": COUNT}]))
+    prompt = model.chat_template.encode(model.chat_template.render([{"role": "user", "content": STORY}]))
     holder = sched.submit(GenerationRequest(prompt, SamplerParams(temperature=0.0), max_tokens=400))
     h.qtbot.waitUntil(lambda: sched.n_running == 1, timeout=REPLY_TIMEOUT_MS)
     h.chat.send("Say hello.")

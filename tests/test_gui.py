@@ -157,7 +157,7 @@ def test_drop_chat_stop_regenerate_edit_restart(qtbot, open_window, smollm2_path
             qtbot.keyClick(w, Qt.Key.Key_Escape)
 
     seen = Recorder(w.worker.token, press_esc_at_third_token)
-    w.input.setPlainText("Count from one to one hundred, in words.")
+    w.input.setPlainText("Tell me a long story about a fox.")
     with qtbot.waitSignal(w.reply_finished, timeout=REPLY_TIMEOUT_MS) as blocker:
         qtbot.keyClick(w.input, Qt.Key.Key_Return)
     seen.stop()
@@ -274,7 +274,7 @@ def test_switching_while_generating_stops_and_saves(qtbot, open_window, smollm2_
     load_by_drop(qtbot, w, smollm2_path)
     failed = Recorder(w.reply_failed)
     done = Recorder(w.reply_finished)
-    w.send_message("Count from one to one hundred, in words.")
+    w.send_message("Tell me a long story about a fox.")
     first_conv, req = w.conv_id, w.pending.req_id
 
     def streaming() -> bool:
@@ -574,7 +574,7 @@ def test_records_system_prompt_rename_close_and_refused(qtbot, open_window, smol
 
     # Closing the window (Ctrl+Q) during a reply saves the reply so far.
     w.apply_settings(replace(w.app_settings, max_tokens=200))
-    w.input.setPlainText("Count from one to one hundred, in words.")
+    w.input.setPlainText("Tell me a long story about a fox.")
     qtbot.keyClick(w.input, Qt.Key.Key_Return)
     conv = w.conv_id
     qtbot.waitUntil(lambda: w.pending is not None and len(w.pending.parts) >= 3, timeout=REPLY_TIMEOUT_MS)
@@ -584,7 +584,7 @@ def test_records_system_prompt_rename_close_and_refused(qtbot, open_window, smol
     store = ConversationStore()
     saved = [(m.role, m.content) for m in store.messages(conv)]
     store.close()
-    assert saved[0] == ("user", "Count from one to one hundred, in words.")
+    assert saved[0] == ("user", "Tell me a long story about a fox.")
     assert len(saved) == 2 and saved[1][0] == "assistant" and saved[1][1].startswith(partial) and partial.strip()
 
 
