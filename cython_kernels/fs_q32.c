@@ -396,6 +396,15 @@ FS_VD_INLINE int block32_bytes(int type) {
     }
 }
 
+/* How far ahead (in weight rows) a tile prefetches the block it is reading. A tile reads RM rows
+ * side by side, a few bytes of each in turn; from memory that interleaved pattern defeats the hardware
+ * stream prefetchers (SmolLM2's Q8_0 output matrix, 49152 x 576, one thread, AVX-512, this repo's
+ * Zen 4 VM: 6.6 GB/s against 22 GB/s for the row-by-row kernel). Prefetching the same place
+ * TILE_PREFETCH_ROWS rows on (the next rows of the thread's contiguous range) brings it to 12-14 GB/s
+ * for 1-2 activation rows and makes 4 compute-bound; a prefetch never faults, so reading past the
+ * matrix is harmless. */
+#define TILE_PREFETCH_ROWS 16
+
 /* out[j * os + i] = dot(weight row i, activation row j), i < RM, j < RN, for the 32-element block
  * types. RM and RN are compile-time constants at every call site, so the tile lives in registers. */
 FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab, int64_t nb,
@@ -420,6 +429,7 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
         }
         for (int i = 0; i < RM; i++) {
             const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
+            _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
             const __m256i qx = unpack_block32(type, x);
             const float dx = h2f(x);
             if (q81) {
@@ -521,6 +531,7 @@ FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t 
             for (int j = 0; j < RN; j++) sy[j] = h2f(a + (size_t)j * ab + (size_t)ib * ybs + 2);
         for (int i = 0; i < RM; i++) {
             const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
+            _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
             const __m512i qx = _mm512_broadcast_i64x4(unpack_block32(type, x));
             const __m512 dx = _mm512_set1_ps(h2f(x));
             if (q81) {
