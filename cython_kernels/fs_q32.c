@@ -386,6 +386,20 @@ FS_VD_INLINE FS_AVX2_FN __m256i unpack_block32(int type, const uint8_t *x) {
     }
 }
 
+/* The weight values of a Q4_0 / Q5_0 / Q8_0 block as unsigned bytes, value + block32_offset(type): for
+ * dpbusd (unsigned x signed) without the sign trick; the offset times the activation's sum is taken off
+ * after, in exact int32 arithmetic. */
+FS_VD_INLINE FS_AVX2_FN __m256i unpack_block32_u(int type, const uint8_t *x) {
+    switch (type) {
+    case FS_Q4_0: return nibbles_32(x + 2);
+    case FS_Q5_0: return _mm256_or_si256(nibbles_32(x + 6), _mm256_and_si256(bits_32(x + 2), _mm256_set1_epi8(0x10)));
+    default: /* FS_Q8_0 */
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + 2)), _mm256_set1_epi8((char)0x80));
+    }
+}
+
+FS_VD_INLINE int block32_offset(int type) { return type == FS_Q4_0 ? 8 : type == FS_Q5_0 ? 16 : 128; }
+
 FS_VD_INLINE int block32_bytes(int type) {
     switch (type) {
     case FS_Q4_0: return B_Q4_0;
@@ -517,8 +531,10 @@ FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0, FS_AVX2_FN, tile32, TILE_RM_AVX2)
 /* tile32 with AVX-512 and VNNI, its bits: two activation rows share one 512-bit accumulator per weight
  * row (their 8 float lanes side by side; the FMAs are lane-wise, so each pair sees tile32's operations),
  * and the byte products are one dpbusd (the exact int32 sums of maddubs + madd, which never saturate
- * here: |x| <= 128 and |y| <= 127 pairwise stay below 2^15). AVX-512 has no vpsignb: the activation
- * is negated under the mask of the weight's sign bits (where the weight is 0 its |x| is 0 too). */
+ * here: |x| <= 128 and |y| <= 127 pairwise stay below 2^15). For the signed weight types the weight is
+ * taken unsigned, x + c (unpack_block32_u), and each int32 lane starts from -c * (its 4 activation bytes'
+ * sum), itself one dpbusd per activation block shared by the tile's rows: sum((x + c) y) - c sum(y) =
+ * sum(x y) exactly (|sums| < 2^17), so the lanes hold tile32's integers. */
 FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab,
                                              int64_t nb, float *out, int64_t os, const int RM, const int RN) {
     const int q81 = type == FS_Q4_1 || type == FS_Q5_1;
@@ -541,10 +557,16 @@ FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t 
             dy[p] = _mm512_insertf32x8(_mm512_set1_ps(h2f(y0)), _mm256_set1_ps(h2f(y1)), 1);
         }
         const __m128 sy = q81 ? h2f_rows4(a, ab, (size_t)ib * ybs + 2, RN) : _mm_setzero_ps();
+        __m512i base[2]; /* signed types: -c * the activation bytes' sums, per int32 lane */
+        if (!q81)
+            for (int p = 0; p < RP; p++)
+                base[p] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                               _mm512_set1_epi8((char)block32_offset(type)), qy[p]));
         for (int i = 0; i < RM; i++) {
             const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
             _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
-            const __m512i qx = _mm512_broadcast_i64x4(unpack_block32(type, x));
+            const __m512i qx = _mm512_broadcast_i64x4(q81 ? unpack_block32(type, x) : unpack_block32_u(type, x));
             const __m512 dx = _mm512_set1_ps(h2f(x));
             if (q81) {
                 summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(h2f(x + 2)), sy));
@@ -553,11 +575,8 @@ FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t 
                     acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy[p]), q, acc[i][p]);
                 }
             } else {
-                const __m512i ax = _mm512_abs_epi8(qx);
-                const __mmask64 neg = _mm512_movepi8_mask(qx);
                 for (int p = 0; p < RP; p++) {
-                    const __m512i sy8 = _mm512_mask_sub_epi8(qy[p], neg, _mm512_setzero_si512(), qy[p]);
-                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy8));
+                    const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base[p], qx, qy[p]));
                     acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy[p]), q, acc[i][p]);
                 }
             }
