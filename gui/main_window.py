@@ -35,6 +35,7 @@ from .input_box import InputBox
 from .model_card import ModelCard
 from .remote_engine import RemoteEngine, RemoteModel
 from .remote_settings import RemoteEndpoint, RemoteEndpoints, RemoteServersDialog
+from .remote_source import RemoteModelSource
 from .server_control import ServerControl
 from .settings import AppSettings, Settings
 from .signals import emit
@@ -71,8 +72,9 @@ class MainWindow(QMainWindow):
 
     Attributes: ``loaded`` is the model the chat uses (a local :class:`LoadedModel` or a
     :class:`RemoteModel`), ``local_loaded`` the model the local worker holds (the one the local server
-    serves, kept while a remote model is in use), ``remote`` the :class:`RemoteEngine` in use (None: the
-    local worker answers).
+    serves, kept while a remote model is in use), ``remote_source`` the remote models
+    (:class:`RemoteModelSource`), ``remote`` its :class:`RemoteEngine` in use (None: the local worker
+    answers).
     """
 
     model_ready = Signal(object)
@@ -94,10 +96,7 @@ class MainWindow(QMainWindow):
         self.loaded: LoadedModel | RemoteModel | None = None  # the model the chat uses
         self.local_loaded: LoadedModel | None = None  # the local worker's model (the local server's)
         self.loading: str | None = None  # a file path, or a remote model's "<API root>#<model>"
-        self.remote: RemoteEngine | None = None  # the engine of the remote model in use
-        self.remote_loading: RemoteEngine | None = None  # the engine of a remote model being checked
-        self._prefer_local = True  # False from choosing a remote model until a local one is opened
-        self.remote_dialog: RemoteServersDialog | None = None  # File > Remote servers
+        self.remote_source = RemoteModelSource(RemoteEndpoints(self.settings.q), self)  # File > Remote servers
         self.library_dialog = self.server_panel_dialog = None  # File > Model library / Local server panel
         self.library = self.server_panel = None
         self.download_dialog = None  # the open "Download model" dialog (gui.download_dialog), if any
@@ -135,6 +134,11 @@ class MainWindow(QMainWindow):
         w.load_progress.connect(self._on_load_progress)
         w.model_loaded.connect(self._on_model_loaded)
         w.load_failed.connect(self._on_load_failed)
+        r = self.remote_source
+        r.model_chosen.connect(self.use_remote_model)
+        r.progress.connect(self._on_remote_progress)
+        r.loaded.connect(self._on_model_loaded)
+        r.failed.connect(self._on_remote_failed)
 
     def _connect_chat(self) -> None:
         """The views follow the chat controller."""
@@ -373,8 +377,7 @@ class MainWindow(QMainWindow):
         """Check and load ``path`` in the engine thread; a running reply is stopped first."""
         self.stop()
         self.banner.hide()
-        self._drop_remote_loading()  # the latest choice wins: a remote model still being checked is dropped
-        self._prefer_local = True
+        self.remote_source.prefer_local()  # the latest choice wins: a remote model still being checked is dropped
         self.loading = str(path)
         self.load_label.setText(f"Loading {Path(path).name}…")
         self.load_strip.show()
@@ -391,7 +394,8 @@ class MainWindow(QMainWindow):
         self.load_label.setText(f"Loading {name}: {stage} ({step}/{n_steps})…")
 
     def _on_model_loaded(self, loaded: LoadedModel | RemoteModel) -> None:
-        """A model is ready: a local one from the worker, or a remote one whose engine is ``self.remote``.
+        """A model is ready: a local one from the worker, or a remote one whose engine is ``self.remote``
+        (the remote source shuts the remote engine used before down after this call).
 
         The chat uses it from now on (a local model switches the chat back from a remote one, whose engine
         is shut down), except a local load finishing after a remote model was chosen: the worker keeps it
@@ -410,7 +414,7 @@ class MainWindow(QMainWindow):
             self.settings.add_recent_model(loaded.path)
             self.settings.set_last_model(loaded.path)
             self._refresh_recent()
-            if not self._prefer_local:
+            if self.remote_source.preferred:
                 return
         self.loaded = loaded
         self.banner.withdraw("model-offer")
@@ -427,9 +431,7 @@ class MainWindow(QMainWindow):
         self.status_model.setToolTip(loaded.path)
         self.setWindowTitle(f"{_model_title(loaded)} – Fireside")
         self.thinking_action.setVisible(bool(loaded.thinking))
-        old = None
-        if not remote:
-            old, self.remote = self.remote, None
+        old = None if remote else self.remote_source.release()
         self.chat.set_engine(self.remote if remote else self.worker, loaded)  # and counts the tokens again
         if old is not None:
             old.shutdown()
@@ -444,16 +446,20 @@ class MainWindow(QMainWindow):
 
     # Remote models ---------------------------------------------------------------------------------
 
+    @property
+    def remote(self) -> RemoteEngine | None:
+        """The engine of the remote model in use (None: the local worker answers)."""
+        return self.remote_source.engine
+
+    @property
+    def remote_dialog(self) -> RemoteServersDialog | None:
+        """File > Remote servers, once opened."""
+        return self.remote_source.dialog
+
     def open_remote_servers(self) -> None:
         """File > Remote servers: saved OpenAI-compatible servers (add, check, remove); "Use model" on one
         of a server's models makes the chat use it (:meth:`use_remote_model`)."""
-        if self.remote_dialog is None:
-            dlg = RemoteServersDialog(RemoteEndpoints(self.settings.q), self)
-            dlg.model_chosen.connect(self.use_remote_model)
-            dlg.model_chosen.connect(lambda _e, _m: dlg.hide())
-            self.remote_dialog = dlg
-        self.remote_dialog.show()
-        self.remote_dialog.raise_()
+        self.remote_source.open_dialog()
 
     def use_remote_model(self, endpoint: RemoteEndpoint, model_id: str) -> None:
         """Use the model ``model_id`` of the server ``endpoint`` for the chats (the slot of the Remote
@@ -467,65 +473,25 @@ class MainWindow(QMainWindow):
             return
         self.stop()
         self.banner.hide()
-        self._drop_remote_loading()
-        self._prefer_local = False
-        engine = RemoteEngine(endpoint.url, endpoint.api_key, endpoint.name)
-        engine.load_progress.connect(self._on_remote_progress)
-        engine.model_loaded.connect(self._on_remote_loaded)
-        engine.load_failed.connect(self._on_remote_failed)
-        self.remote_loading = engine
-        self.loading = RemoteModel(engine.base_url, model_id).path
-        self.load_label.setText(f"Connecting to {model_id} @ {endpoint.name or engine.base_url}…")
+        self.loading = self.remote_source.use(endpoint, model_id)
+        where = endpoint.name or self.remote_source.checking.base_url
+        self.load_label.setText(f"Connecting to {model_id} @ {where}…")
         self.load_strip.show()
-        engine.load(model_id)
         self._update_page()
 
-    def _drop_remote_loading(self) -> None:
-        """Forget a remote model still being checked (its late events are ignored) and stop its engine."""
-        engine, self.remote_loading = self.remote_loading, None
-        if engine is None:
-            return
-        engine.load_progress.disconnect(self._on_remote_progress)
-        engine.model_loaded.disconnect(self._on_remote_loaded)
-        engine.load_failed.disconnect(self._on_remote_failed)
-        engine.shutdown()
-        if self.loading is not None and is_remote_path(self.loading):
-            self.loading = None
-            self.load_strip.hide()
-
-    def _checking(self, model_id: str, base_url: str | None = None) -> RemoteEngine | None:
-        """The engine checking ``model_id`` (at ``base_url``) now, or None (an event of a dropped one)."""
-        engine = self.remote_loading
-        if self.engine_thread is None or engine is None or self.loading is None:
-            return None
-        if base_url is not None and engine.base_url != base_url:
-            return None
-        return engine if self.loading == f"{engine.base_url}#{model_id}" else None
-
     def _on_remote_progress(self, stage: str, step: int, n_steps: int) -> None:
-        if self.remote_loading is None or self.engine_thread is None:
+        if self.engine_thread is None:
             return
         self.load_label.setText(f"Connecting to {_loading_name(self.loading or '')}: {stage} "
                                 f"({step}/{n_steps})…")
 
-    def _on_remote_loaded(self, model: RemoteModel) -> None:
-        engine = self._checking(model.model, model.base_url)
-        if engine is None or engine.model != model.model:
-            return
-        engine.load_progress.disconnect(self._on_remote_progress)
-        engine.model_loaded.disconnect(self._on_remote_loaded)
-        engine.load_failed.disconnect(self._on_remote_failed)
-        self.remote_loading = None
-        old, self.remote = self.remote, engine
-        self._on_model_loaded(model)
-        if old is not None:
-            old.shutdown()
-
     def _on_remote_failed(self, model_id: str, message: str) -> None:
-        if self._checking(model_id) is None:
+        """The remote model being checked failed (the source dropped its engine): say why."""
+        if self.engine_thread is None:
             return
-        self._drop_remote_loading()  # hides the load strip
-        self._prefer_local = self.remote is None
+        if self.loading is not None and is_remote_path(self.loading):
+            self.loading = None
+            self.load_strip.hide()
         self._on_load_failed(model_id, message)
 
     def _on_load_failed(self, path: str, message: str) -> None:
@@ -812,14 +778,9 @@ class MainWindow(QMainWindow):
             self.download_dialog.reject()
         if self.library is not None:
             self.library.shutdown()
-        if self.remote_dialog is not None:  # stops a check under way
-            self.remote_dialog.reject()
         self.server.stop()
         self.chat.close()  # saves the partial replies, as switching chats does
-        self._drop_remote_loading()
-        if self.remote is not None:
-            self.remote, remote = None, self.remote
-            remote.shutdown()
+        self.remote_source.shutdown()  # its dialog (and check), a remote model being checked, the one in use
         self.worker.cancel_all()
         self.engine_thread.quit()
         self.engine_thread.wait()
