@@ -14,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
 from dataclasses import replace  # noqa: E402
 
 import pytest  # noqa: E402
-from PySide6.QtCore import QObject, QThread  # noqa: E402
+from PySide6.QtCore import QThread  # noqa: E402
 
 from engine.chat_template import ChatTemplate  # noqa: E402
 from engine.sampling import SamplerParams  # noqa: E402
@@ -25,26 +25,12 @@ from gui.engine_worker import EngineWorker  # noqa: E402
 from gui.prompt import (answer_only, chat_messages, continuation_text, encode_prompt, supports_thinking,  # noqa: E402
                         template_variables)
 from gui.settings import AppSettings  # noqa: E402
+from qt_helpers import Recorder  # noqa: E402
 
 LOAD_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 120_000
 SETTINGS = AppSettings(temperature=0.0, seed=1, max_tokens=24, n_ctx=512, n_threads=2)
 STORY = "Tell me a long story about a fox."  # 200 tokens and more at temperature 0: time to stop it
-
-
-class Recorder(QObject):
-    """Records a signal's calls in the GUI thread (a QObject slot: queued from the worker's threads)."""
-
-    def __init__(self, signal, on_call=None):
-        super().__init__()
-        self.calls: list[tuple] = []
-        self._on_call = on_call
-        signal.connect(self.record)
-
-    def record(self, *args) -> None:
-        self.calls.append(args)
-        if self._on_call is not None:
-            self._on_call(self.calls)
 
 
 class Harness:

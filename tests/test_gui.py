@@ -19,13 +19,14 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import shiboken6  # noqa: E402
-from PySide6.QtCore import QEvent, QMimeData, QObject, QPointF, Qt, QTimer, QUrl  # noqa: E402
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPalette, QTextCursor  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from conftest import MODELS_DIR  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.settings import AppSettings, Settings  # noqa: E402
+from qt_helpers import Recorder, window_data_dir  # noqa: E402
 
 LOAD_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 120_000
@@ -35,11 +36,7 @@ TEST_SETTINGS = AppSettings(temperature=0.0, seed=1, max_tokens=24, n_ctx=512, n
 
 @pytest.fixture()
 def data_dir(tmp_path, monkeypatch) -> Path:
-    d = tmp_path / "data"
-    monkeypatch.setenv("FIRESIDE_DATA_DIR", str(d))
-    monkeypatch.setenv("FIRESIDE_MODELS", str(MODELS_DIR))
-    Settings().save(TEST_SETTINGS)
-    return d
+    return window_data_dir(tmp_path, monkeypatch, TEST_SETTINGS)
 
 
 @pytest.fixture()
@@ -59,28 +56,6 @@ def open_window(qtbot, data_dir):
         if shiboken6.isValid(w):
             w.close()  # deletes it (WA_DeleteOnClose) once the event loop runs
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-
-
-class Recorder(QObject):
-    """Records a worker signal's calls in the GUI thread, in order with the window's own slots.
-
-    (A plain function connected to a worker signal runs in the worker's thread instead.)
-    """
-
-    def __init__(self, signal, on_call=None):
-        super().__init__()
-        self.calls: list[tuple] = []
-        self._on_call = on_call
-        self._signal = signal
-        signal.connect(self.record)
-
-    def record(self, *args) -> None:
-        self.calls.append(args)
-        if self._on_call is not None:
-            self._on_call(self.calls)
-
-    def stop(self) -> None:
-        self._signal.disconnect(self.record)
 
 
 def drop_file(window: MainWindow, path: Path) -> None:

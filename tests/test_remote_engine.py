@@ -18,33 +18,21 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from PySide6.QtCore import QObject, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from engine.sampling import SamplerParams  # noqa: E402
-from conftest import recording_scheduler  # noqa: E402
-from engine.server.runner import InProcessServer  # noqa: E402
+from conftest import recording_scheduler, serving  # noqa: E402
 from gui import events, remote_api  # noqa: E402
 from gui.events import ReplyFailure  # noqa: E402
 from gui.remote_api import RemoteError, normalize_base_url  # noqa: E402
 from gui.remote_engine import RemoteEngine, RemoteModel, RemoteStats  # noqa: E402
+from qt_helpers import Recorder  # noqa: E402
 
 API_KEY = "remote-test-key"
 N_CTX = 512
 TIMEOUT_MS = 120_000
 GREEDY = SamplerParams(temperature=0.0, seed=1)
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
-
-
-class Recorder(QObject):
-    """Records a signal's calls in the GUI thread (a QObject slot: queued from the engine's thread)."""
-
-    def __init__(self, signal):
-        super().__init__()
-        self.calls: list[tuple] = []
-        signal.connect(self.record)
-
-    def record(self, *args) -> None:
-        self.calls.append(args)
 
 
 class Events:
@@ -63,14 +51,9 @@ class Events:
 def served(smollm2):
     scheduler = recording_scheduler(smollm2, n_ctx=N_CTX, n_threads=2, max_queue=8, n_parallel=2)
     holder = [(smollm2, scheduler)]
-    server = InProcessServer(lambda: holder[0], host="127.0.0.1", port=0, api_key=API_KEY)
-    server.start()
-    server.scheduler, server.holder = scheduler, holder
-    try:
+    with serving(smollm2, scheduler, lambda: holder[0], api_key=API_KEY) as server:
+        server.scheduler, server.holder = scheduler, holder
         yield server
-    finally:
-        server.stop()
-        scheduler.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,16 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import shiboken6  # noqa: E402
-from PySide6.QtCore import QEvent, QObject, Qt  # noqa: E402
+from PySide6.QtCore import QEvent, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from conftest import MODELS_DIR, recording_scheduler  # noqa: E402
-from engine.server.runner import InProcessServer  # noqa: E402
+from conftest import recording_scheduler, serving  # noqa: E402
 from gui.engine_worker import LoadedModel  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.remote_engine import RemoteModel, RemoteStats  # noqa: E402
 from gui.remote_settings import RemoteEndpoint  # noqa: E402
-from gui.settings import AppSettings, Settings  # noqa: E402
+from gui.settings import AppSettings  # noqa: E402
+from qt_helpers import Recorder, window_data_dir  # noqa: E402
 
 API_KEY = "remote-window-key"
 TIMEOUT_MS = 120_000
@@ -37,11 +37,7 @@ TEST_SETTINGS = AppSettings(temperature=0.0, seed=1, max_tokens=12, n_ctx=512, n
 
 @pytest.fixture()
 def data_dir(tmp_path, monkeypatch) -> Path:
-    d = tmp_path / "data"
-    monkeypatch.setenv("FIRESIDE_DATA_DIR", str(d))
-    monkeypatch.setenv("FIRESIDE_MODELS", str(MODELS_DIR))
-    Settings().save(TEST_SETTINGS)
-    return d
+    return window_data_dir(tmp_path, monkeypatch, TEST_SETTINGS)
 
 
 @pytest.fixture()
@@ -60,29 +56,9 @@ def window(qtbot, data_dir):
 def served(smollm2):
     """``fireside serve`` in-process on a free port, with the real SmolLM2 model."""
     scheduler = recording_scheduler(smollm2, n_ctx=512, n_threads=2, max_queue=8, n_parallel=1)
-    server = InProcessServer(lambda: (smollm2, scheduler), host="127.0.0.1", port=0, api_key=API_KEY)
-    server.start()
-    server.scheduler = scheduler
-    try:
+    with serving(smollm2, scheduler, api_key=API_KEY) as server:
+        server.scheduler = scheduler
         yield server
-    finally:
-        server.stop()
-        scheduler.close()
-
-
-class Recorder(QObject):
-    """Records a signal's calls in the GUI thread (a QObject slot: queued from the engine's thread)."""
-
-    def __init__(self, signal, on_call=None):
-        super().__init__()
-        self.calls: list[tuple] = []
-        self._on_call = on_call
-        signal.connect(self.record)
-
-    def record(self, *args) -> None:
-        self.calls.append(args)
-        if self._on_call is not None:
-            self._on_call(self.calls)
 
 
 def _free_port() -> int:
