@@ -100,6 +100,8 @@ FS_FAMILY_AVX2(void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_
                                       int64_t n, float *out);)
 FS_FAMILY_AVX2(void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                             int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_FAMILY_AVX2(void fs_gemv_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                            int64_t n_act, int64_t n, float *out, int64_t os);)
 FS_DECLARE_NEON_ROWS(fs_rows_q4_k_neon)
 FS_DECLARE_NEON_ROWS(fs_gemv_q4_k_neon)
 FS_DECLARE_NEON_ROWS(fs_gemm_q4_k_neon)

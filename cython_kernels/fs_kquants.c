@@ -807,6 +807,119 @@ FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
     q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx2);
 }
 
+/* Activation rows per pass of the multi-row Q4_K gemv: their integer sums (3 KB each) on the stack. */
+#define Q4K_GEMV_ACTS 3
+
+/* q4_k_row_ints for nt <= Q4K_GEMV_ACTS activation rows (q8[t], q8s[t]) at once: the row's scales and
+ * nibbles are unpacked once, each activation gets the same integer operations as alone. */
+static inline FS_AVX2_FN void q4_k_row_ints_acts(const uint8_t *x, const int8_t *const *q8, const __m128i *q8s,
+                                                 const int nt, __m256i *sumi, __m128i *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i sm = q4_k_scales_mins16(x + 4);
+    for (int t = 0; t < nt; t++) {
+        m[t] = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), q8s[t]);
+        sumi[t] = _mm256_setzero_si256();
+    }
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const uint8_t *q4 = x + 16;
+    for (int c = 0; c < 4; c++) {
+        const __m256i scl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
+        const __m256i sch = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+        const __m256i ql = _mm256_and_si256(bits, m4);
+        const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        for (int t = 0; t < nt; t++) {
+            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c)));
+            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c + 32)));
+            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(scl, pl), _mm256_madd_epi16(sch, ph)));
+        }
+    }
+}
+
+/* q4_k_gemv for nt <= Q4K_GEMV_ACTS activation rows (a + t * ab; out + t * os): each weight row is read
+ * once for all of them (the integer phase), then each activation's float phase is q4_k_gemv's, so
+ * every output has the bits of q4_k_gemv on its own. For the rows a batch leaves after its groups of 4
+ * (2 or 3 slots decoding together), which would otherwise each run the whole gemv. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *a,
+                                            size_t ab, const int nt, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    int32_t ints[Q4K_GEMV_ACTS][Q4K_GEMV_CHUNK][2][8]; /* per activation, super-block: I, M of rows 0..7 */
+    int32_t dd[Q4K_GEMV_CHUNK][8];                     /* per super-block: the raw (d, dmin) of rows 0..7 */
+    __m128i q8s[Q4K_GEMV_CHUNK][Q4K_GEMV_ACTS];
+    for (int64_t r = 0; r < n_rows; r += 8) {
+        const int g = n_rows - r < 8 ? (int)(n_rows - r) : 8;
+        __m256 acc[Q4K_GEMV_ACTS], accm[Q4K_GEMV_ACTS];
+        for (int t = 0; t < nt; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+        for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
+            const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
+            if (g < 8) {
+                memset(ints, 0, sizeof ints);
+                memset(dd, 0, sizeof dd);
+            }
+            for (int j = 0; j < nc; j++)
+                for (int t = 0; t < nt; t++) {
+                    const __m256i q8sums = _mm256_loadu_si256(
+                        (const __m256i *)(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K + Q8K_BSUMS));
+                    q8s[j][t] = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+                }
+            for (int k = 0; k < g; k++) {
+                const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
+                for (int j = 0; j < nc; j++, x += B_Q4_K) {
+                    const int8_t *q8[Q4K_GEMV_ACTS];
+                    for (int t = 0; t < nt; t++)
+                        q8[t] = (const int8_t *)(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K + Q8K_QS);
+                    __m256i iv[Q4K_GEMV_ACTS];
+                    __m128i m[Q4K_GEMV_ACTS];
+                    q4_k_row_ints_acts(x, q8, q8s[j], nt, iv, m);
+                    for (int t = 0; t < nt; t++) {
+                        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv[t]), _mm256_extracti128_si256(iv[t], 1));
+                        __m128i im = _mm_hadd_epi32(s4, m[t]);
+                        im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
+                        ints[t][j][0][k] = _mm_cvtsi128_si32(im);
+                        ints[t][j][1][k] = _mm_extract_epi32(im, 1);
+                    }
+                    memcpy(&dd[j][k], x, 4);
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                const uint8_t *y = a + (size_t)t * ab + (size_t)ib0 * B_Q8_K;
+                for (int j = 0; j < nc; j++, y += B_Q8_K) {
+                    const __m256i h = _mm256_permute4x64_epi64(
+                        _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)dd[j]), split), 0xD8);
+                    const __m256 yd = _mm256_set1_ps(rd_f32(y));
+                    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
+                    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[t][j][0])), d,
+                                             acc[t]);
+                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[t][j][1])),
+                                              dmin, accm[t]);
+                }
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            float o[8];
+            _mm256_storeu_ps(o, _mm256_sub_ps(acc[t], accm[t]));
+            memcpy(out + (size_t)t * os + r, o, (size_t)g * sizeof(float));
+        }
+    }
+}
+
+/* The Q4_K gemv for several activation rows: groups of Q4K_GEMV_ACTS through q4_k_gemv_acts (bits of
+ * fs_gemv_q4_k_avx2 for each). */
+FS_AVX2_FN void fs_gemv_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                        int64_t n_act, int64_t n, float *out, int64_t os) {
+    for (int64_t t = 0; t < n_act; t += Q4K_GEMV_ACTS) {
+        const int64_t nt = n_act - t < Q4K_GEMV_ACTS ? n_act - t : Q4K_GEMV_ACTS;
+        const uint8_t *at = a + (size_t)t * ab;
+        float *ot = out + t * os;
+        if (nt == 3) q4_k_gemv_acts(w, rb, n_rows, at, ab, 3, n, ot, os);
+        else if (nt == 2) q4_k_gemv_acts(w, rb, n_rows, at, ab, 2, n, ot, os);
+        else q4_k_gemv_acts(w, rb, n_rows, at, ab, 1, n, ot, os);
+    }
+}
+
 FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                            int64_t n, float *out) {
     rows_q4_k_gemm_avx2(w, row_bytes, n_rows, act, n, out);

@@ -29,14 +29,14 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
     const int64_t n_gemm = repacked ? n_tok - n_tok % 4 : 0;
     if (n_gemm > 0)
         fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act, act_bytes, n_gemm, n_in, y + r0, n_out);
-    for (int64_t t = n_gemm; t < n_tok; t++) {
-        const uint8_t *a = act + t * act_bytes;
-        float *yt = y + t * n_out + r0;
-        if (repacked)
-            fs_vec_dot_rows(w->type, rows, w->row_bytes, nr, a, n_in, yt);
-        else
-            fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, a, n_in, yt);
+    if (repacked) {
+        if (n_tok > n_gemm)
+            fs_vec_dot_tile_gemv(w->type, rows, w->row_bytes, nr, act + n_gemm * act_bytes, act_bytes, n_tok - n_gemm,
+                                 n_in, y + n_gemm * n_out + r0, n_out);
+        return;
     }
+    for (int64_t t = 0; t < n_tok; t++)
+        fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
 }
 
 /* Quantize the activations once, then every tile of every weight; called by each thread of a team. */

@@ -48,10 +48,10 @@
 /* type, name, block elements, block bytes, vec_dot_type, dequantize, rows, tiles: the type that
  * llama.cpp does not repack on x86. */
 #define PLAIN(T, x, NAME, QK_, BYTES, ACT, TILES_) \
-    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES_, 0, NONE, NONE, NONE}
+    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS(x), TILES_, 0, NONE, NONE, NONE, NONE}
 /* The same with AVX-512 tile kernels and NEON row kernels. */
 #define PLAIN512(T, x, NAME, QK_, BYTES, ACT) \
-    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS_NEON(x), TILES512(x), 0, NONE, NONE, NONE}
+    {T, NAME, QK_, BYTES, ACT, fs_dequant_##x, ROWS_NEON(x), TILES512(x), 0, NONE, NONE, NONE, NONE}
 
 static const fs_type_traits TRAITS[] = {
     PLAIN(FS_F32, f32, "F32", 1, 4, FS_F32, NONE),
@@ -59,7 +59,7 @@ static const fs_type_traits TRAITS[] = {
     {FS_Q4_0, "Q4_0", QK, B_Q4_0, FS_Q8_0, fs_dequant_q4_0, ROWS_NEON(q4_0), TILES512(q4_0), 8,
      {[FS_IMPL_PORTABLE] = fs_gemv_q4_0_c, [FS_IMPL_AVX2] = AVX2(fs_gemv_q4_0_avx2),
       [FS_IMPL_NEON] = NEON(fs_gemv_q4_0_neon)},
-     NONE, NONE},
+     NONE, NONE, NONE},
     PLAIN512(FS_Q4_1, q4_1, "Q4_1", QK, B_Q4_1, FS_Q8_1_ID),
     PLAIN512(FS_Q5_0, q5_0, "Q5_0", QK, B_Q5_0, FS_Q8_0),
     PLAIN512(FS_Q5_1, q5_1, "Q5_1", QK, B_Q5_1, FS_Q8_1_ID),
@@ -70,17 +70,18 @@ static const fs_type_traits TRAITS[] = {
      {fs_gemv_q4_k_c, AVX2(fs_gemv_q4_k_avx2), AVX512(fs_gemv_q4_k_avx512), NEON(fs_gemv_q4_k_neon)},
      {[FS_IMPL_PORTABLE] = fs_gemm_q4_k_c, [FS_IMPL_AVX2] = AVX2(fs_gemm_q4_k_avx2),
       [FS_IMPL_NEON] = NEON(fs_gemm_q4_k_neon)},
-     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_q4_k_avx2), [FS_IMPL_AVX512] = AVX512(fs_gemm_tiles_q4_k_avx512)}},
+     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_q4_k_avx2), [FS_IMPL_AVX512] = AVX512(fs_gemm_tiles_q4_k_avx512)},
+     {[FS_IMPL_AVX2] = AVX2(fs_gemv_tiles_q4_k_avx2)}},
     PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, NONE),
     {FS_Q6_K, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, fs_dequant_q6_k,
      {fs_rows_q6_k_c, AVX2(fs_rows_q6_k_avx2), AVX512(fs_rows_q6_k_avx512), NEON(fs_rows_q6_k_neon)},
-     TILES512(q6_k), 0, NONE, NONE, NONE},
+     TILES512(q6_k), 0, NONE, NONE, NONE, NONE},
     PLAIN(FS_IQ2_XXS, iq2_xxs, "IQ2_XXS", QK_K, 66, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ2_XS, iq2_xs, "IQ2_XS", QK_K, 74, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ3_XXS, iq3_xxs, "IQ3_XXS", QK_K, 98, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ1_S, iq1_s, "IQ1_S", QK_K, 50, FS_Q8_K_ID, NONE),
     {FS_IQ4_NL, "IQ4_NL", QK, 18, FS_Q8_0, fs_dequant_iq4_nl, ROWS(iq4_nl), TILES(iq4_nl), 8, GEMV(iq4_nl), NONE,
-     NONE},
+     NONE, NONE},
     PLAIN(FS_IQ3_S, iq3_s, "IQ3_S", QK_K, 110, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ2_S, iq2_s, "IQ2_S", QK_K, 82, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ4_XS, iq4_xs, "IQ4_XS", QK_K, 136, FS_Q8_K_ID, TILES(iq4_xs)),
@@ -89,7 +90,7 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
     PLAIN(FS_TQ2_0, tq2_0, "TQ2_0", QK_K, 66, FS_Q8_K_ID, NONE),
     {FS_MXFP4, "MXFP4", QK, 17, FS_Q8_0, fs_dequant_mxfp4, ROWS(mxfp4), TILES(mxfp4), 8, GEMV(mxfp4), NONE,
-     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_mxfp4_avx2)}},
+     {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_mxfp4_avx2)}, NONE},
 };
 
 #define N_TRAITS ((int)(sizeof TRAITS / sizeof TRAITS[0]))

@@ -52,6 +52,9 @@ typedef struct fs_type_traits {
     fs_rows_fn gemv[FS_IMPL_COUNT];
     fs_rows_fn gemm[FS_IMPL_COUNT];
     fs_tiles_fn gemm_tiles[FS_IMPL_COUNT];
+    /* several activation rows with the `gemv` arithmetic, each weight row read once for all (the
+     * rows a batch leaves after its groups of 4); NULL: `gemv` per activation row */
+    fs_tiles_fn gemv_tiles[FS_IMPL_COUNT];
 } fs_type_traits;
 
 /* The row of `type`, or NULL if Fireside has no kernels for it. */

@@ -185,6 +185,14 @@ void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t
     tile_or_rows(MODE_GEMM, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
 }
 
+void fs_vec_dot_tile_gemv(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                          size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride) {
+    const fs_type_traits *t = valid(wtype, n, NULL);
+    if (t == NULL || n <= 0) return;
+    fs_tiles_fn tiles = t->repack_rows && n_act > 1 ? PICK(t->gemv_tiles) : NULL;
+    tile_or_rows(MODE_GEMV, tiles, wtype, w, row_bytes, n_rows, act, act_bytes, n_act, n, out, out_stride);
+}
+
 void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act, size_t act_bytes,
                      int64_t n_act, int64_t n, float *out, int64_t out_stride) {
     const fs_type_traits *t = valid(wtype, n, NULL);

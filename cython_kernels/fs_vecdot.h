@@ -115,6 +115,11 @@ void fs_vec_dot_tile(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_ro
 void fs_vec_dot_tile_gemm(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
                           size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride);
 
+/* As fs_vec_dot_tile, with fs_vec_dot_rows' arithmetic (llama.cpp's repacked gemv) for every activation
+ * row; each weight row read once for several activation rows for Q4_K with AVX2 and AVX-512. */
+void fs_vec_dot_tile_gemv(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
+                          size_t act_bytes, int64_t n_act, int64_t n, float *out, int64_t out_stride);
+
 /* 1 if fs_vec_dot_tile has a register-tiled kernel for wtype on this CPU. */
 int fs_vec_dot_tiled(int wtype);
 
