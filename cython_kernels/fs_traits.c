@@ -240,7 +240,33 @@ int fs_impl(void) {
     __atomic_store_n(&impl_state, s, __ATOMIC_RELEASE);
     return s;
 }
+
+#if FS_HAVE_AVX2_CODE
+/* AMD family 19h (Zen 3 and Zen 4; of those only Zen 4 has AVX-512): CPUID leaf 0 vendor, leaf 1 family. */
+static int cpu_is_amd_family_19h(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u || d != 0x69746e65u || c != 0x444d4163u)
+        return 0; /* "AuthenticAMD" */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned base = (a >> 8) & 0xF, ext = (a >> 20) & 0xFF;
+    return base == 0xF && base + ext == 0x19;
+}
+#endif
+
+static int rows_state = -1;
+
+int fs_rows_impl(void) {
+    int s = __atomic_load_n(&rows_state, __ATOMIC_ACQUIRE);
+    if (s >= 0) return s;
+    s = fs_impl();
+#if FS_HAVE_AVX2_CODE
+    if (s == FS_IMPL_AVX512 && getenv("FIRESIDE_CPU") == NULL && cpu_is_amd_family_19h()) s = FS_IMPL_AVX2;
+#endif
+    __atomic_store_n(&rows_state, s, __ATOMIC_RELEASE);
+    return s;
+}
 #else
 int fs_impl_best(void) { return FS_IMPL_PORTABLE; }
 int fs_impl(void) { return FS_IMPL_PORTABLE; }
+int fs_rows_impl(void) { return FS_IMPL_PORTABLE; }
 #endif

@@ -80,6 +80,14 @@ int fs_impl(void);
  * PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE); FreeBSD: elf_aux_info). Else portable. */
 int fs_impl_best(void);
 
+/* The implementation of the one-activation-row kernels (rows, gemv, gemm: decode): fs_impl(), except
+ * that when the variant was chosen automatically (no FIRESIDE_CPU) and is AVX-512 on an AMD family 19h
+ * CPU (Zen 4, which runs each 512-bit operation as two 256-bit halves), the AVX2 row kernels, which give
+ * the same bits (tests/test_cpu_variants.py) and read memory faster there: a 75 MB Q4_K matrix, one
+ * thread, 17-20 against 12-16 GB/s; the 1B Q4_K_M file's decode, 2 threads, 24-27 against 22 GB/s
+ * (this repo's Zen 4 VM). Tiles (prefill) keep fs_impl(). */
+int fs_rows_impl(void);
+
 /* The implementation impl falls back to where a type has no kernel of its own (AVX-512 -> AVX2 ->
  * portable, NEON -> portable); -1 for portable or an invalid impl. */
 int fs_impl_fallback(int impl);

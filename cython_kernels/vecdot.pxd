@@ -17,5 +17,6 @@ cdef extern from "fs_vecdot.h" nogil:
 cdef extern from "fs_traits.h" nogil:
     int fs_impl() noexcept
     int fs_impl_best() noexcept
+    int fs_rows_impl() noexcept
     const char *fs_impl_name(int impl) noexcept
     int fs_impl_fallback(int impl) noexcept

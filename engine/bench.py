@@ -283,8 +283,9 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
 
     Returns:
         JSON-ready dict: model, file_size, n_threads, n_batch, n_ctx, peak_rss, kv_cache_bytes, rss_target
-        (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable", "avx2", "avx512" or "neon"), llama_cpp (or
-        absent), and results: per test its tokens_per_s, std, samples; with a
+        (bytes), cpu_variant (the kernels' CPU variant that ran, cython_kernels.vecdot.impl(): "portable",
+        "avx2", "avx512" or "neon"), rows_variant (that of the one-row decode kernels,
+        vecdot.rows_impl()), llama_cpp (or absent), and results: per test its tokens_per_s, std, samples; with a
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``), and
         with ``read_loop`` ``read_loop_share`` (gb_per_s over the read loop's; the report's
@@ -313,6 +314,7 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
     report = {"model": model.path.name, "file_size": model.info.file_size, "n_threads": ctx.n_threads,
               "n_batch": ctx.n_batch, "n_ctx": ctx.n_ctx, "peak_rss": peak_rss, "kv_cache_bytes": kv_size,
               "rss_target": rss_target_bytes(model.info.file_size, kv_size), "cpu_variant": vecdot.impl(),
+              "rows_variant": vecdot.rows_impl(),
               "results": rows}
     if read_loop:
         report["read_loop_gb_per_s"] = read_loop / 1e9
@@ -353,7 +355,9 @@ def format_report(report: dict) -> str:
     if compared and report["llama_cpp"].get("peak_rss"):
         line += f"; llama.cpp process {report['llama_cpp']['peak_rss'] / mib:.0f} MiB"
     lines.append(line)
-    lines.append(f"CPU variant: {report['cpu_variant']} (this CPU runs {', '.join(vecdot.variants())}; "
+    rows = report.get("rows_variant", report["cpu_variant"])
+    decode = f", decode row kernels {rows} (AMD Zen 4)" if rows != report["cpu_variant"] else ""
+    lines.append(f"CPU variant: {report['cpu_variant']}{decode} (this CPU runs {', '.join(vecdot.variants())}; "
                  "FIRESIDE_CPU=<variant> forces one)")
     return "\n".join(lines)
 
