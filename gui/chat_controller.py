@@ -14,7 +14,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from . import events
-from .conversations import ConversationStore, Message
+from .conversations import ConversationStore, Message, stats_record
 from .engine_worker import EngineWorker, LoadedModel
 from .prompt import chat_messages
 from .settings import AppSettings
@@ -385,15 +385,16 @@ class ChatController(QObject):
             if p.text.strip():
                 self._save(p)
 
-    def _save(self, p: PendingReply, reasoning: str | None = None) -> None:
-        """Save a reply to its conversation (if it still exists): appended, or a continued reply updated."""
+    def _save(self, p: PendingReply, reasoning: str | None = None, stats=None) -> None:
+        """Save a reply to its conversation (if it still exists): appended, or a continued reply updated;
+        ``stats`` (its GenerationStats, None when the app closed mid-reply) is kept with it."""
         if self.store.get(p.conv_id) is None:
             return
         if p.resumed is not None:
             if p.parts:
-                self.store.update(p.conv_id, p.position, p.text)
+                self.store.update(p.conv_id, p.position, p.text, stats=stats_record(stats))
         else:
-            self.store.append(p.conv_id, "assistant", p.text, reasoning=reasoning or None)
+            self.store.append(p.conv_id, "assistant", p.text, reasoning=reasoning or None, stats=stats_record(stats))
 
     def _prompt(self, history: list[Message]) -> list[dict]:
         return chat_messages(history, self.system_prompt())
@@ -496,7 +497,7 @@ class ChatController(QObject):
         text = p.text
         kept = bool(text.strip()) or stats.finish_reason != "cancelled"
         if kept:
-            self._save(p, getattr(stats, "reasoning", ""))
+            self._save(p, getattr(stats, "reasoning", ""), stats)
         if p is not self.pending:
             self.detached.pop(req_id, None)
             return

@@ -8,6 +8,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
+from engine.generate import GenerationStats
+
 from .message_widget import MessageWidget
 
 RENDER_INTERVAL_MS = 40
@@ -59,10 +61,16 @@ class ChatView(QScrollArea):
         self._stick = True
 
     def set_messages(self, messages) -> None:
-        """Show ``messages`` (objects with ``role``, ``content``, ``position``) in place of the current ones."""
+        """Show ``messages`` (objects with ``role``, ``content``, ``position`` and, for saved replies,
+        ``stats``: a :data:`gui.conversations.STATS_FIELDS` dict or None) in place of the current ones; a
+        reply's saved stats bring back its stats line, marker and Continue."""
         self.clear()
         for m in messages:
-            self.add_message(m.role, m.content, m.position)
+            w = self.add_message(m.role, m.content, m.position)
+            record = getattr(m, "stats", None)
+            if m.role == "assistant" and record:
+                w.finish_reply(GenerationStats(**record))
+        self._update_buttons()
 
     def add_message(self, role: str, text: str, position: int) -> MessageWidget:
         """Append a message widget and return it."""

@@ -4,12 +4,13 @@ Schema (``conversations.sqlite3``, ``PRAGMA user_version`` = :data:`SCHEMA_VERSI
     conversations(id, title, system_prompt NULL = use the default, created, updated,  -- times in Unix seconds
                   model_path NULL = not known)                                       -- added in version 1
     messages(id, conversation_id, position 0.., role "user"|"assistant", content,
-             reasoning NULL = none)                                                  -- added in version 1
+             reasoning NULL = none,                                                  -- added in version 1
+             stats NULL = none: a reply's numbers as JSON, see STATS_FIELDS)         -- added in version 2
     conversations_fts(title), messages_fts(content): SQLite FTS5 indexes kept in step by triggers, when the
         Python sqlite3 build has FTS5 (https://sqlite.org/fts5.html, "external content tables").
 
-A version-0 database (before model_path, reasoning and search) is migrated on open by adding the two
-columns; nothing is rewritten. The FTS indexes are an extra: where FTS5 is missing their triggers are
+An older database (version 0: before model_path, reasoning and search; version 1: before stats) is
+migrated on open by adding the missing columns; nothing is rewritten. The FTS indexes are an extra: where FTS5 is missing their triggers are
 dropped (so writes still work) and :meth:`ConversationStore.search` uses LIKE; an index whose triggers
 are missing is rebuilt from the tables on the next open with FTS5.
 
@@ -21,6 +22,7 @@ at most the reply being generated.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 import time
@@ -33,7 +35,7 @@ import platformdirs
 from engine.paths import APP_NAME
 
 DB_NAME = "conversations.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROLES = ("user", "assistant")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -53,7 +55,34 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 # Columns added after version 0, as (table, column, declaration).
-_ADDED_COLUMNS = (("conversations", "model_path", "TEXT"), ("messages", "reasoning", "TEXT"))
+_ADDED_COLUMNS = (("conversations", "model_path", "TEXT"), ("messages", "reasoning", "TEXT"),
+                  ("messages", "stats", "TEXT"))
+#: The numbers of a reply kept with it (``engine.generate.GenerationStats`` fields: tokens, seconds, the
+#: finish reason), so its stats line and cut-off marker come back when the chat is reopened.
+STATS_FIELDS = ("n_prompt", "n_reused", "n_generated", "prefill_s", "decode_s", "finish_reason", "context_full")
+
+
+def stats_record(stats) -> dict | None:
+    """The :data:`STATS_FIELDS` of ``stats`` (a ``GenerationStats`` or any object with them) as a dict,
+    or None for None."""
+    if stats is None:
+        return None
+    return {k: getattr(stats, k) for k in STATS_FIELDS if hasattr(stats, k)}
+
+
+def _stats_json(stats: dict | None) -> str | None:
+    return None if stats is None else json.dumps(stats)
+
+
+def _stats_loads(text: str | None) -> dict | None:
+    """A stored stats record; None for none or for text that is not one (the reply is shown without it)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return {k: v for k, v in value.items() if k in STATS_FIELDS} if isinstance(value, dict) else None
 # unicode61 with remove_diacritics 2: "cafe" finds "café"; words match by prefix (see _fts_query).
 _FTS_TABLES = """
 CREATE VIRTUAL TABLE IF NOT EXISTS conversations_fts USING fts5(
@@ -127,6 +156,7 @@ class Message:
     role: str
     content: str
     reasoning: str | None = None  # a reasoning model's thinking, kept apart from the answer
+    stats: dict | None = None  # a reply's numbers (STATS_FIELDS), None if not known
 
     def as_chat(self) -> dict:
         """The ``{"role", "content"}`` dict a chat template renders."""
@@ -299,12 +329,14 @@ class ConversationStore:
 
     def messages(self, conv_id: int) -> list[Message]:
         """A conversation's messages in order."""
-        rows = self._db.execute("SELECT id, position, role, content, reasoning FROM messages "
+        rows = self._db.execute("SELECT id, position, role, content, reasoning, stats FROM messages "
                                 "WHERE conversation_id = ? ORDER BY position", (conv_id,)).fetchall()
-        return [Message(*r) for r in rows]
+        return [Message(*r[:5], _stats_loads(r[5])) for r in rows]
 
-    def append(self, conv_id: int, role: str, content: str, reasoning: str | None = None) -> Message:
-        """Add a message at the end of a conversation and return it (``reasoning``: a reply's thinking).
+    def append(self, conv_id: int, role: str, content: str, reasoning: str | None = None,
+               stats: dict | None = None) -> Message:
+        """Add a message at the end of a conversation and return it (``reasoning``: a reply's thinking;
+        ``stats``: its numbers, :func:`stats_record`).
 
         Raises:
             ValueError: ``role`` is not "user" or "assistant".
@@ -313,16 +345,18 @@ class ConversationStore:
         with self._db:
             (pos,) = self._db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
                                       (conv_id,)).fetchone()
-            cur = self._db.execute("INSERT INTO messages (conversation_id, position, role, content, reasoning) "
-                                   "VALUES (?, ?, ?, ?, ?)", (conv_id, pos, role, content, reasoning))
+            cur = self._db.execute("INSERT INTO messages (conversation_id, position, role, content, reasoning, "
+                                   "stats) VALUES (?, ?, ?, ?, ?, ?)",
+                                   (conv_id, pos, role, content, reasoning, _stats_json(stats)))
             self._touch(conv_id)
-        return Message(cur.lastrowid, pos, role, content, reasoning)
+        return Message(cur.lastrowid, pos, role, content, reasoning, stats)
 
-    def update(self, conv_id: int, position: int, content: str) -> None:
-        """Replace the text of the message at ``position``."""
+    def update(self, conv_id: int, position: int, content: str, stats: dict | None = None) -> None:
+        """Replace the text of the message at ``position`` (and its stats; an edited message's are
+        dropped: None)."""
         with self._db:
-            self._db.execute("UPDATE messages SET content = ? WHERE conversation_id = ? AND position = ?",
-                             (content, conv_id, position))
+            self._db.execute("UPDATE messages SET content = ?, stats = ? WHERE conversation_id = ? AND position = ?",
+                             (content, _stats_json(stats), conv_id, position))
             self._touch(conv_id)
 
     def truncate(self, conv_id: int, position: int) -> None:

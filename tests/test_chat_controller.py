@@ -144,6 +144,8 @@ def test_continue_goes_on_with_a_reply_cut_at_max_tokens(harness, smollm2_path):
     new = "".join(p for (p,) in h.text.calls)
     assert new.strip() and text == first.rstrip() + new
     assert h.stored() == [("user", STORY), ("assistant", text)]  # updated in place, no second reply
+    saved = h.store.messages(h.chat.conv_id)[1].stats  # the continuation's numbers, kept for a reopened chat
+    assert saved["finish_reason"] == "length" and saved["n_generated"] == more.n_generated == 10
     assert more.n_generated == 10 and more.n_prompt > stats.n_prompt
     assert more.n_reused >= stats.n_prompt  # the slot still held the prompt and the reply so far
 

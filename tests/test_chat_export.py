@@ -127,9 +127,37 @@ def test_old_database_is_migrated_and_indexed(tmp_path):
     store.append(1, "assistant", "ok", reasoning="thinking")
     store.close()
     again = ConversationStore(path)
-    assert again._db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert again._db.execute("PRAGMA user_version").fetchone() == (2,)
     assert [m.reasoning for m in again.messages(1)] == [None, "thinking"]
+    assert [m.stats for m in again.messages(1)] == [None, None]  # the version-2 column, empty for old rows
     again.close()
+
+
+def test_reply_stats_are_kept_with_the_reply(tmp_path):
+    from gui.conversations import stats_record
+
+    class Stats:  # any object with the fields (a GenerationStats in the app)
+        n_prompt, n_reused, n_generated, prefill_s, decode_s = 20, 4, 12, 0.25, 0.5
+        finish_reason, context_full, text = "length", False, "not kept"
+
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    conv = store.create("Stats")
+    store.append(conv.id, "user", "Hi")
+    record = stats_record(Stats())
+    assert record == {"n_prompt": 20, "n_reused": 4, "n_generated": 12, "prefill_s": 0.25, "decode_s": 0.5,
+                      "finish_reason": "length", "context_full": False}
+    assert store.append(conv.id, "assistant", "Hello", stats=record).stats == record
+    assert store.messages(conv.id)[1].stats == record
+    store.update(conv.id, 1, "Hello there", stats=dict(record, n_generated=30, finish_reason="stop"))
+    assert store.messages(conv.id)[1].stats["finish_reason"] == "stop"
+    store.update(conv.id, 1, "Edited")  # an edited message's numbers no longer describe it
+    assert store.messages(conv.id)[1].stats is None
+    # A damaged record is dropped, the message is still read.
+    store._db.execute("UPDATE messages SET stats = '{not json' WHERE position = 1")
+    store._db.execute("UPDATE messages SET stats = '[1, 2]' WHERE position = 0")
+    assert [m.stats for m in store.messages(conv.id)] == [None, None]
+    assert [m.content for m in store.messages(conv.id)] == ["Hi", "Edited"]
+    store.close()
 
 
 def test_index_rebuilt_after_use_without_fts(tmp_path):

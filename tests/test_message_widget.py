@@ -315,6 +315,26 @@ def test_continue_only_on_the_last_reply_and_hidden_while_it_goes_on(qtbot):
     assert first.continue_button.isHidden()
 
 
+def test_saved_reply_stats_come_back_with_the_chat(qtbot):
+    from gui.chat_view import ChatView
+    from gui.conversations import Message
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show()
+    cut = {"n_prompt": 9, "n_reused": 0, "n_generated": 8, "prefill_s": 0.1, "decode_s": 0.2,
+           "finish_reason": "length", "context_full": False}
+    done = dict(cut, finish_reason="stop")
+    view.set_messages([Message(1, 0, "user", "Count."), Message(2, 1, "assistant", "One, two,", stats=done),
+                       Message(3, 2, "user", "More."), Message(4, 3, "assistant", "Three,", stats=cut)])
+    first, last = view.messages[1], view.messages[3]
+    assert not first.footer.isHidden() and first.footer.stats.text().startswith("8 tokens · ")
+    assert first.footer.marker.isHidden() and first.continue_button.isHidden()
+    assert last.footer.marker.text() == "Cut off at max tokens" and not last.continue_button.isHidden()
+    view.set_messages([Message(1, 0, "user", "Count."), Message(2, 1, "assistant", "Old reply.")])
+    assert view.messages[1].footer.isHidden()  # no saved numbers: no footer
+
+
 @pytest.mark.parametrize("stats, marker, line, can_continue", [
     (GenerationStats(n_prompt=20, n_generated=40, prefill_s=0.25, decode_s=1.3, finish_reason="stop"),
      "", "40 tokens · 30.0 tokens/s · first token 0.25 s · finished", False),
