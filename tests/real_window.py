@@ -2,8 +2,10 @@
 
 Starts Xvfb, runs ``fireside gui`` on Qt's xcb platform (not offscreen), drives it with xdotool as a
 person would (keys typed into whatever has the focus, no widget calls), and saves screenshots of the
-main states to ``build/screenshots/``: the welcome page, a chat with a code block, the settings dialog
-and the model library. Then it checks, from the app's own SQLite store, that the words typed right
+main states to ``build/screenshots/``: the welcome page, a chat with a code block, the settings dialog,
+the model library, and a chat whose reply has a ``<think>`` section (collapsed, with its stats line).
+No reasoning model is on the package registry, so that chat is written to the app's store before the
+window opens, as an imported chat would be: the window renders what it reads. Then it checks, from the app's own SQLite store, that the words typed right
 after the model loaded reached the chat (focus in the input) and that Ctrl+Q quit with status 0.
 
     .venv/bin/python tests/real_window.py [-m MODEL.gguf] [-o build/screenshots]
@@ -27,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PROMPT = "Write a Python function that returns the square of a number."
+REASONING_QUESTION = "Is 97 a prime number?"
+REASONING_REPLY = ("<think>\nThe user asks whether 97 is prime. Its square root is below 10, so it is enough to try "
+                   "2, 3, 5 and 7: 97 is odd, its digits sum to 16, it does not end in 0 or 5, and 7 x 13 = 91, "
+                   "7 x 14 = 98. No divisor, so it is prime.\n</think>\n\nYes. **97 is prime**: no whole number "
+                   "from 2 to 9 divides it evenly.")
 
 
 class Step(Exception):
@@ -174,6 +181,24 @@ def walk(model: Path, out: Path, env: dict, data: Path) -> None:
     _shot(env, out, "model-library", dialog)
     _key(env, "Escape", window="^Model library$")
     time.sleep(1)
+    _quit(env, app)
+
+    print("a reply with a <think> section (a saved chat: no reasoning model on the registry)")
+    from gui.conversations import ConversationStore
+
+    store = ConversationStore(data / "conversations.sqlite3")
+    conv = store.create(REASONING_QUESTION)
+    store.append(conv.id, "user", REASONING_QUESTION)
+    store.append(conv.id, "assistant", REASONING_REPLY,
+                 stats={"n_prompt": 31, "n_reused": 0, "n_generated": 96, "prefill_s": 0.06, "decode_s": 0.71,
+                        "finish_reason": "stop", "context_full": False})
+    store.close()
+    app = _app(env, str(model))  # the most recent chat opens with the window
+    _window(env)
+    time.sleep(4)
+    _shot(env, out, "reasoning")
+    if not any(c == REASONING_REPLY for r, c in _messages(data) if r == "assistant"):
+        raise Step("the saved chat with reasoning was not kept")
     _quit(env, app)
 
 
