@@ -215,8 +215,11 @@ def test_prompt_longer_than_context_is_refused(qtbot, open_window, smollm2_path)
 
 
 def test_event_loop_stays_responsive_while_generating(qtbot, open_window, smollm2_path):
+    """No stall a person would notice (a quarter of a second) while a reply of a second or more streams:
+    generating on the GUI thread would leave one gap as long as the reply. (Not a speed target: 2 busy
+    cores may delay a 10 ms timer by tens of ms, which is why the bound is not tighter.)"""
     w = open_window()
-    w.apply_settings(replace(w.app_settings, max_tokens=48))
+    w.apply_settings(replace(w.app_settings, max_tokens=200))
     load_by_drop(qtbot, w, smollm2_path)
     gaps: list[float] = []
     last = [0.0]
@@ -229,17 +232,20 @@ def test_event_loop_stays_responsive_while_generating(qtbot, open_window, smollm
     timer = QTimer(w, interval=10)
     timer.timeout.connect(tick)
     tokens = Recorder(w.worker.token)
-    w.input.setPlainText("Write a short story about a lighthouse keeper.")
+    w.input.setPlainText("Tell me a long story about a fox.")  # 200 tokens at temperature 0
     with qtbot.waitSignal(w.reply_finished, timeout=REPLY_TIMEOUT_MS) as blocker:
         qtbot.keyClick(w.input, Qt.Key.Key_Return)  # handled at once: the message is saved and submitted
-        last[0] = time.perf_counter()  # measure from here, while the engine thread generates
+        last[0] = start = time.perf_counter()  # measure from here, while the engine thread generates
         timer.start()
     timer.stop()
+    wall_s = time.perf_counter() - start
     stats = blocker.args[0]
     worst_ms = max(gaps) * 1e3
-    print(f"\nevent loop during a {stats.n_generated}-token reply: {len(gaps)} ticks, max gap {worst_ms:.1f} ms")
-    assert stats.n_generated > 10 and len(tokens.calls) > 10
-    assert worst_ms < 50, f"the GUI event loop stalled for {worst_ms:.1f} ms while generating"
+    print(f"\nevent loop during a {stats.n_generated}-token reply ({wall_s:.2f} s): {len(gaps)} ticks, max gap "
+          f"{worst_ms:.1f} ms")
+    assert stats.n_generated > 100 and len(tokens.calls) > 100
+    assert wall_s > 0.5, "the reply was too short to tell a stalled event loop from a free one"
+    assert worst_ms < 250, f"the GUI event loop stalled for {worst_ms:.1f} ms while generating"
 
 
 def test_switching_while_generating_stops_and_saves(qtbot, open_window, smollm2_path):
