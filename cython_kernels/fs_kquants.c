@@ -700,31 +700,79 @@ static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s) {
     return _mm256_cvtepu8_epi16(sm);
 }
 
+/* Activation rows per pass of the multi-row Q4_K gemv: their integer sums (3 KB each) on the stack. */
+#define Q4K_GEMV_ACTS 3
+
+/* q4_k_row_ints (below: the case nt = 1) for nt <= Q4K_GEMV_ACTS activation rows (q8[t], q8s[t]) at
+ * once: the row's scales and nibbles are unpacked once, each activation gets the same integer
+ * operations as alone. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_row_ints_acts(const uint8_t *x, const int8_t *const *q8, const __m128i *q8s,
+                                                 const int nt, __m256i *sumi, __m128i *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i sm = q4_k_scales_mins16(x + 4);
+    for (int t = 0; t < nt; t++) {
+        m[t] = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), q8s[t]);
+        sumi[t] = _mm256_setzero_si256();
+    }
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00); /* sc[0..8) in both halves */
+    const uint8_t *q4 = x + 16;
+    for (int c = 0; c < 4; c++) {
+        /* bytes 2j, 2j + 1 (the int16 sc[j]) in every 16-bit lane, j = 2c and 2c + 1 */
+        const __m256i scl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
+        const __m256i sch = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+        const __m256i ql = _mm256_and_si256(bits, m4);
+        const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        for (int t = 0; t < nt; t++) {
+            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c)));
+            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c + 32)));
+            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(scl, pl), _mm256_madd_epi16(sch, ph)));
+        }
+    }
+}
+
 /* I of one Q4_K super-block of one row (x: the block; q8: the activation's 256 int8) as 8 int32 lanes
  * whose sum is I = sum_j sc[j] * dot(sub-block j); *m gets the 4 lanes whose sum is M (kq_min_prod,
  * with q8s = the activation's 8 sub-block sums as int16, shared by every row). The scales are
  * broadcast by byte shuffles of one vector (ggml's get_scale_shuffle_k4) instead of one scalar
  * extraction each. Exact integers: the lane split does not change I or M. */
 static inline FS_AVX2_FN __m256i q4_k_row_ints(const uint8_t *x, const int8_t *q8, __m128i q8s, __m128i *m) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i sm = q4_k_scales_mins16(x + 4);
-    *m = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), q8s);
-    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00); /* sc[0..8) in both halves */
-    const uint8_t *q4 = x + 16;
-    __m256i sumi = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {
-        /* bytes 2j, 2j + 1 (the int16 sc[j]) in every 16-bit lane, j = 2c and 2c + 1 */
-        const __m256i shuf_l = _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c)));
-        const __m256i shuf_h = _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1)));
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
-        const __m256i ql = _mm256_and_si256(bits, m4);
-        const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
-        const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(_mm256_shuffle_epi8(sc, shuf_l), pl),
-                                                       _mm256_madd_epi16(_mm256_shuffle_epi8(sc, shuf_h), ph)));
-    }
+    __m256i sumi;
+    q4_k_row_ints_acts(x, &q8, &q8s, 1, &sumi, m);
     return sumi;
+}
+
+/* The activation block y's 8 sub-block sums as int16 (from its 16 bsums), shared by every row. */
+static inline FS_AVX2_FN __m128i q4_k_q8_sums(const uint8_t *y) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS));
+    return _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+}
+
+/* *I and *M of one row and super-block from q4_k_row_ints' lanes (iv) and min lanes (m): exact sums. */
+static inline FS_AVX2_FN void q4_k_store_im(__m256i iv, __m128i m, int32_t *I, int32_t *M) {
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
+    __m128i im = _mm_hadd_epi32(s4, m);
+    im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
+    *I = _mm_cvtsi128_si32(im);
+    *M = _mm_extract_epi32(im, 1);
+}
+
+/* The Q4_K gemv's float step for one super-block of 8 rows (one lane each): I, M and dd (the rows'
+ * raw fp16 d, dmin words) against the activation block y: acc = fma((float)I, fp16(d) * y.d, acc),
+ * accm = fma((float)M, fp16(dmin) * y.d, accm). */
+static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, const int32_t *dd, const uint8_t *y,
+                                        __m256 *acc, __m256 *accm) {
+    /* bytes 0, 1 of each 32-bit word (x.d) into the low 8 bytes of each 128-bit lane, bytes 2, 3
+     * (x.dmin) into the high 8; then [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7] */
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)dd), split),
+                                               0xD8);
+    const __m256 yd = _mm256_set1_ps(rd_f32(y));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
+    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)I)), d, *acc);
+    *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)M)), dmin, *accm);
 }
 
 /* Super-blocks per pass of the Q4_K gemv: the integer sums of 8 rows fit in 3 KB of stack. */
@@ -747,11 +795,7 @@ static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t
         __m128i m;
         for (int q = 0; q < B_Q4_K; q += 64) _mm_prefetch((const char *)(x + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
         const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &m);
-        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
-        __m128i im = _mm_hadd_epi32(s4, m);
-        im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
-        ints[j][0][k] = _mm_cvtsi128_si32(im);
-        ints[j][1][k] = _mm_extract_epi32(im, 1);
+        q4_k_store_im(iv, m, &ints[j][0][k], &ints[j][1][k]);
         memcpy(&ints[j][2][k], x, 4);
     }
 }
@@ -771,10 +815,6 @@ static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t
 FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                        int64_t n, float *out, q4k_row_ints_fn row_ints) {
     const int64_t nb = n / QK_K;
-    /* bytes 0, 1 of each 32-bit word (x.d) into the low 8 bytes of each 128-bit lane, bytes 2, 3
-     * (x.dmin) into the high 8 */
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     int32_t ints[Q4K_GEMV_CHUNK][3][8]; /* per super-block: I, M, the raw (d, dmin) of rows 0..7 */
     __m128i q8s[Q4K_GEMV_CHUNK];        /* per super-block: the activation's 8 sub-block sums, int16 */
     for (int64_t r = 0; r < n_rows; r += 8) {
@@ -783,24 +823,12 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64
         for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
             const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
             if (g < 8) memset(ints, 0, sizeof ints); /* lanes of absent rows: zeros, never stored */
-            for (int j = 0; j < nc; j++) {
-                const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(act + (size_t)(ib0 + j) * B_Q8_K + Q8K_BSUMS));
-                q8s[j] = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-            }
+            for (int j = 0; j < nc; j++) q8s[j] = q4_k_q8_sums(act + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++)
                 row_ints(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K, nc, q8s,
                          ints, k);
             const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
-            for (int j = 0; j < nc; j++, y += B_Q8_K) {
-                /* [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7] as fp16 */
-                const __m256i h = _mm256_permute4x64_epi64(
-                    _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)ints[j][2]), split), 0xD8);
-                const __m256 yd = _mm256_set1_ps(rd_f32(y));
-                const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
-                const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[j][0])), d, acc);
-                accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[j][1])), dmin, accm);
-            }
+            for (int j = 0; j < nc; j++, y += B_Q8_K) q4_k_fma8(ints[j][0], ints[j][1], ints[j][2], y, &acc, &accm);
         }
         float o[8];
         _mm256_storeu_ps(o, _mm256_sub_ps(acc, accm));
@@ -813,35 +841,6 @@ FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
     q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx2);
 }
 
-/* Activation rows per pass of the multi-row Q4_K gemv: their integer sums (3 KB each) on the stack. */
-#define Q4K_GEMV_ACTS 3
-
-/* q4_k_row_ints for nt <= Q4K_GEMV_ACTS activation rows (q8[t], q8s[t]) at once: the row's scales and
- * nibbles are unpacked once, each activation gets the same integer operations as alone. */
-static inline FS_AVX2_FN void q4_k_row_ints_acts(const uint8_t *x, const int8_t *const *q8, const __m128i *q8s,
-                                                 const int nt, __m256i *sumi, __m128i *m) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i sm = q4_k_scales_mins16(x + 4);
-    for (int t = 0; t < nt; t++) {
-        m[t] = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), q8s[t]);
-        sumi[t] = _mm256_setzero_si256();
-    }
-    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
-    const uint8_t *q4 = x + 16;
-    for (int c = 0; c < 4; c++) {
-        const __m256i scl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
-        const __m256i sch = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
-        const __m256i ql = _mm256_and_si256(bits, m4);
-        const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        for (int t = 0; t < nt; t++) {
-            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c)));
-            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8[t] + 64 * c + 32)));
-            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(scl, pl), _mm256_madd_epi16(sch, ph)));
-        }
-    }
-}
-
 /* q4_k_gemv for nt <= Q4K_GEMV_ACTS activation rows (a + t * ab; out + t * os): each weight row is read
  * once for all of them (the integer phase), then each activation's float phase is q4_k_gemv's, so
  * every output has the bits of q4_k_gemv on its own. For the rows a batch leaves after its groups of 4
@@ -849,8 +848,6 @@ static inline FS_AVX2_FN void q4_k_row_ints_acts(const uint8_t *x, const int8_t 
 FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *a,
                                             size_t ab, const int nt, int64_t n, float *out, int64_t os) {
     const int64_t nb = n / QK_K;
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
     int32_t ints[Q4K_GEMV_ACTS][Q4K_GEMV_CHUNK][2][8]; /* per activation, super-block: I, M of rows 0..7 */
     int32_t dd[Q4K_GEMV_CHUNK][8];                     /* per super-block: the raw (d, dmin) of rows 0..7 */
     __m128i q8s[Q4K_GEMV_CHUNK][Q4K_GEMV_ACTS];
@@ -865,11 +862,7 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, 
                 memset(dd, 0, sizeof dd);
             }
             for (int j = 0; j < nc; j++)
-                for (int t = 0; t < nt; t++) {
-                    const __m256i q8sums = _mm256_loadu_si256(
-                        (const __m256i *)(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K + Q8K_BSUMS));
-                    q8s[j][t] = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-                }
+                for (int t = 0; t < nt; t++) q8s[j][t] = q4_k_q8_sums(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++) {
                 const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
                 for (int j = 0; j < nc; j++, x += B_Q4_K) {
@@ -881,29 +874,14 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, 
                     __m256i iv[Q4K_GEMV_ACTS];
                     __m128i m[Q4K_GEMV_ACTS];
                     q4_k_row_ints_acts(x, q8, q8s[j], nt, iv, m);
-                    for (int t = 0; t < nt; t++) {
-                        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv[t]), _mm256_extracti128_si256(iv[t], 1));
-                        __m128i im = _mm_hadd_epi32(s4, m[t]);
-                        im = _mm_hadd_epi32(im, im); /* [I, M, I, M] */
-                        ints[t][j][0][k] = _mm_cvtsi128_si32(im);
-                        ints[t][j][1][k] = _mm_extract_epi32(im, 1);
-                    }
+                    for (int t = 0; t < nt; t++) q4_k_store_im(iv[t], m[t], &ints[t][j][0][k], &ints[t][j][1][k]);
                     memcpy(&dd[j][k], x, 4);
                 }
             }
             for (int t = 0; t < nt; t++) {
                 const uint8_t *y = a + (size_t)t * ab + (size_t)ib0 * B_Q8_K;
-                for (int j = 0; j < nc; j++, y += B_Q8_K) {
-                    const __m256i h = _mm256_permute4x64_epi64(
-                        _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)dd[j]), split), 0xD8);
-                    const __m256 yd = _mm256_set1_ps(rd_f32(y));
-                    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
-                    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[t][j][0])), d,
-                                             acc[t]);
-                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)ints[t][j][1])),
-                                              dmin, accm[t]);
-                }
+                for (int j = 0; j < nc; j++, y += B_Q8_K)
+                    q4_k_fma8(ints[t][j][0], ints[t][j][1], dd[j], y, &acc[t], &accm[t]);
             }
         }
         for (int t = 0; t < nt; t++) {

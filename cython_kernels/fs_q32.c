@@ -480,8 +480,6 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
     }
 }
 
-
-
 /* A register tile function (tile32 or tile32_avx512). */
 typedef void (*tile32_fn)(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab, int64_t nb, float *out,
                           int64_t os, const int RM, const int RN);

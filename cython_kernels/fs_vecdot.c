@@ -106,24 +106,22 @@ void fs_quantize_act(int wtype, const float *x, void *dst, int64_t n) {
     a->quantize(x, (uint8_t *)dst, n / a->block_elems);
 }
 
-/* The index of the entry to use in a traits array of kernels per implementation: the chosen
- * implementation's, or the next one down its chain that the type has (AVX-512 -> AVX2 -> portable,
+/* The index of the entry to use in a traits array of kernels per implementation: impl's, or the next
+ * one down its chain that the type has (AVX-512 -> AVX2 -> portable,
  * NEON -> portable: fs_impl_fallback). has: bit i set when entry i is not NULL. */
 static int pick_from(int impl, unsigned has) {
     while (impl > FS_IMPL_PORTABLE && !(has >> impl & 1u)) impl = fs_impl_fallback(impl);
     return impl;
 }
 
-static int pick_index(unsigned has) { return pick_from(fs_impl(), has); }
-
+/* Bit i set when f[i] (a traits array of kernels per implementation) is not NULL. */
+_Static_assert(FS_IMPL_COUNT == 4, "HAS lists every implementation");
+#define HAS(f) ((unsigned)((f)[0] != NULL) | (unsigned)((f)[1] != NULL) << 1 | (unsigned)((f)[2] != NULL) << 2 | \
+                (unsigned)((f)[3] != NULL) << 3)
 /* The kernel to run from f[FS_IMPL_COUNT] (rows or tiles alike); NULL if the type has none. */
-_Static_assert(FS_IMPL_COUNT == 4, "PICK lists every implementation");
-#define PICK(f) ((f)[pick_index((unsigned)((f)[0] != NULL) | (unsigned)((f)[1] != NULL) << 1 | \
-                                (unsigned)((f)[2] != NULL) << 2 | (unsigned)((f)[3] != NULL) << 3)])
-
+#define PICK(f) ((f)[pick_from(fs_impl(), HAS(f))])
 /* PICK for the one-activation-row kernels: fs_rows_impl()'s entry or the next one down its chain. */
-#define PICK_ROWS(f) ((f)[pick_from(fs_rows_impl(), (unsigned)((f)[0] != NULL) | (unsigned)((f)[1] != NULL) << 1 | \
-                                    (unsigned)((f)[2] != NULL) << 2 | (unsigned)((f)[3] != NULL) << 3)])
+#define PICK_ROWS(f) ((f)[pick_from(fs_rows_impl(), HAS(f))])
 
 /* Which product a call reproduces (for the types llama.cpp repacks on x86). */
 enum { MODE_GEMV = 0, MODE_GEMM = 1, MODE_NOREPACK = 2 };
