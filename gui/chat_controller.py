@@ -176,14 +176,7 @@ class ChatController(QObject):
         """Stop the open conversation's reply and those finishing in the background, saving their text
         so far (their engine's later events are not waited for)."""
         was_busy = self.pending is not None
-        replies = ([self.pending] if self.pending is not None else []) + list(self.detached.values())
-        self.pending = None
-        self.detached.clear()
-        self._queue_timer.stop()
-        for p in replies:
-            self.worker.cancel(p.req_id)
-            if p.text.strip():
-                self._save(p)
+        self._cancel_and_save_all()
         if was_busy:  # the shown reply ends with what it has (as Stop), or goes if it had nothing
             emit(self.busy_changed, False)
             emit(self.status_changed, "")
@@ -376,10 +369,15 @@ class ChatController(QObject):
         if self._closed:
             return
         self._closed = True
-        self._queue_timer.stop()
+        self._cancel_and_save_all()
+
+    def _cancel_and_save_all(self) -> None:
+        """Cancel the shown reply and those finishing in the background, save what each has written, and
+        forget them."""
         replies = ([self.pending] if self.pending is not None else []) + list(self.detached.values())
         self.pending = None
         self.detached.clear()
+        self._queue_timer.stop()
         for p in replies:
             self.worker.cancel(p.req_id)
             if p.text.strip():
@@ -563,7 +561,9 @@ class _EngineRelay(QObject):
                 signal.connect(getattr(self, name))
                 self.signals.append((signal, getattr(self, name)))
 
-    # One plain method per signal (Qt queues a bound method of a QObject into that object's thread).
+    # One plain method per signal, written in the class body: PySide6 queues a call to a QObject's own
+    # method into that object's thread (methods added to the class later, or lambdas, run in the
+    # engine's thread instead: tried, the window's replies then never end).
     def token(self, *args) -> None:
         self._forward("_on_token", args)
 
@@ -598,3 +598,4 @@ class _EngineRelay(QObject):
             except (RuntimeError, TypeError):  # already gone with its engine
                 pass
         self.signals.clear()
+
