@@ -747,6 +747,25 @@ cdef class ForwardContext:
             k[l, dst] = rows.astype(np.float16)   # round to nearest even, as fs_to_f16
             v[l, dst] = v[l, src].copy()
 
+    def copy_rows(self, int src, int dst, int n0, int n1):
+        """Copy cache rows ``n0 .. n1 - 1`` (keys and values, every layer) of sequence ``src`` into the same
+        rows of sequence ``dst`` (llama.cpp ``llama_memory_seq_cp``). Rows are positions, and a key carries
+        its position's rotation, so the copy is what ``dst`` would hold had it evaluated those tokens at
+        those positions itself.
+
+        Raises:
+            ValueError: an unknown or identical sequence, or rows outside ``0 .. n_ctx - 1``.
+        """
+        if not (0 <= src < self.n_seq and 0 <= dst < self.n_seq) or src == dst:
+            raise ValueError(f"cannot copy sequence {src} into {dst} (sequences 0 .. {self.n_seq - 1})")
+        if not 0 <= n0 <= n1 <= self.n_ctx:
+            raise ValueError(f"rows {n0} .. {n1 - 1} are outside 0 .. {self.n_ctx - 1}")
+        k = np.asarray(self.k_cache)
+        v = np.asarray(self.v_cache)
+        s, d = <int64_t>src * self.n_ctx, <int64_t>dst * self.n_ctx
+        k[:, d + n0 : d + n1] = k[:, s + n0 : s + n1]
+        v[:, d + n0 : d + n1] = v[:, s + n0 : s + n1]
+
     @property
     def pool_threads(self):
         """Threads the pool runs a forward pass on: n_threads, or fewer if the OS refused some."""

@@ -216,6 +216,31 @@ class Context:
         del self.seq_tokens[seq][n_keep:]
         return n_keep
 
+    def share_prefix(self, tokens: Sequence[int], seq: int = 0) -> int:
+        """Extend a sequence's cache with what another sequence already holds of ``tokens``.
+
+        Call after :meth:`keep_prefix` (the sequence's cache is then a prefix of ``tokens``). If another
+        sequence's cached tokens share a longer prefix with ``tokens`` (e.g. the same system prompt in
+        two server slots), its cache rows beyond this sequence's are copied over (a memory copy of
+        ``2 * n_layer * n_head_kv * head_dim * 2`` bytes per token, against a forward pass per token to
+        compute them), keeping at least the last prompt token to evaluate, as keep_prefix does.
+
+        Returns:
+            Tokens of ``tokens`` the sequence's cache now holds (at least what it held).
+        """
+        own = len(self.seq_tokens[seq])
+        best, src = own, None
+        for s in range(self.n_seq):
+            if s != seq:
+                n = min(self.common_prefix(tokens, s), len(tokens) - 1)
+                if n > best:
+                    best, src = n, s
+        if src is None:
+            return own
+        self._fwd.copy_rows(src, seq, own, best)
+        self.seq_tokens[seq].extend(tokens[own:best])
+        return best
+
     def shift(self, n_keep: int, n_discard: int, seq: int = 0) -> None:
         """Context shift: forget cached tokens ``n_keep .. n_keep + n_discard - 1`` of a sequence and move
         the later ones down (their keys re-rotated to the new positions), making room for more tokens

@@ -12,7 +12,10 @@ read once per step). A new request takes the free slot whose cached tokens share
 with its prompt when that prefix is more than half the prompt (the window's conversation keeps its
 slot, a returning API client reuses its prefix: llama-server's ``--slot-prompt-similarity`` 0.5), else
 the least recently used one, so a new conversation does not evict another's cache only because both
-begin with the same system prompt.
+begin with the same system prompt. What another slot holds of the prompt beyond the chosen slot's own
+cache (that shared system prompt, an agent's tool list) is copied from its cache rows rather than
+evaluated again (``Context.share_prefix``; llama.cpp's ``llama_memory_seq_cp``), so clients that arrive
+together each prefill only their own part.
 
 Callers get a :class:`Job` whose events they either iterate (blocking) or receive through a callback
 on the engine thread (the server forwards them to its event loop, the GUI's worker to Qt signals).
@@ -394,7 +397,8 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - delivered to the caller as an event
             self._finish(slot, "error", e)
             return
-        stats.n_reused = ctx.keep_prefix(req.prompt_tokens, slot.seq)
+        ctx.keep_prefix(req.prompt_tokens, slot.seq)
+        stats.n_reused = ctx.share_prefix(req.prompt_tokens, slot.seq)  # e.g. a system prompt another slot holds
         slot.todo = list(req.prompt_tokens[stats.n_reused:])
         slot.n_todo = len(slot.todo)
         slot.split = reasoning.splitter(req.reply_format)

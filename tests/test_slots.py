@@ -158,6 +158,50 @@ def test_slot_choice_reuses_the_longest_prefix(smollm2):
         s.close()
 
 
+def test_a_slot_copies_the_prefix_another_slot_holds(smollm2):
+    # Two conversations with one system prompt: the second slot takes the first's cache rows for the common
+    # prefix instead of evaluating it, and its logits are exactly those of a run alone.
+    system = _ids(smollm2, "You are a careful assistant who answers in one short sentence. Question:")
+    a = system + smollm2.tokenizer.encode(" where is Paris?", add_special=False)
+    b = system + smollm2.tokenizer.encode(" what is rain?", add_special=False)
+    c = Context(smollm2, n_ctx=128, n_threads=2, n_seq=3)
+    c.prefill(a, seq=0)
+    assert c.keep_prefix(b, 1) == 0
+    n = c.share_prefix(b, 1)
+    assert n == c.common_prefix(b, 0) >= len(system) and c.seq_tokens[1] == b[:n]
+    np.testing.assert_array_equal(c._fwd.kv_cache(1)[0][:, :n], c._fwd.kv_cache(0)[0][:, :n])
+    np.testing.assert_array_equal(c._fwd.kv_cache(1)[1][:, :n], c._fwd.kv_cache(0)[1][:, :n])
+    logits, reused = c.prefill(b, seq=1)
+    assert reused == n
+    alone = Context(smollm2, n_ctx=128, n_threads=2)
+    np.testing.assert_array_equal(logits, alone.prefill(b)[0])
+    # the whole prompt held elsewhere: its last token is still evaluated (its logits are the output)
+    c.keep_prefix(a, 2)
+    assert c.share_prefix(a, 2) == len(a) - 1
+    assert c.share_prefix(_ids(smollm2, "Unrelated"), 2) == len(a) - 1  # nothing longer to take: kept as is
+
+
+def test_concurrent_requests_share_a_system_prompt(smollm2):
+    system = _ids(smollm2, "You are a careful assistant. Question:")
+    questions = (" where is the old city of Paris, and who lives there now?",
+                 " what makes the rain fall from the clouds in the sky over the sea?")
+    prompts = [system + smollm2.tokenizer.encode(q, add_special=False) for q in questions]
+    want = []
+    for p in prompts:
+        gen = generate(Context(smollm2, n_ctx=256, n_threads=2), p, sampler=Sampler(GREEDY), max_tokens=12)
+        want.append(gen.text())
+    s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=2)
+    try:
+        first = collect_job(s.submit(GenerationRequest(prompts[0], GREEDY, max_tokens=12)))
+        second = collect_job(s.submit(GenerationRequest(prompts[1], GREEDY, max_tokens=12)))
+        cached = [x.n_cached for x in s.slots()]
+    finally:
+        s.close()
+    # the second went to the other slot (the common prefix is under half its prompt: LRU) and copied the prefix
+    assert all(cached) and first[1].n_reused == 0 and second[1].n_reused >= len(system)
+    assert [first[0], second[0]] == want
+
+
 def test_cancel_and_errors_touch_only_their_slot(smollm2):
     n = 40
     want = _alone(smollm2, PROMPTS[0], n)
