@@ -169,11 +169,12 @@ FS_VD_INLINE int block_dot_i8(const int8_t *a, const int8_t *b) {
 
 static inline FS_AVX2_FN float h2f(const uint8_t *p) { return _cvtsh_ss(rd_u16(p)); }
 
-/* bytes_from_nibbles_32: 16 bytes -> 32 bytes, low nibbles in bytes 0..15, high in 16..31. */
+/* bytes_from_nibbles_32: 16 bytes -> 32 bytes, low nibbles in bytes 0..15, high in 16..31. Three
+ * instructions: the 16 bytes in both 128-bit halves (one broadcast load), the upper half's 64-bit
+ * lanes shifted right by 4, every byte masked to 4 bits (ggml's load, shift, insert and mask take four). */
 static inline FS_AVX2_FN __m256i nibbles_32(const uint8_t *p) {
-    const __m128i tmp = _mm_loadu_si128((const __m128i *)p);
-    const __m256i both = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi64(both, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
 /* The 4-bit lookup-table types (IQ4_NL, IQ4_XS, MXFP4; ggml-cpu/arch/x86/quants.c and repack.cpp):

@@ -398,6 +398,13 @@ FS_VD_INLINE FS_AVX2_FN __m256i unpack_block32_u(int type, const uint8_t *x) {
     }
 }
 
+/* A block's scale d and, for Q4_1 / Q5_1, its min m (the fp16 header) as float lanes 0 and 1: one
+ * vcvtph2ps for both, exact as h2f. */
+FS_VD_INLINE FS_AVX2_FN __m128 block32_dm(int type, const uint8_t *x) {
+    const int q81 = type == FS_Q4_1 || type == FS_Q5_1;
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(q81 ? (int)rd_u32(x) : (int)rd_u16(x)));
+}
+
 FS_VD_INLINE int block32_offset(int type) { return type == FS_Q4_0 ? 8 : type == FS_Q5_0 ? 16 : 128; }
 
 FS_VD_INLINE int block32_bytes(int type) {
@@ -459,9 +466,10 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
             const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
             _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
             const __m256i qx = unpack_block32(type, x);
-            const float dx = h2f(x);
+            const __m128 dm = block32_dm(type, x);
+            const float dx = _mm_cvtss_f32(dm);
             if (q81) {
-                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(h2f(x + 2)), sy));
+                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_permute_ps(dm, 0x55), sy));
                 for (int j = 0; j < RN; j++)
                     acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), us8_quads(qx, qy[j]), acc[i][j]);
             } else {
@@ -533,6 +541,16 @@ FS_TILE32_FN(fs_tiles_q8_0_avx2, FS_Q8_0, FS_AVX2_FN, tile32, TILE_RM_AVX2)
  * taken unsigned, x + c (unpack_block32_u), and each int32 lane starts from -c * (its 4 activation bytes'
  * sum), itself one dpbusd per activation block shared by the tile's rows: sum((x + c) y) - c sum(y) =
  * sum(x y) exactly (|sums| < 2^17), so the lanes hold tile32's integers. */
+/* A block's weight values (unpack_block32, or unpack_block32_u for the signed types) in both 256-bit
+ * halves; the 4-bit types unpacked in place (nibbles_32's steps on a 4-fold broadcast). */
+FS_VD_INLINE FS_AVX512_FN __m512i unpack_block32_x2(int type, const uint8_t *x) {
+    if (type == FS_Q4_0 || type == FS_Q4_1) {
+        const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(x + (type == FS_Q4_0 ? 2 : 4))));
+        return _mm512_and_si512(_mm512_srlv_epi64(t, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0F));
+    }
+    return _mm512_broadcast_i64x4(type == FS_Q5_1 ? unpack_block32(type, x) : unpack_block32_u(type, x));
+}
+
 FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t rb, const uint8_t *a, size_t ab,
                                              int64_t nb, float *out, int64_t os, const int RM, const int RN) {
     const int q81 = type == FS_Q4_1 || type == FS_Q5_1;
@@ -564,10 +582,11 @@ FS_VD_INLINE FS_AVX512_FN void tile32_avx512(int type, const uint8_t *w, size_t 
         for (int i = 0; i < RM; i++) {
             const uint8_t *x = w + (size_t)i * rb + (size_t)ib * xbs;
             _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
-            const __m512i qx = _mm512_broadcast_i64x4(q81 ? unpack_block32(type, x) : unpack_block32_u(type, x));
-            const __m512 dx = _mm512_set1_ps(h2f(x));
+            const __m512i qx = unpack_block32_x2(type, x);
+            const __m128 dm = block32_dm(type, x);
+            const __m512 dx = _mm512_broadcastss_ps(dm);
             if (q81) {
-                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_set1_ps(h2f(x + 2)), sy));
+                summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_permute_ps(dm, 0x55), sy));
                 for (int p = 0; p < RP; p++) {
                     const __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy[p]));
                     acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, dy[p]), q, acc[i][p]);
