@@ -29,6 +29,7 @@ A job cancelled while still queued gets only ``("done", stats)`` with finish_rea
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -48,6 +49,7 @@ Event = tuple[str, Any]
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_N_PARALLEL = 4  # llama-server's default number of slots
 SLOT_PROMPT_SIMILARITY = 0.5  # llama-server's default: reuse a slot whose cache covers more of the prompt
+ARRIVAL_WAIT_S = 0.025  # most an idle engine waits for requests being prepared (see Scheduler.arriving)
 
 
 class QueueFullError(FiresideError, RuntimeError):
@@ -200,6 +202,8 @@ class Scheduler:
         context_shift: when a slot's cache fills while generating, drop the older half of what follows its
             request's ``n_keep`` tokens and go on (llama-server's ``--context-shift``: n_discard =
             (n_cached - n_keep) / 2), instead of ending with finish_reason "length".
+        arrival_wait_s: most seconds an idle engine holds a queued job while other requests are still
+            being prepared (:meth:`arriving`), so that a burst is prefilled in one step.
 
     Replies do not depend on what else runs: each slot's tokens are evaluated by the same kernel calls as
     a run alone, except that with weight types whose matmul takes a different kernel for 4 and more rows
@@ -211,8 +215,10 @@ class Scheduler:
 
     def __init__(self, model: Model, *, n_ctx: int | None = None, n_threads: int | None = None,
                  n_batch: int = 512, max_queue: int = DEFAULT_MAX_QUEUE, n_parallel: int = 1,
-                 context_shift: bool = False):
+                 context_shift: bool = False, arrival_wait_s: float = ARRIVAL_WAIT_S):
         self.model = model
+        self.arrival_wait_s = max(0.0, float(arrival_wait_s))
+        self._arriving = 0
         self.max_queue = max(0, int(max_queue))
         self.n_parallel = int(n_parallel)
         self.context_shift = bool(context_shift)
@@ -306,6 +312,27 @@ class Scheduler:
             self._wake.notify()
         return job
 
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that is being prepared (parsed, its template rendered, tokenized) and will be
+        submitted inside this block.
+
+        An idle engine that finds a job queued while others are still arriving waits for them, at most
+        ``arrival_wait_s``, and starts them all in one step: requests sent together then share one
+        prefill pass (the weights read once) and get their first tokens together, where the first would
+        otherwise be prefilled alone and the rest wait for it. (The server prepares requests one at a
+        time under Python's GIL, so a burst reaches :meth:`submit` over a few milliseconds; llama-server's
+        HTTP threads tokenize in parallel.) A running engine never waits: newcomers join its next step.
+        """
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._arriving -= 1
+                self._wake.notify()
+
     def cancel_all(self) -> None:
         """Cancel the running jobs and every queued one (used before switching models)."""
         with self._lock:
@@ -337,6 +364,10 @@ class Scheduler:
                     self._wake.wait()
                 if not self._waiting and not self._n_running:  # closed and drained
                     return
+                if not self._n_running and self._arriving:  # idle, and a burst is still being prepared
+                    deadline = time.monotonic() + self.arrival_wait_s
+                    while self._arriving and not self._closed and (left := deadline - time.monotonic()) > 0:
+                        self._wake.wait(left)
                 started = self._assign()
             for slot in started:
                 self._start(slot)

@@ -7,6 +7,7 @@ beside others must equal the reply computed alone, exactly.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -264,3 +265,39 @@ def test_context_shift_lets_a_reply_outgrow_n_ctx(smollm2):
             assert cached[: len(prompt)] == prompt and len(cached) <= 48  # the prompt was kept
         else:
             assert stats.context_full and stats.n_generated == 48 - len(prompt) + 1
+
+
+def test_an_idle_engine_waits_for_requests_being_prepared(smollm2):
+    # A burst: B is still being prepared (Scheduler.arriving) when A is queued, so the idle engine holds A
+    # until B is submitted and starts both in one step: B has started before A's first token.
+    s = Scheduler(smollm2, n_ctx=256, n_threads=2, n_parallel=2, arrival_wait_s=60)
+    order = []
+    lock = threading.Lock()
+
+    def recorder(name):
+        def on_event(ev):
+            with lock:
+                order.append((ev[0], name))
+        return on_event
+
+    try:
+        with s.arriving():
+            a = s.submit(GenerationRequest(_ids(smollm2, PROMPTS[0]), GREEDY, max_tokens=4), on_event=recorder("a"))
+            time.sleep(0.3)
+            with lock:
+                assert order == []  # not started while B is on its way
+            b = s.submit(GenerationRequest(_ids(smollm2, PROMPTS[1]), GREEDY, max_tokens=4), on_event=recorder("b"))
+        assert a.wait(60) and b.wait(60)
+        assert order.index(("start", "b")) < order.index(("token", "a"))
+        # the wait is bounded: a request that never comes holds the engine for arrival_wait_s at most
+        s.arrival_wait_s = 0.2
+        with s.arriving():
+            t0 = time.monotonic()
+            assert s.submit(GenerationRequest(_ids(smollm2, PROMPTS[2]), GREEDY, max_tokens=2)).wait(60)
+            assert time.monotonic() - t0 >= 0.2
+        # a request that fails while being prepared is no longer waited for
+        with pytest.raises(ValueError), s.arriving():
+            raise ValueError("bad request")
+        assert s._arriving == 0
+    finally:
+        s.close()

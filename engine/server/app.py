@@ -359,14 +359,15 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
     async def chat_completions(request: Request):
         req: ChatCompletionRequest = parse_body(ChatCompletionRequest, await request.body())
         model, scheduler = _require_engine(get_engine)
-        mid = _check_model(req.model, model)
-        plan = await run_in_threadpool(plan_chat, model, req)
-        tokens = plan.tokens
-        _check_fits(tokens, scheduler.n_ctx, "messages")
-        gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
-                                logprobs=req.n_top_logprobs, reply_format=model_reply_format(model),
-                                constraint=plan.constraint)
-        job, bridge = _submit(scheduler, gen, jobs)
+        with scheduler.arriving():  # a burst of requests starts in one step (Scheduler.arriving)
+            mid = _check_model(req.model, model)
+            plan = await run_in_threadpool(plan_chat, model, req)
+            tokens = plan.tokens
+            _check_fits(tokens, scheduler.n_ctx, "messages")
+            gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
+                                    logprobs=req.n_top_logprobs, reply_format=model_reply_format(model),
+                                    constraint=plan.constraint)
+            job, bridge = _submit(scheduler, gen, jobs)
         if req.stream:
             return StreamingResponse(_chat_stream(job, bridge, jobs, model, mid, req, plan.tool_format),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
@@ -384,13 +385,14 @@ def create_app(get_engine: GetEngine, *, api_key: str | None = None, cors_origin
     async def completions(request: Request):
         req: CompletionRequest = parse_body(CompletionRequest, await request.body())
         model, scheduler = _require_engine(get_engine)
-        mid = _check_model(req.model, model)
-        tokens, prompt_text = await run_in_threadpool(_completion_tokens, model, req)
-        _check_fits(tokens, scheduler.n_ctx, "prompt")
-        constraint = await run_in_threadpool(completion_constraint, model, req)
-        gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
-                                logprobs=req.logprobs, constraint=constraint)
-        job, bridge = _submit(scheduler, gen, jobs)
+        with scheduler.arriving():
+            mid = _check_model(req.model, model)
+            tokens, prompt_text = await run_in_threadpool(_completion_tokens, model, req)
+            _check_fits(tokens, scheduler.n_ctx, "prompt")
+            constraint = await run_in_threadpool(completion_constraint, model, req)
+            gen = GenerationRequest(tokens, req.sampler_params(), max_tokens=req.token_limit, stop=req.stop_strings,
+                                    logprobs=req.logprobs, constraint=constraint)
+            job, bridge = _submit(scheduler, gen, jobs)
         if req.stream:
             return StreamingResponse(_completion_stream(job, bridge, jobs, model, mid, req, prompt_text),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
