@@ -396,11 +396,17 @@ FS_ROWS(fs_gemm_q4_k_c, dot_q4_k_gemm_c, )
 /* ---- AVX2 dot products: ggml's __AVX2__ code ----------------------------------------------------- */
 #if FS_HAVE_AVX2_CODE
 
-/* Mins term of Q4_K / Q5_K: madd(mins as int16, hadd_epi16(bsums[0..8), bsums[8..16))), i.e. four
- * int32 lanes min[2i] * (b[4i] + b[4i+1]) + min[2i+1] * (b[4i+2] + b[4i+3]). */
+/* The Q8_K activation block y's 8 sub-block (32-element) sums as int16, from its 16 bsums
+ * (hadd_epi16(bsums[0..8), bsums[8..16))); shared by every weight row. */
+static inline FS_AVX2_FN __m128i q8_k_sub_sums(const uint8_t *y) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS));
+    return _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+}
+
+/* Mins term of Q4_K / Q5_K: madd(mins as int16, q8_k_sub_sums), i.e. four int32 lanes
+ * min[2i] * (b[4i] + b[4i+1]) + min[2i+1] * (b[4i+2] + b[4i+3]). */
 static inline FS_AVX2_FN __m128i kq_min_prod(const uint8_t *mn, const uint8_t *yblock) {
-    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(yblock + Q8K_BSUMS));
-    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+    const __m128i q8s = q8_k_sub_sums(yblock);
     const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn));
     return _mm_madd_epi16(mins, q8s);
 }
@@ -742,12 +748,6 @@ static inline FS_AVX2_FN __m256i q4_k_row_ints(const uint8_t *x, const int8_t *q
     return sumi;
 }
 
-/* The activation block y's 8 sub-block sums as int16 (from its 16 bsums), shared by every row. */
-static inline FS_AVX2_FN __m128i q4_k_q8_sums(const uint8_t *y) {
-    const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS));
-    return _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-}
-
 /* *I and *M of one row and super-block from q4_k_row_ints' lanes (iv) and min lanes (m): exact sums. */
 static inline FS_AVX2_FN void q4_k_store_im(__m256i iv, __m128i m, int32_t *I, int32_t *M) {
     const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
@@ -823,7 +823,7 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64
         for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
             const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
             if (g < 8) memset(ints, 0, sizeof ints); /* lanes of absent rows: zeros, never stored */
-            for (int j = 0; j < nc; j++) q8s[j] = q4_k_q8_sums(act + (size_t)(ib0 + j) * B_Q8_K);
+            for (int j = 0; j < nc; j++) q8s[j] = q8_k_sub_sums(act + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++)
                 row_ints(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K, nc, q8s,
                          ints, k);
@@ -862,7 +862,7 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, 
                 memset(dd, 0, sizeof dd);
             }
             for (int j = 0; j < nc; j++)
-                for (int t = 0; t < nt; t++) q8s[j][t] = q4_k_q8_sums(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K);
+                for (int t = 0; t < nt; t++) q8s[j][t] = q8_k_sub_sums(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++) {
                 const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
                 for (int j = 0; j < nc; j++, x += B_Q4_K) {
@@ -1071,9 +1071,7 @@ FS_VD_INLINE FS_AVX2_FN void q8_k_tokens(const uint8_t *a, size_t ab, int64_t ib
                                          int32_t spair[4][4]) {
     for (int t = 0; t < RN; t++) {
         y[t] = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
-        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)(y[t] + Q8K_BSUMS));
-        _mm_storeu_si128((__m128i *)spair[t],
-                         _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1)));
+        _mm_storeu_si128((__m128i *)spair[t], q8_k_sub_sums(y[t]));
     }
 }
 
