@@ -294,3 +294,103 @@ FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t 
 }
 
 #endif /* FS_HAVE_AVX2_CODE */
+
+#if FS_HAVE_AVX512_CODE
+/* Activation rows from which the AVX-512 IQ4_XS product unpacks its weight rows first (fewer: the
+ * AVX2 tiles, which unpack each sub-block per group of 4 activation rows). */
+#define IQ4XS_UNPACK_MIN_ACTS 8
+#define IQ4XS_RM 8 /* weight rows per register tile (8 x 2 activation rows, 8 accumulators) */
+
+/* One unpacked IQ4_XS row (iq4_xs_unpack_row): per super-block 256 bytes of level + 128, then 8 int32
+ * sub-block scales (ls - 32), then the float d. */
+#define IQ4XS_UNPACKED_BYTES(nb) ((size_t)(nb) * (QK_K + 8 * 4 + 4))
+
+static inline FS_AVX512_FN void iq4_xs_unpack_row(const uint8_t *x, int64_t nb, uint8_t *u) {
+    const __m256i table = lut16_table(kvalues_iq4nl), bias = _mm256_set1_epi8((char)0x80);
+    int32_t *ls = (int32_t *)(void *)(u + (size_t)nb * QK_K);
+    float *d = (float *)(void *)(ls + nb * 8);
+    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
+        d[ib] = h2f(x);
+        for (int s = 0; s < QK_K / QK; s++) {
+            const __m256i v = lut16_levels_32(table, x + 8 + 16 * s);
+            _mm256_storeu_si256((__m256i *)(void *)(u + (size_t)ib * QK_K + QK * s), _mm256_xor_si256(v, bias));
+            ls[ib * 8 + s] = iq4_xs_scale(x, s);
+        }
+    }
+}
+
+/* RM unpacked weight rows (u, IQ4XS_UNPACKED_BYTES(nb) apart) x the activation rows y0, y1 (Q8_K; the
+ * same row twice for an odd last one): out0[i], out1[i] = dot_iq4_xs_avx2 of row i with y0, y1. The two
+ * activation rows share each zmm (lanes 0..7: y0, 8..15: y1). Per sub-block, lane l is
+ * dpbusd(base, level + 128, y) with base = -128 * (the lane's 4 activation bytes' sum), shared by the
+ * rows: sum(level * y) over elements 4l .. 4l + 3, exactly the lane of dot_iq4_xs_avx2's maddubs + madd
+ * (no saturation there: |level * y| pairs stay under 2^15); times the sub-block's scale (vpmulld) and
+ * summed over the sub-blocks, then acc = fma(fp16(d) * y.d, (float)lane, acc) per super-block and
+ * out = hsum_f32x8(acc), the float steps of dot_iq4_xs_avx2. */
+FS_VD_INLINE FS_AVX512_FN void iq4_xs_unpacked_tile(const uint8_t *u, int64_t nb, const uint8_t *y0, const uint8_t *y1,
+                                                    float *out0, float *out1, const int RM) {
+    const size_t ub = IQ4XS_UNPACKED_BYTES(nb);
+    __m512 acc[IQ4XS_RM];
+    for (int i = 0; i < RM; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++, y0 += B_Q8_K, y1 += B_Q8_K) {
+        __m512i qy[QK_K / QK], base[QK_K / QK];
+        for (int s = 0; s < QK_K / QK; s++) {
+            qy[s] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + Q8K_QS + QK * s))),
+                                       _mm256_loadu_si256((const __m256i *)(y1 + Q8K_QS + QK * s)), 1);
+            base[s] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), qy[s]));
+        }
+        const __m512 dy = _mm512_insertf32x8(_mm512_set1_ps(rd_f32(y0)), _mm256_set1_ps(rd_f32(y1)), 1);
+        for (int i = 0; i < RM; i++) {
+            const uint8_t *q = u + (size_t)i * ub + (size_t)ib * QK_K;
+            const int32_t *ls = (const int32_t *)(const void *)(u + (size_t)i * ub + (size_t)nb * QK_K) + ib * 8;
+            const float d = ((const float *)(const void *)(u + (size_t)i * ub + (size_t)nb * (QK_K + 8 * 4)))[ib];
+            __m512i sumi = _mm512_setzero_si512();
+            for (int s = 0; s < QK_K / QK; s++) {
+                const __m512i w8 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + QK * s)));
+                const __m512i lanes = _mm512_dpbusd_epi32(base[s], w8, qy[s]);
+                sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(lanes, _mm512_set1_epi32(ls[s])));
+            }
+            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d), dy), _mm512_cvtepi32_ps(sumi), acc[i]);
+        }
+    }
+    for (int i = 0; i < RM; i++) {
+        out0[i] = hsum_f32x8(_mm512_castps512_ps256(acc[i]));
+        out1[i] = hsum_f32x8(_mm512_extractf32x8_ps(acc[i], 1));
+    }
+}
+
+/* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t (the same bits).
+ * From IQ4XS_UNPACK_MIN_ACTS activation rows on, the rows are unpacked once into a scratch buffer and
+ * every pair of activation rows is taken against IQ4XS_RM of them at a time (iq4_xs_unpacked_tile):
+ * the unpacking (lookup, scales) no longer repeats per 4 activation rows. (llama.cpp's prefill for
+ * IQ4_XS on such CPUs also multiplies unpacked bytes with vpdpbusd and vpmulld, seen with perf.) */
+FS_AVX512_FN void fs_tiles_iq4_xs_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                         int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    uint8_t *u = n_act >= IQ4XS_UNPACK_MIN_ACTS ? malloc(IQ4XS_UNPACKED_BYTES(nb) * (size_t)n_rows + 1) : NULL;
+    if (u == NULL) { /* few activation rows (or no memory for the scratch) */
+        fs_tiles_iq4_xs_avx2(w, rb, n_rows, a, ab, n_act, n, out, os);
+        return;
+    }
+    const size_t ub = IQ4XS_UNPACKED_BYTES(nb);
+    for (int64_t r = 0; r < n_rows; r++) iq4_xs_unpack_row(w + (size_t)r * rb, nb, u + (size_t)r * ub);
+    for (int64_t j = 0; j < n_act; j += 2) {
+        const int64_t j1 = j + 1 < n_act ? j + 1 : j;
+        const uint8_t *y0 = a + (size_t)j * ab, *y1 = a + (size_t)j1 * ab;
+        float o0[IQ4XS_RM], o1[IQ4XS_RM];
+        for (int64_t r = 0; r < n_rows; r += IQ4XS_RM) {
+            const int rm = n_rows - r < IQ4XS_RM ? (int)(n_rows - r) : IQ4XS_RM;
+            const uint8_t *ur = u + (size_t)r * ub;
+            if (rm == IQ4XS_RM) iq4_xs_unpacked_tile(ur, nb, y0, y1, o0, o1, IQ4XS_RM);
+            else
+                for (int i = 0; i < rm; i++) iq4_xs_unpacked_tile(ur + (size_t)i * ub, nb, y0, y1, o0 + i, o1 + i, 1);
+            for (int i = 0; i < rm; i++) {
+                out[j * os + r + i] = o0[i];
+                out[j1 * os + r + i] = o1[i];
+            }
+        }
+    }
+    free(u);
+}
+#endif /* FS_HAVE_AVX512_CODE */

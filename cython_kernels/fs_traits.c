@@ -84,7 +84,7 @@ static const fs_type_traits TRAITS[] = {
      NONE, NONE},
     PLAIN(FS_IQ3_S, iq3_s, "IQ3_S", QK_K, 110, FS_Q8_K_ID, NONE),
     PLAIN(FS_IQ2_S, iq2_s, "IQ2_S", QK_K, 82, FS_Q8_K_ID, NONE),
-    PLAIN(FS_IQ4_XS, iq4_xs, "IQ4_XS", QK_K, 136, FS_Q8_K_ID, TILES(iq4_xs)),
+    PLAIN(FS_IQ4_XS, iq4_xs, "IQ4_XS", QK_K, 136, FS_Q8_K_ID, TILES512(iq4_xs)),
     PLAIN(FS_IQ1_M, iq1_m, "IQ1_M", QK_K, 56, FS_Q8_K_ID, NONE),
     PLAIN(FS_BF16, bf16, "BF16", 1, 2, FS_BF16, NONE),
     PLAIN(FS_TQ1_0, tq1_0, "TQ1_0", QK_K, 54, FS_Q8_K_ID, NONE),
