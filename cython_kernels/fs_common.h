@@ -36,7 +36,9 @@
  * AVX2 implementation's bit for bit. */
 #if FS_HAVE_AVX2_CODE && !defined(FS_VECDOT_NO_AVX512)
 #define FS_HAVE_AVX512_CODE 1
+#ifndef FS_AVX512_FN /* tests/emu512/emu512.h builds it for the AVX2 target, intrinsics emulated */
 #define FS_AVX512_FN __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c,bmi2")))
+#endif
 #else
 #define FS_HAVE_AVX512_CODE 0
 #endif

@@ -16,11 +16,19 @@
  *   gguf-py gguf/quants.py              IQ4_NL, IQ4_XS .dequantize_blocks (the float order here)
  *   ggml/src/ggml-cpu/quants.c          ggml_vec_dot_iq4_nl_q8_0_generic, ggml_vec_dot_iq4_xs_q8_K_generic
  *   ggml/src/ggml-cpu/arch/x86/quants.c the __AVX2__ branches of ggml_vec_dot_iq4_nl_q8_0 and
- *                                       ggml_vec_dot_iq4_xs_q8_K
+ *                                       ggml_vec_dot_iq4_xs_q8_K (its integer lanes; see IQ4XS_BITS)
  *   ggml/src/ggml-cpu/repack.cpp        ggml_repack_get_optimal_repack_type (iq4_nl_8x8_q8_0 when
  *                                       AVX2 and ne[1] % 8 == 0), make_block_iq4_nlx8
  *   ggml/src/ggml-cpu/arch/x86/repack.cpp  ggml_gemv_iq4_nl_8x8_q8_0 / ggml_gemm_iq4_nl_8x8_q8_0 ->
  *                                       gemv_q4_b32_8x8_q8_0_lut_avx / gemm_q4_b32_8x8_q8_0_lut_avx
+ *
+ * IQ4XS_BITS: the SIMD IQ4_XS product (AVX2 rows and tiles, AVX-512 tiles) does not follow ggml's
+ * AVX2 float order (an 8-lane float accumulator, hsum at the end) but sums each super-block's integer
+ * products exactly into one int32 first, then acc = fma(fp16(x.d) * y.d, (float)isum, acc) per
+ * super-block. With one int32 per weight row, the AVX-512 prefill can keep one row per zmm lane and
+ * need one vpmulld per 8 vpdpbusd (as llama.cpp's own AVX-512 VNNI IQ4_XS prefill does); ggml's lane
+ * order would need one per vpdpbusd. Every variant gives the same bits (tests/test_cpu_variants.py);
+ * the results differ from ggml's AVX2 rows by float rounding only.
  *
  * Integer parts are exact (|kv| <= 127 and the Q8 activations within [-127, 127], so the maddubs
  * pairs never saturate); the float operations follow the sources one for one (see each function).
@@ -180,23 +188,24 @@ static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t
     return sumi;
 }
 
-/* ggml_vec_dot_iq4_xs_q8_K (AVX2): per super-block accum = fma(fp16(x.d) * y.d, (float)lanes,
- * accum); result hsum_float_8(accum). */
+/* The IQ4_XS product with AVX2 (not ggml's float order: see IQ4XS_BITS): per super-block the exact
+ * isum = hsum of the 8 int32 lanes (|isum| <= 8 * 32 * 32 * 127 * 127 < 2^31), then
+ * acc = fmaf(fp16(x.d) * y.d, (float)isum, acc); out = acc. */
 static inline FS_AVX2_FN float dot_iq4_xs_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK_K;
     const __m256i table = lut16_table(kvalues_iq4nl);
-    __m256 acc = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS, y += B_Q8_K) {
-        const __m256i sumi = iq4_xs_block_lanes(table, x, (const int8_t *)(y + Q8K_QS));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x) * rd_f32(y)), _mm256_cvtepi32_ps(sumi), acc);
+        const int32_t isum = hsum_i32x8(iq4_xs_block_lanes(table, x, (const int8_t *)(y + Q8K_QS)));
+        acc = fmaf(h2f(x) * rd_f32(y), (float)isum, acc);
     }
-    return hsum_f32x8(acc);
+    return acc;
 }
 
 /* out[r] = ggml_vec_dot_iq4_nl_q8_0 (AVX2 branch) of weight row r and act. */
 FS_ROWS(fs_rows_iq4_nl_avx2, dot_iq4_nl_avx2, FS_AVX2_FN)
 
-/* out[r] = ggml_vec_dot_iq4_xs_q8_K (AVX2 branch) of weight row r and act. */
+/* out[r] = dot_iq4_xs_avx2 of weight row r and act (IQ4XS_BITS). */
 FS_ROWS(fs_rows_iq4_xs_avx2, dot_iq4_xs_avx2, FS_AVX2_FN)
 
 /* IQ4_NL: one weight row x RN <= 4 activation rows; each pair of weight blocks is unpacked once
@@ -236,13 +245,12 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, siz
 }
 
 /* IQ4_XS: one weight row x RN <= 4 activation rows; each pair of sub-blocks is unpacked (levels,
- * |levels|, scales) once for all RN rows. The int32 lanes are exact, and the float operations per
+ * |levels|, scales) once for all RN rows. The int32 sums are exact, and the float operations per
  * pair (row, activation) are those of dot_iq4_xs_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                          int64_t os, const int RN) {
     const __m256i table = lut16_table(kvalues_iq4nl);
-    __m256 acc[4];
-    for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
         __m256i sumi[4];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
@@ -261,12 +269,14 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, siz
             }
         }
         const float dx = h2f(x);
-        for (int j = 0; j < RN; j++) {
-            const float d = dx * rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-        }
+        int32_t isum[4];
+        if (RN == 4) _mm_storeu_si128((__m128i *)(void *)isum, hsum_i32x8x4(sumi[0], sumi[1], sumi[2], sumi[3]));
+        else
+            for (int j = 0; j < RN; j++) isum[j] = hsum_i32x8(sumi[j]);
+        for (int j = 0; j < RN; j++)
+            acc[j] = fmaf(dx * rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K), (float)isum[j], acc[j]);
     }
-    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]);
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = acc[j];
 }
 
 /* out[t * os + r] = fs_rows_iq4_nl_avx2's dot of weight row r (w + r * rb) and activation row t
@@ -299,98 +309,116 @@ FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t 
 /* Activation rows from which the AVX-512 IQ4_XS product unpacks its weight rows first (fewer: the
  * AVX2 tiles, which unpack each sub-block per group of 4 activation rows). */
 #define IQ4XS_UNPACK_MIN_ACTS 8
-#define IQ4XS_RM 8 /* weight rows per register tile (8 x 2 activation rows, 8 accumulators) */
+#define IQ4XS_ROWS 16 /* weight rows unpacked together: one int32 lane of a zmm each */
+#define IQ4XS_RN 8    /* activation rows per register tile (8 accumulators, 8 sums, 8 partial sums) */
+/* One unpacked super-block of IQ4XS_ROWS rows (iq4_xs_unpack): q[k][r] = the 4 bytes level + 128 of
+ * elements 4k .. 4k + 3 of row r (k = 0 .. 63), then int32 ls[s][r] = ls - 32 of sub-block s, then
+ * float d[r] = fp16(x.d); rows past the last are zeros. 4672 bytes, a multiple of 64. */
+#define IQ4XS_Q_BYTES (QK_K * IQ4XS_ROWS)
+#define IQ4XS_UBLK (IQ4XS_Q_BYTES + (QK_K / QK) * IQ4XS_ROWS * 4 + IQ4XS_ROWS * 4)
 
-/* One unpacked IQ4_XS row (iq4_xs_unpack_row): per super-block 256 bytes of level + 128, then 8 int32
- * sub-block scales (ls - 32), then the float d. */
-#define IQ4XS_UNPACKED_BYTES(nb) ((size_t)(nb) * (QK_K + 8 * 4 + 4))
-
-static inline FS_AVX512_FN void iq4_xs_unpack_row(const uint8_t *x, int64_t nb, uint8_t *u) {
+/* Rows 0 .. rm - 1 (rm <= IQ4XS_ROWS, rb bytes apart) of nb super-blocks each, unpacked into u
+ * (nb * IQ4XS_UBLK bytes, the layout above). */
+static FS_AVX512_FN void iq4_xs_unpack(const uint8_t *w, size_t rb, int rm, int64_t nb, uint8_t *u) {
     const __m256i table = lut16_table(kvalues_iq4nl), bias = _mm256_set1_epi8((char)0x80);
-    int32_t *ls = (int32_t *)(void *)(u + (size_t)nb * QK_K);
-    float *d = (float *)(void *)(ls + nb * 8);
-    for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
-        d[ib] = h2f(x);
-        for (int s = 0; s < QK_K / QK; s++) {
-            const __m256i v = lut16_levels_32(table, x + 8 + 16 * s);
-            _mm256_storeu_si256((__m256i *)(void *)(u + (size_t)ib * QK_K + QK * s), _mm256_xor_si256(v, bias));
-            ls[ib * 8 + s] = iq4_xs_scale(x, s);
+    if (rm < IQ4XS_ROWS) memset(u, 0, (size_t)nb * IQ4XS_UBLK);
+    for (int r = 0; r < rm; r++) {
+        const uint8_t *x = w + (size_t)r * rb;
+        for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
+            uint8_t *blk = u + (size_t)ib * IQ4XS_UBLK;
+            uint32_t *q = (uint32_t *)(void *)blk;
+            int32_t *ls = (int32_t *)(void *)(blk + IQ4XS_Q_BYTES);
+            for (int s = 0; s < QK_K / QK; s++) {
+                uint32_t v[8];
+                _mm256_storeu_si256((__m256i *)(void *)v,
+                                    _mm256_xor_si256(lut16_levels_32(table, x + 8 + 16 * s), bias));
+                for (int i = 0; i < 8; i++) q[(8 * s + i) * IQ4XS_ROWS + r] = v[i];
+                ls[s * IQ4XS_ROWS + r] = iq4_xs_scale(x, s);
+            }
+            ((float *)(void *)(ls + (QK_K / QK) * IQ4XS_ROWS))[r] = h2f(x);
         }
     }
 }
 
-/* RM unpacked weight rows (u, IQ4XS_UNPACKED_BYTES(nb) apart) x the activation rows y0, y1 (Q8_K; the
- * same row twice for an odd last one): out0[i], out1[i] = dot_iq4_xs_avx2 of row i with y0, y1. The two
- * activation rows share each zmm (lanes 0..7: y0, 8..15: y1). Per sub-block, lane l is
- * dpbusd(base, level + 128, y) with base = -128 * (the lane's 4 activation bytes' sum), shared by the
- * rows: sum(level * y) over elements 4l .. 4l + 3, exactly the lane of dot_iq4_xs_avx2's maddubs + madd
- * (no saturation there: |level * y| pairs stay under 2^15); times the sub-block's scale (vpmulld) and
- * summed over the sub-blocks, then acc = fma(fp16(d) * y.d, (float)lane, acc) per super-block and
- * out = hsum_f32x8(acc), the float steps of dot_iq4_xs_avx2. */
-FS_VD_INLINE FS_AVX512_FN void iq4_xs_unpacked_tile(const uint8_t *u, int64_t nb, const uint8_t *y0, const uint8_t *y1,
-                                                    float *out0, float *out1, const int RM) {
-    const size_t ub = IQ4XS_UNPACKED_BYTES(nb);
-    __m512 acc[IQ4XS_RM];
-    for (int i = 0; i < RM; i++) acc[i] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++, y0 += B_Q8_K, y1 += B_Q8_K) {
-        __m512i qy[QK_K / QK], base[QK_K / QK];
+/* The unpacked rows u (iq4_xs_unpack) x RN activation rows a (Q8_K, ab bytes apart): out[t * os + r]
+ * for the rows r in the mask m = dot_iq4_xs_avx2 of row r and activation row t, the same bits. Lane r
+ * of a zmm is row r. Per super-block and sub-block s, lane r starts at -128 * (the sub-block's
+ * activation sum, from the Q8_K bsums) and takes 8 vpdpbusd of its bytes level + 128 with 4
+ * activation bytes each: the exact sum(level * y) of the sub-block; times ls - 32 (vpmulld) and summed
+ * over the sub-blocks, the exact isum of dot_iq4_xs_avx2; then acc = fma(fp16(x.d) * y.d,
+ * (float)isum, acc) per lane, the same float steps. */
+FS_VD_INLINE FS_AVX512_FN void iq4_xs_tile(const uint8_t *u, int64_t nb, const uint8_t *a, size_t ab, float *out,
+                                           int64_t os, __mmask16 m, const int RN) {
+    __m512 acc[IQ4XS_RN];
+    for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *blk = u + (size_t)ib * IQ4XS_UBLK;
+        const int32_t *ls = (const int32_t *)(const void *)(blk + IQ4XS_Q_BYTES);
+        const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(ls + (QK_K / QK) * IQ4XS_ROWS));
+        int32_t base[IQ4XS_RN][8];
+        __m512i sumi[IQ4XS_RN];
+        for (int t = 0; t < RN; t++) {
+            const uint8_t *y = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
+            _mm256_storeu_si256((__m256i *)(void *)base[t],
+                                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(y + Q8K_BSUMS)),
+                                                  _mm256_set1_epi16(-128)));
+            sumi[t] = _mm512_setzero_si512();
+        }
         for (int s = 0; s < QK_K / QK; s++) {
-            qy[s] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + Q8K_QS + QK * s))),
-                                       _mm256_loadu_si256((const __m256i *)(y1 + Q8K_QS + QK * s)), 1);
-            base[s] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), qy[s]));
-        }
-        const __m512 dy = _mm512_insertf32x8(_mm512_set1_ps(rd_f32(y0)), _mm256_set1_ps(rd_f32(y1)), 1);
-        for (int i = 0; i < RM; i++) {
-            const uint8_t *q = u + (size_t)i * ub + (size_t)ib * QK_K;
-            const int32_t *ls = (const int32_t *)(const void *)(u + (size_t)i * ub + (size_t)nb * QK_K) + ib * 8;
-            const float d = ((const float *)(const void *)(u + (size_t)i * ub + (size_t)nb * (QK_K + 8 * 4)))[ib];
-            __m512i sumi = _mm512_setzero_si512();
-            for (int s = 0; s < QK_K / QK; s++) {
-                const __m512i w8 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + QK * s)));
-                const __m512i lanes = _mm512_dpbusd_epi32(base[s], w8, qy[s]);
-                sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(lanes, _mm512_set1_epi32(ls[s])));
+            __m512i dp[IQ4XS_RN];
+            for (int t = 0; t < RN; t++) dp[t] = _mm512_set1_epi32(base[t][s]);
+            for (int k = 0; k < 8; k++) {
+                const __m512i wv = _mm512_loadu_si512((const void *)(blk + (size_t)(8 * s + k) * 64));
+                for (int t = 0; t < RN; t++) {
+                    const uint8_t *y = a + (size_t)t * ab + (size_t)ib * B_Q8_K + Q8K_QS + QK * s + 4 * k;
+                    dp[t] = _mm512_dpbusd_epi32(dp[t], wv, _mm512_set1_epi32((int)rd_u32(y)));
+                }
             }
-            acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(d), dy), _mm512_cvtepi32_ps(sumi), acc[i]);
+            const __m512i lv = _mm512_loadu_si512((const void *)(ls + s * IQ4XS_ROWS));
+            for (int t = 0; t < RN; t++) sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(dp[t], lv));
+        }
+        for (int t = 0; t < RN; t++) {
+            const __m512 d = _mm512_mul_ps(dx, _mm512_set1_ps(rd_f32(a + (size_t)t * ab + (size_t)ib * B_Q8_K)));
+            acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }
-    for (int i = 0; i < RM; i++) {
-        out0[i] = hsum_f32x8(_mm512_castps512_ps256(acc[i]));
-        out1[i] = hsum_f32x8(_mm512_extractf32x8_ps(acc[i], 1));
-    }
+    for (int t = 0; t < RN; t++) _mm512_mask_storeu_ps(out + (size_t)t * os, m, acc[t]);
 }
 
 /* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t (the same bits).
- * From IQ4XS_UNPACK_MIN_ACTS activation rows on, the rows are unpacked once into a scratch buffer and
- * every pair of activation rows is taken against IQ4XS_RM of them at a time (iq4_xs_unpacked_tile):
- * the unpacking (lookup, scales) no longer repeats per 4 activation rows. (llama.cpp's prefill for
- * IQ4_XS on such CPUs also multiplies unpacked bytes with vpdpbusd and vpmulld, seen with perf.) */
+ * From IQ4XS_UNPACK_MIN_ACTS activation rows on, IQ4XS_ROWS weight rows at a time are unpacked into a
+ * scratch buffer (nb * 4672 bytes: L2) and taken against IQ4XS_RN activation rows at a time
+ * (iq4_xs_tile): the lookup and scales are done once per weight row, and one vpmulld serves 8
+ * vpdpbusd. (llama.cpp's prefill for IQ4_XS on such CPUs also multiplies unpacked bytes with vpdpbusd
+ * and vpmulld, seen with perf.) */
 FS_AVX512_FN void fs_tiles_iq4_xs_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                          int64_t n_act, int64_t n, float *out, int64_t os) {
     const int64_t nb = n / QK_K;
-    uint8_t *u = n_act >= IQ4XS_UNPACK_MIN_ACTS ? malloc(IQ4XS_UNPACKED_BYTES(nb) * (size_t)n_rows + 1) : NULL;
-    if (u == NULL) { /* few activation rows (or no memory for the scratch) */
+    uint8_t *raw = n_act >= IQ4XS_UNPACK_MIN_ACTS ? malloc((size_t)nb * IQ4XS_UBLK + 64) : NULL;
+    if (raw == NULL) { /* few activation rows (or no memory for the scratch) */
         fs_tiles_iq4_xs_avx2(w, rb, n_rows, a, ab, n_act, n, out, os);
         return;
     }
-    const size_t ub = IQ4XS_UNPACKED_BYTES(nb);
-    for (int64_t r = 0; r < n_rows; r++) iq4_xs_unpack_row(w + (size_t)r * rb, nb, u + (size_t)r * ub);
-    for (int64_t j = 0; j < n_act; j += 2) {
-        const int64_t j1 = j + 1 < n_act ? j + 1 : j;
-        const uint8_t *y0 = a + (size_t)j * ab, *y1 = a + (size_t)j1 * ab;
-        float o0[IQ4XS_RM], o1[IQ4XS_RM];
-        for (int64_t r = 0; r < n_rows; r += IQ4XS_RM) {
-            const int rm = n_rows - r < IQ4XS_RM ? (int)(n_rows - r) : IQ4XS_RM;
-            const uint8_t *ur = u + (size_t)r * ub;
-            if (rm == IQ4XS_RM) iq4_xs_unpacked_tile(ur, nb, y0, y1, o0, o1, IQ4XS_RM);
-            else
-                for (int i = 0; i < rm; i++) iq4_xs_unpacked_tile(ur + (size_t)i * ub, nb, y0, y1, o0 + i, o1 + i, 1);
-            for (int i = 0; i < rm; i++) {
-                out[j * os + r + i] = o0[i];
-                out[j1 * os + r + i] = o1[i];
+    uint8_t *u = raw + (64 - (uintptr_t)raw % 64) % 64;
+    for (int64_t r = 0; r < n_rows; r += IQ4XS_ROWS) {
+        const int rm = n_rows - r < IQ4XS_ROWS ? (int)(n_rows - r) : IQ4XS_ROWS;
+        const __mmask16 m = (__mmask16)((1u << rm) - 1);
+        iq4_xs_unpack(w + (size_t)r * rb, rb, rm, nb, u);
+        for (int64_t j = 0; j < n_act; j += IQ4XS_RN) {
+            const uint8_t *aj = a + (size_t)j * ab;
+            float *o = out + j * os + r;
+            switch (n_act - j < IQ4XS_RN ? (int)(n_act - j) : IQ4XS_RN) {
+            case 8: iq4_xs_tile(u, nb, aj, ab, o, os, m, 8); break;
+            case 7: iq4_xs_tile(u, nb, aj, ab, o, os, m, 7); break;
+            case 6: iq4_xs_tile(u, nb, aj, ab, o, os, m, 6); break;
+            case 5: iq4_xs_tile(u, nb, aj, ab, o, os, m, 5); break;
+            case 4: iq4_xs_tile(u, nb, aj, ab, o, os, m, 4); break;
+            case 3: iq4_xs_tile(u, nb, aj, ab, o, os, m, 3); break;
+            case 2: iq4_xs_tile(u, nb, aj, ab, o, os, m, 2); break;
+            default: iq4_xs_tile(u, nb, aj, ab, o, os, m, 1); break;
             }
         }
     }
-    free(u);
+    free(raw);
 }
 #endif /* FS_HAVE_AVX512_CODE */

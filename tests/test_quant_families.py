@@ -6,10 +6,10 @@ TQ1_0, TQ2_0, MXFP4), each checked against its numpy reference class in tests/qu
   powers of two near the same range, and one case holds each of the 256 E8M0 bytes, 0 and 255 included);
 * the dot products bit-identical to ggml's, both implementations: the portable C code against the
   reference's ``dot("portable", ...)`` (ggml's *_generic code), run in a subprocess with
-  FIRESIDE_CPU=portable; the SIMD code against ``dot("avx2", ...)`` (ggml's __AVX2__ code), in this
-  process when the CPU has AVX2 (the AVX-512 variant keeps the AVX2 bits; tests/test_cpu_variants.py
-  runs the others); the repacked products of IQ4_NL and MXFP4 (llama.cpp's x86 gemv) against ``gemv``;
-* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6 and 9 activation rows (for
+  FIRESIDE_CPU=portable; the SIMD code against ``dot("avx2", ...)`` (ggml's __AVX2__ code; for IQ4_XS
+  Fireside's own exact-int-per-super-block order, fs_iq4.c IQ4XS_BITS), in this process when the CPU
+  has AVX2 (the AVX-512 variant keeps the AVX2 bits; tests/test_cpu_variants.py runs the others); the repacked products of IQ4_NL and MXFP4 (llama.cpp's x86 gemv) against ``gemv``;
+* the register-tiled prefill kernels equal to the row kernels, bit for bit, for 1 .. 6, 9, 17 and 33 activation rows (for
   the repacked types also the gemm tiles to the gemv), and ``forward.matmul`` (tiles, or llama.cpp's gemm /
   gemv split for repacked row counts) equal to them;
 * every result within float rounding of the float64 product of the dequantized operands (rows whose
@@ -150,8 +150,9 @@ def test_dot_products_bit_identical_to_ggml(i, portable):
 def test_tiles_equal_rows(t):
     rng = np.random.default_rng(int(t))
     n = 512
-    w = random_blocks(t, 11, n, rng)
-    for n_act in (1, 2, 3, 4, 5, 6, 9):  # 9: the AVX-512 IQ4_XS product's unpacked path, an odd pair
+    w = random_blocks(t, 27, n, rng)  # the AVX-512 IQ4_XS product: one block of 16 rows and a part block
+    # 9, 17, 33: its unpacked path (8 activation rows per register tile) with 1 left over
+    for n_act in (1, 2, 3, 4, 5, 6, 9, 17, 33):
         acts = np.stack([vecdot.quantize_act(int(t), make_x(n, rng)) for _ in range(n_act)])
         got = c_vec_dot_tile(t, w, acts, n)
         for j in range(n_act):

@@ -1,5 +1,7 @@
 """numpy references for the non-linear 4-bit types IQ4_NL and IQ4_XS: what ggml's vec_dot gives,
-bit for bit (and, for IQ4_NL, llama.cpp's x86 repacked product).
+bit for bit (and, for IQ4_NL, llama.cpp's x86 repacked product). The one exception: the SIMD IQ4_XS
+product sums each super-block exactly into one int before its FMA (fs_iq4.c IQ4XS_BITS), where ggml's
+AVX2 code keeps 8 float lanes; the "avx2" reference here follows Fireside's order.
 
 Layouts (ggml-common.h): block_iq4_nl = f16 d | qs[16] (18 bytes, 32 elements; element j < 16 is
 d * kv[qs[j] & 15], element 16 + j is d * kv[qs[j] >> 4]); block_iq4_xs = f16 d | u16 scales_h |
@@ -114,10 +116,11 @@ class IQ4_XS(Reference):
                 for s in range(8):
                     sumf = F32(sumf + F32(dl[ib, s] * sumi[ib, s]))
             return sumf
-        if impl == "avx2":  # accum = fma(d4d8, (float)lanes, accum) per super-block; hsum_float_8
-            lanes = (_lanes(prod) * ls[:, :, None]).sum(axis=1).astype(np.float32)  # (nb, 8)
-            acc = np.zeros(8, np.float32)
+        if impl == "avx2":  # Fireside's SIMD order (fs_iq4.c IQ4XS_BITS), not ggml's AVX2 one:
+            # isum = exact int sum of the super-block, acc = fma(d4d8, (float)isum, acc), no hsum
+            isum = (prod.sum(axis=2) * ls).sum(axis=1).astype(np.float32)  # (nb,), |isum| < 2^31
+            acc = F32(0)
             for ib in range(nb):
-                acc = fma32(d4d8[ib], lanes[ib], acc)
-            return hsum_float_8(acc)
+                acc = fma32(d4d8[ib], isum[ib], acc)
+            return F32(acc)
         raise ValueError(impl)
