@@ -174,16 +174,29 @@ static inline FS_AVX2_FN float dot_iq4_nl_avx2(const uint8_t *x, const uint8_t *
     return sumf;
 }
 
+/* ls - 32 of the 8 sub-blocks of one IQ4_XS super-block (iq4_xs_scale, 8 at once). */
+static inline FS_AVX2_FN void iq4_xs_scales8(const uint8_t *x, int32_t ls[QK_K / QK]) {
+    const __m256i sl = _mm256_set1_epi32((int)rd_u32(x + 4)), sh = _mm256_set1_epi32((int)rd_u16(x + 2));
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(sl, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                        _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(sh, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+    _mm256_storeu_si256((__m256i *)(void *)ls,
+                        _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32)));
+}
+
 /* The 8 int32 lanes of one IQ4_XS super-block times y: sum over sub-blocks s of (ls_s - 32) *
  * (lanes of sub-block s) (ggml: madd(p16, set1_epi16(ls)), even / odd sub-blocks in sumi1 / sumi2,
  * added at the end; exact, so in any order). */
 static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t *x, const int8_t *q8) {
+    int32_t ls[QK_K / QK];
+    iq4_xs_scales8(x, ls);
     __m256i sumi = _mm256_setzero_si256();
     for (int s = 0; s < QK_K / QK; s++) {
         const __m256i v = lut16_levels_32(table, x + 8 + 16 * s);
         const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v),
                                                  _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(q8 + QK * s)), v));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)iq4_xs_scale(x, s))));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16((short)ls[s])));
     }
     return sumi;
 }
@@ -244,37 +257,39 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, siz
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = sumf[j];
 }
 
-/* IQ4_XS: one weight row x RN <= 4 activation rows; each pair of sub-blocks is unpacked (levels,
- * |levels|, scales) once for all RN rows. The int32 sums are exact, and the float operations per
+/* Activation rows per IQ4_XS AVX2 register tile: each sub-block's levels are looked up once for 8
+ * (8 int32 accumulators, the levels, their magnitudes and the scale stay in the 16 ymm registers). */
+#define IQ4XS_TILE_RN 8
+
+/* IQ4_XS: one weight row x RN <= IQ4XS_TILE_RN activation rows; each sub-block is unpacked (levels,
+ * |levels|, scale) once for all RN rows. The int32 sums are exact, and the float operations per
  * pair (row, activation) are those of dot_iq4_xs_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                          int64_t os, const int RN) {
     const __m256i table = lut16_table(kvalues_iq4nl);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[IQ4XS_TILE_RN];
+    for (int j = 0; j < RN; j++) acc[j] = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
-        __m256i sumi[4];
+        const uint8_t *y = a + (size_t)ib * B_Q8_K;
+        __m256i sumi[IQ4XS_TILE_RN];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
-        for (int s = 0; s < QK_K / QK; s += 2) {
-            const __m256i v1 = lut16_levels_32(table, x + 8 + 16 * s), v2 = lut16_levels_32(table, x + 24 + 16 * s);
-            const __m256i ax1 = _mm256_sign_epi8(v1, v1), ax2 = _mm256_sign_epi8(v2, v2);
-            const __m256i ls1 = _mm256_set1_epi16((short)iq4_xs_scale(x, s));
-            const __m256i ls2 = _mm256_set1_epi16((short)iq4_xs_scale(x, s + 1));
+        int32_t ls8[QK_K / QK];
+        iq4_xs_scales8(x, ls8);
+        for (int s = 0; s < QK_K / QK; s++) {
+            const __m256i v = lut16_levels_32(table, x + 8 + 16 * s), ax = _mm256_sign_epi8(v, v);
+            const __m256i ls = _mm256_set1_epi16((short)ls8[s]);
             for (int j = 0; j < RN; j++) {
-                const int8_t *q8 = (const int8_t *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS) + QK * s;
-                const __m256i y1 = _mm256_loadu_si256((const __m256i *)q8);
-                const __m256i y2 = _mm256_loadu_si256((const __m256i *)(q8 + QK));
-                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(y1, v1)), ls1);
-                const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax2, _mm256_sign_epi8(y2, v2)), ls2);
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p1, p2));
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(y + (size_t)j * ab + Q8K_QS + QK * s));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q, v)), ls));
             }
         }
+        int32_t isum[IQ4XS_TILE_RN];
+        int j = 0;
+        for (; j + 4 <= RN; j += 4)
+            _mm_storeu_si128((__m128i *)(void *)(isum + j), hsum_i32x8x4(sumi[j], sumi[j + 1], sumi[j + 2], sumi[j + 3]));
+        for (; j < RN; j++) isum[j] = hsum_i32x8(sumi[j]);
         const float dx = h2f(x);
-        int32_t isum[4];
-        if (RN == 4) _mm_storeu_si128((__m128i *)(void *)isum, hsum_i32x8x4(sumi[0], sumi[1], sumi[2], sumi[3]));
-        else
-            for (int j = 0; j < RN; j++) isum[j] = hsum_i32x8(sumi[j]);
-        for (int j = 0; j < RN; j++)
-            acc[j] = fmaf(dx * rd_f32(a + (size_t)j * ab + (size_t)ib * B_Q8_K), (float)isum[j], acc[j]);
+        for (j = 0; j < RN; j++) acc[j] = fmaf(dx * rd_f32(y + (size_t)j * ab), (float)isum[j], acc[j]);
     }
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = acc[j];
 }
@@ -283,8 +298,29 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, siz
  * (a + t * ab), register-tiled. */
 FS_TILES_1X4(fs_tiles_iq4_nl_avx2, tile_iq4_nl, QK)
 
-/* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t, register-tiled. */
-FS_TILES_1X4(fs_tiles_iq4_xs_avx2, tile_iq4_xs, QK_K)
+/* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t, register-tiled:
+ * IQ4XS_TILE_RN activation rows at a time (the last group fewer), every weight row against each. */
+FS_AVX2_FN void fs_tiles_iq4_xs_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                     int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    for (int64_t j = 0; j < n_act; j += IQ4XS_TILE_RN) {
+        const uint8_t *aj = a + (size_t)j * ab;
+        for (int64_t i = 0; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            float *o = out + j * os + i;
+            switch (n_act - j < IQ4XS_TILE_RN ? (int)(n_act - j) : IQ4XS_TILE_RN) {
+            case 8: tile_iq4_xs(wi, aj, ab, nb, o, os, 8); break;
+            case 7: tile_iq4_xs(wi, aj, ab, nb, o, os, 7); break;
+            case 6: tile_iq4_xs(wi, aj, ab, nb, o, os, 6); break;
+            case 5: tile_iq4_xs(wi, aj, ab, nb, o, os, 5); break;
+            case 4: tile_iq4_xs(wi, aj, ab, nb, o, os, 4); break;
+            case 3: tile_iq4_xs(wi, aj, ab, nb, o, os, 3); break;
+            case 2: tile_iq4_xs(wi, aj, ab, nb, o, os, 2); break;
+            default: tile_iq4_xs(wi, aj, ab, nb, o, os, 1); break;
+            }
+        }
+    }
+}
 
 /* One IQ4_NL block of one row times qy: the exact sumi as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t *x, __m256i qy) {
