@@ -1,14 +1,16 @@
-"""The AVX-512 IQ4_XS prefill (cython_kernels/fs_iq4.c fs_tiles_iq4_xs_avx512) on any x86-64 machine:
-the kernel file is compiled a second time into a small shared library with its AVX-512 intrinsics
-replaced by plain-C stand-ins (tests/emu512/emu512.h) and its AVX-512 functions built for the AVX2
-target, then called through ctypes next to the same library's AVX2 row kernel, which
-tests/test_quant_families.py checks against the numpy reference. Every output must be equal bit for
-bit, for row counts around the kernel's 16-row blocks (full, part and several) and activation counts
-around its 8-row register tiles and its unpacking threshold.
+"""The AVX-512 matmul kernels on any x86-64 machine with AVX2: each family file that has them
+(cython_kernels/fs_q32.c, fs_kquants.c, fs_iq4.c) is compiled a second time into a small shared
+library with its AVX-512 intrinsics replaced by plain-C stand-ins (tests/emu512/emu512.h) and its
+AVX-512 functions built for the AVX2 target, then every AVX-512 kernel is called through ctypes next
+to the same library's AVX2 kernel for the same job (which tests/test_vecdot.py and
+tests/test_quant_families.py check against the numpy references). The outputs must be equal bit for
+bit, as the AVX-512 variant promises (fs_common.h), for row counts around the kernels' row groups
+(8 and 16: whole, part and several) and activation counts around their register tiles and thresholds.
 
-This covers the AVX-512 code's logic (the unpacked layout, the -128 offset taken from the Q8_K bsums,
-masks, loop bounds) on machines without AVX-512, such as CI's; on AVX-512 hardware
-tests/test_cpu_variants.py runs the real instructions against the AVX2 variant.
+This covers the AVX-512 code's logic (layouts, shuffles, masks, loop bounds, integer identities) on
+machines without AVX-512, such as CI's; on AVX-512 hardware tests/test_cpu_variants.py runs the real
+instructions against the AVX2 variant. Not covered here: fs_ops.c's AVX-512 attention tile (reached
+only through the CPU dispatch).
 """
 from __future__ import annotations
 
@@ -36,47 +38,81 @@ pytestmark = pytest.mark.skipif(
 
 _u8 = ctypes.POINTER(ctypes.c_uint8)
 _f32 = ctypes.POINTER(ctypes.c_float)
+_TILES = [_u8, ctypes.c_size_t, ctypes.c_int64, _u8, ctypes.c_size_t, ctypes.c_int64, ctypes.c_int64, _f32,
+          ctypes.c_int64]  # (w, rb, n_rows, a, ab, n_act, n, out, os)
+_ROWS = [_u8, ctypes.c_size_t, ctypes.c_int64, _u8, ctypes.c_int64, _f32]  # (w, rb, n_rows, act, n, out)
+
+#: (family file, GGML type, AVX-512 kernel, AVX2 kernel of the same job, kind)
+CASES = [
+    *[("fs_q32", t, f"fs_tiles_{t.name.lower()}_avx512", f"fs_tiles_{t.name.lower()}_avx2", "tiles")
+      for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)],
+    ("fs_kquants", T.Q6_K, "fs_tiles_q6_k_avx512", "fs_tiles_q6_k_avx2", "tiles"),
+    ("fs_kquants", T.Q6_K, "fs_rows_q6_k_avx512", "fs_rows_q6_k_avx2", "rows"),
+    ("fs_kquants", T.Q4_K, "fs_gemv_q4_k_avx512", "fs_gemv_q4_k_avx2", "rows"),
+    ("fs_kquants", T.Q4_K, "fs_gemm_tiles_q4_k_avx512", "fs_gemm_tiles_q4_k_avx2", "tiles"),
+    ("fs_iq4", T.IQ4_XS, "fs_tiles_iq4_xs_avx512", "fs_tiles_iq4_xs_avx2", "tiles"),
+]
+N_ROWS = (16, 11, 40)  # one 16-row group; part of one; two and an 8-row group
+UNWRITTEN = 0x7FC0DEAD  # a NaN no kernel makes (theirs have payload 0): outputs left unwritten
+N_ACT = (1, 3, 4, 7, 8, 9, 16, 23)  # around the 2-, 4- and 8-row register tiles and the unpacking threshold
 
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    """ctypes handle of fs_iq4.c built with emulated AVX-512 intrinsics (AVX2 code real)."""
+    """{family file: ctypes handle of it built with emulated AVX-512 intrinsics (AVX2 code real)}."""
+    if vecdot.impl() not in ("avx2", "avx512"):  # FIRESIDE_CPU=portable, or a CPU without AVX2
+        pytest.skip(f"this process runs the {vecdot.impl()} variant: the emulated build needs AVX2")
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler on PATH")
-    lib = tmp_path_factory.mktemp("emu512") / "fs_iq4_emu512.so"
-    cmd = [cc, "-O2", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared", "-include", str(SHIM),
-           '-DFS_AVX512_FN=__attribute__((target("avx2,fma,f16c,bmi2")))', f"-I{KERNELS}",
-           str(KERNELS / "fs_iq4.c"), "-o", str(lib), "-lm"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    handle = ctypes.CDLL(str(lib))
-    handle.fs_tiles_iq4_xs_avx512.argtypes = [_u8, ctypes.c_size_t, ctypes.c_int64, _u8, ctypes.c_size_t,
-                                              ctypes.c_int64, ctypes.c_int64, _f32, ctypes.c_int64]
-    handle.fs_tiles_iq4_xs_avx512.restype = None
-    handle.fs_rows_iq4_xs_avx2.argtypes = [_u8, ctypes.c_size_t, ctypes.c_int64, _u8, ctypes.c_int64, _f32]
-    handle.fs_rows_iq4_xs_avx2.restype = None
-    return handle
+    out = tmp_path_factory.mktemp("emu512")
+    libs = {}
+    for family in sorted({c[0] for c in CASES}):
+        lib = out / f"{family}_emu512.so"
+        cmd = [cc, "-O2", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared", "-include", str(SHIM),
+               '-DFS_AVX512_FN=__attribute__((target("avx2,fma,f16c,bmi2")))', f"-I{KERNELS}",
+               str(KERNELS / f"{family}.c"), "-o", str(lib), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        libs[family] = ctypes.CDLL(str(lib))
+    return libs
 
 
-def _ptr(a: np.ndarray, kind):
+def _fn(lib, name, kind):
+    f = getattr(lib, name)
+    f.argtypes, f.restype = (_TILES if kind == "tiles" else _ROWS), None
+    return f
+
+
+def _p(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
 
 
-@pytest.mark.parametrize("n_rows", [16, 11, 40])
-@pytest.mark.parametrize("n", [512, 2304])
-def test_avx512_iq4_xs_tiles_equal_avx2_rows(emulated, n_rows, n):
-    if vecdot.impl() not in ("avx2", "avx512"):  # FIRESIDE_CPU=portable, or a CPU without AVX2
-        pytest.skip(f"this process runs the {vecdot.impl()} variant: the emulated build needs AVX2")
-    rng = np.random.default_rng(n_rows * 7 + n)
-    w = np.ascontiguousarray(random_blocks(T.IQ4_XS, n_rows, n, rng))
-    for n_act in (7, 8, 9, 16, 23):  # below the unpacking threshold, whole and part register tiles
-        x = rng.standard_normal((n_act, n)).astype(np.float32) * rng.uniform(0.01, 10.0, (n_act, 1)).astype(np.float32)
-        acts = np.ascontiguousarray(np.stack([vecdot.quantize_act(int(T.IQ4_XS), row) for row in x]))
-        out = np.full((n_act, n_rows), np.nan, np.float32)
-        emulated.fs_tiles_iq4_xs_avx512(_ptr(w, _u8), w.shape[1], n_rows, _ptr(acts, _u8), acts.shape[1], n_act, n,
-                                        _ptr(out, _f32), n_rows)
-        for j in range(n_act):
-            want = np.empty(n_rows, np.float32)
-            emulated.fs_rows_iq4_xs_avx2(_ptr(w, _u8), w.shape[1], n_rows, _ptr(acts[j], _u8), n, _ptr(want, _f32))
-            assert np.array_equal(out[j].view(np.uint32), want.view(np.uint32)), (n_rows, n, n_act, j)
+@pytest.mark.parametrize("n", [512, 2304])  # 2 and 9 super-blocks (16 and 72 blocks of 32)
+@pytest.mark.parametrize("case", CASES, ids=[c[2] for c in CASES])
+def test_avx512_kernel_equals_avx2(emulated, case, n):
+    family, t, name512, name2, kind = case
+    f512, f2 = _fn(emulated[family], name512, kind), _fn(emulated[family], name2, kind)
+    rng = np.random.default_rng(int(t) * 1000 + n)
+    for n_rows in N_ROWS:
+        w = np.ascontiguousarray(random_blocks(t, n_rows, n, rng))
+        for n_act in (N_ACT if kind == "tiles" else (1, 2)):
+            x = (rng.standard_normal((n_act, n)) * rng.uniform(0.01, 10.0, (n_act, 1))).astype(np.float32)
+            acts = np.ascontiguousarray(np.stack([vecdot.quantize_act(int(t), row) for row in x]))
+            got = np.full((n_act, n_rows), UNWRITTEN, np.uint32).view(np.float32)
+            want = np.full((n_act, n_rows), UNWRITTEN, np.uint32).view(np.float32)
+            if kind == "tiles":
+                for f, out in ((f512, got), (f2, want)):
+                    f(_p(w, _u8), w.shape[1], n_rows, _p(acts, _u8), acts.shape[1], n_act, n, _p(out, _f32), n_rows)
+            else:
+                for j in range(n_act):
+                    for f, out in ((f512, got), (f2, want)):
+                        row = np.empty(n_rows, np.float32)
+                        f(_p(w, _u8), w.shape[1], n_rows, _p(acts[j], _u8), n, _p(row, _f32))
+                        out[j] = row
+            assert not (want.view(np.uint32) == UNWRITTEN).any(), (name2, n_rows, n_act)
+            # equal bits, except NaN payloads (random blocks hold NaN f16 fields; which operand's
+            # payload a NaN result carries is not part of the kernels' contract)
+            nan = np.isnan(want)
+            assert np.array_equal(np.isnan(got), nan), (name512, n, n_rows, n_act)
+            assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)), (name512, n, n_rows, n_act)
