@@ -87,7 +87,7 @@ void fs_quant_act_q8_1(const float *x, uint8_t *y, int64_t nb);
 FS_DECLARE_TYPE(q2_k) FS_DECLARE_TILES(q2_k)
 FS_DECLARE_TYPE(q3_k) FS_DECLARE_TILES(q3_k)
 FS_DECLARE_TYPE(q4_k) FS_DECLARE_GEMV(q4_k)
-FS_DECLARE_TYPE(q5_k)
+FS_DECLARE_TYPE(q5_k) FS_DECLARE_TILES(q5_k)
 FS_DECLARE_TYPE(q6_k) FS_DECLARE_TILES(q6_k)
 FS_FAMILY_AVX512(void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                           int64_t n, float *out);)

@@ -299,28 +299,8 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, siz
 FS_TILES_1X4(fs_tiles_iq4_nl_avx2, tile_iq4_nl, QK)
 
 /* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t, register-tiled:
- * IQ4XS_TILE_RN activation rows at a time (the last group fewer), every weight row against each. */
-FS_AVX2_FN void fs_tiles_iq4_xs_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
-                                     int64_t n_act, int64_t n, float *out, int64_t os) {
-    const int64_t nb = n / QK_K;
-    for (int64_t j = 0; j < n_act; j += IQ4XS_TILE_RN) {
-        const uint8_t *aj = a + (size_t)j * ab;
-        for (int64_t i = 0; i < n_rows; i++) {
-            const uint8_t *wi = w + (size_t)i * rb;
-            float *o = out + j * os + i;
-            switch (n_act - j < IQ4XS_TILE_RN ? (int)(n_act - j) : IQ4XS_TILE_RN) {
-            case 8: tile_iq4_xs(wi, aj, ab, nb, o, os, 8); break;
-            case 7: tile_iq4_xs(wi, aj, ab, nb, o, os, 7); break;
-            case 6: tile_iq4_xs(wi, aj, ab, nb, o, os, 6); break;
-            case 5: tile_iq4_xs(wi, aj, ab, nb, o, os, 5); break;
-            case 4: tile_iq4_xs(wi, aj, ab, nb, o, os, 4); break;
-            case 3: tile_iq4_xs(wi, aj, ab, nb, o, os, 3); break;
-            case 2: tile_iq4_xs(wi, aj, ab, nb, o, os, 2); break;
-            default: tile_iq4_xs(wi, aj, ab, nb, o, os, 1); break;
-            }
-        }
-    }
-}
+ * IQ4XS_TILE_RN (8, FS_TILES_1X8) activation rows at a time (the last group fewer), every weight row against each. */
+FS_TILES_1X8(fs_tiles_iq4_xs_avx2, tile_iq4_xs, QK_K)
 
 /* One IQ4_NL block of one row times qy: the exact sumi as 8 int32 lanes. */
 static inline FS_AVX2_FN __m256i iq4_nl_block_lanes(__m256i table, const uint8_t *x, __m256i qy) {

@@ -269,6 +269,30 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
             }                                                                                               \
         }                                                                                                   \
     }
+/* The same with up to 8 activation rows per call of `kernel` (for tiles whose unpacking per weight
+ * row costs more than the products of 4 rows). */
+#define FS_TILES_1X8(name, kernel, QKB)                                                                    \
+    FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,         \
+                         int64_t n_act, int64_t n, float *out, int64_t os) {                                \
+        const int64_t nb = n / (QKB);                                                                       \
+        for (int64_t j = 0; j < n_act; j += 8) {                                                            \
+            const int rn = n_act - j < 8 ? (int)(n_act - j) : 8;                                            \
+            for (int64_t i = 0; i < n_rows; i++) {                                                          \
+                const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;                           \
+                float *o = out + j * os + i;                                                                \
+                switch (rn) {                                                                               \
+                case 8: kernel(wi, aj, ab, nb, o, os, 8); break;                                            \
+                case 7: kernel(wi, aj, ab, nb, o, os, 7); break;                                            \
+                case 6: kernel(wi, aj, ab, nb, o, os, 6); break;                                            \
+                case 5: kernel(wi, aj, ab, nb, o, os, 5); break;                                            \
+                case 4: kernel(wi, aj, ab, nb, o, os, 4); break;                                            \
+                case 3: kernel(wi, aj, ab, nb, o, os, 3); break;                                            \
+                case 2: kernel(wi, aj, ab, nb, o, os, 2); break;                                            \
+                default: kernel(wi, aj, ab, nb, o, os, 1); break;                                           \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+    }
 /* llama.cpp's x86 repacked product of the 32-element types it repacks (Q4_0, IQ4_NL, MXFP4:
  * gemv_q4_b32_8x8_q8_0_lut_avx and its gemm, arch/x86/repack.cpp), per output element:
  * acc = fma((float)sumi_b, fp16(x_b.d) * fp16(y_b.d), acc) over the blocks b in order (x_b.d: the
