@@ -44,8 +44,7 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
                               uint8_t *act, fs_team *team) {
     const int64_t n_in = ws[0]->n_in;
     const size_t act_bytes = fs_act_row_bytes(ws[0]->type, n_in);
-    int64_t first_tile[FS_MATMUL_MAX_MULTI + 1];
-    first_tile[0] = 0;
+    int64_t first_tile[FS_MATMUL_MAX_MULTI + 1] = {0}; /* zeroed: GCC cannot see that nw <= FS_MATMUL_MAX_MULTI */
     for (int k = 0; k < nw; k++) first_tile[k + 1] = first_tile[k] + (ws[k]->n_out + TILE_ROWS - 1) / TILE_ROWS;
     const int64_t n_tiles = first_tile[nw];
     int64_t lo, hi;
