@@ -257,21 +257,18 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_nl(const uint8_t *x, const uint8_t *a, siz
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = sumf[j];
 }
 
-/* Activation rows per IQ4_XS AVX2 register tile: each sub-block's levels are looked up once for 8
- * (8 int32 accumulators, the levels, their magnitudes and the scale stay in the 16 ymm registers). */
-#define IQ4XS_TILE_RN 8
-
-/* IQ4_XS: one weight row x RN <= IQ4XS_TILE_RN activation rows; each sub-block is unpacked (levels,
- * |levels|, scale) once for all RN rows. The int32 sums are exact, and the float operations per
+/* IQ4_XS: one weight row x RN <= FS_TILE_RN8 activation rows; each sub-block is unpacked (levels,
+ * |levels|, scale) once for all RN rows (8 int32 accumulators, the levels, their magnitudes and the
+ * scale stay in the 16 ymm registers, a few spilled). The int32 sums are exact, and the float operations per
  * pair (row, activation) are those of dot_iq4_xs_avx2. */
 FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                          int64_t os, const int RN) {
     const __m256i table = lut16_table(kvalues_iq4nl);
-    float acc[IQ4XS_TILE_RN];
+    float acc[FS_TILE_RN8];
     for (int j = 0; j < RN; j++) acc[j] = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
         const uint8_t *y = a + (size_t)ib * B_Q8_K;
-        __m256i sumi[IQ4XS_TILE_RN];
+        __m256i sumi[FS_TILE_RN8];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
         int32_t ls8[QK_K / QK];
         iq4_xs_scales8(x, ls8);
@@ -283,7 +280,7 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, siz
                 sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q, v)), ls));
             }
         }
-        int32_t isum[IQ4XS_TILE_RN];
+        int32_t isum[FS_TILE_RN8];
         int j = 0;
         for (; j + 4 <= RN; j += 4)
             _mm_storeu_si128((__m128i *)(void *)(isum + j), hsum_i32x8x4(sumi[j], sumi[j + 1], sumi[j + 2], sumi[j + 3]));
@@ -299,7 +296,7 @@ FS_VD_INLINE FS_AVX2_FN void tile_iq4_xs(const uint8_t *x, const uint8_t *a, siz
 FS_TILES_1X4(fs_tiles_iq4_nl_avx2, tile_iq4_nl, QK)
 
 /* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t, register-tiled:
- * IQ4XS_TILE_RN (8, FS_TILES_1X8) activation rows at a time (the last group fewer), every weight row against each. */
+ * FS_TILE_RN8 activation rows at a time (the last group fewer), every weight row against each. */
 FS_TILES_1X8(fs_tiles_iq4_xs_avx2, tile_iq4_xs, QK_K)
 
 /* One IQ4_NL block of one row times qy: the exact sumi as 8 int32 lanes. */
@@ -323,10 +320,9 @@ FS_AVX2_FN void fs_gemv_iq4_nl_avx2(const uint8_t *w, size_t row_bytes, int64_t 
 
 #if FS_HAVE_AVX512_CODE
 /* Activation rows from which the AVX-512 IQ4_XS product unpacks its weight rows first (fewer: the
- * AVX2 tiles, which unpack each sub-block per group of 4 activation rows). */
+ * AVX2 tiles, which unpack each sub-block per group of 8 activation rows). */
 #define IQ4XS_UNPACK_MIN_ACTS 8
 #define IQ4XS_ROWS 16 /* weight rows unpacked together: one int32 lane of a zmm each */
-#define IQ4XS_RN 8    /* activation rows per register tile (8 accumulators, 8 sums, 8 partial sums) */
 /* One unpacked super-block of IQ4XS_ROWS rows (iq4_xs_unpack): q[k][r] = the 4 bytes level + 128 of
  * elements 4k .. 4k + 3 of row r (k = 0 .. 63), then int32 ls[s][r] = ls - 32 of sub-block s, then
  * float d[r] = fp16(x.d); rows past the last are zeros. 4672 bytes, a multiple of 64. */
@@ -343,20 +339,22 @@ static FS_AVX512_FN void iq4_xs_unpack(const uint8_t *w, size_t rb, int rm, int6
         for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS) {
             uint8_t *blk = u + (size_t)ib * IQ4XS_UBLK;
             uint32_t *q = (uint32_t *)(void *)blk;
-            int32_t *ls = (int32_t *)(void *)(blk + IQ4XS_Q_BYTES);
+            int32_t *ls = (int32_t *)(void *)(blk + IQ4XS_Q_BYTES), ls8[QK_K / QK];
+            iq4_xs_scales8(x, ls8);
             for (int s = 0; s < QK_K / QK; s++) {
                 uint32_t v[8];
                 _mm256_storeu_si256((__m256i *)(void *)v,
                                     _mm256_xor_si256(lut16_levels_32(table, x + 8 + 16 * s), bias));
                 for (int i = 0; i < 8; i++) q[(8 * s + i) * IQ4XS_ROWS + r] = v[i];
-                ls[s * IQ4XS_ROWS + r] = iq4_xs_scale(x, s);
+                ls[s * IQ4XS_ROWS + r] = ls8[s];
             }
             ((float *)(void *)(ls + (QK_K / QK) * IQ4XS_ROWS))[r] = h2f(x);
         }
     }
 }
 
-/* The unpacked rows u (iq4_xs_unpack) x RN activation rows a (Q8_K, ab bytes apart): out[t * os + r]
+/* The unpacked rows u (iq4_xs_unpack) x RN <= FS_TILE_RN8 activation rows a (8 accumulators, 8 sums
+ * and 8 partial sums in the 32 zmm registers) (Q8_K, ab bytes apart): out[t * os + r]
  * for the rows r in the mask m = dot_iq4_xs_avx2 of row r and activation row t, the same bits. Lane r
  * of a zmm is row r. Per super-block and sub-block s, lane r starts at -128 * (the sub-block's
  * activation sum, from the Q8_K bsums) and takes 8 vpdpbusd of its bytes level + 128 with 4
@@ -365,14 +363,14 @@ static FS_AVX512_FN void iq4_xs_unpack(const uint8_t *w, size_t rb, int rm, int6
  * (float)isum, acc) per lane, the same float steps. */
 FS_VD_INLINE FS_AVX512_FN void iq4_xs_tile(const uint8_t *u, int64_t nb, const uint8_t *a, size_t ab, float *out,
                                            int64_t os, __mmask16 m, const int RN) {
-    __m512 acc[IQ4XS_RN];
+    __m512 acc[FS_TILE_RN8];
     for (int t = 0; t < RN; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *blk = u + (size_t)ib * IQ4XS_UBLK;
         const int32_t *ls = (const int32_t *)(const void *)(blk + IQ4XS_Q_BYTES);
         const __m512 dx = _mm512_loadu_ps((const float *)(const void *)(ls + (QK_K / QK) * IQ4XS_ROWS));
-        int32_t base[IQ4XS_RN][8];
-        __m512i sumi[IQ4XS_RN];
+        int32_t base[FS_TILE_RN8][8];
+        __m512i sumi[FS_TILE_RN8];
         for (int t = 0; t < RN; t++) {
             const uint8_t *y = a + (size_t)t * ab + (size_t)ib * B_Q8_K;
             _mm256_storeu_si256((__m256i *)(void *)base[t],
@@ -381,7 +379,7 @@ FS_VD_INLINE FS_AVX512_FN void iq4_xs_tile(const uint8_t *u, int64_t nb, const u
             sumi[t] = _mm512_setzero_si512();
         }
         for (int s = 0; s < QK_K / QK; s++) {
-            __m512i dp[IQ4XS_RN];
+            __m512i dp[FS_TILE_RN8];
             for (int t = 0; t < RN; t++) dp[t] = _mm512_set1_epi32(base[t][s]);
             for (int k = 0; k < 8; k++) {
                 const __m512i wv = _mm512_loadu_si512((const void *)(blk + (size_t)(8 * s + k) * 64));
@@ -403,7 +401,7 @@ FS_VD_INLINE FS_AVX512_FN void iq4_xs_tile(const uint8_t *u, int64_t nb, const u
 
 /* out[t * os + r] = fs_rows_iq4_xs_avx2's dot of weight row r and activation row t (the same bits).
  * From IQ4XS_UNPACK_MIN_ACTS activation rows on, IQ4XS_ROWS weight rows at a time are unpacked into a
- * scratch buffer (nb * 4672 bytes: L2) and taken against IQ4XS_RN activation rows at a time
+ * scratch buffer (nb * 4672 bytes: L2) and taken against FS_TILE_RN8 activation rows at a time
  * (iq4_xs_tile): the lookup and scales are done once per weight row, and one vpmulld serves 8
  * vpdpbusd. (llama.cpp's prefill for IQ4_XS on such CPUs also multiplies unpacked bytes with vpdpbusd
  * and vpmulld, seen with perf.) */
@@ -420,19 +418,10 @@ FS_AVX512_FN void fs_tiles_iq4_xs_avx512(const uint8_t *w, size_t rb, int64_t n_
         const int rm = n_rows - r < IQ4XS_ROWS ? (int)(n_rows - r) : IQ4XS_ROWS;
         const __mmask16 m = (__mmask16)((1u << rm) - 1);
         iq4_xs_unpack(w + (size_t)r * rb, rb, rm, nb, u);
-        for (int64_t j = 0; j < n_act; j += IQ4XS_RN) {
+        for (int64_t j = 0; j < n_act; j += FS_TILE_RN8) {
             const uint8_t *aj = a + (size_t)j * ab;
             float *o = out + j * os + r;
-            switch (n_act - j < IQ4XS_RN ? (int)(n_act - j) : IQ4XS_RN) {
-            case 8: iq4_xs_tile(u, nb, aj, ab, o, os, m, 8); break;
-            case 7: iq4_xs_tile(u, nb, aj, ab, o, os, m, 7); break;
-            case 6: iq4_xs_tile(u, nb, aj, ab, o, os, m, 6); break;
-            case 5: iq4_xs_tile(u, nb, aj, ab, o, os, m, 5); break;
-            case 4: iq4_xs_tile(u, nb, aj, ab, o, os, m, 4); break;
-            case 3: iq4_xs_tile(u, nb, aj, ab, o, os, m, 3); break;
-            case 2: iq4_xs_tile(u, nb, aj, ab, o, os, m, 2); break;
-            default: iq4_xs_tile(u, nb, aj, ab, o, os, m, 1); break;
-            }
+            FS_SWITCH_RN8(n_act - j < FS_TILE_RN8 ? (int)(n_act - j) : FS_TILE_RN8, iq4_xs_tile, u, nb, aj, ab, o, os, m)
         }
     }
     free(raw);

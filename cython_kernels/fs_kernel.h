@@ -269,27 +269,33 @@ static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, con
             }                                                                                               \
         }                                                                                                   \
     }
-/* The same with up to 8 activation rows per call of `kernel` (for tiles whose unpacking per weight
- * row costs more than the products of 4 rows). */
+/* Activation rows per call of an 8-row tile kernel (FS_TILES_1X8, the AVX-512 IQ4_XS tiles). */
+#define FS_TILE_RN8 8
+/* kernel(args..., RN) with RN = rn (1 .. FS_TILE_RN8) a constant, so each count gets its own inlined
+ * copy of the kernel with its loops over RN unrolled. */
+#define FS_SWITCH_RN8(rn, kernel, ...)                \
+    switch (rn) {                                     \
+    case 8: kernel(__VA_ARGS__, 8); break;            \
+    case 7: kernel(__VA_ARGS__, 7); break;            \
+    case 6: kernel(__VA_ARGS__, 6); break;            \
+    case 5: kernel(__VA_ARGS__, 5); break;            \
+    case 4: kernel(__VA_ARGS__, 4); break;            \
+    case 3: kernel(__VA_ARGS__, 3); break;            \
+    case 2: kernel(__VA_ARGS__, 2); break;            \
+    default: kernel(__VA_ARGS__, 1); break;           \
+    }
+/* FS_TILES_1X4 with up to FS_TILE_RN8 activation rows per call of `kernel` (for tiles whose unpacking
+ * per weight row costs more than the products of 4 rows). */
 #define FS_TILES_1X8(name, kernel, QKB)                                                                    \
     FS_AVX2_FN void name(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,         \
                          int64_t n_act, int64_t n, float *out, int64_t os) {                                \
         const int64_t nb = n / (QKB);                                                                       \
-        for (int64_t j = 0; j < n_act; j += 8) {                                                            \
-            const int rn = n_act - j < 8 ? (int)(n_act - j) : 8;                                            \
+        for (int64_t j = 0; j < n_act; j += FS_TILE_RN8) {                                                  \
+            const int rn = n_act - j < FS_TILE_RN8 ? (int)(n_act - j) : FS_TILE_RN8;                        \
             for (int64_t i = 0; i < n_rows; i++) {                                                          \
                 const uint8_t *wi = w + (size_t)i * rb, *aj = a + (size_t)j * ab;                           \
                 float *o = out + j * os + i;                                                                \
-                switch (rn) {                                                                               \
-                case 8: kernel(wi, aj, ab, nb, o, os, 8); break;                                            \
-                case 7: kernel(wi, aj, ab, nb, o, os, 7); break;                                            \
-                case 6: kernel(wi, aj, ab, nb, o, os, 6); break;                                            \
-                case 5: kernel(wi, aj, ab, nb, o, os, 5); break;                                            \
-                case 4: kernel(wi, aj, ab, nb, o, os, 4); break;                                            \
-                case 3: kernel(wi, aj, ab, nb, o, os, 3); break;                                            \
-                case 2: kernel(wi, aj, ab, nb, o, os, 2); break;                                            \
-                default: kernel(wi, aj, ab, nb, o, os, 1); break;                                           \
-                }                                                                                           \
+                FS_SWITCH_RN8(rn, kernel, wi, aj, ab, nb, o, os)                                            \
             }                                                                                               \
         }                                                                                                   \
     }

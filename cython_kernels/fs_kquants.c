@@ -619,7 +619,7 @@ static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y,
 FS_ROWS(fs_rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
 
-/* Q5_K: one weight row x RN <= 8 activation rows; each 64 elements' 5-bit values and scales are
+/* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows; each 64 elements' 5-bit values and scales are
  * unpacked once for all RN rows (8: one 14% faster than 4 per row in a one-thread microbenchmark), and
  * the mins terms of 4 rows go through one vector. The int32 lanes are exact (the same integers as
  * dot_q5_k_avx2's), and the float operations per pair (row, activation) are dot_q5_k_avx2's, the
@@ -627,9 +627,9 @@ FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
 FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                        int64_t os, const int RN) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc[8];
+    __m256 acc[FS_TILE_RN8];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
-    __m128 summs[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    __m128 summs[FS_TILE_RN8 / 4] = {_mm_setzero_ps(), _mm_setzero_ps()};
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K) {
         const uint8_t *y = a + (size_t)ib * B_Q8_K;
         const float dx = h2f(x);
@@ -647,7 +647,7 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
             summs[h] = _mm_add_ps(summs[h], _mm_mul_ps(dmin, _mm_cvtepi32_ps(msum)));
         }
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
-        __m256i sumi[8];
+        __m256i sumi[FS_TILE_RN8];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
@@ -672,14 +672,13 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
         for (int j = 0; j < RN; j++)
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y + (size_t)j * ab) * dx), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    float sm[8];
-    _mm_storeu_ps(sm, summs[0]);
-    _mm_storeu_ps(sm + 4, summs[1]);
+    float sm[FS_TILE_RN8];
+    for (int h = 0; h < FS_TILE_RN8 / 4; h++) _mm_storeu_ps(sm + 4 * h, summs[h]);
     for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]) + sm[j];
 }
 
-/* out[t * os + r] = fs_rows_q5_k_avx2's dot of weight row r and activation row t, register-tiled: 8
- * activation rows at a time (the last group fewer), every weight row against each. */
+/* out[t * os + r] = fs_rows_q5_k_avx2's dot of weight row r and activation row t, register-tiled:
+ * FS_TILE_RN8 activation rows at a time (the last group fewer), every weight row against each. */
 FS_TILES_1X8(fs_tiles_q5_k_avx2, tile_q5_k, QK_K)
 
 /* Super-blocks whose activation offset terms fs_rows_q6_k_avx2 keeps on the stack (16 KB): rows up to
