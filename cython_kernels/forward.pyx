@@ -20,7 +20,8 @@ from cython_kernels.quants cimport fs_block_elems, fs_row_bytes, fs_type_support
 
 from cython_kernels.ops cimport (
     fs_team, fs_team_tid, fs_job_fn, fs_pool, fs_pool_new, fs_pool_free, fs_pool_size, fs_pool_run, fs_matmul_team, fs_matmul2_team, fs_matmul3_team, fs_attention_team,
-    fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_to_f16_team, fs_gated_act_team, fs_add_team, fs_scale_team,
+    fs_get_rows_team, fs_rmsnorm_team, fs_rope_team, fs_kv_store_team, fs_attention_batch_team, fs_batch_seg,
+    fs_gated_act_team, fs_add_team, fs_scale_team,
     fs_softcap_team, fs_weight, fs_matmul, fs_ops_init, fs_rope, FS_MATMUL_ACT_BYTES, FS_ATTN_WORK_FLOATS,
     fs_rope_params, fs_rope_yarn_corr_dims, fs_attn_temp_team, fs_add_rows_team, fs_read_sum_team,
     fs_moe, fs_moe_work, fs_moe_work_sizes, fs_moe_ffn_team, FS_MOE_SOFTMAX, FS_MOE_SOFTMAX_WEIGHT,
@@ -74,10 +75,9 @@ cdef struct Config:
     float moe_w_scale           # expert_weights_scale (0 = none)
 
 
-cdef struct Segment:
-    # One sequence's part of a batch: tokens start .. start + n - 1 of the batch, at positions pos0 ..
-    # of sequence seq (its own KV cache rows); logits of its tokens logits_from .. n - 1 (-1: none).
-    int seq, pos0, start, n, logits_from
+# One sequence's part of a batch: tokens start .. start + n - 1 of the batch, at positions pos0 ..
+# of sequence seq (its own KV cache rows); logits of its tokens logits_from .. n - 1 (-1: none).
+ctypedef fs_batch_seg Segment
 
 
 cdef struct Pass:
@@ -393,8 +393,6 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
     cdef uint8_t *act = P.act
     cdef uint16_t *kc
     cdef uint16_t *vc
-    cdef uint16_t *kcs
-    cdef uint16_t *vcs
     cdef float kq_scale = 1.0 if c.attn_scale_on_q else c.attn_scale
     cdef const int32_t *pos = P.pos
     cdef int rows
@@ -434,16 +432,12 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
             fs_attn_temp_team(q, n, qw, pos, c.attn_temp_scale, c.attn_temp_offset, c.attn_temp_floor, team)
         if c.attn_scale_on_q:
             fs_scale_team(q, c.attn_scale, n * qw, team)
-        for si in range(P.n_seg):
-            # each sequence's K, V rows into its part of the f16 cache, then its queries over its own rows
-            # (the same calls, with the same sizes, as a batch of that sequence alone)
-            sg = &P.segs[si]
-            kcs = kc + sg.seq * P.n_ctx * kv
-            vcs = vc + sg.seq * P.n_ctx * kv
-            fs_to_f16_team(k + sg.start * kv, kcs + sg.pos0 * kv, sg.n * kv, team)
-            fs_to_f16_team(v + sg.start * kv, vcs + sg.pos0 * kv, sg.n * kv, team)
-            fs_attention_team(q + sg.start * qw, sg.n, sg.pos0, kcs, vcs, c.n_head, c.n_head_kv, c.head_dim, kq_scale,
-                              c.attn_softcap, L.attn_sinks, L.window, att + sg.start * qw, P.attn_work, P.n_ctx, team)
+        # each sequence's K, V rows into its part of the f16 cache, then its queries over its own rows
+        # (per segment the same computation as a batch of that sequence alone; all segments' work shared
+        # out at once)
+        fs_kv_store_team(k, v, kv, P.segs, P.n_seg, kc, vc, P.n_ctx, team)
+        fs_attention_batch_team(q, P.segs, P.n_seg, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale,
+                                c.attn_softcap, L.attn_sinks, L.window, att, P.attn_work, P.n_ctx, team)
         fs_matmul_team(&L.wo, att, n, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
         if L.bo != NULL:
             fs_add_rows_team(xb, L.bo, n, c.n_embd, team)

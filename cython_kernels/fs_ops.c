@@ -375,6 +375,52 @@ static inline FS_AVX2_FN __m256 exp_neg_f32x8(__m256 x) {
     return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), tiny);
 }
 
+/* SwiGLU of 8 floats, silu(g) * u with silu(g) = g / (1 + exp(-g)), in exactly the operations of
+ * llama.cpp's AVX2 build (ggml-cpu/vec.h ggml_v_expf and ggml_v_silu, used by vec.cpp
+ * ggml_vec_swiglu_f32 on every whole 8 floats of a row): exp by Arm's optimized-routines polynomial
+ * (maximum error about 1.5 ulp), with its special cases: |n| > 126 scales in two steps, |n| > 192
+ * gives 0 or inf. */
+static inline FS_AVX2_FN __m256 swiglu_f32x8(__m256 g, __m256 u) {
+    const __m256 x = _mm256_sub_ps(_mm256_setzero_ps(), g); /* exp(-g) */
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+    const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 c = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m256 bb = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), bb,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        bb, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    __m256 ex;
+    if (!_mm256_movemask_ps(c)) {
+        ex = _mm256_fmadd_ps(j, k, k);
+    } else {
+        const __m256i sg = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                            _mm256_set1_epi32((int)0x82000000u));
+        const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(sg, _mm256_set1_epi32(0x7f000000)));
+        const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, sg));
+        const __m256 d = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+        ex = _mm256_or_ps(_mm256_and_ps(d, _mm256_mul_ps(s1, s1)),
+                          _mm256_andnot_ps(d, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                                           _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)))));
+    }
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), ex)), u);
+}
+
+/* gate[i] = silu(gate[i]) * up[i]: whole groups of 8 by swiglu_f32x8, the rest with expf, as
+ * ggml_vec_swiglu_f32 (so a row of a multiple of 8 values, split at multiples of 8, gets its bits). */
+static FS_AVX2_FN void swiglu_avx2(float *gate, const float *up, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(gate + i, swiglu_f32x8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+    for (; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 /* attend_f16_acc with F16C: the same operations in the same order (ggml's AVX2 ggml_vec_dot_f16,
  * ggml_vec_scale_f16 and ggml_vec_mad_f16 convert with vcvtph2ps / vcvtps2ph, round to nearest
  * even, exactly as the scalar emulation does), so the bits are equal. head_dim % 32 == 0. */
@@ -702,69 +748,142 @@ static FS_AVX512_FN void attend_tile_avx512(const float *q, int64_t q_tok_stride
 #endif
 #endif
 
-void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
-                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, const float *sinks,
-                       int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) {
-    FS_ASSERT(n_tok >= 1 && pos0 >= 0 && pos0 + n_tok <= n_ctx);
+/* What fs_attention_team's items share: the heads' shape, the scores' options and the path chosen. */
+typedef struct {
+    int n_head, n_head_kv, head_dim, group;
+    int64_t kv_stride, q_stride, work_per_thread, window;
+    float scale, softcap;
+    const float *sinks;
+    int tile_ok;   /* the register-tiled path can take batches of FS_FA_TILE_Q queries and more */
+    int f16_simd;  /* under FS_FA_TILE_Q queries the F16C kernel can take a head */
+#if FS_HAVE_AVX2_CODE
+    void (*attend_tile)(const float *, int64_t, int, int, const uint16_t *, const uint16_t *, int64_t, int, float,
+                        float, const float *, int64_t, int64_t, float *, float *);
+#endif
+} attn_shape;
+
+static attn_shape attn_shape_of(int n_head, int n_head_kv, int head_dim, float scale, float softcap,
+                                const float *sinks, int64_t window, int64_t n_ctx) {
     FS_ASSERT(n_head > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && head_dim > 0 && window >= 0);
+    attn_shape A;
+    A.n_head = n_head;
+    A.n_head_kv = n_head_kv;
+    A.head_dim = head_dim;
+    A.group = n_head / n_head_kv;
+    A.kv_stride = (int64_t)n_head_kv * head_dim;
+    A.q_stride = (int64_t)n_head * head_dim;
+    A.work_per_thread = FS_ATTN_WORK_FLOATS(head_dim, n_ctx, A.group);
+    A.window = window;
     /* soft-capping divides the scale by the cap first, as ggml's flash attention does */
-    if (softcap != 0.0f) scale /= softcap;
-    const int group = n_head / n_head_kv;
-    const int64_t kv_stride = (int64_t)n_head_kv * head_dim;
-    const int64_t q_stride = (int64_t)n_head * head_dim;
-    const int64_t work_per_thread = FS_ATTN_WORK_FLOATS(head_dim, n_ctx, group);
+    A.scale = softcap != 0.0f ? scale / softcap : scale;
+    A.softcap = softcap;
+    A.sinks = sinks;
+    A.tile_ok = 0;
+    A.f16_simd = 0;
+#if FS_HAVE_AVX2_CODE
+    A.tile_ok = head_dim % 8 == 0 && A.group <= FS_ATTN_TILE_MAX_Q_ALL && fs_use_avx2();
+    A.f16_simd = head_dim % 32 == 0 && fs_use_avx2();
+    A.attend_tile = attend_tile_avx2;
+#if FS_HAVE_AVX512_CODE
+    if (strcmp(fs_vecdot_impl(), "avx512") == 0) A.attend_tile = attend_tile_avx512;
+#endif
+#endif
+    return A;
+}
+
+/* Work items of n_tok queries: tiles of tokens x one KV head with its group (the tiled path), else
+ * (token, head) pairs. */
+static int64_t attn_items(const attn_shape *A, int64_t n_tok) {
+    if (n_tok >= FS_FA_TILE_Q && A->tile_ok) {
+        const int tile = FS_ATTN_TILE_TOKENS(A->group);
+        return (n_tok + tile - 1) / tile * A->n_head_kv;
+    }
+    return n_tok * A->n_head;
+}
+
+/* Work item `item` (< attn_items) of the n_tok queries q at positions pos0 .. over one sequence's
+ * cache, into out; w: this thread's A->work_per_thread floats. */
+static void attn_item(const attn_shape *A, const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache,
+                      const uint16_t *v_cache, float *out, int64_t item, float *w) {
     const int tiled = n_tok >= FS_FA_TILE_Q;
 #if FS_HAVE_AVX2_CODE
-    const int f16_avx2 = !tiled && head_dim % 32 == 0 && fs_use_avx2();
-    if (tiled && head_dim % 8 == 0 && group <= FS_ATTN_TILE_MAX_Q_ALL && fs_use_avx2()) {
-        /* one work item = a tile of tokens and one KV head with its group of query heads */
-        void (*attend_tile)(const float *, int64_t, int, int, const uint16_t *, const uint16_t *, int64_t, int, float,
-                            float, const float *, int64_t, int64_t, float *, float *) = attend_tile_avx2;
-#if FS_HAVE_AVX512_CODE
-        if (strcmp(fs_vecdot_impl(), "avx512") == 0) attend_tile = attend_tile_avx512;
-#endif
-        const int tile = FS_ATTN_TILE_TOKENS(group);
-        const int64_t n_tiles = (n_tok + tile - 1) / tile;
-        float *w = work + (int64_t)fs_team_tid() * work_per_thread;
-        for (int64_t item; (item = fs_team_next(team)) < n_tiles * n_head_kv;) {
-            const int64_t t0 = (item / n_head_kv) * tile;
-            const int g = (int)(item % n_head_kv);
-            const int nt = n_tok - t0 < tile ? (int)(n_tok - t0) : tile;
-            const int64_t h0 = (int64_t)g * group * head_dim;
-            attend_tile(q + t0 * q_stride + h0, q_stride, nt, group, k_cache + (int64_t)g * head_dim,
-                        v_cache + (int64_t)g * head_dim, kv_stride, head_dim, scale, softcap,
-                        sinks == NULL ? NULL : sinks + (int64_t)g * group, window, pos0 + t0, w, out + t0 * q_stride + h0);
-        }
-        fs_team_sync(team);
+    if (tiled && A->tile_ok) {
+        const int tile = FS_ATTN_TILE_TOKENS(A->group);
+        const int64_t t0 = (item / A->n_head_kv) * tile;
+        const int g = (int)(item % A->n_head_kv);
+        const int nt = n_tok - t0 < tile ? (int)(n_tok - t0) : tile;
+        const int64_t h0 = (int64_t)g * A->group * A->head_dim;
+        A->attend_tile(q + t0 * A->q_stride + h0, A->q_stride, nt, A->group, k_cache + (int64_t)g * A->head_dim,
+                       v_cache + (int64_t)g * A->head_dim, A->kv_stride, A->head_dim, A->scale, A->softcap,
+                       A->sinks == NULL ? NULL : A->sinks + (int64_t)g * A->group, A->window, pos0 + t0, w,
+                       out + t0 * A->q_stride + h0);
         return;
     }
 #endif
-    float *w = work + (int64_t)fs_team_tid() * work_per_thread;
-    for (int64_t item; (item = fs_team_next(team)) < n_tok * n_head;) {
-        const int64_t t = item / n_head;
-        const int h = (int)(item % n_head);
-        const int64_t p = pos0 + t;
-        const int64_t first = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-        const int64_t kv_off = (int64_t)(h / group) * head_dim;
-        const float *qh = q + t * q_stride + (int64_t)h * head_dim;
-        float *o = out + t * q_stride + (int64_t)h * head_dim;
-        const float *sink = sinks == NULL ? NULL : sinks + h;
-        if (tiled)
-            attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink, first,
-                           p, w + head_dim, w, o);
+    const int64_t t = item / A->n_head;
+    const int h = (int)(item % A->n_head);
+    const int64_t p = pos0 + t;
+    const int64_t first = (A->window > 0 && p - A->window + 1 > 0) ? p - A->window + 1 : 0;
+    const int64_t kv_off = (int64_t)(h / A->group) * A->head_dim;
+    const float *qh = q + t * A->q_stride + (int64_t)h * A->head_dim;
+    float *o = out + t * A->q_stride + (int64_t)h * A->head_dim;
+    const float *sink = A->sinks == NULL ? NULL : A->sinks + h;
+    if (tiled)
+        attend_f32_acc(qh, k_cache + kv_off, v_cache + kv_off, A->kv_stride, A->head_dim, A->scale, A->softcap, sink,
+                       first, p, w + A->head_dim, w, o);
 #if FS_HAVE_AVX2_CODE
-        else if (f16_avx2)
-            attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink,
-                                first, p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
+    else if (A->f16_simd)
+        attend_f16_acc_avx2(qh, k_cache + kv_off, v_cache + kv_off, A->kv_stride, A->head_dim, A->scale, A->softcap,
+                            sink, first, p, (uint16_t *)w, (uint16_t *)w + A->head_dim, o);
 #endif
-        else
-            attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, kv_stride, head_dim, scale, softcap, sink, first,
-                           p, (uint16_t *)w, (uint16_t *)w + head_dim, o);
+    else
+        attend_f16_acc(qh, k_cache + kv_off, v_cache + kv_off, A->kv_stride, A->head_dim, A->scale, A->softcap, sink,
+                       first, p, (uint16_t *)w, (uint16_t *)w + A->head_dim, o);
+}
+
+void fs_attention_batch_team(const float *q, const fs_batch_seg *segs, int n_seg, const uint16_t *k_cache,
+                             const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
+                             float softcap, const float *sinks, int64_t window, float *out, float *work,
+                             int64_t n_ctx, fs_team *team) {
+    const attn_shape A = attn_shape_of(n_head, n_head_kv, head_dim, scale, softcap, sinks, window, n_ctx);
+    float *w = work + (int64_t)fs_team_tid() * A.work_per_thread;
+    int64_t total = 0;
+    for (int s = 0; s < n_seg; s++) {
+        FS_ASSERT(segs[s].n >= 1 && segs[s].pos0 >= 0 && segs[s].pos0 + segs[s].n <= n_ctx);
+        total += attn_items(&A, segs[s].n);
+    }
+    /* a member's items only grow, so its segment cursor only moves on */
+    int s = 0;
+    int64_t seg_first = 0, seg_end = n_seg > 0 ? attn_items(&A, segs[0].n) : 0;
+    for (int64_t item; (item = fs_team_next(team)) < total;) {
+        while (item >= seg_end) {
+            seg_first = seg_end;
+            seg_end += attn_items(&A, segs[++s].n);
+        }
+        const fs_batch_seg *sg = &segs[s];
+        const int64_t rows = (int64_t)sg->seq * n_ctx * A.kv_stride;
+        attn_item(&A, q + (int64_t)sg->start * A.q_stride, sg->n, sg->pos0, k_cache + rows, v_cache + rows,
+                  out + (int64_t)sg->start * A.q_stride, item - seg_first, w);
     }
     fs_team_sync(team);
 }
 
+void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache, const uint16_t *v_cache,
+                       int n_head, int n_head_kv, int head_dim, float scale, float softcap, const float *sinks,
+                       int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team) {
+    FS_ASSERT(n_tok >= 1 && pos0 >= 0 && pos0 + n_tok <= n_ctx && n_tok <= INT32_MAX && pos0 <= INT32_MAX);
+    const fs_batch_seg seg = {0, (int)pos0, 0, (int)n_tok, -1};
+    fs_attention_batch_team(q, &seg, 1, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, softcap, sinks, window,
+                            out, work, n_ctx, team);
+}
+
 void fs_gated_act(float *gate, const float *up, int64_t n, int act) {
+#if FS_HAVE_AVX2_CODE
+    if (act == 0 && fs_use_avx2()) {
+        swiglu_avx2(gate, up, n);
+        return;
+    }
+#endif
     if (act == 0) {
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
@@ -865,6 +984,26 @@ void fs_to_f16_team(const float *x, uint16_t *y, int64_t n, fs_team *team) {
     int64_t lo, hi;
     team_chunk(team, n, &lo, &hi);
     if (hi > lo) fs_to_f16(x + lo, y + lo, hi - lo);
+    fs_team_sync(team);
+}
+
+void fs_kv_store_team(const float *k, const float *v, int64_t kv, const fs_batch_seg *segs, int n_seg,
+                      uint16_t *k_cache, uint16_t *v_cache, int64_t n_ctx, fs_team *team) {
+    /* the 2 * n_seg pieces (each segment's K rows, then its V rows) laid end to end, cut in 16-value
+     * chunks; a member converts what of its chunks falls in each piece */
+    int64_t total = 0;
+    for (int s = 0; s < n_seg; s++) total += 2 * (int64_t)segs[s].n * kv;
+    int64_t lo, hi;
+    team_chunk(team, total, &lo, &hi);
+    int64_t at = 0;
+    for (int s = 0; s < n_seg && at < hi; s++) {
+        const int64_t len = (int64_t)segs[s].n * kv, src = (int64_t)segs[s].start * kv;
+        const int64_t dst = ((int64_t)segs[s].seq * n_ctx + segs[s].pos0) * kv;
+        for (int part = 0; part < 2; part++, at += len) {
+            const int64_t a = lo > at ? lo - at : 0, b = hi - at < len ? hi - at : len;
+            if (b > a) fs_to_f16((part ? v : k) + src + a, (part ? v_cache : k_cache) + dst + a, b - a);
+        }
+    }
     fs_team_sync(team);
 }
 

@@ -134,6 +134,31 @@ void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16
                        int n_head, int n_head_kv, int head_dim, float scale, float softcap, const float *sinks,
                        int64_t window, float *out, float *work, int64_t n_ctx, fs_team *team);
 
+/* One sequence's part of a batch (continuous batching): tokens start .. start + n - 1 of the batch at
+ * positions pos0 .. of sequence seq, whose cache rows are seq * n_ctx .. seq * n_ctx + n_ctx - 1 of the
+ * layer's cache; logits of its tokens logits_from .. n - 1 (-1: none; read by the caller only). The
+ * layout of forward.pyx's Segment and its numpy dtype (five C ints). */
+typedef struct {
+    int seq, pos0, start, n, logits_from;
+} fs_batch_seg;
+
+/* Every segment's K and V rows (k, v: (n_tok, kv) floats, the batch's rows) rounded to f16 into its own
+ * sequence's rows pos0 .. of k_cache / v_cache ((n_seq * n_ctx, kv) f16): the work of one
+ * fs_to_f16_team per segment and matrix, shared by the team in 16-value chunks of all of them, with
+ * one synchronization in all. */
+void fs_kv_store_team(const float *k, const float *v, int64_t kv, const fs_batch_seg *segs, int n_seg,
+                      uint16_t *k_cache, uint16_t *v_cache, int64_t n_ctx, fs_team *team);
+
+/* fs_attention_team for every segment of a batch, each over its own sequence's cache rows (q, out:
+ * (n_tok, n_head * head_dim) batch rows; k_cache, v_cache: (n_seq * n_ctx, n_head_kv * head_dim) f16):
+ * each segment gets exactly the computation of fs_attention_team on its rows alone (so the same
+ * bits), but the items of all the segments are handed out together and the team synchronizes once, so
+ * 4 decoding slots of 9 heads are 36 items on the threads instead of 4 rounds of 9. */
+void fs_attention_batch_team(const float *q, const fs_batch_seg *segs, int n_seg, const uint16_t *k_cache,
+                             const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
+                             float softcap, const float *sinks, int64_t window, float *out, float *work,
+                             int64_t n_ctx, fs_team *team);
+
 /* Team versions (see fs_team): the same results as the functions above. */
 /* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
 void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team);
@@ -167,7 +192,10 @@ void fs_ops_init(void);
 uint64_t fs_read_sum_team(const uint8_t *buf, size_t n, fs_team *team);
 
 /* gate = act(gate) * up, elementwise over n values; act 0 = SiLU, 1 = GELU (tanh approximation),
- * 2 = gpt-oss's clamped SwiGLU: min(gate, 7) * sigmoid(1.702 * min(gate, 7)) * (clamp(up, -7, 7) + 1). */
+ * 2 = gpt-oss's clamped SwiGLU: min(gate, 7) * sigmoid(1.702 * min(gate, 7)) * (clamp(up, -7, 7) + 1).
+ * SiLU with AVX2 (and AVX-512) takes exp from llama.cpp's AVX2 polynomial (ggml_v_expf) for each whole
+ * 8 values, expf for the rest, as ggml_vec_swiglu_f32 in an AVX2 build; the portable variant uses expf
+ * throughout, as a build without SIMD does. */
 void fs_gated_act(float *gate, const float *up, int64_t n, int act);
 
 /* dst += src over n values. */

@@ -42,6 +42,14 @@ cdef extern from "fs_ops.h" nogil:
                          float *y1, uint8_t *act, fs_team *team) noexcept
     void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x,
                          int64_t n_tok, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) noexcept
+    ctypedef struct fs_batch_seg:
+        int seq, pos0, start, n, logits_from
+    void fs_kv_store_team(const float *k, const float *v, int64_t kv, const fs_batch_seg *segs, int n_seg,
+                          uint16_t *k_cache, uint16_t *v_cache, int64_t n_ctx, fs_team *team) noexcept
+    void fs_attention_batch_team(const float *q, const fs_batch_seg *segs, int n_seg, const uint16_t *k_cache,
+                                 const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
+                                 float softcap, const float *sinks, int64_t window, float *out, float *work,
+                                 int64_t n_ctx, fs_team *team) noexcept
     void fs_attention_team(const float *q, int64_t n_tok, int64_t pos0, const uint16_t *k_cache,
                            const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale,
                            float softcap, const float *sinks, int64_t window, float *out, float *work, int64_t n_ctx,

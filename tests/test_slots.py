@@ -75,6 +75,29 @@ def test_batch_of_sequences_equals_each_alone(smollm2):
     np.testing.assert_array_equal(k3[:, : len(prompts[3]) + 1], k_alone._fwd.kv_cache()[0][:, : len(prompts[3]) + 1])
 
 
+def test_long_prefill_beside_decoding_sequences(smollm2):
+    """A prompt of 64 tokens or more takes the tiled attention (llama.cpp's float path) while the other
+    segments of the same batch take the one-token path: all the segments' attention items are shared out
+    together, and each must still get exactly what it gets alone, with 1 and 2 threads."""
+    long_prompt = _ids(smollm2, " ".join(["the quick brown fox jumps over the lazy dog"] * 9))
+    assert len(long_prompt) >= 64
+    short = [_ids(smollm2, p) for p in PROMPTS[:2]]
+    for n_threads in (1, 2):
+        ref = []
+        for p in short:
+            c = Context(smollm2, n_ctx=256, n_batch=128, n_threads=n_threads)
+            c.prefill(p)
+            ref.append(c.decode(7).copy())
+        c = Context(smollm2, n_ctx=256, n_batch=128, n_threads=n_threads)
+        ref_long = c.prefill(long_prompt)[0].copy()
+        c = Context(smollm2, n_ctx=256, n_batch=128, n_threads=n_threads, n_seq=3)
+        c.eval_batch([(0, short[0], False), (1, short[1], False)])
+        rows = c.eval_batch([(0, [7], True), (2, long_prompt, True), (1, [7], True)])
+        np.testing.assert_array_equal(rows[0], ref[0])
+        np.testing.assert_array_equal(rows[1], ref_long)
+        np.testing.assert_array_equal(rows[2], ref[1])
+
+
 def test_batch_errors_are_clear(smollm2):
     c = Context(smollm2, n_ctx=16, n_batch=8, n_threads=2, n_seq=2)
     with pytest.raises(ValueError, match="repeated"):
@@ -250,13 +273,28 @@ def test_context_shift_rotates_the_kept_keys(smollm2, gemma3):
                                    rtol=2e-3, atol=2e-3 * float(np.abs(k_want[0, :n]).max()))
 
 
+class _NoEnd:
+    """A logits constraint that forbids the end-of-generation tokens, so a reply runs to max_tokens
+    whatever the model would say (the test is about lengths, not a particular text)."""
+
+    def __init__(self, eog_ids):
+        self.eog = np.array(sorted(eog_ids), np.int64)
+
+    def mask(self, logits):
+        logits[self.eog] = -np.inf
+
+    def accept(self, token):
+        return False
+
+
 def test_context_shift_lets_a_reply_outgrow_n_ctx(smollm2):
     prompt = _ids(smollm2, "Once upon a time")
     for shift in (False, True):
         s = Scheduler(smollm2, n_ctx=48, n_threads=2, n_parallel=2, context_shift=shift)
         try:
             text, stats, _ = collect_job(s.submit(GenerationRequest(prompt, SamplerParams(temperature=0.7, seed=3),
-                                                                 max_tokens=120, n_keep=len(prompt))))
+                                                                 max_tokens=120, n_keep=len(prompt),
+                                                                 constraint=_NoEnd(smollm2.tokenizer.eog_ids))))
             cached = s._ctx.seq_tokens[s.slots()[0].id if s.slots()[0].n_cached else 1]
         finally:
             s.close()
