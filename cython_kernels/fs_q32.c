@@ -426,10 +426,14 @@ FS_VD_INLINE int block32_bytes(int type) {
  * matrix is harmless. */
 #define TILE_PREFETCH_ROWS 16
 
-/* Weight rows per register tile: 4 with AVX2 (its 16 ymm registers hold the 4 x 4 accumulators),
+/* Weight rows per register tile: 4 with AVX2 (the 4 x 4 accumulators take all 16 ymm registers, so
+ * some live on the stack, yet 4 rows measured faster than 3 or 2: SmolLM2's Q4_1 FFN and Q8_0 rows, one
+ * thread, 4 and 16 activation rows, 2-8% over 3 rows and 10-15% over 2; -DTILE_RM_AVX2 builds others),
  * 8 with AVX-512 (8 x 2 zmm accumulators of its 32; the activation blocks' loads and scale conversions
  * are shared by twice the rows: 7-12% faster for 2-4 activation rows, SmolLM2's matrices, one thread). */
+#ifndef TILE_RM_AVX2
 #define TILE_RM_AVX2 4
+#endif
 #define TILE_RM_AVX512 8
 #define TILE_RN 4 /* activation rows per register tile */
 
@@ -455,11 +459,11 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
     }
     for (int64_t ib = 0; ib < nb; ib++) {
         __m256i qy[4];
-        float dy[4];
+        __m256 dy[4]; /* each activation block's scale in all 8 lanes: one vmulps per pair gives dx * dy */
         for (int j = 0; j < RN; j++) {
             const uint8_t *y = a + (size_t)j * ab + (size_t)ib * ybs;
             qy[j] = _mm256_loadu_si256((const __m256i *)(y + yq));
-            dy[j] = h2f(y);
+            dy[j] = _mm256_set1_ps(h2f(y));
         }
         const __m128 sy = q81 ? h2f_rows4(a, ab, (size_t)ib * ybs + 2, RN) : _mm_setzero_ps();
         for (int i = 0; i < RM; i++) {
@@ -467,16 +471,16 @@ FS_VD_INLINE FS_AVX2_FN void tile32(int type, const uint8_t *w, size_t rb, const
             _mm_prefetch((const char *)(x + TILE_PREFETCH_ROWS * rb), _MM_HINT_T0);
             const __m256i qx = unpack_block32(type, x);
             const __m128 dm = block32_dm(type, x);
-            const float dx = _mm_cvtss_f32(dm);
+            const __m256 dx = _mm256_broadcastss_ps(dm);
             if (q81) {
                 summs[i] = _mm_add_ps(summs[i], _mm_mul_ps(_mm_permute_ps(dm, 0x55), sy));
                 for (int j = 0; j < RN; j++)
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), us8_quads(qx, qy[j]), acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[j]), us8_quads(qx, qy[j]), acc[i][j]);
             } else {
                 const __m256i ax = _mm256_sign_epi8(qx, qx);
                 for (int j = 0; j < RN; j++) {
                     const __m256 q = us8_quads(ax, _mm256_sign_epi8(qy[j], qx));
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[j]), q, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[j]), q, acc[i][j]);
                 }
             }
         }
