@@ -619,67 +619,123 @@ static inline FS_AVX2_FN float dot_q6_k_avx2(const uint8_t *x, const uint8_t *y,
 FS_ROWS(fs_rows_q4_k_avx2, dot_q4_k_avx2, FS_AVX2_FN)
 FS_ROWS(fs_rows_q5_k_avx2, dot_q5_k_avx2, FS_AVX2_FN)
 
-/* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows; each 64 elements' 5-bit values and scales are
- * unpacked once for all RN rows (8: one 14% faster than 4 per row in a one-thread microbenchmark), and
- * the mins terms of 4 rows go through one vector. The int32 lanes are exact (the same integers as
- * dot_q5_k_avx2's), and the float operations per pair (row, activation) are dot_q5_k_avx2's, the
- * scalar mins steps as lanes. */
+/* The activation side of the Q4_K / Q5_K mins terms for 8 activation rows (fewer: the rest zero) of
+ * one super-block: m2[t] holds q8_k_sub_sums of rows 2t (low 128 bits) and 2t + 1 (high), and yd the
+ * rows' scales y.d in the lane order [0, 2, 4, 6, 1, 3, 5, 7] that kq_min_sums8 leaves its sums in. */
+typedef struct {
+    __m256i m2[4];
+    __m256 yd;
+} kq_act8;
+
+static inline FS_AVX2_FN void kq_act8_fill(kq_act8 *k, const uint8_t *y, size_t ab, int rn) {
+    float yd[8] = {0};
+    for (int t = 0; t < 4; t++) {
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        if (2 * t < rn) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(y + (size_t)(2 * t) * ab + Q8K_BSUMS));
+            lo = b;
+            hi = b;
+            yd[t] = rd_f32(y + (size_t)(2 * t) * ab);
+        }
+        if (2 * t + 1 < rn) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(y + (size_t)(2 * t + 1) * ab + Q8K_BSUMS));
+            lo = _mm256_permute2x128_si256(lo, b, 0x20);
+            hi = _mm256_permute2x128_si256(hi, b, 0x31);
+            yd[4 + t] = rd_f32(y + (size_t)(2 * t + 1) * ab);
+        } else {
+            lo = _mm256_permute2x128_si256(lo, lo, 0x80); /* row 2t in the low half, zero above */
+            hi = _mm256_permute2x128_si256(hi, hi, 0x81);
+        }
+        k->m2[t] = _mm256_hadd_epi16(lo, hi); /* per 128-bit half: hadd(bsums[0..8), bsums[8..16)) */
+    }
+    k->yd = _mm256_loadu_ps(yd);
+}
+
+/* msum of kq_min_prod (summed over its 4 lanes) for the 8 rows of k at once, with one weight
+ * super-block's 8 mins: exact int32 sums in the lane order of kq_act8.yd. */
+static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, const uint8_t mn[8]) {
+    const __m256i mins = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)));
+    const __m256i h01 = _mm256_hadd_epi32(_mm256_madd_epi16(mins, k->m2[0]), _mm256_madd_epi16(mins, k->m2[1]));
+    const __m256i h23 = _mm256_hadd_epi32(_mm256_madd_epi16(mins, k->m2[2]), _mm256_madd_epi16(mins, k->m2[3]));
+    return _mm256_hadd_epi32(h01, h23);
+}
+
+/* Super-blocks of an activation group whose kq_act8 the Q5_K tiles prepare once on the stack (16 KB +):
+ * rows up to 32,768 elements; longer rows prepare them per weight row. */
+#define Q5K_TILE_MAX_NB 128
+
+/* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows. Per super-block the row's 5-bit values are
+ * unpacked once into 8 vectors of 32 and its scales widened once, then each activation row takes its
+ * products against them (maddubs, madd with the scale, exact int32 adds) in 8 lanes; the mins terms of
+ * all RN rows are one vector (kq_min_sums8 on prepared activation sums `ka`, one per super-block).
+ * The int32 lanes are dot_q5_k_avx2's integers and the float operations per pair (row, activation)
+ * are its own, the scalar mins steps as lanes, so the bits are equal. */
 FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
-                                       int64_t os, const int RN) {
+                                       int64_t os, const kq_act8 *ka, const int RN) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc[FS_TILE_RN8];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
-    __m128 summs[FS_TILE_RN8 / 4] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    __m256 summs = _mm256_setzero_ps(); /* lanes in kq_act8.yd's order */
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K) {
         const uint8_t *y = a + (size_t)ib * B_Q8_K;
         const float dx = h2f(x);
         uint8_t sc[8], mn[8];
         scale_min_k4(x + 4, sc, mn);
-        /* the mins terms of 4 rows at a time, lane by lane dot_q5_k_avx2's scalar steps: msum exact,
-         * summs += (-y.d * fp16(x.dmin)) * (float)msum */
-        for (int h = 0; h < (RN + 3) / 4; h++) {
-            const uint8_t *yj[4];
-            for (int j = 0; j < 4; j++) yj[j] = y + (size_t)(4 * h + j < RN ? 4 * h + j : 0) * ab;
-            const __m128i msum = _mm_hadd_epi32(_mm_hadd_epi32(kq_min_prod(mn, yj[0]), kq_min_prod(mn, yj[1])),
-                                                _mm_hadd_epi32(kq_min_prod(mn, yj[2]), kq_min_prod(mn, yj[3])));
-            const __m128 yd = _mm_setr_ps(rd_f32(yj[0]), rd_f32(yj[1]), rd_f32(yj[2]), rd_f32(yj[3]));
-            const __m128 dmin = _mm_mul_ps(_mm_xor_ps(yd, _mm_set1_ps(-0.0f)), _mm_set1_ps(h2f(x + 2)));
-            summs[h] = _mm_add_ps(summs[h], _mm_mul_ps(dmin, _mm_cvtepi32_ps(msum)));
-        }
+        kq_act8 kl;
+        const kq_act8 *k = ka != NULL ? &ka[ib] : &kl;
+        if (ka == NULL) kq_act8_fill(&kl, y, ab, RN);
+        /* summs += (-y.d * fp16(x.dmin)) * (float)msum, lane by lane */
+        const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
+        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mn))));
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
-        __m256i sumi[FS_TILE_RN8];
-        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        __m256i q5[8], sc16[8];
         for (int c = 0; c < 4; c++) {
             const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
             /* bit 2c / 2c + 1 of each hbits byte, moved to bit 4 (shifts within 16-bit lanes keep each
              * byte's bits in that byte once masked) */
-            const __m256i q5_0 = _mm256_or_si256(
+            q5[2 * c] = _mm256_or_si256(
                 _mm256_and_si256(q5bits, m4),
                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c)), one), 4));
-            const __m256i q5_1 = _mm256_or_si256(
+            q5[2 * c + 1] = _mm256_or_si256(
                 _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c + 1)), one), 4));
-            const __m256i scale_0 = _mm256_set1_epi16(sc[2 * c]), scale_1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int j = 0; j < RN; j++) {
-                const int8_t *q8 = (const int8_t *)(y + (size_t)j * ab + Q8K_QS) + 64 * c;
-                const __m256i p0 = _mm256_madd_epi16(
-                    scale_0, _mm256_maddubs_epi16(q5_0, _mm256_loadu_si256((const __m256i *)q8)));
-                const __m256i p1 = _mm256_madd_epi16(
-                    scale_1, _mm256_maddubs_epi16(q5_1, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p0, p1));
-            }
+            sc16[2 * c] = _mm256_set1_epi16(sc[2 * c]);
+            sc16[2 * c + 1] = _mm256_set1_epi16(sc[2 * c + 1]);
         }
-        for (int j = 0; j < RN; j++)
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(y + (size_t)j * ab) * dx), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        for (int j = 0; j < RN; j++) {
+            const uint8_t *yj = y + (size_t)j * ab;
+            const int8_t *q8 = (const int8_t *)(yj + Q8K_QS);
+            __m256i sumi = _mm256_setzero_si256();
+            for (int s8 = 0; s8 < 8; s8++)
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc16[s8], _mm256_maddubs_epi16(
+                                                  q5[s8], _mm256_loadu_si256((const __m256i *)(q8 + 32 * s8)))));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(yj) * dx), _mm256_cvtepi32_ps(sumi), acc[j]);
+        }
     }
-    float sm[FS_TILE_RN8];
-    for (int h = 0; h < FS_TILE_RN8 / 4; h++) _mm_storeu_ps(sm + 4 * h, summs[h]);
-    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]) + sm[j];
+    float sm[8];
+    _mm256_storeu_ps(sm, summs);
+    for (int j = 0; j < RN; j++) out[(size_t)j * os] = hsum_f32x8(acc[j]) + sm[(j >> 1) + 4 * (j & 1)];
 }
 
 /* out[t * os + r] = fs_rows_q5_k_avx2's dot of weight row r and activation row t, register-tiled:
- * FS_TILE_RN8 activation rows at a time (the last group fewer), every weight row against each. */
-FS_TILES_1X8(fs_tiles_q5_k_avx2, tile_q5_k, QK_K)
+ * FS_TILE_RN8 activation rows at a time (the last group fewer), every weight row against each, the
+ * group's mins sums prepared once. */
+FS_AVX2_FN void fs_tiles_q5_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                   int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    kq_act8 ka[Q5K_TILE_MAX_NB];
+    for (int64_t j = 0; j < n_act; j += FS_TILE_RN8) {
+        const int rn = n_act - j < FS_TILE_RN8 ? (int)(n_act - j) : FS_TILE_RN8;
+        const uint8_t *aj = a + (size_t)j * ab;
+        const kq_act8 *kp = nb <= Q5K_TILE_MAX_NB ? ka : NULL;
+        for (int64_t ib = 0; kp != NULL && ib < nb; ib++) kq_act8_fill(&ka[ib], aj + (size_t)ib * B_Q8_K, ab, rn);
+        for (int64_t i = 0; i < n_rows; i++) {
+            const uint8_t *wi = w + (size_t)i * rb;
+            float *o = out + j * os + i;
+            FS_SWITCH_RN8(rn, tile_q5_k, wi, aj, ab, nb, o, os, kp)
+        }
+    }
+}
 
 /* Super-blocks whose activation offset terms fs_rows_q6_k_avx2 keeps on the stack (16 KB): rows up to
  * 16,384 elements; longer rows take dot_q6_k_avx2 as it is. */
