@@ -39,6 +39,12 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
         fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
 }
 
+/* From this many tokens a matmul hands its tiles out dynamically, MATMUL_CHUNKS_PER_MEMBER chunks per
+ * member of the team; under it (decode, small batches) each member takes one contiguous range. Which
+ * member computes a tile never changes its bits. */
+#define MATMUL_DYNAMIC_MIN_TOK 16
+#define MATMUL_CHUNKS_PER_MEMBER 8
+
 /* Quantize the activations once, then every tile of every weight; called by each thread of a team. */
 static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int nw, const float *x, int64_t n_tok,
                               uint8_t *act, fs_team *team) {
@@ -52,11 +58,27 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
     for (int64_t t = lo; t < hi; t++)
         fs_quantize_act(ws[0]->type, x + t * n_in, act + t * act_bytes, n_in);
     fs_team_sync(team); /* every activation row is quantized before any dot product */
-    fs_team_range(team, n_tiles, &lo, &hi);
-    for (int64_t tile = lo; tile < hi; tile++) {
-        int k = 0;
-        while (tile >= first_tile[k + 1]) k++;
-        fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+    if (n_tok < MATMUL_DYNAMIC_MIN_TOK || team->n <= 1) {
+        /* decode-sized: each member streams one contiguous range of the weights */
+        fs_team_range(team, n_tiles, &lo, &hi);
+        for (int64_t tile = lo; tile < hi; tile++) {
+            int k = 0;
+            while (tile >= first_tile[k + 1]) k++;
+            fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+        }
+    } else {
+        /* prefill-sized: chunks of tiles handed out as members come for them, so a member slowed by
+         * the machine's other work does not hold the others back (llama.cpp's mul_mat chunking) */
+        const int64_t chunk = n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) > 0
+                                  ? n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) : 1;
+        for (int64_t c; (c = fs_team_next(team) * chunk) < n_tiles;) {
+            const int64_t end = c + chunk < n_tiles ? c + chunk : n_tiles;
+            for (int64_t tile = c; tile < end; tile++) {
+                int k = 0;
+                while (tile >= first_tile[k + 1]) k++;
+                fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+            }
+        }
     }
     fs_team_sync(team);
 }
