@@ -45,6 +45,16 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
 #define MATMUL_DYNAMIC_MIN_TOK 16
 #define MATMUL_CHUNKS_PER_MEMBER 8
 
+/* Tiles lo .. hi - 1 of the weights ws (weight k's tiles are first_tile[k] .. first_tile[k + 1] - 1). */
+static void run_tiles(const fs_weight *const *ws, float *const *ys, const int64_t *first_tile, int64_t lo, int64_t hi,
+                      const uint8_t *act, size_t act_bytes, int64_t n_tok) {
+    for (int64_t tile = lo; tile < hi; tile++) {
+        int k = 0;
+        while (tile >= first_tile[k + 1]) k++;
+        fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+    }
+}
+
 /* Quantize the activations once, then every tile of every weight; called by each thread of a team. */
 static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int nw, const float *x, int64_t n_tok,
                               uint8_t *act, fs_team *team) {
@@ -61,23 +71,14 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
     if (n_tok < MATMUL_DYNAMIC_MIN_TOK || team->n <= 1) {
         /* decode-sized: each member streams one contiguous range of the weights */
         fs_team_range(team, n_tiles, &lo, &hi);
-        for (int64_t tile = lo; tile < hi; tile++) {
-            int k = 0;
-            while (tile >= first_tile[k + 1]) k++;
-            fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
-        }
+        run_tiles(ws, ys, first_tile, lo, hi, act, act_bytes, n_tok);
     } else {
         /* prefill-sized: chunks of tiles handed out as members come for them, so a member slowed by
          * the machine's other work does not hold the others back (llama.cpp's mul_mat chunking) */
         const int64_t chunk = n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) > 0
                                   ? n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) : 1;
         for (int64_t c; (c = fs_team_next(team) * chunk) < n_tiles;) {
-            const int64_t end = c + chunk < n_tiles ? c + chunk : n_tiles;
-            for (int64_t tile = c; tile < end; tile++) {
-                int k = 0;
-                while (tile >= first_tile[k + 1]) k++;
-                fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
-            }
+            run_tiles(ws, ys, first_tile, c, c + chunk < n_tiles ? c + chunk : n_tiles, act, act_bytes, n_tok);
         }
     }
     fs_team_sync(team);
