@@ -138,3 +138,69 @@ def test_avx512_attention_is_avx2_bit_for_bit(tmp_path):
     for case in runs["avx2"].files:
         if case != "impl":
             np.testing.assert_array_equal(runs["avx512"][case], runs["avx2"][case], err_msg=case)
+
+
+# Batches under TILE_Q (decode, small chunks): llama.cpp's f16 path, by the F16C kernel
+# (attend_f16_acc_avx2) on SIMD variants and by the scalar emulation on `portable`, 1 and 2 threads.
+F16_CASES = [
+    # n_tok, pos0, n_head, n_head_kv, head_dim, window, softcap, sinks
+    (1, 77, 32, 8, 64, 0, 0.0, False),     # Llama 3.2 1B decode: group 4
+    (1, 200, 9, 3, 64, 0, 0.0, False),     # SmolLM2: group 3
+    (1, 50, 4, 1, 256, 0, 0.0, False),     # Gemma 3 270M: one KV head
+    (4, 30, 12, 2, 128, 0, 0.0, False),    # Qwen2.5's group 6
+    (9, 30, 8, 2, 64, 0, 50.0, False),     # soft-capped
+    (3, 40, 16, 1, 64, 20, 0.0, False),    # group 16, sliding window
+    (2, 10, 20, 1, 64, 0, 0.0, False),     # group 20
+    (5, 60, 8, 8, 64, 0, 0.0, False),      # no GQA
+    (1, 33, 8, 2, 64, 0, 0.0, True),       # attention sinks
+    (63, 0, 8, 2, 32, 0, 0.0, False),      # the largest batch on this path, head_dim 32
+]
+
+F16_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_attention import F16_CASES
+from cython_kernels import forward, vecdot
+out = {}
+for c in F16_CASES:
+    n_tok, pos0, nh, nkv, hd, win, cap, with_sinks = c
+    rng = np.random.default_rng(n_tok * 1000 + hd + pos0)
+    n_ctx = pos0 + n_tok + 5
+    q = (3 * rng.standard_normal((n_tok, nh * hd))).astype(np.float32)
+    k = rng.standard_normal((n_ctx, nkv * hd)).astype(np.float16)
+    v = rng.standard_normal((n_ctx, nkv * hd)).astype(np.float16)
+    sinks = rng.uniform(-4, 12, nh).astype(np.float32) if with_sinks else None
+    for threads in (1, 2):
+        out[f"{c} threads={threads}"] = forward.attention(q, k, v, pos0, nh, nkv, 1 / np.sqrt(hd), cap, win,
+                                                          threads, sinks)
+np.savez(sys.argv[1], impl=vecdot.impl(), **out)
+"""
+
+
+def test_f16_path_simd_is_portable_bit_for_bit(tmp_path):
+    """The F16C kernel gives exactly the bits of the portable scalar emulation of ggml's f16 flash
+    attention (ggml-cpu/ops.cpp ggml_compute_forward_flash_attn_ext_f16_one_chunk), which the
+    float64 comparison above cannot see (its bound is 2e-2)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cython_kernels import vecdot
+
+    simd = [v for v in vecdot.variants() if v != "portable"]
+    if not simd:
+        pytest.skip(f"this CPU runs {vecdot.variants()}: no SIMD variant to compare")
+    runs = {}
+    for variant in ("portable", *simd):
+        out = tmp_path / f"{variant}.npz"
+        subprocess.run([sys.executable, "-c", F16_SCRIPT, str(out), str(Path(__file__).parent)], check=True,
+                       env={**os.environ, "FIRESIDE_CPU": variant})
+        runs[variant] = np.load(out)
+        assert str(runs[variant]["impl"]) == variant
+    for variant in simd:
+        for case in runs["portable"].files:
+            if case != "impl":
+                np.testing.assert_array_equal(runs[variant][case].view(np.uint32),
+                                              runs["portable"][case].view(np.uint32), err_msg=f"{variant} {case}")
