@@ -118,23 +118,28 @@ np.savez(sys.argv[1], impl=vecdot.impl(), **out)
 """
 
 
-def test_avx512_attention_is_avx2_bit_for_bit(tmp_path):
+def run_variant(script, variant, tmp_path):
+    """The arrays `script` saves (its argv: the .npz path, this folder) when run in a fresh interpreter under
+    FIRESIDE_CPU=variant; asserts that the variant is the one that ran."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    out = tmp_path / f"{variant}.npz"
+    subprocess.run([sys.executable, "-c", script, str(out), str(Path(__file__).parent)], check=True,
+                   env={**os.environ, "FIRESIDE_CPU": variant})
+    run = np.load(out)
+    assert str(run["impl"]) == variant
+    return run
+
+
+def test_avx512_attention_is_avx2_bit_for_bit(tmp_path):
     from cython_kernels import vecdot
 
     if "avx512" not in vecdot.variants():
         pytest.skip(f"this CPU runs {vecdot.variants()}: no AVX-512 to compare")
-    runs = {}
-    for variant in ("avx2", "avx512"):
-        out = tmp_path / f"{variant}.npz"
-        subprocess.run([sys.executable, "-c", VARIANT_SCRIPT, str(out), str(Path(__file__).parent)], check=True,
-                       env={**os.environ, "FIRESIDE_CPU": variant})
-        runs[variant] = np.load(out)
-        assert str(runs[variant]["impl"]) == variant
+    runs = {variant: run_variant(VARIANT_SCRIPT, variant, tmp_path) for variant in ("avx2", "avx512")}
     for case in runs["avx2"].files:
         if case != "impl":
             np.testing.assert_array_equal(runs["avx512"][case], runs["avx2"][case], err_msg=case)
@@ -182,23 +187,12 @@ def test_f16_path_simd_is_portable_bit_for_bit(tmp_path):
     """The F16C kernel gives exactly the bits of the portable scalar emulation of ggml's f16 flash
     attention (ggml-cpu/ops.cpp ggml_compute_forward_flash_attn_ext_f16_one_chunk), which the
     float64 comparison above cannot see (its bound is 2e-2)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from cython_kernels import vecdot
 
     simd = [v for v in vecdot.variants() if v != "portable"]
     if not simd:
         pytest.skip(f"this CPU runs {vecdot.variants()}: no SIMD variant to compare")
-    runs = {}
-    for variant in ("portable", *simd):
-        out = tmp_path / f"{variant}.npz"
-        subprocess.run([sys.executable, "-c", F16_SCRIPT, str(out), str(Path(__file__).parent)], check=True,
-                       env={**os.environ, "FIRESIDE_CPU": variant})
-        runs[variant] = np.load(out)
-        assert str(runs[variant]["impl"]) == variant
+    runs = {variant: run_variant(F16_SCRIPT, variant, tmp_path) for variant in ("portable", *simd)}
     for variant in simd:
         for case in runs["portable"].files:
             if case != "impl":
