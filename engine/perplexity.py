@@ -55,11 +55,30 @@ def chunks(tokens: list[int], n_ctx: int, bos_id: int | None, n_chunks: int | No
 
 
 def token_nll(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Negative log-likelihood (nats, float64 (n,)) of targets (n,) under logits rows (n, n_vocab)."""
-    rows = rows.astype(np.float64)
-    mx = rows.max(axis=1)
-    logsumexp = mx + np.log(np.exp(rows - mx[:, None]).sum(axis=1))
-    return logsumexp - rows[np.arange(len(targets)), targets]
+    """Negative log-likelihood (nats, float64 (n,)) of targets (int (n,)) under logits rows (float32 (n, n_vocab)).
+
+    llama.cpp's ``log_softmax`` (``tools/perplexity/perplexity.cpp``): the row's max subtracted, ``exp`` in
+    float32, the sum of the exponentials and the logarithm in float64. Rows go through in blocks of about
+    16 MiB, so a 262k-token vocabulary (Gemma) needs no 0.5 GiB float64 temporaries.
+
+    Raises:
+        ValueError: rows is not (len(targets), n_vocab), or a target is outside 0..n_vocab-1.
+    """
+    targets = np.asarray(targets)
+    if rows.ndim != 2 or rows.shape[0] != len(targets):
+        raise ValueError(f"logits rows {rows.shape} do not match {len(targets)} targets")
+    n_vocab = rows.shape[1]
+    if len(targets) and (targets.min() < 0 or targets.max() >= n_vocab):
+        raise ValueError(f"a target token is outside the vocabulary of {n_vocab}")
+    out = np.empty(len(targets), np.float64)
+    block = max(1, (4 << 20) // max(1, n_vocab))
+    for s in range(0, len(targets), block):
+        r = np.asarray(rows[s : s + block], dtype=np.float32)
+        mx = r.max(axis=1)
+        sum_exp = np.exp(r - mx[:, None]).sum(axis=1, dtype=np.float64)
+        picked = r[np.arange(len(r)), targets[s : s + block]]
+        out[s : s + block] = np.log(sum_exp) - (picked.astype(np.float64) - mx.astype(np.float64))
+    return out
 
 
 def perplexity(ctx: Context, text: str, *, n_chunks: int | None = None,

@@ -19,10 +19,14 @@ class LlamaCppLogits(LlamaCppBench):
         LlamaCppError: not installed or the model could not be loaded.
     """
 
-    def logits(self, tokens: list[int]) -> np.ndarray:
-        """float32 (len(tokens), n_vocab): logits of every position, the sequence evaluated from an empty cache
-        in one batch (len(tokens) <= n_batch)."""
+    def logits(self, tokens: list[int], first: int = 0) -> np.ndarray:
+        """float32 (len(tokens) - first, n_vocab): logits of positions ``first..``, the sequence evaluated from
+        an empty cache in one batch (len(tokens) <= n_batch). Only those positions are marked as outputs
+        (``llama_batch.logits``), so llama.cpp computes the output layer for them alone and
+        ``llama_get_logits`` holds their rows in batch order (llama.cpp ``src/llama-context.cpp``, outputs)."""
         lib, n = self.lib, len(tokens)
+        if not 0 <= first < n:
+            raise ValueError(f"first {first} outside 0..{n - 1}")
         self._clear()
         batch = lib.llama_batch_init(n, 0, 1)
         try:
@@ -31,11 +35,11 @@ class LlamaCppLogits(LlamaCppBench):
                 batch.pos[i] = i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = 1
+                batch.logits[i] = int(i >= first)
             batch.n_tokens = n
             self._decode(batch)
             ptr = lib.llama_get_logits(self.ctx)
-            return np.ctypeslib.as_array(ptr, shape=(n, self.n_vocab)).copy()
+            return np.ctypeslib.as_array(ptr, shape=(n - first, self.n_vocab)).copy()
         finally:
             lib.llama_batch_free(batch)
 
@@ -43,7 +47,7 @@ class LlamaCppLogits(LlamaCppBench):
         """n greedy tokens, decoded one at a time after the prompt, and llama.cpp's top-two logit margin
         at each step."""
         lib = self.lib
-        last = self.logits(prompt)[-1]
+        last = self.logits(prompt, len(prompt) - 1)[0]
         out, margins = [], []
         for _ in range(n):
             top2 = np.partition(last, -2)[-2:]

@@ -11,7 +11,7 @@ import pytest
 from conftest import GEMMA3_FILE, SMOLLM2_FILE, loaded_model, reference_file
 from engine.context import Context, ContextFullError
 from engine.generate import generate
-from engine.perplexity import perplexity
+from engine.perplexity import perplexity, token_nll
 from engine.sampling import Sampler, SamplerParams
 
 MODEL_LABELS = {"SmolLM2": SMOLLM2_FILE, "Gemma 3": GEMMA3_FILE}
@@ -78,6 +78,29 @@ def test_perplexity_within_one_percent_of_llama_cpp(filename):
     assert abs(result.ppl / final_ref - 1) < 0.01, (result.ppl, final_ref)
     for mine, ref in zip(result.running, running_ref):
         assert abs(mine / ref - 1) < 0.02, (result.running, running_ref)
+
+
+def test_token_nll_is_the_float64_log_softmax():
+    """token_nll (float32 exp, float64 sum, in row blocks) against -log_softmax in float64 over whole rows,
+    for a vocabulary that takes several blocks and one that fits in one; bad shapes and targets are refused."""
+    rng = np.random.default_rng(7)
+    for n, n_vocab in [(40, 262144), (9, 50)]:
+        rows = (rng.standard_normal((n, n_vocab)) * 6).astype(np.float32)
+        rows[0, :] = 0.0
+        rows[1, 3] = 100.0  # one near-certain token (exp overflows float32 without the max)
+        targets = rng.integers(0, n_vocab, n)
+        targets[1] = 3
+        r64 = rows.astype(np.float64)
+        mx = r64.max(axis=1)
+        want = mx + np.log(np.exp(r64 - mx[:, None]).sum(axis=1)) - r64[np.arange(n), targets]
+        got = token_nll(rows, targets)
+        assert got.dtype == np.float64 and got.shape == (n,)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+        assert abs(got[0] - np.log(n_vocab)) < 1e-6
+    with pytest.raises(ValueError, match="do not match"):
+        token_nll(np.zeros((3, 5), np.float32), np.zeros(2, int))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        token_nll(np.zeros((2, 5), np.float32), np.array([0, 5]))
 
 
 def test_batched_prefill_equals_token_by_token(smollm2, gemma3):

@@ -101,7 +101,7 @@ def compare_with_llama_cpp(name: str, path, text: str, predicts_text: bool,
             ctx.reset()
             mine = ctx.eval_logits(chunk, first)
             ours += float(token_nll(mine[:-1], targets).sum())
-            theirs_rows = ref.logits(chunk)[first:]
+            theirs_rows = ref.logits(chunk, first)
             theirs += float(token_nll(theirs_rows[:-1], targets).sum())
             count += len(targets)
             # logit error relative to the spread of llama.cpp's logits, per position

@@ -14,8 +14,10 @@ Every block is kept (cutting blocks out leaves a model that no longer predicts t
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,6 +60,18 @@ class Source:
 
 
 def read_source(path: Path) -> Source:
+    """The starter file at ``path`` as a Source. gguf's GGUFReader takes about 15 s over Gemma's 262k-token
+    vocabulary, so the parsed file is kept for the session (keyed by path, size and mtime); each caller gets
+    its own dicts and lists (the tensors are read-only views of the mapping), so one case's edits cannot
+    reach another's."""
+    st = os.stat(path)
+    src = _read_source(str(path), st.st_size, st.st_mtime_ns)
+    kv = {k: (list(v) if isinstance(v, list) else v, t) for k, (v, t) in src.kv.items()}
+    return Source(src.arch, kv, dict(src.tensors))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_source(path: str, size: int, mtime_ns: int) -> Source:
     r = GGUFReader(path)
     kv = {}
     for name, f in r.fields.items():
