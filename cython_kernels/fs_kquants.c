@@ -1142,44 +1142,75 @@ static inline FS_AVX2_FN void transpose_i32x8x8(const __m256i in[8], __m256i out
 
 /* Chunk c (elements 64c .. 64c + 64) of one super-block (at x, row_bytes apart) of 8 Q4_K rows, unpacked
  * to bytes and transposed: t[h][g] lane r = elements 32(2c + h) + 4g .. + 3 of row r (h = 0: the low
- * nibbles, sub-block 2c; h = 1: the high nibbles, sub-block 2c + 1). */
+ * nibbles, sub-block 2c; h = 1: the high nibbles, sub-block 2c + 1). The packed 32-bit words are
+ * transposed first (byte j of word g holds elements 4g + j of both sub-blocks), then split into
+ * nibbles: one 8 x 8 transpose per chunk instead of one per sub-block. */
 static inline FS_AVX2_FN void q4_k_quants_t8(const uint8_t *x, size_t row_bytes, int c, __m256i t[2][8]) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i lo[8], hi[8];
-    for (int r = 0; r < 8; r++) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x + (size_t)r * row_bytes + 16 + 32 * c));
-        lo[r] = _mm256_and_si256(bits, m4);
-        hi[r] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+    __m256i bits[8], tb[8];
+    for (int r = 0; r < 8; r++) bits[r] = _mm256_loadu_si256((const __m256i *)(x + (size_t)r * row_bytes + 16 + 32 * c));
+    transpose_i32x8x8(bits, tb);
+    for (int g = 0; g < 8; g++) {
+        t[0][g] = _mm256_and_si256(tb[g], m4);
+        t[1][g] = _mm256_and_si256(_mm256_srli_epi16(tb[g], 4), m4);
     }
-    transpose_i32x8x8(lo, t[0]);
-    transpose_i32x8x8(hi, t[1]);
 }
 
-/* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes). */
+/* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes).
+ * The scales and mins of each row come from q4_k_scales_mins16 ([sc_0..7 | mn_0..7] as int16) and are
+ * transposed to one row per lane with vector shuffles; d and dmin are converted by one vcvtph2ps each
+ * (exact, as h2f). At a few tokens per call the interleave is most of the product's time (1B Q4_K_M,
+ * ffn_gate 8192 x 2048, 4 tokens: 57% of the samples with the scales unpacked by scalar code). */
+/* The scale part of one interleaved super-block (o + Q4K8_SC .. Q4K8_BLOCK) of 8 Q4_K rows (x0: the
+ * block in row 0, row_bytes apart). */
+FS_VD_INLINE FS_AVX2_FN void q4_k_scales8(const uint8_t *x0, size_t row_bytes, uint8_t *o) {
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    {
+        __m256i sc[8], sct[8];
+        __m128i mn[8];
+        for (int r = 0; r < 8; r++) {
+            const __m256i sm = q4_k_scales_mins16(x0 + (size_t)r * row_bytes + 4);
+            const __m128i s16 = _mm256_castsi256_si128(sm);
+            /* lane j: (sc_j, sc_j) as an int16 pair */
+            sc[r] = _mm256_set_m128i(_mm_unpackhi_epi16(s16, s16), _mm_unpacklo_epi16(s16, s16));
+            mn[r] = _mm256_extracti128_si256(sm, 1); /* lane c: (mn_2c, mn_2c+1) */
+        }
+        transpose_i32x8x8(sc, sct);
+        for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(o + Q4K8_SC + j * 32), sct[j]);
+        /* mins: lanes [c][r]; rows k and k + 4 share a vector, a 4 x 4 transpose per 128-bit half */
+        __m256i m[4], u[4];
+        for (int k = 0; k < 4; k++) m[k] = _mm256_set_m128i(mn[k + 4], mn[k]);
+        u[0] = _mm256_unpacklo_epi32(m[0], m[1]);
+        u[1] = _mm256_unpackhi_epi32(m[0], m[1]);
+        u[2] = _mm256_unpacklo_epi32(m[2], m[3]);
+        u[3] = _mm256_unpackhi_epi32(m[2], m[3]);
+        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 0 * 32), _mm256_unpacklo_epi64(u[0], u[2]));
+        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 1 * 32), _mm256_unpackhi_epi64(u[0], u[2]));
+        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 2 * 32), _mm256_unpacklo_epi64(u[1], u[3]));
+        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 3 * 32), _mm256_unpackhi_epi64(u[1], u[3]));
+        /* the rows' (d, dmin) fp16 words -> [d_0..7 | dmin_0..7] -> floats */
+        const __m256i dd = _mm256_setr_epi32((int)rd_u32(x0), (int)rd_u32(x0 + row_bytes), (int)rd_u32(x0 + 2 * row_bytes),
+                                             (int)rd_u32(x0 + 3 * row_bytes), (int)rd_u32(x0 + 4 * row_bytes),
+                                             (int)rd_u32(x0 + 5 * row_bytes), (int)rd_u32(x0 + 6 * row_bytes),
+                                             (int)rd_u32(x0 + 7 * row_bytes));
+        const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dd, split), 0xD8);
+        _mm256_storeu_ps((float *)(o + Q4K8_D), _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+        _mm256_storeu_ps((float *)(o + Q4K8_DMIN), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+    }
+}
+
 static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf) {
     for (int64_t ib = 0; ib < nb; ib++) {
         uint8_t *o = buf + (size_t)ib * Q4K8_BLOCK;
-        int32_t sc[8][8], mn[4][8];
-        float d[8], dmin[8];
-        for (int r = 0; r < 8; r++) {
-            const uint8_t *x = w + (size_t)r * row_bytes + (size_t)ib * B_Q4_K;
-            uint8_t s8[8], m8[8];
-            scale_min_k4(x + 4, s8, m8);
-            for (int j = 0; j < 8; j++) sc[j][r] = (int32_t)s8[j] * 0x10001;
-            for (int c = 0; c < 4; c++) mn[c][r] = (int32_t)m8[2 * c] | ((int32_t)m8[2 * c + 1] << 16);
-            d[r] = h2f(x);
-            dmin[r] = h2f(x + 2);
-        }
-        memcpy(o + Q4K8_SC, sc, sizeof sc);
-        memcpy(o + Q4K8_MN, mn, sizeof mn);
-        memcpy(o + Q4K8_D, d, sizeof d);
-        memcpy(o + Q4K8_DMIN, dmin, sizeof dmin);
+        const uint8_t *x0 = w + (size_t)ib * B_Q4_K;
+        q4_k_scales8(x0, row_bytes, o);
         for (int c = 0; c < 4; c++) {
             __m256i t[2][8];
-            q4_k_quants_t8(w + (size_t)ib * B_Q4_K, row_bytes, c, t);
-            for (int h = 0; h < 2; h++)
+            q4_k_quants_t8(x0, row_bytes, c, t);
+            for (int hh = 0; hh < 2; hh++)
                 for (int g = 0; g < 8; g++)
-                    _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c + h) * 8 + g) * 32), t[h][g]);
+                    _mm256_storeu_si256((__m256i *)(o + Q4K8_Q + ((2 * c + hh) * 8 + g) * 32), t[hh][g]);
         }
     }
 }
@@ -1245,6 +1276,66 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
     for (int t = 0; t < RN; t++) _mm256_storeu_ps(out + (size_t)t * os, _mm256_sub_ps(acc[t], accm[t]));
 }
 
+/* One sub-block j of gemm8_q4_k_direct: the nibbles of half h of the transposed words tb, 4-element
+ * groups summed as int16 per token, then the scales' madd added to isum[t]. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_direct_half(const __m256i tb[8], const int h, const uint8_t *const y[4], const int j,
+                                              const uint8_t *p, const int RN, __m256i isum[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i s16[4];
+    for (int t = 0; t < RN; t++) s16[t] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i wq = h ? _mm256_and_si256(_mm256_srli_epi16(tb[g], 4), m4) : _mm256_and_si256(tb[g], m4);
+        for (int t = 0; t < RN; t++) {
+            int32_t y4;
+            memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
+            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wq, _mm256_set1_epi32(y4)));
+        }
+    }
+    const __m256i scv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_SC + j * 32));
+    for (int t = 0; t < RN; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
+}
+
+/* gemm8_q4_k without the buffer, for a call of at most 4 tokens (one token group, so an interleaved
+ * super-block would be written once and read once): per super-block the scales go to a small stack
+ * block, and each 64-element chunk's quants are transposed in registers and used at once. The integer
+ * sums and the float operations and their order are gemm8_q4_k's, so are the bits. */
+FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k_direct(const uint8_t *w, size_t row_bytes, int64_t nb, const uint8_t *a,
+                                               size_t ab, float *out, int64_t os, const int RN) {
+    __m256 acc[4], accm[4];
+    for (int t = 0; t < RN; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    uint8_t blk[Q4K8_BLOCK - Q4K8_SC];
+    uint8_t *p = blk - Q4K8_SC; /* p + Q4K8_SC .. : the layout of an interleaved block's scale part */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const uint8_t *x0 = w + (size_t)ib * B_Q4_K;
+        _mm_prefetch((const char *)(x0 + Q4K_GEMV_PREFETCH), _MM_HINT_T0);
+        q4_k_scales8(x0, row_bytes, p);
+        const uint8_t *y[4];
+        int32_t spair[4][4];
+        q8_k_tokens(a, ab, ib, RN, y, spair);
+        const __m256 dx = _mm256_loadu_ps((const float *)(p + Q4K8_D));
+        const __m256 dmx = _mm256_loadu_ps((const float *)(p + Q4K8_DMIN));
+        for (int c = 0; c < 4; c++) {
+            __m256i bits[8], tb[8];
+            for (int r = 0; r < 8; r++)
+                bits[r] = _mm256_loadu_si256((const __m256i *)(x0 + (size_t)r * row_bytes + 16 + 32 * c));
+            transpose_i32x8x8(bits, tb);
+            __m256i isum[4];
+            for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
+            /* the low nibbles (sub-block 2c), then the high ones (2c + 1), as gemm8_q4_k's h loop */
+            q4_k_direct_half(tb, 0, y, 2 * c, p, RN, isum);
+            q4_k_direct_half(tb, 1, y, 2 * c + 1, p, RN, isum);
+            const __m256i mnv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_MN + c * 32));
+            for (int t = 0; t < RN; t++) {
+                const __m256 yd = _mm256_set1_ps(rd_f32(y[t]));
+                const __m256i msum = _mm256_madd_epi16(mnv, _mm256_set1_epi32(spair[t][c]));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dx, yd), acc[t]);
+                accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmx, yd), accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < RN; t++) _mm256_storeu_ps(out + (size_t)t * os, _mm256_sub_ps(acc[t], accm[t]));
+}
+
 /* Interleaves `group` rows of a Q4_K tile into a buffer (q4_k_interleave8 / 16). */
 typedef void (*q4k_interleave_fn)(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf);
 /* The interleaved rows x RN <= 4 tokens (gemm8_q4_k / gemm16_q4_k). */
@@ -1280,8 +1371,30 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemm_groups(const uint8_t *w, size_t rb, int64
 
 /* The Q4_K gemm tiles: groups of 8 rows through gemm8_q4_k, the rows left over (n_rows % 8) one at a
  * time through tile_q4_k_gemm. Same bits either way. */
+#ifndef Q4K_DIRECT_MAX_ACTS
+/* Calls of up to this many tokens take gemm8_q4_k_direct. A/B in one process (old and new builds loaded
+ * side by side, min of 15, one thread, this repo's AVX2 Zen 3 VM, the 1B Q4_K_M file's Q4_K matrices):
+ * 4 tokens 1.26-1.41x the buffered gemm, 8 tokens 1.01-1.09x against the buffered one's 1.03-1.16x. */
+#define Q4K_DIRECT_MAX_ACTS 4
+#endif
 FS_AVX2_FN void fs_gemm_tiles_q4_k_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                         int64_t n_act, int64_t n, float *out, int64_t os) {
+    if (n_act <= Q4K_DIRECT_MAX_ACTS) {
+        const int64_t nb = n / QK_K, rg = n_rows - n_rows % 8;
+        for (int64_t r = 0; r < rg; r += 8) {
+            for (int64_t j = 0; j < n_act; j += 4) {
+                const int64_t rn = n_act - j < 4 ? n_act - j : 4;
+                const uint8_t *wr = w + (size_t)r * rb, *aj = a + (size_t)j * ab;
+                float *o = out + j * os + r;
+                if (rn == 4) gemm8_q4_k_direct(wr, rb, nb, aj, ab, o, os, 4);
+                else if (rn == 3) gemm8_q4_k_direct(wr, rb, nb, aj, ab, o, os, 3);
+                else if (rn == 2) gemm8_q4_k_direct(wr, rb, nb, aj, ab, o, os, 2);
+                else gemm8_q4_k_direct(wr, rb, nb, aj, ab, o, os, 1);
+            }
+        }
+        if (rg < n_rows) gemm_tiles_q4_k_1x4_avx2(w + (size_t)rg * rb, rb, n_rows - rg, a, ab, n_act, n, out + rg, os);
+        return;
+    }
     q4_k_gemm_groups(w, rb, n_rows, a, ab, n_act, n, out, os, 8, Q4K8_BLOCK, q4_k_interleave8, gemm8_q4_k,
                      gemm_tiles_q4_k_1x4_avx2);
 }
