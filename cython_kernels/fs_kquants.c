@@ -1225,6 +1225,30 @@ FS_VD_INLINE FS_AVX2_FN void q8_k_tokens(const uint8_t *a, size_t ab, int64_t ib
     }
 }
 
+/* Sub-block j of 8 interleaved Q4_K rows against RN <= 4 tokens (y[t]: their Q8_K blocks): the 4-element
+ * groups g summed as int16 per token, then the scales' madd (p + Q4K8_SC) added to isum[t]. The weight
+ * bytes of group g are the 32 bytes at wq + 32 g (an interleaved buffer: gemm8_q4_k), or, with wq NULL,
+ * half h's nibbles of the transposed packed words tb[g] (gemm8_q4_k_direct); wq is a constant at each
+ * call, so the choice folds away. */
+FS_VD_INLINE FS_AVX2_FN void q4_k_sub_block_sums(const uint8_t *wq, const __m256i *tb, const int h,
+                                                 const uint8_t *const y[4], const int j, const uint8_t *p, const int RN,
+                                                 __m256i isum[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i s16[4];
+    for (int t = 0; t < RN; t++) s16[t] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g++) {
+        const __m256i w = wq != NULL ? _mm256_loadu_si256((const __m256i *)(wq + 32 * g))
+                        : h ? _mm256_and_si256(_mm256_srli_epi16(tb[g], 4), m4) : _mm256_and_si256(tb[g], m4);
+        for (int t = 0; t < RN; t++) {
+            int32_t y4;
+            memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
+            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(w, _mm256_set1_epi32(y4)));
+        }
+    }
+    const __m256i scv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_SC + j * 32));
+    for (int t = 0; t < RN; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
+}
+
 /* 8 interleaved rows x RN <= 4 tokens (a: their Q8_K rows, ab apart), written at out[t * os + r].
  * Per token and 64-element chunk c, in order: acc = fma((float)I_c, fp16(x.d) * y.d, acc),
  * accm = fma((float)M_c, fp16(x.dmin) * y.d, accm), one row per lane; out = acc - accm: the float
@@ -1250,21 +1274,7 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
         for (int c = 0; c < 4; c++) {
             __m256i isum[4];
             for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) {
-                const int j = 2 * c + h;
-                __m256i s16[4];
-                for (int t = 0; t < RN; t++) s16[t] = _mm256_setzero_si256();
-                for (int g = 0; g < 8; g++) {
-                    const __m256i wq = _mm256_loadu_si256((const __m256i *)(p + Q4K8_Q + (j * 8 + g) * 32));
-                    for (int t = 0; t < RN; t++) {
-                        int32_t y4;
-                        memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
-                        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wq, _mm256_set1_epi32(y4)));
-                    }
-                }
-                const __m256i scv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_SC + j * 32));
-                for (int t = 0; t < RN; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
-            }
+            for (int h = 0; h < 2; h++) q4_k_sub_block_sums(p + Q4K8_Q + (2 * c + h) * 256, NULL, h, y, 2 * c + h, p, RN, isum);
             const __m256i mnv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_MN + c * 32));
             for (int t = 0; t < RN; t++) {
                 const __m256i msum = _mm256_madd_epi16(mnv, _mm256_set1_epi32(spair[t][c]));
@@ -1274,25 +1284,6 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k(const uint8_t *buf, int64_t nb, const ui
         }
     }
     for (int t = 0; t < RN; t++) _mm256_storeu_ps(out + (size_t)t * os, _mm256_sub_ps(acc[t], accm[t]));
-}
-
-/* One sub-block j of gemm8_q4_k_direct: the nibbles of half h of the transposed words tb, 4-element
- * groups summed as int16 per token, then the scales' madd added to isum[t]. */
-FS_VD_INLINE FS_AVX2_FN void q4_k_direct_half(const __m256i tb[8], const int h, const uint8_t *const y[4], const int j,
-                                              const uint8_t *p, const int RN, __m256i isum[4]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i s16[4];
-    for (int t = 0; t < RN; t++) s16[t] = _mm256_setzero_si256();
-    for (int g = 0; g < 8; g++) {
-        const __m256i wq = h ? _mm256_and_si256(_mm256_srli_epi16(tb[g], 4), m4) : _mm256_and_si256(tb[g], m4);
-        for (int t = 0; t < RN; t++) {
-            int32_t y4;
-            memcpy(&y4, y[t] + Q8K_QS + 32 * j + 4 * g, 4);
-            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(wq, _mm256_set1_epi32(y4)));
-        }
-    }
-    const __m256i scv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_SC + j * 32));
-    for (int t = 0; t < RN; t++) isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], scv));
 }
 
 /* gemm8_q4_k without the buffer, for a call of at most 4 tokens (one token group, so an interleaved
@@ -1322,8 +1313,8 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k_direct(const uint8_t *w, size_t row_byte
             __m256i isum[4];
             for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
             /* the low nibbles (sub-block 2c), then the high ones (2c + 1), as gemm8_q4_k's h loop */
-            q4_k_direct_half(tb, 0, y, 2 * c, p, RN, isum);
-            q4_k_direct_half(tb, 1, y, 2 * c + 1, p, RN, isum);
+            q4_k_sub_block_sums(NULL, tb, 0, y, 2 * c, p, RN, isum);
+            q4_k_sub_block_sums(NULL, tb, 1, y, 2 * c + 1, p, RN, isum);
             const __m256i mnv = _mm256_loadu_si256((const __m256i *)(p + Q4K8_MN + c * 32));
             for (int t = 0; t < RN; t++) {
                 const __m256 yd = _mm256_set1_ps(rd_f32(y[t]));
