@@ -110,7 +110,9 @@ cdef struct Pass:
     int n
     const Segment *segs
     int n_seg
+    const int32_t *part           # (n,) each token's segment: matmuls give each its bits alone (fs_matmul_tile)
     int n_logits                  # rows of logits: the segments' n - logits_from summed
+    const int32_t *logit_part     # (n_logits,) each logits row's segment
     float *logits                 # (n_logits, n_vocab), the segments' rows in order, or NULL
 
 
@@ -225,7 +227,7 @@ cdef fs_moe_work _moe_buffers(int64_t n_tok, int n_expert, int n_used, int64_t n
     w.offsets = <int32_t *>ptrs[3]; w.order = <int32_t *>ptrs[4]; w.row_of = <int32_t *>ptrs[5]
     w.active = <int32_t *>ptrs[6]; w.act = <uint8_t *>ptrs[7]; w.hg = <float *>ptrs[8]; w.hu = <float *>ptrs[9]
     w.y = <float *>ptrs[10]; w.sh_act = <uint8_t *>ptrs[11]; w.sh_hg = <float *>ptrs[12]; w.sh_hu = <float *>ptrs[13]
-    w.sh_y = <float *>ptrs[14]; w.sh_w = <float *>ptrs[15]
+    w.sh_y = <float *>ptrs[14]; w.sh_w = <float *>ptrs[15]; w.pair_part = <int32_t *>ptrs[16]
     return w
 
 
@@ -414,7 +416,7 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
             fs_rmsnorm_team(x, L.attn_norm, xb, n, c.n_embd, c.eps, team)
             h = xb
         # Wq (n_head*hd, n_embd), Wk, Wv (n_head_kv*hd, n_embd) @ h -> q, k, v in one pass
-        fs_matmul3_team(&L.wq, &L.wk, &L.wv, h, n, q, k, v, act, team)
+        fs_matmul3_team(&L.wq, &L.wk, &L.wv, h, n, P.part, q, k, v, act, team)
         if L.bq != NULL:
             fs_add_rows_team(q, L.bq, n, qw, team)
         if L.bk != NULL:
@@ -438,7 +440,7 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
         fs_kv_store_team(k, v, kv, P.segs, P.n_seg, kc, vc, P.n_ctx, team)
         fs_attention_batch_team(q, P.segs, P.n_seg, kc, vc, c.n_head, c.n_head_kv, c.head_dim, kq_scale,
                                 c.attn_softcap, L.attn_sinks, L.window, att, P.attn_work, P.n_ctx, team)
-        fs_matmul_team(&L.wo, att, n, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
+        fs_matmul_team(&L.wo, att, n, P.part, xb, act, team)  # Wo (n_embd, n_head*hd) @ att -> (n, n_embd)
         if L.bo != NULL:
             fs_add_rows_team(xb, L.bo, n, c.n_embd, team)
         if L.post_attn_norm != NULL:
@@ -453,18 +455,18 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
             h = xb
         if L.has_moe:
             # the chosen experts' FFNs, weighted (fs_moe.h); h may be xb, so the mixture goes to moe_out
-            fs_moe_ffn_team(&L.moe, h, n, P.moe_out, &P.moe_work, act, team)
+            fs_moe_ffn_team(&L.moe, h, n, P.part, P.moe_out, &P.moe_work, act, team)
             f = P.moe_out
         else:
             # gate, up (n_ff, n_embd) @ h -> hg, hu (n, n_ff)
-            fs_matmul2_team(&L.w_gate, &L.w_up, h, n, hg, hu, act, team)
+            fs_matmul2_team(&L.w_gate, &L.w_up, h, n, P.part, hg, hu, act, team)
             if L.b_gate != NULL:
                 fs_add_rows_team(hg, L.b_gate, n, c.n_ff, team)
             if L.b_up != NULL:
                 fs_add_rows_team(hu, L.b_up, n, c.n_ff, team)
             fs_gated_act_team(hg, hu, n * c.n_ff, c.act, team)
             # Wdown (n_embd, n_ff) @ hg -> (n, n_embd); h may be xb, whose reads ended with the barrier above
-            fs_matmul_team(&L.w_down, hg, n, xb, act, team)
+            fs_matmul_team(&L.w_down, hg, n, P.part, xb, act, team)
             if L.b_down != NULL:
                 fs_add_rows_team(xb, L.b_down, n, c.n_embd, team)
             f = xb
@@ -482,7 +484,7 @@ cdef void _forward_job(void *arg, fs_team *team) noexcept nogil:
                 fs_rmsnorm_team(x + (sg.start + sg.logits_from) * c.n_embd, P.output_norm, xb + r * c.n_embd,
                                 sg.n - sg.logits_from, c.n_embd, c.eps, team)
                 r += sg.n - sg.logits_from
-        fs_matmul_team(P.output, xb, rows, logits, act, team)  # (rows, n_vocab)
+        fs_matmul_team(P.output, xb, rows, P.logit_part, logits, act, team)  # (rows, n_vocab)
         if P.output_bias != NULL:
             fs_add_rows_team(logits, P.output_bias, rows, c.n_vocab, team)
         if c.logit_scale != 1:
@@ -527,6 +529,8 @@ cdef class ForwardContext:
     cdef list _moe_buffers          # the arrays behind moe_work (fs_moe_work_sizes)
     cdef fs_moe_work moe_work
     cdef int32_t[::1] pos           # (n_batch,) positions of the batch
+    cdef int32_t[::1] part          # (n_batch,) each token's segment in the batch
+    cdef int32_t[::1] logit_part    # (n_batch,) each logits row's segment
     cdef Segment[::1] segs          # (n_seq,) the batch's segments (a structured numpy array)
     cdef bint long_rope             # n_ctx > n_ctx_orig: layers take their long RoPE factors (Phi-3 LongRoPE)
     cdef fs_pool *pool              # n_threads members (fs_pool.h), for this context's whole life
@@ -563,6 +567,8 @@ cdef class ForwardContext:
         self.act = np.zeros(n_batch * FS_MATMUL_ACT_BYTES(max_in), np.uint8)
         self.attn_work = np.zeros(n_threads * FS_ATTN_WORK_FLOATS(c.head_dim, n_ctx, c.n_head // c.n_head_kv), np.float32)
         self.pos = np.zeros(n_batch, np.int32)
+        self.part = np.zeros(n_batch, np.int32)
+        self.logit_part = np.zeros(n_batch, np.int32)
         self.long_rope = n_ctx > c.n_ctx_orig   # llama.cpp llama_model::get_rope_factors (n_ctx_seq)
         self.pool = fs_pool_new(n_threads)
         if self.pool == NULL:
@@ -597,9 +603,10 @@ cdef class ForwardContext:
     def eval_batch(self, const int32_t[::1] tokens, segments, float[:, ::1] logits=None):
         """Run one batch that mixes tokens of several sequences (continuous batching) through the model.
 
-        Each segment is the same computation as an :meth:`eval` of its tokens alone (row-wise kernels on
-        the whole batch, attention and the cache per segment); the matmuls read each weight once for
-        the whole batch, which is what makes decoding several sequences together cheap.
+        Each segment is the same computation as an :meth:`eval` of its tokens alone, bit for bit (row-wise
+        kernels on the whole batch, attention and the cache per segment, and for the types llama.cpp
+        repacks the gemm-or-gemv choice per segment: ``fs_matmul_tile``'s parts); the matmuls read each
+        weight once for the whole batch, which is what makes decoding several sequences together cheap.
 
         Args:
             tokens: int32 (n_tok,), 1 <= n_tok <= n_batch: the segments' tokens, one after another.
@@ -639,9 +646,12 @@ cdef class ForwardContext:
             if lf >= ns or lf < -1:
                 raise ValueError(f"segment {si}: logits_from {lf} outside -1 .. {ns - 1}")
             if lf >= 0:
+                for i in range(ns - lf):
+                    self.logit_part[n_logits + i] = si
                 n_logits += ns - lf
             for i in range(ns):
                 self.pos[st + i] = p0 + i
+                self.part[st + i] = si
             self.segs[si].seq = sq
             self.segs[si].pos0 = p0
             self.segs[si].start = st
@@ -693,6 +703,8 @@ cdef class ForwardContext:
         P.segs = &self.segs[0]
         P.n_seg = n_seg
         P.n_logits = n_logits
+        P.part = &self.part[0]
+        P.logit_part = &self.logit_part[0]
         P.logits = logits
         # One job for the whole pass (llama.cpp's graph compute): every thread of the pool runs the
         # sequence in _forward_job; each op does its share and ends with a team barrier (fs_pool.h).
@@ -774,7 +786,7 @@ cdef class ForwardContext:
         return k, v
 
 
-def matmul(int wtype, w, x, int n_threads=1):
+def matmul(int wtype, w, x, int n_threads=1, parts=None):
     """``y = x @ W^T`` with the engine's quantized matmul (``fs_matmul``), for tests and benchmarks.
 
     Args:
@@ -782,12 +794,15 @@ def matmul(int wtype, w, x, int n_threads=1):
         w: uint8 (n_out, row_bytes) C-contiguous, each row ``n_in`` elements of ``wtype``.
         x: float32 (n_tok, n_in) activations.
         n_threads: threads (a pool started for this call).
+        parts: None (the rows are one batch), or the lengths of consecutive parts of the rows (sequences
+            of a continuous batch, summing to n_tok): each part's rows then get the bits they get alone.
 
     Returns:
         float32 (n_tok, n_out). Runs with the GIL released.
 
     Raises:
-        ValueError: wrong dtypes or shapes, or ``n_in`` not a multiple of the type's block size.
+        ValueError: wrong dtypes or shapes, ``n_in`` not a multiple of the type's block size, or parts
+            that do not add up to n_tok.
     """
     from cython_kernels.vecdot import act_row_bytes
     w = np.ascontiguousarray(w)
@@ -810,9 +825,18 @@ def matmul(int wtype, w, x, int n_threads=1):
     cdef float[:, ::1] yv = y
     act = np.zeros(max(n_tok, 1) * FS_MATMUL_ACT_BYTES(W.n_in), np.uint8)
     cdef uint8_t[::1] av = act
+    cdef const int32_t *pp = NULL
+    cdef int32_t[::1] part_ids
+    if parts is not None:
+        lengths = [int(p) for p in parts]
+        if any(p < 1 for p in lengths) or sum(lengths) != n_tok:
+            raise ValueError(f"parts {lengths} do not split {n_tok} rows")
+        part_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths).astype(np.int32)
+        if n_tok > 0:
+            pp = &part_ids[0]
     if n_tok > 0:
         with nogil:
-            fs_matmul(&W, &xv[0, 0], n_tok, &yv[0, 0], &av[0], n_threads)
+            fs_matmul(&W, &xv[0, 0], n_tok, pp, &yv[0, 0], &av[0], n_threads)
     return y
 
 
@@ -970,7 +994,7 @@ cdef struct MoeJob:
 
 cdef void _moe_job(void *arg, fs_team *team) noexcept nogil:
     cdef MoeJob *j = <MoeJob *>arg
-    fs_moe_ffn_team(j.m, j.h, j.n_tok, j.out, j.w, j.act, team)
+    fs_moe_ffn_team(j.m, j.h, j.n_tok, NULL, j.out, j.w, j.act, team)
 
 
 def moe_ffn(h, dict router, dict gate, dict up, dict down, int n_expert, int n_used, int gating=FS_MOE_SOFTMAX,

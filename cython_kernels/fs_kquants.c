@@ -1294,8 +1294,7 @@ FS_VD_INLINE FS_AVX2_FN void gemm8_q4_k_direct(const uint8_t *w, size_t row_byte
                                                size_t ab, float *out, int64_t os, const int RN) {
     __m256 acc[4], accm[4];
     for (int t = 0; t < RN; t++) acc[t] = accm[t] = _mm256_setzero_ps();
-    uint8_t blk[Q4K8_BLOCK - Q4K8_SC];
-    uint8_t *p = blk - Q4K8_SC; /* p + Q4K8_SC .. : the layout of an interleaved block's scale part */
+    uint8_t p[Q4K8_BLOCK]; /* only the scale part, p + Q4K8_SC .., is used: an interleaved block's layout */
     for (int64_t ib = 0; ib < nb; ib++) {
         const uint8_t *x0 = w + (size_t)ib * B_Q4_K;
         _mm_prefetch((const char *)(x0 + Q4K_GEMV_PREFETCH), _MM_HINT_T0);

@@ -27,6 +27,7 @@ void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, 
     sizes[13] = sh_tok * (size_t)n_ff_sh * sizeof(float);
     sizes[14] = sh_tok * (size_t)n_embd * sizeof(float);
     sizes[15] = sh_tok * sizeof(float);
+    sizes[16] = pairs * sizeof(int32_t);
 }
 
 /* ggml's soft_max over n values in place (ggml-cpu/ops.cpp ggml_compute_forward_soft_max_f32): the
@@ -89,8 +90,9 @@ static inline fs_weight expert(const fs_weight *all, int e, int64_t rows_per_exp
     return w;
 }
 
-/* Counting sort of the (token, slot) pairs by expert, tokens ascending within an expert (one member). */
-static void group_pairs(const fs_moe *m, int64_t n_tok, const fs_moe_work *w) {
+/* Counting sort of the (token, slot) pairs by expert, tokens ascending within an expert (one member);
+ * each grouped row's part is its token's (0 for all when part is NULL). */
+static void group_pairs(const fs_moe *m, int64_t n_tok, const int32_t *part, const fs_moe_work *w) {
     const int E = m->n_expert, K = m->n_used;
     const int64_t pairs = n_tok * K;
     memset(w->offsets, 0, ((size_t)E + 1) * sizeof(int32_t));
@@ -106,13 +108,14 @@ static void group_pairs(const fs_moe *m, int64_t n_tok, const fs_moe_work *w) {
         const int32_t row = w->offsets[w->ids[p]]++;
         w->order[row] = (int32_t)p;
         w->row_of[p] = row;
+        w->pair_part[row] = part != NULL ? part[p / K] : 0;
     }
     for (int e = E; e > 0; e--) w->offsets[e] = w->offsets[e - 1];
     w->offsets[0] = 0;
 }
 
-void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w, uint8_t *act,
-                     fs_team *team) {
+void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, const int32_t *part, float *out,
+                     const fs_moe_work *w, uint8_t *act, fs_team *team) {
     const int E = m->n_expert, K = m->n_used;
     const int64_t n_embd = m->gate.n_in, n_ff = m->down.n_in, pairs = n_tok * K;
     int64_t lo, hi;
@@ -122,14 +125,14 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
     FS_ASSERT(m->down.n_out == E * n_embd && out != h);
 #endif
     /* router logits (n_tok, E), then each token's experts and weights */
-    fs_matmul_team(&m->router, h, n_tok, w->logits, act, team);
+    fs_matmul_team(&m->router, h, n_tok, part, w->logits, act, team);
     fs_team_range(team, n_tok, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         if (m->router_b != NULL) fs_add(w->logits + t * E, m->router_b, E);
         route(m, w->logits + t * E, w->ids + t * K, w->weights + t * K);
     }
     fs_team_sync(team);
-    if (fs_team_tid() == 0) group_pairs(m, n_tok, w);
+    if (fs_team_tid() == 0) group_pairs(m, n_tok, part, w);
     fs_team_sync(team);
 
     /* each pair's input row, quantized for gate (and for up where its format differs), in expert order */
@@ -175,8 +178,8 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         if (item >= n_active * tiles_ff) { /* a tile of the shared expert, every token */
             const int64_t r0 = (item - n_active * tiles_ff) * FS_MATMUL_TILE_ROWS;
             const int64_t nr = n_sh - r0 < FS_MATMUL_TILE_ROWS ? n_sh - r0 : FS_MATMUL_TILE_ROWS;
-            fs_matmul_tile(&m->sh_gate, r0, sact_g, sab_g, n_tok, w->sh_hg);
-            fs_matmul_tile(&m->sh_up, r0, sact_u, sab_u, n_tok, w->sh_hu);
+            fs_matmul_tile(&m->sh_gate, r0, sact_g, sab_g, n_tok, part, w->sh_hg);
+            fs_matmul_tile(&m->sh_up, r0, sact_u, sab_u, n_tok, part, w->sh_hu);
             for (int64_t t = 0; t < n_tok; t++) fs_gated_act(w->sh_hg + t * n_sh + r0, w->sh_hu + t * n_sh + r0, nr, 0);
             continue;
         }
@@ -185,8 +188,8 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
         const int64_t nr = n_ff - r0 < FS_MATMUL_TILE_ROWS ? n_ff - r0 : FS_MATMUL_TILE_ROWS;
         const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
         const fs_weight g = expert(&m->gate, e, n_ff), u = expert(&m->up, e, n_ff);
-        fs_matmul_tile(&g, r0, act_g + off * ab_g, ab_g, cnt, w->hg + off * n_ff);
-        fs_matmul_tile(&u, r0, act_u + off * ab_u, ab_u, cnt, w->hu + off * n_ff);
+        fs_matmul_tile(&g, r0, act_g + off * ab_g, ab_g, cnt, w->pair_part + off, w->hg + off * n_ff);
+        fs_matmul_tile(&u, r0, act_u + off * ab_u, ab_u, cnt, w->pair_part + off, w->hu + off * n_ff);
         for (int64_t i = off; i < off + cnt; i++) {
             float *g_i = w->hg + i * n_ff + r0, *u_i = w->hu + i * n_ff + r0;
             if (m->gate_b != NULL) fs_add(g_i, m->gate_b + (int64_t)e * n_ff + r0, nr);
@@ -213,14 +216,14 @@ void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out,
     for (int64_t item = lo; item < hi; item++) {
         if (item >= n_active * tiles_embd) {
             const int64_t r0 = (item - n_active * tiles_embd) * FS_MATMUL_TILE_ROWS;
-            fs_matmul_tile(&m->sh_down, r0, w->sh_act, sab_d, n_tok, w->sh_y);
+            fs_matmul_tile(&m->sh_down, r0, w->sh_act, sab_d, n_tok, part, w->sh_y);
             continue;
         }
         const int e = w->active[1 + item / tiles_embd];
         const int64_t r0 = (item % tiles_embd) * FS_MATMUL_TILE_ROWS;
         const int64_t off = w->offsets[e], cnt = w->offsets[e + 1] - off;
         const fs_weight d = expert(&m->down, e, n_embd);
-        fs_matmul_tile(&d, r0, w->act + off * ab_d, ab_d, cnt, w->y + off * n_embd);
+        fs_matmul_tile(&d, r0, w->act + off * ab_d, ab_d, cnt, w->pair_part + off, w->y + off * n_embd);
         if (m->down_b != NULL) {
             const int64_t nr = n_embd - r0 < FS_MATMUL_TILE_ROWS ? n_embd - r0 : FS_MATMUL_TILE_ROWS;
             for (int64_t i = off; i < off + cnt; i++)

@@ -73,10 +73,11 @@ typedef struct {
     float *sh_hu;      /* (n_tok, n_ff_sh) */
     float *sh_y;       /* (n_tok, n_embd) */
     float *sh_w;       /* (n_tok) its gate */
+    int32_t *pair_part; /* (P) the part (fs_matmul_tile) of each grouped row's token */
 } fs_moe_work;
 
 /* Buffers of fs_moe_work. */
-#define FS_MOE_WORK_BUFFERS 16
+#define FS_MOE_WORK_BUFFERS 17
 
 /* Sizes in bytes of fs_moe_work's buffers, in the struct's order, for batches of n_tok (n_ff_sh 0: no
  * shared expert; its buffers get size 0). */
@@ -84,10 +85,12 @@ void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, 
                        size_t sizes[FS_MOE_WORK_BUFFERS]);
 
 /* out (n_tok, n_embd) = the experts' mixture for h (n_tok, n_embd); act: the matmul activation scratch
- * of the forward pass (FS_MATMUL_ACT_BYTES(n_embd) per token). A team op (fs_pool.h): every member
+ * of the forward pass (FS_MATMUL_ACT_BYTES(n_embd) per token). part: NULL, or n_tok part ids (the
+ * batch's sequences, rows of a part consecutive, as fs_matmul_tile's): each expert's matmul splits its
+ * rows by part, so a part's tokens get the bits they get alone. A team op (fs_pool.h): every member
  * calls it; the result does not depend on the number of members. out must not alias h. */
-void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w, uint8_t *act,
-                     fs_team *team);
+void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, const int32_t *part, float *out,
+                     const fs_moe_work *w, uint8_t *act, fs_team *team);
 
 #ifdef __cplusplus
 }

@@ -13,30 +13,59 @@
 #endif
 #define TILE_ROWS FS_MATMUL_TILE_ROWS
 
-void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y) {
+/* Rows a .. b - 1 of a repacked matmul tile by llama.cpp's gemm (gemm 1) or gemv (gemm 0). */
+static void repacked_rows(const fs_weight *w, int64_t r0, int64_t nr, const uint8_t *act, size_t act_bytes,
+                          int64_t a, int64_t b, int gemm, float *y) {
+    if (b <= a) return;
+    const uint8_t *rows = w->data + r0 * w->row_bytes;
+    if (gemm)
+        fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act + a * act_bytes, act_bytes, b - a, w->n_in,
+                             y + a * w->n_out + r0, w->n_out);
+    else
+        fs_vec_dot_tile_gemv(w->type, rows, w->row_bytes, nr, act + a * act_bytes, act_bytes, b - a, w->n_in,
+                             y + a * w->n_out + r0, w->n_out);
+}
+
+void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok,
+                    const int32_t *part, float *y) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
     const uint8_t *rows = w->data + r0 * w->row_bytes;
+    if (!fs_vec_dot_repacked(w->type, n_out)) {
+        if (fs_vec_dot_tiled(w->type)) {
+            /* register-tiled kernels, same bits as the row-by-row ones */
+            fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
+            return;
+        }
+        for (int64_t t = 0; t < n_tok; t++)
+            fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
+        return;
+    }
     /* llama.cpp on x86 repacks some types (Q4_0, Q4_K, IQ4_NL, MXFP4 with a multiple of 8 rows: the traits
      * table) and multiplies them with a GEMM over groups of 4 activation rows and a GEMV for the rest
-     * (ggml-cpu/repack.cpp forward_mul_mat); the same split gives the same float rounding. */
-    const int repacked = fs_vec_dot_repacked(w->type, n_out);
-    if (!repacked && fs_vec_dot_tiled(w->type)) {
-        /* register-tiled kernels, same bits as the row-by-row ones */
-        fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
-        return;
+     * (ggml-cpu/repack.cpp forward_mul_mat); the same split, per part, gives each part the float rounding
+     * it gets alone. Each row's result depends only on which of the two computes it (and the gemm's groups
+     * of 4 start at a part's first row), so consecutive rows of one kind, across parts, go in one call. */
+    int64_t run0 = 0, run1 = 0;
+    int run_gemm = 0;
+    for (int64_t s = 0; s < n_tok;) {
+        int64_t e = s + 1;
+        if (part == NULL) e = n_tok;
+        else while (e < n_tok && part[e] == part[s]) e++;
+        const int64_t g = s + (e - s) - (e - s) % 4; /* rows s .. g - 1 gemm, g .. e - 1 gemv */
+        for (int k = 0; k < 2; k++) {
+            const int64_t a = k == 0 ? s : g, b = k == 0 ? g : e;
+            if (b <= a) continue;
+            if (run1 == a && run_gemm == (k == 0)) {
+                run1 = b; /* extends the current run */
+                continue;
+            }
+            repacked_rows(w, r0, nr, act, act_bytes, run0, run1, run_gemm, y);
+            run0 = a, run1 = b, run_gemm = k == 0;
+        }
+        s = e;
     }
-    const int64_t n_gemm = repacked ? n_tok - n_tok % 4 : 0;
-    if (n_gemm > 0)
-        fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act, act_bytes, n_gemm, n_in, y + r0, n_out);
-    if (repacked) {
-        if (n_tok > n_gemm)
-            fs_vec_dot_tile_gemv(w->type, rows, w->row_bytes, nr, act + n_gemm * act_bytes, act_bytes, n_tok - n_gemm,
-                                 n_in, y + n_gemm * n_out + r0, n_out);
-        return;
-    }
-    for (int64_t t = 0; t < n_tok; t++)
-        fs_vec_dot_rows_norepack(w->type, rows, w->row_bytes, nr, act + t * act_bytes, n_in, y + t * n_out + r0);
+    repacked_rows(w, r0, nr, act, act_bytes, run0, run1, run_gemm, y);
 }
 
 /* From this many tokens a matmul hands its tiles out dynamically, MATMUL_CHUNKS_PER_MEMBER chunks per
@@ -47,17 +76,17 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
 
 /* Tiles lo .. hi - 1 of the weights ws (weight k's tiles are first_tile[k] .. first_tile[k + 1] - 1). */
 static void run_tiles(const fs_weight *const *ws, float *const *ys, const int64_t *first_tile, int64_t lo, int64_t hi,
-                      const uint8_t *act, size_t act_bytes, int64_t n_tok) {
+                      const uint8_t *act, size_t act_bytes, int64_t n_tok, const int32_t *part) {
     for (int64_t tile = lo; tile < hi; tile++) {
         int k = 0;
         while (tile >= first_tile[k + 1]) k++;
-        fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, ys[k]);
+        fs_matmul_tile(ws[k], (tile - first_tile[k]) * TILE_ROWS, act, act_bytes, n_tok, part, ys[k]);
     }
 }
 
 /* Quantize the activations once, then every tile of every weight; called by each thread of a team. */
 static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int nw, const float *x, int64_t n_tok,
-                              uint8_t *act, fs_team *team) {
+                              const int32_t *part, uint8_t *act, fs_team *team) {
     const int64_t n_in = ws[0]->n_in;
     const size_t act_bytes = fs_act_row_bytes(ws[0]->type, n_in);
     int64_t first_tile[FS_MATMUL_MAX_MULTI + 1] = {0}; /* zeroed: GCC cannot see that nw <= FS_MATMUL_MAX_MULTI */
@@ -71,14 +100,14 @@ static void matmul_multi_body(const fs_weight *const *ws, float *const *ys, int 
     if (n_tok < MATMUL_DYNAMIC_MIN_TOK || team->n <= 1) {
         /* decode-sized: each member streams one contiguous range of the weights */
         fs_team_range(team, n_tiles, &lo, &hi);
-        run_tiles(ws, ys, first_tile, lo, hi, act, act_bytes, n_tok);
+        run_tiles(ws, ys, first_tile, lo, hi, act, act_bytes, n_tok, part);
     } else {
         /* prefill-sized: chunks of tiles handed out as members come for them, so a member slowed by
          * the machine's other work does not hold the others back (llama.cpp's mul_mat chunking) */
         const int64_t chunk = n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) > 0
                                   ? n_tiles / ((int64_t)team->n * MATMUL_CHUNKS_PER_MEMBER) : 1;
         for (int64_t c; (c = fs_team_next(team) * chunk) < n_tiles;) {
-            run_tiles(ws, ys, first_tile, c, c + chunk < n_tiles ? c + chunk : n_tiles, act, act_bytes, n_tok);
+            run_tiles(ws, ys, first_tile, c, c + chunk < n_tiles ? c + chunk : n_tiles, act, act_bytes, n_tok, part);
         }
     }
     fs_team_sync(team);
@@ -93,7 +122,7 @@ static int shareable(const fs_weight *const *ws, int n_w) {
 }
 
 void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                          uint8_t *act, fs_team *team) {
+                          const int32_t *part, uint8_t *act, fs_team *team) {
 #ifdef FS_DEBUG
     for (int k = 0; k < n_w; k++)
         FS_ASSERT(fs_type_supported(ws[k]->type) && ws[k]->n_in % fs_block_elems(ws[k]->type) == 0 &&
@@ -101,45 +130,48 @@ void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w,
     FS_ASSERT(n_tok >= 0);
 #endif
     if (shareable(ws, n_w)) {
-        matmul_multi_body(ws, ys, n_w, x, n_tok, act, team);
+        matmul_multi_body(ws, ys, n_w, x, n_tok, part, act, team);
         return;
     }
-    for (int k = 0; k < n_w; k++) matmul_multi_body(&ws[k], &ys[k], 1, x, n_tok, act, team);
+    for (int k = 0; k < n_w; k++) matmul_multi_body(&ws[k], &ys[k], 1, x, n_tok, part, act, team);
 }
 
-void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team) {
-    fs_matmul_multi_team(&w, &y, 1, x, n_tok, act, team);
+void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y, uint8_t *act,
+                    fs_team *team) {
+    fs_matmul_multi_team(&w, &y, 1, x, n_tok, part, act, team);
 }
 
-void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0, float *y1,
-                     uint8_t *act, fs_team *team) {
+void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, const int32_t *part,
+                     float *y0, float *y1, uint8_t *act, fs_team *team) {
     const fs_weight *ws[2] = {w0, w1};
     float *ys[2] = {y0, y1};
-    fs_matmul_multi_team(ws, ys, 2, x, n_tok, act, team);
+    fs_matmul_multi_team(ws, ys, 2, x, n_tok, part, act, team);
 }
 
 void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x, int64_t n_tok,
-                     float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) {
+                     const int32_t *part, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) {
     const fs_weight *ws[3] = {w0, w1, w2};
     float *ys[3] = {y0, y1, y2};
-    fs_matmul_multi_team(ws, ys, 3, x, n_tok, act, team);
+    fs_matmul_multi_team(ws, ys, 3, x, n_tok, part, act, team);
 }
 
 struct matmul_job {
     const fs_weight *w;
     const float *x;
     int64_t n_tok;
+    const int32_t *part;
     float *y;
     uint8_t *act;
 };
 
 static void matmul_job_run(void *arg, fs_team *team) {
     const struct matmul_job *j = arg;
-    fs_matmul_team(j->w, j->x, j->n_tok, j->y, j->act, team);
+    fs_matmul_team(j->w, j->x, j->n_tok, j->part, j->y, j->act, team);
 }
 
-void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) {
-    struct matmul_job job = {w, x, n_tok, y, act};
+void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y, uint8_t *act,
+               int n_threads) {
+    struct matmul_job job = {w, x, n_tok, part, y, act};
     fs_pool *pool = n_threads > 1 ? fs_pool_new(n_threads) : NULL;
     if (pool != NULL) {
         fs_pool_run(pool, matmul_job_run, &job);

@@ -30,16 +30,26 @@ typedef struct {
 
 /* One work item of a matmul: rows r0 .. r0 + FS_MATMUL_TILE_ROWS (fewer at the end) of w times n_tok
  * activation rows already quantized by fs_quantize_act (act_bytes apart), written into y (n_tok,
- * w->n_out) at column r0. The building block of fs_matmul_multi_team and of the experts (fs_moe.h). */
-void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok, float *y);
+ * w->n_out) at column r0. The building block of fs_matmul_multi_team and of the experts (fs_moe.h).
+ *
+ * part: NULL (the rows are one part), or n_tok ids, one per activation row, the rows of a part
+ * consecutive (continuous batching: the part is a sequence of the batch). Each part gets the bits a
+ * call with its rows alone would: this matters where llama.cpp repacks the type (fs_vec_dot_repacked),
+ * whose gemm takes a part's first L - L % 4 of its L rows and its gemv the rest
+ * (ggml-cpu/repack.cpp forward_mul_mat), so a part's rows round the same beside any others. */
+void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok,
+                    const int32_t *part, float *y);
 
 /* y (n_tok, n_out) = x (n_tok, n_in) @ W^T, W (n_out, n_in).
  * As llama.cpp's CPU backend: each activation row is quantized once to the weight type's
  * vec_dot_type (Q8_0, Q8_1, Q8_K, F16 ...), then integer dot products run per block
  * (fs_vecdot.h). Rows of W are split across threads; each output element is summed in a fixed
  * order, so results do not depend on n_threads. act: n_tok * FS_MATMUL_ACT_BYTES(n_in) bytes.
- * Runs on a pool of n_threads started for the call (a forward pass uses its context's pool instead). */
-void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads);
+ * part: NULL, or n_tok part ids as fs_matmul_tile's (each part's rows get the bits of a call with them
+ * alone). Runs on a pool of n_threads started for the call (a forward pass uses its context's pool
+ * instead). */
+void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y, uint8_t *act,
+               int n_threads);
 
 /* The *_team functions are called by every member of a team (fs_pool.h) in the same order: each does
  * its share and ends with fs_team_sync, so one job can run a whole forward pass (llama.cpp's graph
@@ -51,9 +61,10 @@ void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint
 /* ys[k] (n_tok, ws[k]->n_out) = x @ ws[k]^T for k < n_w <= FS_MATMUL_MAX_MULTI weights with the same
  * n_in (Q, K and V; gate and up), called by every thread of a team: the activation rows are quantized
  * once when the weights share an activation format (fs_act_format), else once per weight. Same bits
- * as separate fs_matmul calls. */
+ * as separate fs_matmul calls. part: NULL or n_tok part ids, as fs_matmul_tile's (each part's rows get
+ * the bits of a call with those rows alone). */
 void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                          uint8_t *act, fs_team *team);
+                          const int32_t *part, uint8_t *act, fs_team *team);
 
 /* out[i] = emb[tokens[i]] * scale, out (n_tok, n_in). Returns -1 on an unsupported type. */
 int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out);
@@ -161,11 +172,12 @@ void fs_attention_batch_team(const float *q, const fs_batch_seg *segs, int n_seg
 
 /* Team versions (see fs_team): the same results as the functions above. */
 /* One, two or three weights sharing an input (fs_matmul_multi_team without arrays to share). */
-void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, fs_team *team);
-void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0, float *y1,
-                     uint8_t *act, fs_team *team);
+void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y, uint8_t *act,
+                    fs_team *team);
+void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, const int32_t *part,
+                     float *y0, float *y1, uint8_t *act, fs_team *team);
 void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x, int64_t n_tok,
-                     float *y0, float *y1, float *y2, uint8_t *act, fs_team *team);
+                     const int32_t *part, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team);
 int fs_get_rows_team(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out, fs_team *team);
 void fs_rmsnorm_team(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps, fs_team *team);
 void fs_rope_team(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos, const fs_rope_params *rp,

@@ -35,13 +35,14 @@ cdef extern from "fs_ops.h" nogil:
     void fs_rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow,
                                 float dims[2]) noexcept
     void fs_matmul_multi_team(const fs_weight *const *ws, float *const *ys, int n_w, const float *x, int64_t n_tok,
-                              uint8_t *act, fs_team *team) noexcept
-    void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act,
-                        fs_team *team) noexcept
-    void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok, float *y0,
-                         float *y1, uint8_t *act, fs_team *team) noexcept
+                              const int32_t *part, uint8_t *act, fs_team *team) noexcept
+    void fs_matmul_team(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y,
+                        uint8_t *act, fs_team *team) noexcept
+    void fs_matmul2_team(const fs_weight *w0, const fs_weight *w1, const float *x, int64_t n_tok,
+                         const int32_t *part, float *y0, float *y1, uint8_t *act, fs_team *team) noexcept
     void fs_matmul3_team(const fs_weight *w0, const fs_weight *w1, const fs_weight *w2, const float *x,
-                         int64_t n_tok, float *y0, float *y1, float *y2, uint8_t *act, fs_team *team) noexcept
+                         int64_t n_tok, const int32_t *part, float *y0, float *y1, float *y2, uint8_t *act,
+                         fs_team *team) noexcept
     ctypedef struct fs_batch_seg:
         int seq, pos0, start, n, logits_from
     void fs_kv_store_team(const float *k, const float *v, int64_t kv, const fs_batch_seg *segs, int n_seg,
@@ -72,7 +73,8 @@ cdef extern from "fs_ops.h" nogil:
     size_t FS_MATMUL_ACT_BYTES(int64_t n_in)
     int64_t FS_ATTN_WORK_FLOATS(int head_dim, int64_t n_ctx, int group)
 
-    void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, float *y, uint8_t *act, int n_threads) noexcept
+    void fs_matmul(const fs_weight *w, const float *x, int64_t n_tok, const int32_t *part, float *y, uint8_t *act,
+                   int n_threads) noexcept
     int fs_get_rows(const fs_weight *emb, const int32_t *tokens, int64_t n_tok, float scale, float *out) noexcept
     void fs_rmsnorm(const float *x, const float *w, float *out, int64_t n_rows, int64_t n, float eps) noexcept
     void fs_rope(float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
@@ -127,9 +129,10 @@ cdef extern from "fs_moe.h" nogil:
         float *sh_hu
         float *sh_y
         float *sh_w
+        int32_t *pair_part
     enum:
         FS_MOE_WORK_BUFFERS
     void fs_moe_work_sizes(int64_t n_tok, int n_expert, int n_used, int64_t n_embd, int64_t n_ff_exp, int64_t n_ff_sh,
                            size_t *sizes) noexcept
-    void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, float *out, const fs_moe_work *w,
-                         uint8_t *act, fs_team *team) noexcept
+    void fs_moe_ffn_team(const fs_moe *m, const float *h, int64_t n_tok, const int32_t *part, float *out,
+                         const fs_moe_work *w, uint8_t *act, fs_team *team) noexcept

@@ -12,6 +12,7 @@ cdef extern from "fs_vecdot.h" nogil:
     void fs_vec_dot_rows(int wtype, const uint8_t *w, size_t row_bytes, int64_t n_rows, const void *act,
                          int64_t n, float *out) noexcept
     const char *fs_vecdot_impl() noexcept
+    int fs_vec_dot_repacked(int wtype, int64_t n_rows) noexcept
 
 
 cdef extern from "fs_traits.h" nogil:

@@ -68,6 +68,14 @@ def variants():
     return tuple(reversed(chain))
 
 
+def repacked(int wtype, int64_t n_rows):
+    """True if llama.cpp on x86 repacks a weight of GGML type ``wtype`` with ``n_rows`` rows (Q4_0, Q4_K,
+    IQ4_NL, MXFP4 with a multiple of 8 rows; ggml-cpu/repack.cpp) and so multiplies it with its gemm
+    for groups of 4 activation rows and its gemv for the rest, which round differently: the engine does
+    the same (fs_vec_dot_repacked)."""
+    return bool(fs_vec_dot_repacked(wtype, n_rows))
+
+
 def act_row_bytes(int wtype, int64_t n):
     """Bytes of one activation row of ``n`` floats quantized for weights of GGML type ``wtype``.
     Raises ValueError if the type is unsupported or ``n`` is not a multiple of its block size."""

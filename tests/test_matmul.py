@@ -55,6 +55,29 @@ def test_matmul_equals_row_kernels_and_numpy(t, n_tok, n_out):
     assert np.all(np.abs(y1 - ref) <= 0.02 * scale + 1e-6)
 
 
+@pytest.mark.parametrize("t", REPACKED, ids=lambda t: t.name)
+def test_matmul_parts_get_the_bits_they_get_alone(t):
+    """Continuous batching: the rows of one call are parts (sequences) of different lengths; with
+    ``parts`` each part's rows are bit for bit a call with its rows alone, though the repacked layouts
+    send the first L - L % 4 rows of a call of L to ggml's gemm and the rest to its gemv."""
+    rng = np.random.default_rng(77 + int(t))
+    n, n_out = 512, 40
+    assert vecdot.repacked(int(t), n_out) and not vecdot.repacked(int(t), n_out + 4)
+    w = make_weights(t, n_out, n, rng)
+    for parts in ([1, 1, 1, 1], [4, 1, 1, 1], [1, 3, 5], [6, 4, 1, 2, 9], [8]):
+        x = _x(sum(parts), n, rng)
+        alone = np.concatenate([forward.matmul(int(t), w, x[a : a + k], 1)
+                                for a, k in zip(np.cumsum([0] + parts[:-1]), parts)])
+        for n_threads in (1, 2):
+            assert np.array_equal(forward.matmul(int(t), w, x, n_threads, parts=parts), alone), parts
+        if parts == [1, 1, 1, 1] and t == T.Q4_K:
+            # without parts the 4 rows go to the gemm, whose rounding differs for Q4_K (for Q4_0 on these
+            # rows the two happen to agree)
+            assert not np.array_equal(forward.matmul(int(t), w, x, 1), alone)
+    with pytest.raises(ValueError, match="do not split"):
+        forward.matmul(int(t), w, _x(3, n, rng), 1, parts=[1, 1])
+
+
 def test_matmul_rejects_bad_shapes():
     with pytest.raises(ValueError):
         forward.matmul(int(T.Q4_1), np.zeros((4, 20), np.uint8), np.zeros((2, 33), np.float32))
