@@ -205,10 +205,9 @@ class Scheduler:
         arrival_wait_s: most seconds an idle engine holds a queued job while other requests are still
             being prepared (:meth:`arriving`), so that a burst is prefilled in one step.
 
-    Replies do not depend on what else runs: each slot's tokens are evaluated by the same kernel calls as
-    a run alone, except that with weight types whose matmul takes a different kernel for 4 and more rows
-    (Q4_0, Q4_K, IQ4_NL, MXFP4: llama.cpp's repacked gemm beside its gemv) a batch's size changes the
-    last bits of the sums, as it does in llama.cpp's own server.
+    Replies do not depend on what else runs: each slot's tokens get the bits a run alone gives them
+    (``ForwardContext.eval_batch``: on the types llama.cpp multiplies with a gemm for groups of 4 rows and
+    a gemv for the rest, Q4_0, Q4_K, IQ4_NL and MXFP4, that choice is made per slot, not per batch).
 
     The Context is created on the engine thread, and only that thread touches it.
     """
