@@ -652,9 +652,9 @@ static inline FS_AVX2_FN void kq_act8_fill(kq_act8 *k, const uint8_t *y, size_t 
 }
 
 /* msum of kq_min_prod (summed over its 4 lanes) for the 8 rows of k at once, with one weight
- * super-block's 8 mins: exact int32 sums in the lane order of kq_act8.yd. */
-static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, const uint8_t mn[8]) {
-    const __m256i mins = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)));
+ * super-block's 8 mins (int16, the same 8 in both 128-bit halves): exact int32 sums in the lane order
+ * of kq_act8.yd. */
+static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, __m256i mins) {
     const __m256i h01 = _mm256_hadd_epi32(_mm256_madd_epi16(mins, k->m2[0]), _mm256_madd_epi16(mins, k->m2[1]));
     const __m256i h23 = _mm256_hadd_epi32(_mm256_madd_epi16(mins, k->m2[2]), _mm256_madd_epi16(mins, k->m2[3]));
     return _mm256_hadd_epi32(h01, h23);
@@ -663,6 +663,8 @@ static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, const uint8_t mn
 /* Super-blocks of an activation group whose kq_act8 the Q5_K tiles prepare once on the stack (16 KB +):
  * rows up to 32,768 elements; longer rows prepare them per weight row. */
 #define Q5K_TILE_MAX_NB 128
+
+static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s); /* below, with the Q4_K gemv */
 
 /* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows. Per super-block the row's 5-bit values are
  * unpacked once into 8 vectors of 32 and its scales widened once, then each activation row takes its
@@ -679,14 +681,16 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K) {
         const uint8_t *y = a + (size_t)ib * B_Q8_K;
         const float dx = h2f(x);
-        uint8_t sc[8], mn[8];
-        scale_min_k4(x + 4, sc, mn);
+        /* scale_min_k4's 8 scales and 8 mins as int16, unpacked in vector registers: each scale is then
+         * broadcast by a byte shuffle (ggml's get_scale_shuffle_k4) instead of from a scalar */
+        const __m256i sm = q4_k_scales_mins16(x + 4);
+        const __m256i scb = _mm256_permute2x128_si256(sm, sm, 0x00), mnb = _mm256_permute2x128_si256(sm, sm, 0x11);
         kq_act8 kl;
         const kq_act8 *k = ka != NULL ? &ka[ib] : &kl;
         if (ka == NULL) kq_act8_fill(&kl, y, ab, RN);
         /* summs += (-y.d * fp16(x.dmin)) * (float)msum, lane by lane */
         const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
-        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mn))));
+        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
         __m256i q5[8], sc16[8];
         for (int c = 0; c < 4; c++) {
@@ -699,8 +703,8 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
             q5[2 * c + 1] = _mm256_or_si256(
                 _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c + 1)), one), 4));
-            sc16[2 * c] = _mm256_set1_epi16(sc[2 * c]);
-            sc16[2 * c + 1] = _mm256_set1_epi16(sc[2 * c + 1]);
+            sc16[2 * c] = _mm256_shuffle_epi8(scb, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
+            sc16[2 * c + 1] = _mm256_shuffle_epi8(scb, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
         }
         for (int j = 0; j < RN; j++) {
             const uint8_t *yj = y + (size_t)j * ab;
