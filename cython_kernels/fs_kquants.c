@@ -683,8 +683,8 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
         const float dx = h2f(x);
         /* scale_min_k4's 8 scales and 8 mins as int16, unpacked in vector registers: each scale is then
          * broadcast by a byte shuffle (ggml's get_scale_shuffle_k4) instead of from a scalar */
-        const __m256i sm = q4_k_scales_mins16(x + 4);
-        const __m256i scb = _mm256_permute2x128_si256(sm, sm, 0x00), mnb = _mm256_permute2x128_si256(sm, sm, 0x11);
+        const __m256i scm = q4_k_scales_mins16(x + 4);
+        const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00), mnb = _mm256_permute2x128_si256(scm, scm, 0x11);
         kq_act8 kl;
         const kq_act8 *k = ka != NULL ? &ka[ib] : &kl;
         if (ka == NULL) kq_act8_fill(&kl, y, ab, RN);
