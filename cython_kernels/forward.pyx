@@ -831,7 +831,7 @@ def matmul(int wtype, w, x, int n_threads=1, parts=None):
         lengths = [int(p) for p in parts]
         if any(p < 1 for p in lengths) or sum(lengths) != n_tok:
             raise ValueError(f"parts {lengths} do not split {n_tok} rows")
-        part_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths).astype(np.int32)
+        part_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
         if n_tok > 0:
             pp = &part_ids[0]
     if n_tok > 0:

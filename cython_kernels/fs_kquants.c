@@ -555,26 +555,29 @@ static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y,
     return hsum_f32x8(acc) + summs;
 }
 
-/* The 6-bit values (q in [0, 64)) of one half (128 elements) of a Q6_K block x into q4[4] and its
- * scales, widened to int16 per 16 elements, into sc16[4] (ggml's get_scale_shuffle(4h + k): bytes
- * 0..7 pick scale 2i, bytes 8..15 scale 2i + 1). */
-FS_VD_INLINE FS_AVX2_FN void q6_k_half_unpack(const uint8_t *x, int h, __m256i q4[4], __m256i sc16[4]) {
+/* Group k (elements 32k .. 32k + 31) of half h of a Q6_K block: its 6-bit values (q in [0, 64)) from the
+ * half's low-bit vectors b1 (x + 64h), b2 (x + 64h + 32) and high-bit vector bh (x + 128 + 32h) into *q4,
+ * and its two scales, widened to int16 per 16 elements, from the block's 16 scales into *sc16 (ggml's
+ * get_scale_shuffle(4h + k): bytes 0..7 pick scale 2i, bytes 8..15 scale 2i + 1). */
+static inline FS_AVX2_FN void q6_k_group_unpack(__m256i b1, __m256i b2, __m256i bh, __m128i scales, int h, int k,
+                                                __m256i *q4, __m256i *sc16) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i lo = k & 1 ? b2 : b1;
+    *q4 = _mm256_or_si256(_mm256_and_si256(k < 2 ? lo : _mm256_srli_epi16(lo, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2 * k), m2), 4));
+    const long long i2 = 2 * (4 * h + k);
+    const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
+    *sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+}
+
+/* The 6-bit values of one half (128 elements) of a Q6_K block x into q4[4] and its scales into sc16[4]
+ * (q6_k_group_unpack for k = 0 .. 3). */
+FS_VD_INLINE FS_AVX2_FN void q6_k_half_unpack(const uint8_t *x, int h, __m256i q4[4], __m256i sc16[4]) {
     const __m128i scales = _mm_loadu_si128((const __m128i *)(x + 192));
-    for (int k = 0; k < 4; k++) {
-        const long long i2 = 2 * (4 * h + k);
-        const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
-        sc16[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-    }
     const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
     const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
     const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
-    q4[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
-    q4[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
-    q4[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
-    q4[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+    for (int k = 0; k < 4; k++) q6_k_group_unpack(b1, b2, bh, scales, h, k, &q4[k], &sc16[k]);
 }
 
 /* The 8 int32 lanes of one half of a Q6_K block times the activation quants yh (128 int8): per 32
@@ -881,17 +884,21 @@ static inline FS_AVX2_FN void q4_k_store_im(__m256i iv, __m128i m, int32_t *I, i
     *M = _mm_extract_epi32(im, 1);
 }
 
+/* 8 rows' raw (fp16 d, fp16 dmin) words (dd: one 32-bit word per row) as [d_0..7 | dmin_0..7]: bytes 0, 1
+ * of each word (d) into the low 8 bytes of each 128-bit lane, bytes 2, 3 (dmin) into the high 8, then
+ * [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7]. */
+static inline FS_AVX2_FN __m256i q4_k_split_d_dmin(__m256i dd) {
+    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dd, split), 0xD8);
+}
+
 /* The Q4_K gemv's float step for one super-block of 8 rows (one lane each): I, M and dd (the rows'
  * raw fp16 d, dmin words) against the activation block y: acc = fma((float)I, fp16(d) * y.d, acc),
  * accm = fma((float)M, fp16(dmin) * y.d, accm). */
 static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, const int32_t *dd, const uint8_t *y,
                                         __m256 *acc, __m256 *accm) {
-    /* bytes 0, 1 of each 32-bit word (x.d) into the low 8 bytes of each 128-bit lane, bytes 2, 3
-     * (x.dmin) into the high 8; then [d0 d1 d2 d3 dmin0..3 | d4..d7 dmin4..7] -> [d0..d7 | dmin0..dmin7] */
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)dd), split),
-                                               0xD8);
+    const __m256i h = q4_k_split_d_dmin(_mm256_loadu_si256((const __m256i *)dd));
     const __m256 yd = _mm256_set1_ps(rd_f32(y));
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
     const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
@@ -1037,13 +1044,13 @@ FS_AVX2_FN void fs_gemm_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
 }
 
 /* Q6_K: one weight row x RN activation rows; each 32 of the row's 6-bit values and their scales are
- * unpacked once (as q6_k_half_unpack does) for all RN rows, one group at a time, so that with RN = 4
+ * unpacked once (q6_k_group_unpack) for all RN rows, one group at a time, so that with RN = 4
  * the four activations' sums, the group and the packed bytes all stay in the 16 registers (unpacking a
  * whole half, 8 vectors, first spilled: 2.3x the 1-row time at 4 rows). Same integer products per
  * lane as dot_q6_k_avx2 (the lanes' int32 sums are exact in any order), same float operations. */
 FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out, int64_t os,
                                        const int RN) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
+    const __m256i m32s = _mm256_set1_epi8(32);
     __m256 acc[4];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q6_K) {
@@ -1056,13 +1063,8 @@ FS_VD_INLINE FS_AVX2_FN void tile_q6_k(const uint8_t *x, const uint8_t *a, size_
             const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
             const __m256i bh = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
             for (int k = 0; k < 4; k++) {
-                const __m256i lo = k & 1 ? b2 : b1; /* q6_k_half_unpack's q4[k] */
-                const __m256i q4 = _mm256_or_si256(
-                    _mm256_and_si256(k < 2 ? lo : _mm256_srli_epi16(lo, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2 * k), m2), 4));
-                const long long i2 = 2 * (4 * h + k);
-                const __m128i shuf = _mm_set_epi64x(0x0101010101010101LL * (i2 + 1), 0x0101010101010101LL * i2);
-                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+                __m256i q4, sc16;
+                q6_k_group_unpack(b1, b2, bh, scales, h, k, &q4, &sc16);
                 for (int j = 0; j < RN; j++) {
                     const __m256i q8 = _mm256_loadu_si256(
                         (const __m256i *)(a + (size_t)j * ab + (size_t)ib * B_Q8_K + Q8K_QS + 128 * h + 32 * k));
@@ -1179,50 +1181,46 @@ static inline FS_AVX2_FN void q4_k_quants_t8(const uint8_t *x, size_t row_bytes,
     }
 }
 
-/* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes).
- * The scales and mins of each row come from q4_k_scales_mins16 ([sc_0..7 | mn_0..7] as int16) and are
- * transposed to one row per lane with vector shuffles; d and dmin are converted by one vcvtph2ps each
- * (exact, as h2f). At a few tokens per call the interleave is most of the product's time (1B Q4_K_M,
- * ffn_gate 8192 x 2048, 4 tokens: 57% of the samples with the scales unpacked by scalar code). */
 /* The scale part of one interleaved super-block (o + Q4K8_SC .. Q4K8_BLOCK) of 8 Q4_K rows (x0: the
- * block in row 0, row_bytes apart). */
+ * block in row 0, row_bytes apart). The scales and mins of each row come from q4_k_scales_mins16
+ * ([sc_0..7 | mn_0..7] as int16) and are transposed to one row per lane with vector shuffles; d and dmin
+ * are converted by one vcvtph2ps each (exact, as h2f). At a few tokens per call the interleave is most of
+ * the product's time (1B Q4_K_M, ffn_gate 8192 x 2048, 4 tokens: 57% of the samples with the scales
+ * unpacked by scalar code). */
 FS_VD_INLINE FS_AVX2_FN void q4_k_scales8(const uint8_t *x0, size_t row_bytes, uint8_t *o) {
-    const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    {
-        __m256i sc[8], sct[8];
-        __m128i mn[8];
-        for (int r = 0; r < 8; r++) {
-            const __m256i sm = q4_k_scales_mins16(x0 + (size_t)r * row_bytes + 4);
-            const __m128i s16 = _mm256_castsi256_si128(sm);
-            /* lane j: (sc_j, sc_j) as an int16 pair */
-            sc[r] = _mm256_set_m128i(_mm_unpackhi_epi16(s16, s16), _mm_unpacklo_epi16(s16, s16));
-            mn[r] = _mm256_extracti128_si256(sm, 1); /* lane c: (mn_2c, mn_2c+1) */
-        }
-        transpose_i32x8x8(sc, sct);
-        for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(o + Q4K8_SC + j * 32), sct[j]);
-        /* mins: lanes [c][r]; rows k and k + 4 share a vector, a 4 x 4 transpose per 128-bit half */
-        __m256i m[4], u[4];
-        for (int k = 0; k < 4; k++) m[k] = _mm256_set_m128i(mn[k + 4], mn[k]);
-        u[0] = _mm256_unpacklo_epi32(m[0], m[1]);
-        u[1] = _mm256_unpackhi_epi32(m[0], m[1]);
-        u[2] = _mm256_unpacklo_epi32(m[2], m[3]);
-        u[3] = _mm256_unpackhi_epi32(m[2], m[3]);
-        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 0 * 32), _mm256_unpacklo_epi64(u[0], u[2]));
-        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 1 * 32), _mm256_unpackhi_epi64(u[0], u[2]));
-        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 2 * 32), _mm256_unpacklo_epi64(u[1], u[3]));
-        _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 3 * 32), _mm256_unpackhi_epi64(u[1], u[3]));
-        /* the rows' (d, dmin) fp16 words -> [d_0..7 | dmin_0..7] -> floats */
-        const __m256i dd = _mm256_setr_epi32((int)rd_u32(x0), (int)rd_u32(x0 + row_bytes), (int)rd_u32(x0 + 2 * row_bytes),
-                                             (int)rd_u32(x0 + 3 * row_bytes), (int)rd_u32(x0 + 4 * row_bytes),
-                                             (int)rd_u32(x0 + 5 * row_bytes), (int)rd_u32(x0 + 6 * row_bytes),
-                                             (int)rd_u32(x0 + 7 * row_bytes));
-        const __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(dd, split), 0xD8);
-        _mm256_storeu_ps((float *)(o + Q4K8_D), _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
-        _mm256_storeu_ps((float *)(o + Q4K8_DMIN), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+    __m256i sc[8], sct[8];
+    __m128i mn[8];
+    for (int r = 0; r < 8; r++) {
+        const __m256i sm = q4_k_scales_mins16(x0 + (size_t)r * row_bytes + 4);
+        const __m128i s16 = _mm256_castsi256_si128(sm);
+        /* lane j: (sc_j, sc_j) as an int16 pair */
+        sc[r] = _mm256_set_m128i(_mm_unpackhi_epi16(s16, s16), _mm_unpacklo_epi16(s16, s16));
+        mn[r] = _mm256_extracti128_si256(sm, 1); /* lane c: (mn_2c, mn_2c+1) */
     }
+    transpose_i32x8x8(sc, sct);
+    for (int j = 0; j < 8; j++) _mm256_storeu_si256((__m256i *)(o + Q4K8_SC + j * 32), sct[j]);
+    /* mins: lanes [c][r]; rows k and k + 4 share a vector, a 4 x 4 transpose per 128-bit half */
+    __m256i m[4], u[4];
+    for (int k = 0; k < 4; k++) m[k] = _mm256_set_m128i(mn[k + 4], mn[k]);
+    u[0] = _mm256_unpacklo_epi32(m[0], m[1]);
+    u[1] = _mm256_unpackhi_epi32(m[0], m[1]);
+    u[2] = _mm256_unpacklo_epi32(m[2], m[3]);
+    u[3] = _mm256_unpackhi_epi32(m[2], m[3]);
+    _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 0 * 32), _mm256_unpacklo_epi64(u[0], u[2]));
+    _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 1 * 32), _mm256_unpackhi_epi64(u[0], u[2]));
+    _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 2 * 32), _mm256_unpacklo_epi64(u[1], u[3]));
+    _mm256_storeu_si256((__m256i *)(o + Q4K8_MN + 3 * 32), _mm256_unpackhi_epi64(u[1], u[3]));
+    /* the rows' (d, dmin) fp16 words -> [d_0..7 | dmin_0..7] -> floats */
+    const __m256i dd = _mm256_setr_epi32((int)rd_u32(x0), (int)rd_u32(x0 + row_bytes), (int)rd_u32(x0 + 2 * row_bytes),
+                                         (int)rd_u32(x0 + 3 * row_bytes), (int)rd_u32(x0 + 4 * row_bytes),
+                                         (int)rd_u32(x0 + 5 * row_bytes), (int)rd_u32(x0 + 6 * row_bytes),
+                                         (int)rd_u32(x0 + 7 * row_bytes));
+    const __m256i h = q4_k_split_d_dmin(dd);
+    _mm256_storeu_ps((float *)(o + Q4K8_D), _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+    _mm256_storeu_ps((float *)(o + Q4K8_DMIN), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
 }
 
+/* Interleave super-blocks 0 .. nb of 8 Q4_K rows (w, row_bytes apart) into buf (nb * Q4K8_BLOCK bytes). */
 static inline FS_AVX2_FN void q4_k_interleave8(const uint8_t *w, size_t row_bytes, int64_t nb, uint8_t *buf) {
     for (int64_t ib = 0; ib < nb; ib++) {
         uint8_t *o = buf + (size_t)ib * Q4K8_BLOCK;

@@ -13,25 +13,44 @@
 #endif
 #define TILE_ROWS FS_MATMUL_TILE_ROWS
 
-/* Rows a .. b - 1 of a repacked matmul tile by llama.cpp's gemm (gemm 1) or gemv (gemm 0). */
-static void repacked_rows(const fs_weight *w, int64_t r0, int64_t nr, const uint8_t *act, size_t act_bytes,
-                          int64_t a, int64_t b, int gemm, float *y) {
-    if (b <= a) return;
+/* Consecutive activation rows a .. b - 1 of one repacked matmul tile that go to one kernel call. */
+typedef struct {
+    int64_t a, b;
+    int gemm; /* 1: llama.cpp's gemm, 0: its gemv */
+} repacked_run;
+
+/* Run the pending rows of *run (rows r0 .. r0 + nr - 1 of w, the activations at act). */
+static void repacked_flush(const fs_weight *w, int64_t r0, int64_t nr, const uint8_t *act, size_t act_bytes,
+                           const repacked_run *run, float *y) {
+    if (run->b <= run->a) return;
     const uint8_t *rows = w->data + r0 * w->row_bytes;
-    if (gemm)
-        fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, act + a * act_bytes, act_bytes, b - a, w->n_in,
-                             y + a * w->n_out + r0, w->n_out);
+    const uint8_t *x = act + run->a * act_bytes;
+    float *out = y + run->a * w->n_out + r0;
+    if (run->gemm)
+        fs_vec_dot_tile_gemm(w->type, rows, w->row_bytes, nr, x, act_bytes, run->b - run->a, w->n_in, out, w->n_out);
     else
-        fs_vec_dot_tile_gemv(w->type, rows, w->row_bytes, nr, act + a * act_bytes, act_bytes, b - a, w->n_in,
-                             y + a * w->n_out + r0, w->n_out);
+        fs_vec_dot_tile_gemv(w->type, rows, w->row_bytes, nr, x, act_bytes, run->b - run->a, w->n_in, out, w->n_out);
+}
+
+/* Rows a .. b - 1 by the gemm or the gemv: appended to *run when they follow it with the same kernel,
+ * else *run is flushed and restarted with them. */
+static void repacked_add(const fs_weight *w, int64_t r0, int64_t nr, const uint8_t *act, size_t act_bytes,
+                         repacked_run *run, int64_t a, int64_t b, int gemm, float *y) {
+    if (b <= a) return;
+    if (run->b == a && run->gemm == gemm) {
+        run->b = b;
+        return;
+    }
+    repacked_flush(w, r0, nr, act, act_bytes, run, y);
+    *run = (repacked_run){a, b, gemm};
 }
 
 void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t act_bytes, int64_t n_tok,
                     const int32_t *part, float *y) {
     const int64_t n_in = w->n_in, n_out = w->n_out;
     const int64_t nr = n_out - r0 < TILE_ROWS ? n_out - r0 : TILE_ROWS;
-    const uint8_t *rows = w->data + r0 * w->row_bytes;
     if (!fs_vec_dot_repacked(w->type, n_out)) {
+        const uint8_t *rows = w->data + r0 * w->row_bytes;
         if (fs_vec_dot_tiled(w->type)) {
             /* register-tiled kernels, same bits as the row-by-row ones */
             fs_vec_dot_tile(w->type, rows, w->row_bytes, nr, act, act_bytes, n_tok, n_in, y + r0, n_out);
@@ -46,26 +65,16 @@ void fs_matmul_tile(const fs_weight *w, int64_t r0, const uint8_t *act, size_t a
      * (ggml-cpu/repack.cpp forward_mul_mat); the same split, per part, gives each part the float rounding
      * it gets alone. Each row's result depends only on which of the two computes it (and the gemm's groups
      * of 4 start at a part's first row), so consecutive rows of one kind, across parts, go in one call. */
-    int64_t run0 = 0, run1 = 0;
-    int run_gemm = 0;
-    for (int64_t s = 0; s < n_tok;) {
-        int64_t e = s + 1;
+    repacked_run run = {0, 0, 0};
+    for (int64_t s = 0, e; s < n_tok; s = e) {
+        e = s + 1;
         if (part == NULL) e = n_tok;
         else while (e < n_tok && part[e] == part[s]) e++;
-        const int64_t g = s + (e - s) - (e - s) % 4; /* rows s .. g - 1 gemm, g .. e - 1 gemv */
-        for (int k = 0; k < 2; k++) {
-            const int64_t a = k == 0 ? s : g, b = k == 0 ? g : e;
-            if (b <= a) continue;
-            if (run1 == a && run_gemm == (k == 0)) {
-                run1 = b; /* extends the current run */
-                continue;
-            }
-            repacked_rows(w, r0, nr, act, act_bytes, run0, run1, run_gemm, y);
-            run0 = a, run1 = b, run_gemm = k == 0;
-        }
-        s = e;
+        const int64_t g = e - (e - s) % 4; /* rows s .. g - 1 gemm, g .. e - 1 gemv */
+        repacked_add(w, r0, nr, act, act_bytes, &run, s, g, 1, y);
+        repacked_add(w, r0, nr, act, act_bytes, &run, g, e, 0, y);
     }
-    repacked_rows(w, r0, nr, act, act_bytes, run0, run1, run_gemm, y);
+    repacked_flush(w, r0, nr, act, act_bytes, &run, y);
 }
 
 /* From this many tokens a matmul hands its tiles out dynamically, MATMUL_CHUNKS_PER_MEMBER chunks per
