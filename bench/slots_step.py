@@ -6,15 +6,14 @@ clients on the same cores).
 
 Each engine gets N sequences with a short random prompt each, then times one-token steps of the first k
 sequences for k = 1 .. N, interleaved, the minimum of ``-r`` steps each. llama.cpp runs through
-llama-cpp-python's C API (``llama_batch`` with one sequence id per token, ``n_seq_max`` = N, flash
-attention auto, as ``engine/bench_llama_cpp.py``).
+llama-cpp-python's C API (``engine/bench_llama_cpp.py``'s ``LlamaCppBench`` with ``n_seq_max`` = N, a
+``llama_batch`` with one sequence id per token).
 
 Usage: ``python bench/slots_step.py -m FILE.gguf [-t 2] [-s 4] [-r 10]``
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import sys
 import time
 from pathlib import Path
@@ -24,44 +23,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.bench_llama_cpp import import_llama_cpp  # noqa: E402
+from engine.bench_llama_cpp import LlamaCppBench  # noqa: E402
 
 PROMPT = 16  # tokens of each sequence's prompt
 
 
 def llama_cpp_steps(path: Path, n_seq: int, threads: int, reps: int, rng) -> list[float]:
     """Seconds of llama.cpp's best one-token step of k = 1 .. n_seq sequences."""
-    lib = import_llama_cpp()
-    log_cb = lib.llama_log_callback(lambda level, text, user: None)  # kept alive until the end
-    lib.llama_log_set(log_cb, ctypes.c_void_p(0))
-    lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(path).encode(), lib.llama_model_default_params())
-    if not model:
-        raise SystemExit(f"llama.cpp could not load {path}")
-    cp = lib.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch = n_seq * 256, 256, 256
-    cp.n_threads = cp.n_threads_batch = threads
-    cp.n_seq_max = n_seq
-    if hasattr(cp, "flash_attn_type"):
-        cp.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_AUTO
-    ctx = lib.llama_init_from_model(model, cp)
+    bench = LlamaCppBench(path, n_ctx=n_seq * 256, n_batch=256, n_threads=threads, n_seq=n_seq)
+    lib = bench.lib
     pos = [0] * n_seq
 
     def decode(parts: list[tuple[int, list[int]]]) -> None:
         n = sum(len(t) for _, t in parts)
         batch = lib.llama_batch_init(n, 0, 1)
-        i = 0
-        for seq, toks in parts:
-            for j, tok in enumerate(toks):
-                batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos[seq] + j, 1
-                batch.seq_id[i][0], batch.logits[i] = seq, int(j == len(toks) - 1)
-                i += 1
-            pos[seq] += len(toks)
-        batch.n_tokens = n
-        rc = lib.llama_decode(ctx, batch)
-        lib.llama_batch_free(batch)
-        if rc != 0:
-            raise SystemExit(f"llama_decode returned {rc}")
+        try:
+            i = 0
+            for seq, toks in parts:
+                for j, tok in enumerate(toks):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos[seq] + j, 1
+                    batch.seq_id[i][0], batch.logits[i] = seq, int(j == len(toks) - 1)
+                    i += 1
+                pos[seq] += len(toks)
+            batch.n_tokens = n
+            bench._decode(batch)
+        finally:
+            lib.llama_batch_free(batch)
 
     try:
         for seq in range(n_seq):
@@ -74,8 +61,7 @@ def llama_cpp_steps(path: Path, n_seq: int, threads: int, reps: int, rng) -> lis
                 best[k - 1] = min(best[k - 1], time.perf_counter() - t0)
         return best
     finally:
-        lib.llama_free(ctx)
-        lib.llama_model_free(model)
+        bench.close()
 
 
 def fireside_steps(path: Path, n_seq: int, threads: int, reps: int, rng) -> list[float]:

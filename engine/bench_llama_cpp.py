@@ -76,6 +76,8 @@ class LlamaCppBench:
         n_batch: tokens per ``llama_decode`` during pp (also n_ubatch).
         n_threads: threads for both single-token and batch evaluation.
         seed: seed of the random token ids.
+        n_seq: sequences the context holds (``n_seq_max``; ``n_ctx`` is the total over them, as llama.cpp
+            takes it), for batches that mix several (``bench/slots_step.py``).
 
     Attributes:
         info: ``{"version", "system_info", "flash_attn", "n_ctx"}`` of the loaded llama.cpp.
@@ -84,7 +86,7 @@ class LlamaCppBench:
         LlamaCppError: not installed, or llama.cpp could not load the model / create the context.
     """
 
-    def __init__(self, path: str | Path, n_ctx: int, n_batch: int, n_threads: int, seed: int = 0):
+    def __init__(self, path: str | Path, n_ctx: int, n_batch: int, n_threads: int, seed: int = 0, n_seq: int = 1):
         import numpy as np
 
         self.lib = lib = import_llama_cpp()
@@ -108,6 +110,7 @@ class LlamaCppBench:
         cparams.n_ubatch = n_batch
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
+        cparams.n_seq_max = n_seq
         if hasattr(cparams, "flash_attn_type"):  # llama-bench's default since flash_attn became a type
             cparams.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_AUTO
         if hasattr(cparams, "swa_full"):
