@@ -106,11 +106,11 @@ def repacked_model(request):
 def test_batch_equals_each_alone_on_repacked_types(repacked_model):
     """On the types llama.cpp multiplies with a gemm for groups of 4 rows and a gemv for the rest, a part
     of a batch gets the rows it gets alone: a decode step of 4 sequences equals 4 decodes of one token
-    (all gemv), and a prompt of 6 tokens beside decoding sequences gets the gemm for 4 and the gemv for 2,
-    as alone. ``ForwardContext.eval_batch``'s promise, which SmolLM2's Q4_1 keeps whatever the batch."""
+    (all gemv), and a prompt of 5 tokens (SmolLM2's tokenizer) beside decoding sequences gets the gemm for 4
+    and the gemv for 1, as alone. ``ForwardContext.eval_batch``'s promise, which SmolLM2's Q4_1 keeps whatever the batch."""
     model = repacked_model
     prompts = [_ids(model, p) for p in PROMPTS]
-    extra = _ids(model, "Six tokens or so here")
+    extra = _ids(model, "Six tokens or so here")  # 5 tokens: not a multiple of 4
     steps = (5, 17, 9)
     ref = []
     for p in prompts:
