@@ -86,6 +86,16 @@ typedef void (*fs_tiles_fn)(const uint8_t *w, size_t rb, int64_t n_rows, const u
 #define FS_VD_INLINE static inline
 #endif
 
+/* Keep the next loop a loop: GCC otherwise peels a short constant-count loop and schedules every copy's
+ * unpacking ahead of the products, which spills registers the products need. */
+#if defined(__clang__)
+#define FS_NO_UNROLL _Pragma("nounroll")
+#elif defined(__GNUC__)
+#define FS_NO_UNROLL _Pragma("GCC unroll 1")
+#else
+#define FS_NO_UNROLL
+#endif
+
 /* A row loop over a per-row dot function: out[r] = dot(w + r * row_bytes, act, n). The portable
  * ones are built for the baseline instruction set (a CPU with AVX2 runs the AVX2 code instead). */
 #define FS_ROWS(name, dot, attrs)                                                                   \

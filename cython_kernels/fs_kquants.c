@@ -669,15 +669,15 @@ static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, __m256i mins) {
 
 static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s); /* below, with the Q4_K gemv */
 
-/* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows. Per super-block the row's 5-bit values are
- * unpacked once into 8 vectors of 32 and its scales widened once, then each activation row takes its
- * products against them (maddubs, madd with the scale, exact int32 adds) in 8 lanes; the mins terms of
- * all RN rows are one vector (kq_min_sums8 on prepared activation sums `ka`, one per super-block).
- * The int32 lanes are dot_q5_k_avx2's integers and the float operations per pair (row, activation)
- * are its own, the scalar mins steps as lanes, so the bits are equal. */
+/* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows. Per super-block the row's scales are
+ * widened once, then its 5-bit values are unpacked two 32-value groups at a time and every activation
+ * row takes its products against them (maddubs, madd with the scale, exact int32 adds) in 8 lanes;
+ * the mins terms of all RN rows are one vector (kq_min_sums8 on prepared activation sums `ka`, one per
+ * super-block). The int32 lanes are dot_q5_k_avx2's integers and the float operations per pair (row,
+ * activation) are its own, the scalar mins steps as lanes, so the bits are equal. */
 FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                        int64_t os, const kq_act8 *ka, const int RN) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
     __m256 acc[FS_TILE_RN8];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     __m256 summs = _mm256_setzero_ps(); /* lanes in kq_act8.yd's order */
@@ -695,29 +695,38 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
         const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
         summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
-        __m256i q5[8], sc16[8];
+        /* two 32-value groups (one 32-byte load of low bits) at a time, their values and scales in four
+         * registers, against every activation row: an activation load feeds two multiplies and nothing
+         * spills (the int32 sums are exact, so their order is free). hb holds hbits shifted right by 2c:
+         * bits 0 and 1 of each of its bytes are the high bits of groups 2c and 2c + 1; shifting them to
+         * bit 4 moves bits across bytes only outside bit 4, which the mask drops. */
+        __m256i sumi[FS_TILE_RN8];
+        for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
+        __m256i hb = hbits, sci = _mm256_set1_epi16(0x0100); /* shuffle index of scale 2c (low 16-bit lanes) */
+        const __m256i sc_step = _mm256_set1_epi16(0x0202);
+        FS_NO_UNROLL
         for (int c = 0; c < 4; c++) {
             const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
-            /* bit 2c / 2c + 1 of each hbits byte, moved to bit 4 (shifts within 16-bit lanes keep each
-             * byte's bits in that byte once masked) */
-            q5[2 * c] = _mm256_or_si256(
-                _mm256_and_si256(q5bits, m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c)), one), 4));
-            q5[2 * c + 1] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c + 1)), one), 4));
-            sc16[2 * c] = _mm256_shuffle_epi8(scb, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c))));
-            sc16[2 * c + 1] = _mm256_shuffle_epi8(scb, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+            const __m256i q5l = _mm256_or_si256(_mm256_and_si256(q5bits, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m10));
+            const __m256i q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
+                                                _mm256_and_si256(_mm256_slli_epi16(hb, 3), m10));
+            const __m256i scl = _mm256_shuffle_epi8(scb, sci);
+            sci = _mm256_add_epi16(sci, sc_step);
+            const __m256i sch = _mm256_shuffle_epi8(scb, sci);
+            sci = _mm256_add_epi16(sci, sc_step);
+            hb = _mm256_srli_epi16(hb, 2);
+            for (int j = 0; j < RN; j++) {
+                const __m256i *q8 = (const __m256i *)(y + (size_t)j * ab + Q8K_QS + 64 * c);
+                const __m256i pl = _mm256_madd_epi16(scl, _mm256_maddubs_epi16(q5l, _mm256_loadu_si256(q8)));
+                const __m256i ph = _mm256_madd_epi16(sch, _mm256_maddubs_epi16(q5h, _mm256_loadu_si256(q8 + 1)));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(pl, ph));
+            }
         }
-        for (int j = 0; j < RN; j++) {
-            const uint8_t *yj = y + (size_t)j * ab;
-            const int8_t *q8 = (const int8_t *)(yj + Q8K_QS);
-            __m256i sumi = _mm256_setzero_si256();
-            for (int s8 = 0; s8 < 8; s8++)
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc16[s8], _mm256_maddubs_epi16(
-                                                  q5[s8], _mm256_loadu_si256((const __m256i *)(q8 + 32 * s8)))));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(rd_f32(yj) * dx), _mm256_cvtepi32_ps(sumi), acc[j]);
-        }
+        /* y.d * fp16(x.d) for all rows in one product, row j's broadcast from its lane of kq_act8.yd */
+        const __m256 d = _mm256_mul_ps(k->yd, _mm256_set1_ps(dx));
+        for (int j = 0; j < RN; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32((j >> 1) + 4 * (j & 1))),
+                                     _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
     float sm[8];
     _mm256_storeu_ps(sm, summs);
