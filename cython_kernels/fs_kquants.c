@@ -915,7 +915,7 @@ static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, cons
     *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)M)), dmin, *accm);
 }
 
-/* Super-blocks per pass of the Q4_K gemv: the integer sums of 8 rows fit in 3 KB of stack. */
+/* Super-blocks per pass of the Q4_K gemv: the integer lanes of 8 rows fit in 13 KB of stack. */
 #define Q4K_GEMV_CHUNK 32
 /* Bytes ahead of the super-block it reads that the Q4_K gemv's integer phase prefetches (the rows of a
  * group are one sequential stream). From memory (a 75 MB matrix, one thread, this repo's Zen 4 VM) the
@@ -923,20 +923,47 @@ static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, cons
  * prefetch never faults, so reading past the matrix is harmless. */
 #define Q4K_GEMV_PREFETCH 4096
 
-/* The integer phase of the Q4_K gemv for row k of a group (q4_k_gemv): for its nc super-blocks at x
- * (their activation blocks at y; q8s[j]: block j's 8 sub-block sums as int16), ints[j][0][k] = I,
- * ints[j][1][k] = M and ints[j][2][k] = the block's first 4 bytes (fp16 d, dmin). */
-typedef void (*q4k_row_ints_fn)(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s, int32_t (*ints)[3][8],
-                                int k);
+/* The sums of the 8 int32 lanes of each of v[0..8), lane k of the result holding v[k]'s (exact). */
+static inline FS_AVX2_FN __m256i hsum_i32x8x8(const __m256i *v) {
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* h0: 128-bit lane 0 the partial sums of v[0..4) over their low halves, lane 1 over their high ones */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
 
+/* q4_k_fma8 from the unreduced lanes of 8 rows: iv[k] row k's I lanes (q4_k_row_ints), mv its M lanes
+ * in the order rows 0, 4, 1, 5, 2, 6, 3, 7, so that the pairs [m0 | m4], [m1 | m5], ... reduce in two
+ * levels of horizontal adds to [M0 .. M7]. Same exact I and M, same float operations. */
+static inline FS_AVX2_FN void q4_k_fma8_lanes(const __m256i *iv, const __m128i *mv, const int32_t *dd, const uint8_t *y,
+                                              __m256 *acc, __m256 *accm) {
+    const __m256i *m2 = (const __m256i *)mv;
+    const __m256i M = _mm256_hadd_epi32(_mm256_hadd_epi32(_mm256_loadu_si256(m2), _mm256_loadu_si256(m2 + 1)),
+                                        _mm256_hadd_epi32(_mm256_loadu_si256(m2 + 2), _mm256_loadu_si256(m2 + 3)));
+    const __m256i I = hsum_i32x8x8(iv);
+    const __m256i h = q4_k_split_d_dmin(_mm256_loadu_si256((const __m256i *)dd));
+    const __m256 yd = _mm256_set1_ps(rd_f32(y));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), yd);
+    const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), yd);
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(I), d, *acc);
+    *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), dmin, *accm);
+}
+
+/* The integer phase of the Q4_K gemv for row k of a group (q4_k_gemv): for its nc super-blocks at x
+ * (their activation blocks at y; q8s[j]: block j's 8 sub-block sums as int16), iv[j][k] = lanes whose
+ * sum is I, mv[j][2 * (k % 4) + k / 4] = lanes whose sum is M (q4_k_fma8_lanes' order), and dd[j][k] =
+ * the block's first 4 bytes (fp16 d, dmin). */
+typedef void (*q4k_row_ints_fn)(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s, __m256i (*iv)[8],
+                                __m128i (*mv)[8], int32_t (*dd)[8], int k);
+
+/* AVX2: each block's lanes stored as q4_k_row_ints leaves them; the float phase reduces them 8 rows at
+ * a time (a chain of horizontal adds at the end of every block, which the next block's products waited
+ * on, took 1.1-1.2x the time of the whole gemv from cache). */
 static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
-                                                 int32_t (*ints)[3][8], int k) {
+                                                 __m256i (*iv)[8], __m128i (*mv)[8], int32_t (*dd)[8], int k) {
     for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
-        __m128i m;
         for (int q = 0; q < B_Q4_K; q += 64) _mm_prefetch((const char *)(x + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
-        const __m256i iv = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &m);
-        q4_k_store_im(iv, m, &ints[j][0][k], &ints[j][1][k]);
-        memcpy(&ints[j][2][k], x, 4);
+        iv[j][k] = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &mv[j][2 * (k & 3) + (k >> 2)]);
+        memcpy(&dd[j][k], x, 4);
     }
 }
 
@@ -949,26 +976,33 @@ static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t
  * group of 8 rows: the integer phase (row_ints: the CPU variant's; a constant at each call, so it is
  * inlined) runs through each row in turn (a sequential read of the group, which the hardware
  * prefetcher follows; walking 8 rows block by block instead is 8 streams 1-4 KB apart and stalls on
- * memory) and keeps each block's I, M and fp16 (d, dmin); the float phase then takes the FMAs 8 rows
- * at a time, in super-block order, as llama.cpp does. The integers are exact, so every variant gives
+ * memory) and keeps each block's I and M (as integer lanes, q4k_row_ints_fn) and fp16 (d, dmin); the
+ * float phase then reduces the lanes and takes the FMAs 8 rows at a time, in super-block order, as
+ * llama.cpp does. The integers are exact, so every variant gives
  * the same bits. */
 FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                        int64_t n, float *out, q4k_row_ints_fn row_ints) {
     const int64_t nb = n / QK_K;
-    int32_t ints[Q4K_GEMV_CHUNK][3][8]; /* per super-block: I, M, the raw (d, dmin) of rows 0..7 */
-    __m128i q8s[Q4K_GEMV_CHUNK];        /* per super-block: the activation's 8 sub-block sums, int16 */
+    __m256i iv[Q4K_GEMV_CHUNK][8]; /* per super-block: the I lanes of rows 0..7 */
+    __m128i mv[Q4K_GEMV_CHUNK][8]; /* per super-block: the M lanes of rows 0, 4, 1, 5, 2, 6, 3, 7 */
+    int32_t dd[Q4K_GEMV_CHUNK][8]; /* per super-block: the raw (d, dmin) of rows 0..7 */
+    __m128i q8s[Q4K_GEMV_CHUNK];   /* per super-block: the activation's 8 sub-block sums, int16 */
     for (int64_t r = 0; r < n_rows; r += 8) {
         const int g = n_rows - r < 8 ? (int)(n_rows - r) : 8;
         __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
         for (int64_t ib0 = 0; ib0 < nb; ib0 += Q4K_GEMV_CHUNK) {
             const int nc = nb - ib0 < Q4K_GEMV_CHUNK ? (int)(nb - ib0) : Q4K_GEMV_CHUNK;
-            if (g < 8) memset(ints, 0, sizeof ints); /* lanes of absent rows: zeros, never stored */
+            if (g < 8) { /* lanes of absent rows: zeros, never stored */
+                memset(iv, 0, sizeof iv);
+                memset(mv, 0, sizeof mv);
+                memset(dd, 0, sizeof dd);
+            }
             for (int j = 0; j < nc; j++) q8s[j] = q8_k_sub_sums(act + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++)
                 row_ints(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K, nc, q8s,
-                         ints, k);
+                         iv, mv, dd, k);
             const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
-            for (int j = 0; j < nc; j++, y += B_Q8_K) q4_k_fma8(ints[j][0], ints[j][1], ints[j][2], y, &acc, &accm);
+            for (int j = 0; j < nc; j++, y += B_Q8_K) q4_k_fma8_lanes(iv[j], mv[j], dd[j], y, &acc, &accm);
         }
         float o[8];
         _mm256_storeu_ps(o, _mm256_sub_ps(acc, accm));
@@ -977,7 +1011,7 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64
 }
 
 FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                           int64_t n, float *out) {
+                                  int64_t n, float *out) {
     q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx2);
 }
 
@@ -1479,14 +1513,14 @@ static inline FS_AVX512_FN __m128i hsum_i32x16x4(__m512i a, __m512i b, __m512i c
 /* The Q4_K gemv's integer phase (q4k_row_ints_fn) with AVX-512: four super-blocks' I and M reduced
  * together. */
 static inline FS_AVX512_FN void q4_k_row_ints_avx512(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
-                                                     int32_t (*ints)[3][8], int k) {
+                                                     __m256i (*iv)[8], __m128i (*mv)[8], int32_t (*dd)[8], int k) {
     int j = 0;
     for (; j + 4 <= nc; j += 4) {
         const uint8_t *x0 = x + (size_t)j * B_Q4_K, *y0 = y + (size_t)j * B_Q8_K + Q8K_QS;
         for (int q = 0; q < 4 * B_Q4_K; q += 64) _mm_prefetch((const char *)(x0 + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
         const __m256i s0 = q4_k_scales_mins16(x0 + 4), s1 = q4_k_scales_mins16(x0 + B_Q4_K + 4);
         const __m256i s2 = q4_k_scales_mins16(x0 + 2 * B_Q4_K + 4), s3 = q4_k_scales_mins16(x0 + 3 * B_Q4_K + 4);
-        const __m128i iv = hsum_i32x16x4(q4_k_block_ints512(x0, (const int8_t *)y0, s0),
+        const __m128i ivs = hsum_i32x16x4(q4_k_block_ints512(x0, (const int8_t *)y0, s0),
                                          q4_k_block_ints512(x0 + B_Q4_K, (const int8_t *)(y0 + B_Q8_K), s1),
                                          q4_k_block_ints512(x0 + 2 * B_Q4_K, (const int8_t *)(y0 + 2 * B_Q8_K), s2),
                                          q4_k_block_ints512(x0 + 3 * B_Q4_K, (const int8_t *)(y0 + 3 * B_Q8_K), s3));
@@ -1494,18 +1528,20 @@ static inline FS_AVX512_FN void q4_k_row_ints_avx512(const uint8_t *x, const uin
                                            _mm_madd_epi16(_mm256_extracti128_si256(s1, 1), q8s[j + 1]));
         const __m128i m23 = _mm_hadd_epi32(_mm_madd_epi16(_mm256_extracti128_si256(s2, 1), q8s[j + 2]),
                                            _mm_madd_epi16(_mm256_extracti128_si256(s3, 1), q8s[j + 3]));
-        const __m128i mv = _mm_hadd_epi32(m01, m23);
-        ints[j][0][k] = _mm_cvtsi128_si32(iv);
-        ints[j + 1][0][k] = _mm_extract_epi32(iv, 1);
-        ints[j + 2][0][k] = _mm_extract_epi32(iv, 2);
-        ints[j + 3][0][k] = _mm_extract_epi32(iv, 3);
-        ints[j][1][k] = _mm_cvtsi128_si32(mv);
-        ints[j + 1][1][k] = _mm_extract_epi32(mv, 1);
-        ints[j + 2][1][k] = _mm_extract_epi32(mv, 2);
-        ints[j + 3][1][k] = _mm_extract_epi32(mv, 3);
-        for (int i = 0; i < 4; i++) memcpy(&ints[j + i][2][k], x0 + (size_t)i * B_Q4_K, 4);
+        const __m128i mvs = _mm_hadd_epi32(m01, m23);
+        /* the sums in lane 0, zeros elsewhere: the float phase's lane sums leave them as they are */
+        const int slot = 2 * (k & 3) + (k >> 2);
+        iv[j][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_cvtsi128_si32(ivs)));
+        iv[j + 1][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 1)));
+        iv[j + 2][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 2)));
+        iv[j + 3][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 3)));
+        mv[j][slot] = _mm_cvtsi32_si128(_mm_cvtsi128_si32(mvs));
+        mv[j + 1][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 1));
+        mv[j + 2][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 2));
+        mv[j + 3][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 3));
+        for (int i = 0; i < 4; i++) memcpy(&dd[j + i][k], x0 + (size_t)i * B_Q4_K, 4);
     }
-    if (j < nc) q4_k_row_ints_avx2(x + (size_t)j * B_Q4_K, y + (size_t)j * B_Q8_K, nc - j, q8s + j, ints + j, k);
+    if (j < nc) q4_k_row_ints_avx2(x + (size_t)j * B_Q4_K, y + (size_t)j * B_Q8_K, nc - j, q8s + j, iv + j, mv + j, dd + j, k);
 }
 
 FS_AVX512_FN void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
