@@ -504,51 +504,57 @@ static inline FS_AVX2_FN float dot_q4_k_gemm_avx2(const uint8_t *x, const uint8_
     return _mm_cvtss_f32(_mm_sub_ss(acc, _mm_movehdup_ps(acc)));
 }
 
-/* ggml_vec_dot_q5_K_q8_K (AVX2): as Q4_K with the fifth bits added (bit 2c / 2c + 1 of qh[l] shifted
- * to bit 4); the mins term is one integer per super-block: summs += dmin * sum. Result
- * hsum(acc) + summs. */
+static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s); /* below, with the Q4_K gemv */
+
+/* The 5-bit values of 32-value groups 2c and 2c + 1 of a Q5_K block x (the low nibbles and high nibbles
+ * of its 32 quant bytes x + 48 + 32c, fifth bits from *hb) into *q5l, *q5h, and their scales as 16-bit
+ * lanes (byte shuffles of scb, the block's 8 scales as int16 in both 128-bit halves, by the index *sci)
+ * into *scl, *sch. *hb enters as the block's 32 high-bit bytes x + 16 shifted right by 2c (bits 0 and 1
+ * of each of its bytes are the groups' fifth bits) and *sci as the shuffle index of scale 2c; both leave
+ * advanced to group 2c + 2. Shifting a fifth bit to bit 4 within 16-bit lanes moves bits across bytes
+ * only outside bit 4, which the mask drops. */
+static inline FS_AVX2_FN void q5_k_pair_unpack(const uint8_t *x, int c, __m256i scb, __m256i *hb, __m256i *sci,
+                                               __m256i *q5l, __m256i *q5h, __m256i *scl, __m256i *sch) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10), sc_step = _mm256_set1_epi16(0x0202);
+    const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
+    *q5l = _mm256_or_si256(_mm256_and_si256(q5bits, m4), _mm256_and_si256(_mm256_slli_epi16(*hb, 4), m10));
+    *q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
+                           _mm256_and_si256(_mm256_slli_epi16(*hb, 3), m10));
+    *hb = _mm256_srli_epi16(*hb, 2);
+    *scl = _mm256_shuffle_epi8(scb, *sci);
+    *sci = _mm256_add_epi16(*sci, sc_step);
+    *sch = _mm256_shuffle_epi8(scb, *sci);
+    *sci = _mm256_add_epi16(*sci, sc_step);
+}
+
+/* ggml_vec_dot_q5_K_q8_K (AVX2): per super-block d = y.d * fp16(x.d), dmin = -y.d * fp16(x.dmin); the
+ * mins term is one integer, msum = sum of kq_min_prod's lanes: summs += dmin * (float)msum; the 5-bit
+ * values (q5_k_pair_unpack) times y through maddubs, each 32 scaled by its sub-block scale with madd,
+ * added into 8 int32 lanes: acc = fma(d, lanes, acc). Result hsum(acc) + summs. The scales and mins
+ * are unpacked in vector registers (q4_k_scales_mins16) and the scales broadcast by byte shuffles
+ * (ggml's get_scale_shuffle_k4), not from a byte array filled by scalar stores: the same integers. */
 static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, y += B_Q8_K) {
         const float yd = rd_f32(y);
         const float d = yd * h2f(x);
         const float dmin = -yd * h2f(x + 2);
-        uint8_t sc[8], mn[8];
-        scale_min_k4(x + 4, sc, mn);
-        const __m128i prod = kq_min_prod(mn, y);
-        const int32_t msum = _mm_extract_epi32(prod, 0) + _mm_extract_epi32(prod, 1) +
-                             _mm_extract_epi32(prod, 2) + _mm_extract_epi32(prod, 3);
-        summs += dmin * (float)msum;
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
-        const uint8_t *q5 = x + 48;
+        const __m256i scm = q4_k_scales_mins16(x + 4);
+        __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(scm, 1), q8_k_sub_sums(y));
+        prod = _mm_hadd_epi32(prod, prod);
+        summs += dmin * (float)_mm_cvtsi128_si32(_mm_hadd_epi32(prod, prod));
+        const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00);
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16)), sci = _mm256_set1_epi16(0x0100);
         const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
-        __m256i hmask = _mm256_set1_epi8(1);
         __m256i sumi = _mm256_setzero_si256();
-        int bit = 0;
         for (int c = 0; c < 4; c++) {
-            const __m256i scale_0 = _mm256_set1_epi16(sc[2 * c]);
-            const __m256i scale_1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
-            const __m256i q5l_0 = _mm256_and_si256(q5bits, m4);
-            const __m256i q5h_0 =
-                _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit)), 4);
-            bit++;
-            hmask = _mm256_slli_epi16(hmask, 1);
-            const __m256i q5l_1 = _mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4);
-            const __m256i q5h_1 =
-                _mm256_slli_epi16(_mm256_srl_epi16(_mm256_and_si256(hbits, hmask), _mm_cvtsi32_si128(bit)), 4);
-            bit++;
-            hmask = _mm256_slli_epi16(hmask, 1);
-            const __m256i q5_0 = _mm256_add_epi8(q5l_0, q5h_0);
-            const __m256i q5_1 = _mm256_add_epi8(q5l_1, q5h_1);
-            const __m256i q8_0 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c));
-            const __m256i q8_1 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32));
-            const __m256i p16_0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, q8_0));
-            const __m256i p16_1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, q8_1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
+            __m256i q5l, q5h, scl, sch;
+            q5_k_pair_unpack(x, c, scb, &hb, &sci, &q5l, &q5h, &scl, &sch);
+            const __m256i p0 = _mm256_madd_epi16(scl, _mm256_maddubs_epi16(q5l, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c))));
+            const __m256i p1 = _mm256_madd_epi16(sch, _mm256_maddubs_epi16(q5h, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32))));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
@@ -667,8 +673,6 @@ static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, __m256i mins) {
  * rows up to 32,768 elements; longer rows prepare them per weight row. */
 #define Q5K_TILE_MAX_NB 128
 
-static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s); /* below, with the Q4_K gemv */
-
 /* Q5_K: one weight row x RN <= FS_TILE_RN8 activation rows. Per super-block the row's scales are
  * widened once, then its 5-bit values are unpacked two 32-value groups at a time and every activation
  * row takes its products against them (maddubs, madd with the scale, exact int32 adds) in 8 lanes;
@@ -677,7 +681,6 @@ static inline FS_AVX2_FN __m256i q4_k_scales_mins16(const uint8_t *s); /* below,
  * activation) are its own, the scalar mins steps as lanes, so the bits are equal. */
 FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_t ab, int64_t nb, float *out,
                                        int64_t os, const kq_act8 *ka, const int RN) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
     __m256 acc[FS_TILE_RN8];
     for (int j = 0; j < RN; j++) acc[j] = _mm256_setzero_ps();
     __m256 summs = _mm256_setzero_ps(); /* lanes in kq_act8.yd's order */
@@ -694,27 +697,16 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
         /* summs += (-y.d * fp16(x.dmin)) * (float)msum, lane by lane */
         const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
         summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *)(x + 16));
-        /* two 32-value groups (one 32-byte load of low bits) at a time, their values and scales in four
-         * registers, against every activation row: an activation load feeds two multiplies and nothing
-         * spills (the int32 sums are exact, so their order is free). hb holds hbits shifted right by 2c:
-         * bits 0 and 1 of each of its bytes are the high bits of groups 2c and 2c + 1; shifting them to
-         * bit 4 moves bits across bytes only outside bit 4, which the mask drops. */
+        /* two 32-value groups (q5_k_pair_unpack) at a time, their values and scales in four registers,
+         * against every activation row: an activation load feeds two multiplies and nothing spills (the
+         * int32 sums are exact, so their order is free) */
         __m256i sumi[FS_TILE_RN8];
         for (int j = 0; j < RN; j++) sumi[j] = _mm256_setzero_si256();
-        __m256i hb = hbits, sci = _mm256_set1_epi16(0x0100); /* shuffle index of scale 2c (low 16-bit lanes) */
-        const __m256i sc_step = _mm256_set1_epi16(0x0202);
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16)), sci = _mm256_set1_epi16(0x0100);
         FS_NO_UNROLL
         for (int c = 0; c < 4; c++) {
-            const __m256i q5bits = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
-            const __m256i q5l = _mm256_or_si256(_mm256_and_si256(q5bits, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m10));
-            const __m256i q5h = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4),
-                                                _mm256_and_si256(_mm256_slli_epi16(hb, 3), m10));
-            const __m256i scl = _mm256_shuffle_epi8(scb, sci);
-            sci = _mm256_add_epi16(sci, sc_step);
-            const __m256i sch = _mm256_shuffle_epi8(scb, sci);
-            sci = _mm256_add_epi16(sci, sc_step);
-            hb = _mm256_srli_epi16(hb, 2);
+            __m256i q5l, q5h, scl, sch;
+            q5_k_pair_unpack(x, c, scb, &hb, &sci, &q5l, &q5h, &scl, &sch);
             for (int j = 0; j < RN; j++) {
                 const __m256i *q8 = (const __m256i *)(y + (size_t)j * ab + Q8K_QS + 64 * c);
                 const __m256i pl = _mm256_madd_epi16(scl, _mm256_maddubs_epi16(q5l, _mm256_loadu_si256(q8)));
