@@ -254,6 +254,14 @@ static inline FS_AVX2_FN __m128i hsum_i32x8x4(__m256i a, __m256i b, __m256i c, _
     return _mm_hadd_epi32(_mm_hadd_epi32(a4, b4), _mm_hadd_epi32(c4, d4));
 }
 
+/* Lanes 0..7: the sums of the 8 int32 lanes of v[0], ..., v[7] (exact). */
+static inline FS_AVX2_FN __m256i hsum_i32x8x8(const __m256i *v) {
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* h0: 128-bit lane 0 the partial sums of v[0..4) over their low halves, lane 1 over their high ones */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
 /* [fp16 at p0, p1, p2, p3] as floats. */
 static inline FS_AVX2_FN __m128 h2f_x4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3) {
     return _mm_cvtph_ps(

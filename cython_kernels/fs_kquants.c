@@ -542,9 +542,8 @@ static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y,
         const float d = yd * h2f(x);
         const float dmin = -yd * h2f(x + 2);
         const __m256i scm = q4_k_scales_mins16(x + 4);
-        __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(scm, 1), q8_k_sub_sums(y));
-        prod = _mm_hadd_epi32(prod, prod);
-        summs += dmin * (float)_mm_cvtsi128_si32(_mm_hadd_epi32(prod, prod));
+        const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(scm, 1), q8_k_sub_sums(y));
+        summs += dmin * (float)hsum_i32x4(prod);
         const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00);
         __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16)), sci = _mm256_set1_epi16(0x0100);
         const int8_t *q8 = (const int8_t *)(y + Q8K_QS);
@@ -907,21 +906,13 @@ static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, cons
     *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)M)), dmin, *accm);
 }
 
-/* Super-blocks per pass of the Q4_K gemv: the integer lanes of 8 rows fit in 13 KB of stack. */
+/* Super-blocks per pass of the Q4_K gemv: the integer lanes of 8 rows fit in 14 KB of stack. */
 #define Q4K_GEMV_CHUNK 32
 /* Bytes ahead of the super-block it reads that the Q4_K gemv's integer phase prefetches (the rows of a
  * group are one sequential stream). From memory (a 75 MB matrix, one thread, this repo's Zen 4 VM) the
  * AVX-512 integer phase went from 11.6-12.1 to 14.1-15.2 GB/s, the AVX2 one stayed at 17-20 GB/s; a
  * prefetch never faults, so reading past the matrix is harmless. */
 #define Q4K_GEMV_PREFETCH 4096
-
-/* The sums of the 8 int32 lanes of each of v[0..8), lane k of the result holding v[k]'s (exact). */
-static inline FS_AVX2_FN __m256i hsum_i32x8x8(const __m256i *v) {
-    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    /* h0: 128-bit lane 0 the partial sums of v[0..4) over their low halves, lane 1 over their high ones */
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
-}
 
 /* q4_k_fma8 from the unreduced lanes of 8 rows: iv[k] row k's I lanes (q4_k_row_ints), mv its M lanes
  * in the order rows 0, 4, 1, 5, 2, 6, 3, 7, so that the pairs [m0 | m4], [m1 | m5], ... reduce in two
@@ -940,21 +931,24 @@ static inline FS_AVX2_FN void q4_k_fma8_lanes(const __m256i *iv, const __m128i *
     *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(M), dmin, *accm);
 }
 
+/* Where row k (0..7) of a group keeps its M lanes in q4_k_fma8_lanes' order (rows 0, 4, 1, 5, 2, 6, 3, 7). */
+static inline int q4k_m_slot(int k) { return 2 * (k & 3) + (k >> 2); }
+
 /* The integer phase of the Q4_K gemv for row k of a group (q4_k_gemv): for its nc super-blocks at x
  * (their activation blocks at y; q8s[j]: block j's 8 sub-block sums as int16), iv[j][k] = lanes whose
- * sum is I, mv[j][2 * (k % 4) + k / 4] = lanes whose sum is M (q4_k_fma8_lanes' order), and dd[j][k] =
- * the block's first 4 bytes (fp16 d, dmin). */
+ * sum is I, mv[j][q4k_m_slot(k)] = lanes whose sum is M, and dd[j][k] = the block's first 4 bytes
+ * (fp16 d, dmin). */
 typedef void (*q4k_row_ints_fn)(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s, __m256i (*iv)[8],
                                 __m128i (*mv)[8], int32_t (*dd)[8], int k);
 
 /* AVX2: each block's lanes stored as q4_k_row_ints leaves them; the float phase reduces them 8 rows at
- * a time (a chain of horizontal adds at the end of every block, which the next block's products waited
- * on, took 1.1-1.2x the time of the whole gemv from cache). */
+ * a time (with a chain of horizontal adds at the end of every block instead, which the next block's
+ * products waited on, the gemv from cache took 1.1-1.25x as long). */
 static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
                                                  __m256i (*iv)[8], __m128i (*mv)[8], int32_t (*dd)[8], int k) {
     for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
         for (int q = 0; q < B_Q4_K; q += 64) _mm_prefetch((const char *)(x + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
-        iv[j][k] = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &mv[j][2 * (k & 3) + (k >> 2)]);
+        iv[j][k] = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &mv[j][q4k_m_slot(k)]);
         memcpy(&dd[j][k], x, 4);
     }
 }
@@ -1522,7 +1516,7 @@ static inline FS_AVX512_FN void q4_k_row_ints_avx512(const uint8_t *x, const uin
                                            _mm_madd_epi16(_mm256_extracti128_si256(s3, 1), q8s[j + 3]));
         const __m128i mvs = _mm_hadd_epi32(m01, m23);
         /* the sums in lane 0, zeros elsewhere: the float phase's lane sums leave them as they are */
-        const int slot = 2 * (k & 3) + (k >> 2);
+        const int slot = q4k_m_slot(k);
         iv[j][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_cvtsi128_si32(ivs)));
         iv[j + 1][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 1)));
         iv[j + 2][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 2)));
