@@ -74,6 +74,8 @@ FS_DECLARE_TYPE(q4_1) FS_DECLARE_TILES(q4_1)
 FS_DECLARE_TYPE(q5_0) FS_DECLARE_TILES(q5_0)
 FS_DECLARE_TYPE(q5_1) FS_DECLARE_TILES(q5_1)
 FS_DECLARE_TYPE(q8_0) FS_DECLARE_TILES(q8_0)
+FS_FAMILY_AVX512(void fs_rows_q8_0_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                          int64_t n, float *out);)
 FS_DECLARE_NEON_ROWS(fs_rows_q4_0_neon)
 FS_DECLARE_NEON_ROWS(fs_gemv_q4_0_neon)
 FS_DECLARE_NEON_ROWS(fs_rows_q4_1_neon)

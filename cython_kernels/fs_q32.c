@@ -619,6 +619,54 @@ FS_TILE32_FN(fs_tiles_q4_1_avx512, FS_Q4_1, FS_AVX512_FN, tile32_avx512, TILE_RM
 FS_TILE32_FN(fs_tiles_q5_0_avx512, FS_Q5_0, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
 FS_TILE32_FN(fs_tiles_q5_1_avx512, FS_Q5_1, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
 FS_TILE32_FN(fs_tiles_q8_0_avx512, FS_Q8_0, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
+
+/* dot_q8_0_avx2's operations (ggml_vec_dot_q8_0_q8_0, AVX2) for four weight rows at a time, for decode:
+ * rows r and r + 1 share one 512-bit accumulator (their 8 float lanes side by side, lane-wise FMAs in
+ * block order, as in dot_q8_0_avx2), rows r + 2 and r + 3 another, and the activation block, its scale
+ * and the -128 * (its 4-byte sums) that the unsigned weights x + 128 need (tile32_avx512's identity) are
+ * loaded once for the four. Each row's d = dx * dy is the same float product, here four in one vector.
+ * The four rows are four streams through memory at once, where dot_q8_0_avx2 reads one. Rows past the
+ * last multiple of four go through dot_q8_0_avx2. Same bits as fs_rows_q8_0_avx2. */
+/* Each row's stream is prefetched this many bytes ahead (prefetches never fault, past the end included):
+ * 1B Q8_0 decode, 2 threads, Sapphire Rapids: 256 B 17.0 t/s, 512 B 17.8, 1024 B 16.8, 2048 B 15.7, none 14.5. */
+#define FS_Q8_0_PF 512
+FS_AVX512_FN void fs_rows_q8_0_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *act, int64_t n,
+                                      float *out) {
+    const int64_t nb = n / QK;
+    const __m512i c80 = _mm512_set1_epi8((char)0x80);
+    const __m512i lo2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i hi2 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint8_t *x0 = w + (size_t)r * rb, *x1 = x0 + rb, *x2 = x1 + rb, *x3 = x2 + rb, *y = act;
+        __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q8_0, x1 += B_Q8_0, x2 += B_Q8_0, x3 += B_Q8_0, y += B_Q8_0) {
+            _mm_prefetch((const char *)(x0 + FS_Q8_0_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x1 + FS_Q8_0_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x2 + FS_Q8_0_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x3 + FS_Q8_0_PF), _MM_HINT_T0);
+            const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(y + 2)));
+            const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                  _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, qy));
+            const __m512i q01 = _mm512_xor_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x0 + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(x1 + 2)), 1), c80);
+            const __m512i q23 = _mm512_xor_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x2 + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(x3 + 2)), 1), c80);
+            const __m512 d = _mm512_castps128_ps512(_mm_mul_ps(h2f_x4(x0, x1, x2, x3), _mm_set1_ps(h2f(y))));
+            acc01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo2, d), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, q01, qy)),
+                                    acc01);
+            acc23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi2, d), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, q23, qy)),
+                                    acc23);
+        }
+        out[r] = hsum_f32x8(_mm512_castps512_ps256(acc01));
+        out[r + 1] = hsum_f32x8(_mm512_extractf32x8_ps(acc01, 1));
+        out[r + 2] = hsum_f32x8(_mm512_castps512_ps256(acc23));
+        out[r + 3] = hsum_f32x8(_mm512_extractf32x8_ps(acc23, 1));
+    }
+    for (; r < n_rows; r++) out[r] = dot_q8_0_avx2(w + (size_t)r * rb, act, n);
+}
 #endif /* FS_HAVE_AVX512_CODE */
 
 #endif /* FS_HAVE_AVX2_CODE */

@@ -47,6 +47,7 @@ CASES = [
     *[("fs_q32", t, f"fs_tiles_{t.name.lower()}_avx512", f"fs_tiles_{t.name.lower()}_avx2", "tiles")
       for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)],
     ("fs_kquants", T.Q6_K, "fs_tiles_q6_k_avx512", "fs_tiles_q6_k_avx2", "tiles"),
+    ("fs_q32", T.Q8_0, "fs_rows_q8_0_avx512", "fs_rows_q8_0_avx2", "rows"),
     ("fs_kquants", T.Q6_K, "fs_rows_q6_k_avx512", "fs_rows_q6_k_avx2", "rows"),
     ("fs_kquants", T.Q4_K, "fs_gemv_q4_k_avx512", "fs_gemv_q4_k_avx2", "rows"),
     ("fs_kquants", T.Q4_K, "fs_gemm_tiles_q4_k_avx512", "fs_gemm_tiles_q4_k_avx2", "tiles"),

@@ -86,6 +86,7 @@ EMU_FN emu_v512 emu_sub_epi32(emu_v512 a, emu_v512 b) { EMU_LANES(16) a.ui[l] -=
 EMU_FN emu_v512 emu_mullo_epi32(emu_v512 a, emu_v512 b) { EMU_LANES(16) a.ui[l] *= b.ui[l]; return a; }
 EMU_FN emu_v512 emu_and(emu_v512 a, emu_v512 b) { EMU_LANES(8) a.uq[l] &= b.uq[l]; return a; }
 EMU_FN emu_v512 emu_or(emu_v512 a, emu_v512 b) { EMU_LANES(8) a.uq[l] |= b.uq[l]; return a; }
+EMU_FN emu_v512 emu_xor(emu_v512 a, emu_v512 b) { EMU_LANES(8) a.uq[l] ^= b.uq[l]; return a; }
 EMU_FN emu_v512 emu_srli_epi16(emu_v512 a, unsigned c) { EMU_LANES(32) a.uh[l] = c > 15 ? 0 : (uint16_t)(a.uh[l] >> c); return a; }
 EMU_FN emu_v512 emu_srlv_epi16(emu_v512 a, emu_v512 c) {
     EMU_LANES(32) a.uh[l] = c.uh[l] > 15 ? 0 : (uint16_t)(a.uh[l] >> c.uh[l]);
@@ -151,6 +152,7 @@ EMU_FN emu_v512 emu_shuffle_x128(emu_v512 a, emu_v512 b, int imm) {
 }
 EMU_FN emu_v512 emu_permutexvar_epi16(emu_v512 idx, emu_v512 a) { emu_v512 r; EMU_LANES(32) r.h[l] = a.h[idx.uh[l] & 31]; return r; }
 EMU_FN emu_v512 emu_permutexvar_epi32(emu_v512 idx, emu_v512 a) { emu_v512 r; EMU_LANES(16) r.i[l] = a.i[idx.ui[l] & 15]; return r; }
+#define emu_permutexvar_ps emu_permutexvar_epi32
 
 /* ---- between widths (the upper part of a widening cast is zero here; the instructions leave it
  * undefined, so no kernel may read it) ---- */
@@ -159,6 +161,7 @@ EMU_FN emu_v512 emu_castsi256_si512(__m256i a) { return emu_from_bytes(&a, 32); 
 EMU_FN __m256i emu_castsi512_si256(emu_v512 a) { __m256i r; memcpy(&r, &a, 32); return r; }
 EMU_FN __m128i emu_castsi512_si128(emu_v512 a) { __m128i r; memcpy(&r, &a, 16); return r; }
 EMU_FN __m256 emu_castps512_ps256(emu_v512 a) { __m256 r; memcpy(&r, &a, 32); return r; }
+EMU_FN emu_v512 emu_castps128_ps512(__m128 a) { return emu_from_bytes(&a, 16); }
 EMU_FN __m256i emu_extracti64x4_epi64(emu_v512 a, int k) { __m256i r; memcpy(&r, &a.b[32 * (k & 1)], 32); return r; }
 EMU_FN __m256 emu_extractf32x8_ps(emu_v512 a, int k) { __m256 r; memcpy(&r, &a.b[32 * (k & 1)], 32); return r; }
 EMU_FN emu_v512 emu_inserti64x4(emu_v512 a, __m256i b, int k) { memcpy(&a.b[32 * (k & 1)], &b, 32); return a; }
@@ -210,6 +213,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_and_si512 emu_and
 #undef _mm512_or_si512
 #define _mm512_or_si512 emu_or
+#undef _mm512_xor_si512
+#define _mm512_xor_si512 emu_xor
 #undef _mm512_srli_epi16
 #define _mm512_srli_epi16 emu_srli_epi16
 #undef _mm512_srlv_epi16
@@ -248,6 +253,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_permutexvar_epi16 emu_permutexvar_epi16
 #undef _mm512_permutexvar_epi32
 #define _mm512_permutexvar_epi32 emu_permutexvar_epi32
+#undef _mm512_permutexvar_ps
+#define _mm512_permutexvar_ps emu_permutexvar_ps
 #undef _mm512_castsi256_si512
 #define _mm512_castsi256_si512 emu_castsi256_si512
 #undef _mm512_castsi512_si256
@@ -256,6 +263,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_castsi512_si128 emu_castsi512_si128
 #undef _mm512_castps512_ps256
 #define _mm512_castps512_ps256 emu_castps512_ps256
+#undef _mm512_castps128_ps512
+#define _mm512_castps128_ps512 emu_castps128_ps512
 #undef _mm512_extracti64x4_epi64
 #define _mm512_extracti64x4_epi64 emu_extracti64x4_epi64
 #undef _mm512_extractf32x8_ps
