@@ -289,7 +289,8 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
         reference ``llama_cpp`` {tokens_per_s, std, samples} and ``ratio`` (Fireside / llama.cpp); for tg
         tests ``bytes_per_token`` {weights, kv_cache_mean} and ``gb_per_s`` (also under ``llama_cpp``), and
         with ``read_loop`` ``read_loop_share`` (gb_per_s over the read loop's; the report's
-        ``read_loop_gb_per_s``).
+        ``read_loop_gb_per_s``); page_cache {state, reason, pmd_mapped_bytes} (engine/page_cache.py) when
+        the model was loaded by load_model.
     """
     model = ctx.model
     hp = model.hparams
@@ -318,6 +319,10 @@ def bench_report(ctx: Context, results: list[BenchResult], peak_rss: int, llama_
               "results": rows}
     if read_loop:
         report["read_loop_gb_per_s"] = read_loop / 1e9
+    huge = model.gguf.huge_pages
+    if huge is not None:
+        report["page_cache"] = {"state": huge.state, "reason": huge.reason,
+                                "pmd_mapped_bytes": model.gguf.pmd_mapped_bytes()}
     if llama_cpp is not None:
         report["llama_cpp"] = llama_cpp
     return report
@@ -355,6 +360,11 @@ def format_report(report: dict) -> str:
     if compared and report["llama_cpp"].get("peak_rss"):
         line += f"; llama.cpp process {report['llama_cpp']['peak_rss'] / mib:.0f} MiB"
     lines.append(line)
+    pc = report.get("page_cache")
+    if pc is not None:
+        share = (f"{100 * pc['pmd_mapped_bytes'] / report['file_size']:.0f}% of the file mapped in 2 MiB pages"
+                 if pc["pmd_mapped_bytes"] is not None else "2 MiB pages not reported")
+        lines.append(f"page cache: {share} ({pc['state']} at load: {pc['reason']}; FIRESIDE_HUGE_PAGES=0 turns it off)")
     rows = report.get("rows_variant", report["cpu_variant"])
     decode = f", decode row kernels {rows} (AMD Zen 4)" if rows != report["cpu_variant"] else ""
     lines.append(f"CPU variant: {report['cpu_variant']}{decode} (this CPU runs {', '.join(vecdot.variants())}; "

@@ -4,6 +4,7 @@ Nothing is copied or dequantized at load except 1-D norm vectors stored in a non
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from .gguf_file import GGUFError, GGUFFile, TensorInfo, ggml_type_name
 from .models import MOE_ARCHITECTURES, architecture_module, supported_architectures
 from .models.base import Fused, HParams, Tensor, TensorTable
 from .tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
 
 #: The GGML type names Fireside computes with: the rows of the kernels' traits table (fs_traits.c).
 SUPPORTED_TYPES = SUPPORTED_TYPE_NAMES
@@ -310,6 +313,8 @@ def load_model(path: str | Path) -> Model:
     gf = GGUFFile(path)
     try:
         identity = FileIdentity.of(gf.path)  # before anything is read through the mapping
+        huge = gf.use_huge_pages()  # before any tensor byte is read (it samples the tensor data)
+        log.info("page cache of %s: %s (%s)", gf.path.name, huge.state, huge.reason)
         hp = read_hparams(gf)
         table = architecture_module(hp.arch).tensors(hp)
         factors = _rope_factors(gf, hp, table)
