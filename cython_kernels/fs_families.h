@@ -93,8 +93,6 @@ FS_DECLARE_TYPE(q5_k) FS_DECLARE_TILES(q5_k)
 FS_DECLARE_TYPE(q6_k) FS_DECLARE_TILES(q6_k)
 FS_FAMILY_AVX512(void fs_rows_q6_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
                                           int64_t n, float *out);)
-FS_FAMILY_AVX512(void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                          int64_t n, float *out);)
 FS_FAMILY_AVX512(void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a,
                                                 size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
 void fs_gemm_q4_k_c(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act, int64_t n, float *out);

@@ -909,9 +909,11 @@ static inline FS_AVX2_FN void q4_k_fma8(const int32_t *I, const int32_t *M, cons
 /* Super-blocks per pass of the Q4_K gemv: the integer lanes of 8 rows fit in 14 KB of stack. */
 #define Q4K_GEMV_CHUNK 32
 /* Bytes ahead of the super-block it reads that the Q4_K gemv's integer phase prefetches (the rows of a
- * group are one sequential stream). From memory (a 75 MB matrix, one thread, this repo's Zen 4 VM) the
- * AVX-512 integer phase went from 11.6-12.1 to 14.1-15.2 GB/s, the AVX2 one stayed at 17-20 GB/s; a
- * prefetch never faults, so reading past the matrix is harmless. */
+ * group are one sequential stream); a prefetch never faults, so reading past the matrix is harmless.
+ * On Sapphire Rapids, 1B Q4_K_M ffn_gate from memory, 1 thread: 512 B 7.5 GB/s, 1-8 KB 9.0-9.9.
+ * AVX-512 CPUs run this AVX2 gemv too: an AVX-512 integer phase (512-bit loads, dpwssd, the sums
+ * reduced 4 blocks at a time) was slower on both measured, Zen 4 (14-15 against 17-20 GB/s from
+ * memory) and Sapphire Rapids (8.8 against 9.8 GB/s; the 1B Q4_K_M decode 26 against 31.5 t/s). */
 #define Q4K_GEMV_PREFETCH 4096
 
 /* q4_k_fma8 from the unreduced lanes of 8 rows: iv[k] row k's I lanes (q4_k_row_ints), mv its M lanes
@@ -1460,79 +1462,6 @@ static inline FS_AVX512_FN __m256i fold_i32x16(__m512i a) {
 /* vpermw index: 16-bit lanes 0..15 pick lane a, lanes 16..31 lane b. */
 static inline FS_AVX512_FN __m512i idx16_halves(int a, int b) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
-}
-
-/* I of one Q4_K super-block x times the activation quants q8, as 16 int32 lanes whose sum is I
- * (sm: q4_k_scales_mins16 of the block). The 128 quant bytes are two 64-byte loads, chunks (0, 1) and
- * (2, 3); a 128-bit-lane shuffle pairs each chunk's low nibbles (sub-block 2c) with its high nibbles
- * (2c + 1), which then meet the 64 contiguous activation bytes q8[64c .. 64c + 64). */
-static inline FS_AVX512_FN __m512i q4_k_block_ints512(const uint8_t *x, const int8_t *q8, __m256i sm) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i s = _mm512_castsi256_si512(sm);
-    __m512i sumi = _mm512_setzero_si512();
-    for (int p = 0; p < 2; p++) {
-        const __m512i bits = _mm512_loadu_si512((const void *)(x + 16 + 64 * p));
-        const __m512i lo = _mm512_and_si512(bits, m4), hi = _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4);
-        const __m512i v[2] = {_mm512_shuffle_i64x2(lo, hi, 0x44), _mm512_shuffle_i64x2(lo, hi, 0xEE)};
-        for (int h = 0; h < 2; h++) {
-            const int c = 2 * p + h;
-            const __m512i sc = _mm512_permutexvar_epi16(idx16_halves(2 * c, 2 * c + 1), s);
-            const __m512i prod = _mm512_maddubs_epi16(v[h], _mm512_loadu_si512((const void *)(q8 + 64 * c)));
-            sumi = _mm512_dpwssd_epi32(sumi, prod, sc);
-        }
-    }
-    return sumi;
-}
-
-/* Lane 0 .. 3 of the result: the sums of the 16 int32 lanes of a, b, c, d (exact). */
-static inline FS_AVX512_FN __m128i hsum_i32x16x4(__m512i a, __m512i b, __m512i c, __m512i d) {
-    /* 128-bit lanes: [a0 + a2, a1 + a3, b0 + b2, b1 + b3], likewise for c, d */
-    const __m512i ab = _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x88), _mm512_shuffle_i64x2(a, b, 0xDD));
-    const __m512i cd = _mm512_add_epi32(_mm512_shuffle_i64x2(c, d, 0x88), _mm512_shuffle_i64x2(c, d, 0xDD));
-    /* 128-bit lane k: four partial sums of vector k (a, b, c, d) */
-    __m512i x = _mm512_add_epi32(_mm512_shuffle_i64x2(ab, cd, 0x88), _mm512_shuffle_i64x2(ab, cd, 0xDD));
-    x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, 0x4E));
-    x = _mm512_add_epi32(x, _mm512_shuffle_epi32(x, 0xB1)); /* every int32 of lane k: the sum of vector k */
-    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x));
-}
-
-/* The Q4_K gemv's integer phase (q4k_row_ints_fn) with AVX-512: four super-blocks' I and M reduced
- * together. */
-static inline FS_AVX512_FN void q4_k_row_ints_avx512(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
-                                                     __m256i (*iv)[8], __m128i (*mv)[8], int32_t (*dd)[8], int k) {
-    int j = 0;
-    for (; j + 4 <= nc; j += 4) {
-        const uint8_t *x0 = x + (size_t)j * B_Q4_K, *y0 = y + (size_t)j * B_Q8_K + Q8K_QS;
-        for (int q = 0; q < 4 * B_Q4_K; q += 64) _mm_prefetch((const char *)(x0 + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
-        const __m256i s0 = q4_k_scales_mins16(x0 + 4), s1 = q4_k_scales_mins16(x0 + B_Q4_K + 4);
-        const __m256i s2 = q4_k_scales_mins16(x0 + 2 * B_Q4_K + 4), s3 = q4_k_scales_mins16(x0 + 3 * B_Q4_K + 4);
-        const __m128i ivs = hsum_i32x16x4(q4_k_block_ints512(x0, (const int8_t *)y0, s0),
-                                         q4_k_block_ints512(x0 + B_Q4_K, (const int8_t *)(y0 + B_Q8_K), s1),
-                                         q4_k_block_ints512(x0 + 2 * B_Q4_K, (const int8_t *)(y0 + 2 * B_Q8_K), s2),
-                                         q4_k_block_ints512(x0 + 3 * B_Q4_K, (const int8_t *)(y0 + 3 * B_Q8_K), s3));
-        const __m128i m01 = _mm_hadd_epi32(_mm_madd_epi16(_mm256_extracti128_si256(s0, 1), q8s[j]),
-                                           _mm_madd_epi16(_mm256_extracti128_si256(s1, 1), q8s[j + 1]));
-        const __m128i m23 = _mm_hadd_epi32(_mm_madd_epi16(_mm256_extracti128_si256(s2, 1), q8s[j + 2]),
-                                           _mm_madd_epi16(_mm256_extracti128_si256(s3, 1), q8s[j + 3]));
-        const __m128i mvs = _mm_hadd_epi32(m01, m23);
-        /* the sums in lane 0, zeros elsewhere: the float phase's lane sums leave them as they are */
-        const int slot = q4k_m_slot(k);
-        iv[j][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_cvtsi128_si32(ivs)));
-        iv[j + 1][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 1)));
-        iv[j + 2][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 2)));
-        iv[j + 3][k] = _mm256_zextsi128_si256(_mm_cvtsi32_si128(_mm_extract_epi32(ivs, 3)));
-        mv[j][slot] = _mm_cvtsi32_si128(_mm_cvtsi128_si32(mvs));
-        mv[j + 1][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 1));
-        mv[j + 2][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 2));
-        mv[j + 3][slot] = _mm_cvtsi32_si128(_mm_extract_epi32(mvs, 3));
-        for (int i = 0; i < 4; i++) memcpy(&dd[j + i][k], x0 + (size_t)i * B_Q4_K, 4);
-    }
-    if (j < nc) q4_k_row_ints_avx2(x + (size_t)j * B_Q4_K, y + (size_t)j * B_Q8_K, nc - j, q8s + j, iv + j, mv + j, dd + j, k);
-}
-
-FS_AVX512_FN void fs_gemv_q4_k_avx512(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                      int64_t n, float *out) {
-    q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx512);
 }
 
 /* One Q6_K super-block x unpacked for AVX-512: q[2h + p] = the 6-bit values (0 .. 63) of elements

@@ -69,7 +69,8 @@ static const fs_type_traits TRAITS[] = {
     PLAIN(FS_Q2_K, q2_k, "Q2_K", QK_K, 84, FS_Q8_K_ID, TILES(q2_k)),
     PLAIN(FS_Q3_K, q3_k, "Q3_K", QK_K, 110, FS_Q8_K_ID, TILES(q3_k)),
     {FS_Q4_K, "Q4_K", QK_K, B_Q4_K, FS_Q8_K_ID, fs_dequant_q4_k, ROWS_NEON(q4_k), NONE, 8,
-     {fs_gemv_q4_k_c, AVX2(fs_gemv_q4_k_avx2), AVX512(fs_gemv_q4_k_avx512), NEON(fs_gemv_q4_k_neon)},
+     {[FS_IMPL_PORTABLE] = fs_gemv_q4_k_c, [FS_IMPL_AVX2] = AVX2(fs_gemv_q4_k_avx2), /* AVX-512 runs it too (fs_kquants.c) */
+      [FS_IMPL_NEON] = NEON(fs_gemv_q4_k_neon)},
      {[FS_IMPL_PORTABLE] = fs_gemm_q4_k_c, [FS_IMPL_AVX2] = AVX2(fs_gemm_q4_k_avx2),
       [FS_IMPL_NEON] = NEON(fs_gemm_q4_k_neon)},
      {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_q4_k_avx2), [FS_IMPL_AVX512] = AVX512(fs_gemm_tiles_q4_k_avx512)},

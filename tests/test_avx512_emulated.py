@@ -49,7 +49,6 @@ CASES = [
     ("fs_kquants", T.Q6_K, "fs_tiles_q6_k_avx512", "fs_tiles_q6_k_avx2", "tiles"),
     ("fs_q32", T.Q8_0, "fs_rows_q8_0_avx512", "fs_rows_q8_0_avx2", "rows"),
     ("fs_kquants", T.Q6_K, "fs_rows_q6_k_avx512", "fs_rows_q6_k_avx2", "rows"),
-    ("fs_kquants", T.Q4_K, "fs_gemv_q4_k_avx512", "fs_gemv_q4_k_avx2", "rows"),
     ("fs_kquants", T.Q4_K, "fs_gemm_tiles_q4_k_avx512", "fs_gemm_tiles_q4_k_avx2", "tiles"),
     ("fs_iq4", T.IQ4_XS, "fs_tiles_iq4_xs_avx512", "fs_tiles_iq4_xs_avx2", "tiles"),
 ]
