@@ -533,11 +533,16 @@ static inline FS_AVX2_FN void q5_k_pair_unpack(const uint8_t *x, int c, __m256i 
  * added into 8 int32 lanes: acc = fma(d, lanes, acc). Result hsum(acc) + summs. The scales and mins
  * are unpacked in vector registers (q4_k_scales_mins16) and the scales broadcast by byte shuffles
  * (ggml's get_scale_shuffle_k4), not from a byte array filled by scalar stores: the same integers. */
+/* Bytes ahead that the Q5_K row dot prefetches its row (decode reads each weight row once, front to
+ * back). Sapphire Rapids, 1B Q5_K_M ffn_gate from memory, 1 thread: none 4.8 GB/s (16.6 from cache),
+ * 256 B 9.0, 512 B 11.9, 1 KB 12.5, 2 KB 13.2-13.7, 4 KB 12.4. */
+#define Q5K_ROWS_PREFETCH 2048
 static inline FS_AVX2_FN float dot_q5_k_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK_K;
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, y += B_Q8_K) {
+        for (int q = 0; q < B_Q5_K; q += 64) _mm_prefetch((const char *)(x + Q5K_ROWS_PREFETCH + q), _MM_HINT_T0);
         const float yd = rd_f32(y);
         const float d = yd * h2f(x);
         const float dmin = -yd * h2f(x + 2);
