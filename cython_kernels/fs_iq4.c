@@ -204,11 +204,15 @@ static inline FS_AVX2_FN __m256i iq4_xs_block_lanes(__m256i table, const uint8_t
 /* The IQ4_XS product with AVX2 (not ggml's float order: see IQ4XS_BITS): per super-block the exact
  * isum = hsum of the 8 int32 lanes (|isum| <= 8 * 32 * 32 * 127 * 127 < 2^31), then
  * acc = fmaf(fp16(x.d) * y.d, (float)isum, acc); out = acc. */
+/* Bytes ahead that the IQ4_XS row dot prefetches its row (FS_ROW_PREFETCH). Sapphire Rapids, 1B IQ4_XS
+ * ffn_gate from memory, 1 thread: none 3.8-3.9 GB/s, 1 KB 6.9-7.3, 2 KB 7.5-7.9, 4 KB 7.5. */
+#define IQ4XS_ROWS_PREFETCH 2048
 static inline FS_AVX2_FN float dot_iq4_xs_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK_K;
     const __m256i table = lut16_table(kvalues_iq4nl);
     float acc = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++, x += B_IQ4_XS, y += B_Q8_K) {
+        FS_ROW_PREFETCH(x, B_IQ4_XS, IQ4XS_ROWS_PREFETCH);
         const int32_t isum = hsum_i32x8(iq4_xs_block_lanes(table, x, (const int8_t *)(y + Q8K_QS)));
         acc = fmaf(h2f(x) * rd_f32(y), (float)isum, acc);
     }

@@ -104,6 +104,17 @@ typedef void (*fs_tiles_fn)(const uint8_t *w, size_t rb, int64_t n_rows, const u
         for (int64_t r = 0; r < n_rows; r++) out[r] = dot(w + (size_t)r * row_bytes, act, n);      \
     }
 
+/* In a row dot's loop over blocks of `bytes` bytes at x: prefetch the row's bytes `ahead` bytes on (one
+ * prefetch per 64-byte line of the block; prefetches never fault, so past the matrix's end is harmless).
+ * Decode reads every weight row once, front to back; on the measured CPUs the hardware prefetcher alone
+ * left the row dots at a third or less of their speed from cache (see each use). ahead 0: none. */
+#define FS_ROW_PREFETCH(x, bytes, ahead)                                                            \
+    do {                                                                                            \
+        if ((ahead) > 0)                                                                            \
+            for (int pf_ = 0; pf_ < (bytes); pf_ += 64)                                             \
+                _mm_prefetch((const char *)(x) + (ahead) + pf_, _MM_HINT_T0);                       \
+    } while (0)
+
 /* ---- scalar helpers ------------------------------------------------------------------------- */
 
 static inline uint16_t rd_u16(const uint8_t *p) { return (uint16_t)(p[0] | ((unsigned)p[1] << 8)); }

@@ -332,10 +332,15 @@ static inline FS_AVX2_FN float dot_q5_1_avx2(const uint8_t *x, const uint8_t *y,
 }
 
 /* ggml_vec_dot_q8_0_q8_0 (AVX2): acc = fma(dx * dy, quads(x, y), acc). */
+/* Bytes ahead that the AVX2 Q8_0 row dot prefetches its row (FS_ROW_PREFETCH, every other block: two
+ * blocks are about a line). Sapphire Rapids, 1B Q8_0 ffn_gate from memory, 1 thread: none 5.5-6.3
+ * GB/s, 1 KB 7.9-8.2, 2 KB 8.6-9.0, 4 KB 8.6-9.4. */
+#define Q8_0_ROWS_PREFETCH 2048
 static inline FS_AVX2_FN float dot_q8_0_avx2(const uint8_t *x, const uint8_t *y, int64_t n) {
     const int64_t nb = n / QK;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q8_0, y += B_Q8_0) {
+        if (ib % 2 == 0) FS_ROW_PREFETCH(x, 2 * B_Q8_0, Q8_0_ROWS_PREFETCH);
         const __m256 d = _mm256_set1_ps(h2f(x) * h2f(y));
         const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2));
         const __m256i qy = _mm256_loadu_si256((const __m256i *)(y + 2));
