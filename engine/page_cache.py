@@ -33,8 +33,9 @@ import numpy as np
 HUGE_PAGE = 2 * 1024 * 1024
 #: Files smaller than this are left alone (the starter models are 94 and 241 MiB).
 MIN_FILE_BYTES = 64 * 1024 * 1024
-#: 2 MiB pieces of the file sampled to see how it is cached.
-N_SAMPLES = 8
+#: 2 MiB pieces of the file sampled to see how it is cached (a file can be cached partly in small pages,
+#: partly in large ones: after memory pressure, say, its pages come back through other mappings).
+N_SAMPLES = 32
 _THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -122,9 +123,10 @@ def use_huge_pages(mm: mmap.mmap, path: str | Path, data_offset: int = 0) -> Hug
     if before is None:
         return HugePages("off", "/proc/self/smaps does not say FilePmdMapped")
     first, n_pages = -(-data_offset // HUGE_PAGE) + 1, size // HUGE_PAGE  # whole pieces past the header
-    if n_pages - first < N_SAMPLES:
+    n_samples = min(N_SAMPLES, n_pages - first)
+    if n_samples < 4:
         return HugePages("off", "too few whole 2 MiB pieces past the header to sample")
-    picks = sorted({first + (n_pages - 1 - first) * i // (N_SAMPLES - 1) for i in range(N_SAMPLES)})
+    picks = sorted({first + (n_pages - 1 - first) * i // (n_samples - 1) for i in range(n_samples)})
     view = np.frombuffer(mm, np.uint8)
     _touch(view, [p * HUGE_PAGE for p in picks])
     after = _smaps_pmd_bytes(addr) or 0

@@ -72,7 +72,7 @@ def test_off_by_environment_and_for_small_files(tmp_path, monkeypatch):
 def test_header_past_the_file_is_off(tmp_path):
     """Too little tensor data past a (huge) header to sample: off, not an error."""
     path, _ = _file(tmp_path, MIN_FILE_BYTES + 4 * HUGE_PAGE)
-    got = use_huge_pages(_map(path), path, data_offset=MIN_FILE_BYTES)
+    got = use_huge_pages(_map(path), path, data_offset=MIN_FILE_BYTES + HUGE_PAGE)
     assert got.state == "off" and "sample" in got.reason
 
 
