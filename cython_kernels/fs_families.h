@@ -70,6 +70,10 @@ void fs_quant_act_bf16(const float *x, uint8_t *y, int64_t n);
 
 /* fs_q32.c: 32-element blocks and the Q8_0 / Q8_1 activation formats. */
 FS_DECLARE_TYPE(q4_0) FS_DECLARE_TILES(q4_0) FS_DECLARE_GEMV(q4_0)
+FS_FAMILY_AVX2(void fs_gemm_tiles_q4_0_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                            int64_t n_act, int64_t n, float *out, int64_t os);)
+FS_FAMILY_AVX512(void fs_gemm_tiles_q4_0_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a,
+                                                size_t ab, int64_t n_act, int64_t n, float *out, int64_t os);)
 FS_DECLARE_TYPE(q4_1) FS_DECLARE_TILES(q4_1)
 FS_DECLARE_TYPE(q5_0) FS_DECLARE_TILES(q5_0)
 FS_DECLARE_TYPE(q5_1) FS_DECLARE_TILES(q5_1)

@@ -368,6 +368,66 @@ FS_AVX2_FN void fs_gemv_q4_0_avx2(const uint8_t *w, size_t row_bytes, int64_t n_
     gemv_b32_rows(w, row_bytes, n_rows, act, n, out, B_Q4_0, q4_0_block_lanes);
 }
 
+/* The repacked Q4_0 product for several activation rows (the gemm_tiles and gemv_tiles of the traits):
+ * for every (weight row, activation row) the float steps of fs_gemv_q4_0_avx2, acc = fma((float)sumi,
+ * fp16(x.d) * y.d, acc) per block in block order (llama.cpp's gemm_q4_b32_8x8_q8_0 takes the same
+ * steps as its gemv), so the bits equal the gemv's for each activation row. Each weight block is
+ * unpacked once for a tile of 4 weight rows x 2 activation rows; sumi = sum(q y) - 8 sum(y) with q the
+ * unsigned nibbles: the 8 pairs' int32 lanes (lanes_fn; a constant at each call, so it is inlined) are
+ * reduced at once (hsum_i32x8x8). act_fn prepares an activation block's side of the -8 sum(y) term. */
+typedef __m256i (*q4_0_act_fn)(__m256i qy);
+typedef __m256i (*q4_0_lanes_fn)(__m256i q, __m256i qy, __m256i side);
+
+/* AVX2: side = maddubs(8, y); lanes = madd(1, maddubs(q, y) - side) (16-bit pairs: |.| <= 2 * 15 * 127). */
+static inline FS_AVX2_FN __m256i q4_0_act_avx2(__m256i qy) { return _mm256_maddubs_epi16(_mm256_set1_epi8(8), qy); }
+static inline FS_AVX2_FN __m256i q4_0_lanes_avx2(__m256i q, __m256i qy, __m256i side) {
+    return _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_sub_epi16(_mm256_maddubs_epi16(q, qy), side));
+}
+
+FS_VD_INLINE FS_AVX2_FN void q4_0_gemm_tiles(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                             int64_t n_act, int64_t n, float *out, int64_t os, q4_0_act_fn act_fn,
+                                             q4_0_lanes_fn lanes_fn) {
+    const int64_t nb = n / QK;
+    for (int64_t t = 0; t < n_act; t += 2) {
+        const int tn = n_act - t < 2 ? 1 : 2;
+        const uint8_t *y0 = a + (size_t)t * ab, *y1 = a + (size_t)(t + tn - 1) * ab;
+        for (int64_t r = 0; r < n_rows; r += 4) {
+            const int rows = n_rows - r < 4 ? (int)(n_rows - r) : 4;
+            const uint8_t *x[4];
+            for (int k = 0; k < 4; k++) x[k] = w + (size_t)(r + (k < rows ? k : 0)) * rb;
+            __m256 acc = _mm256_setzero_ps(); /* lane k: (row k, activation t), lane 4 + k: (row k, t + 1) */
+            for (int64_t ib = 0; ib < nb; ib++) {
+                const uint8_t *ya = y0 + (size_t)ib * B_Q8_0, *yb = y1 + (size_t)ib * B_Q8_0;
+                const __m256i qa = _mm256_loadu_si256((const __m256i *)(ya + 2));
+                const __m256i qb = _mm256_loadu_si256((const __m256i *)(yb + 2));
+                const __m256i sa = act_fn(qa), sb = act_fn(qb);
+                __m256i l[8];
+                for (int k = 0; k < 4; k++) {
+                    const __m256i q = nibbles_32(x[k] + (size_t)ib * B_Q4_0 + 2);
+                    l[k] = lanes_fn(q, qa, sa);
+                    l[4 + k] = lanes_fn(q, qb, sb);
+                }
+                const size_t o = (size_t)ib * B_Q4_0;
+                const __m128 dx = h2f_x4(x[0] + o, x[1] + o, x[2] + o, x[3] + o);
+                const __m256 d = _mm256_mul_ps(_mm256_set_m128(dx, dx),
+                                               _mm256_set_m128(_mm_set1_ps(h2f(yb)), _mm_set1_ps(h2f(ya))));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsum_i32x8x8(l)), d, acc);
+            }
+            float v[8];
+            _mm256_storeu_ps(v, acc);
+            for (int k = 0; k < rows; k++) {
+                out[(size_t)t * os + r + k] = v[k];
+                if (tn == 2) out[(size_t)(t + 1) * os + r + k] = v[4 + k];
+            }
+        }
+    }
+}
+
+FS_AVX2_FN void fs_gemm_tiles_q4_0_avx2(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                        int64_t n_act, int64_t n, float *out, int64_t os) {
+    q4_0_gemm_tiles(w, rb, n_rows, a, ab, n_act, n, out, os, q4_0_act_avx2, q4_0_lanes_avx2);
+}
+
 /* ---- register-tiled products (several weight rows x several activation rows) ---------------
  *
  * tinyBLAS's idea (llama.cpp ggml/src/ggml-cpu/llamafile/sgemm.cpp): hold an RM x RN tile of
@@ -624,6 +684,21 @@ FS_TILE32_FN(fs_tiles_q4_1_avx512, FS_Q4_1, FS_AVX512_FN, tile32_avx512, TILE_RM
 FS_TILE32_FN(fs_tiles_q5_0_avx512, FS_Q5_0, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
 FS_TILE32_FN(fs_tiles_q5_1_avx512, FS_Q5_1, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
 FS_TILE32_FN(fs_tiles_q8_0_avx512, FS_Q8_0, FS_AVX512_FN, tile32_avx512, TILE_RM_AVX512)
+
+/* q4_0_gemm_tiles with VNNI: side = -dpbusd(0, 8, y) = -8 (the 4-byte sums of y), lanes = dpbusd(side, q, y):
+ * the same int32 lanes' sums, one instruction per pair instead of three. */
+static inline FS_AVX512_FN __m256i q4_0_act_vnni(__m256i qy) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(),
+                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), qy));
+}
+static inline FS_AVX512_FN __m256i q4_0_lanes_vnni(__m256i q, __m256i qy, __m256i side) {
+    return _mm256_dpbusd_epi32(side, q, qy);
+}
+
+FS_AVX512_FN void fs_gemm_tiles_q4_0_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                            int64_t n_act, int64_t n, float *out, int64_t os) {
+    q4_0_gemm_tiles(w, rb, n_rows, a, ab, n_act, n, out, os, q4_0_act_vnni, q4_0_lanes_vnni);
+}
 
 /* dot_q8_0_avx2's operations (ggml_vec_dot_q8_0_q8_0, AVX2) for four weight rows at a time, for decode:
  * rows r and r + 1 share one 512-bit accumulator (their 8 float lanes side by side, lane-wise FMAs in

@@ -123,6 +123,16 @@ EMU_FN emu_v512 emu_dpbusd_epi32(emu_v512 s, emu_v512 a, emu_v512 b) {
     }
     return s;
 }
+/* The 256-bit VNNI form (AVX512VL), on the lower half of the 512-bit stand-in. */
+EMU_FN __m256i emu256_dpbusd_epi32(__m256i s, __m256i a, __m256i b) {
+    emu_v512 vs, va, vb;
+    memset(&vs, 0, sizeof vs); memset(&va, 0, sizeof va); memset(&vb, 0, sizeof vb);
+    memcpy(&vs, &s, 32); memcpy(&va, &a, 32); memcpy(&vb, &b, 32);
+    vs = emu_dpbusd_epi32(vs, va, vb);
+    __m256i r;
+    memcpy(&r, &vs, 32);
+    return r;
+}
 
 /* ---- float ---- */
 EMU_FN emu_v512 emu_add_ps(emu_v512 a, emu_v512 b) { EMU_LANES(16) a.f[l] = a.f[l] + b.f[l]; return a; }
@@ -231,6 +241,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_dpwssd_epi32 emu_dpwssd_epi32
 #undef _mm512_dpbusd_epi32
 #define _mm512_dpbusd_epi32 emu_dpbusd_epi32
+#undef _mm256_dpbusd_epi32
+#define _mm256_dpbusd_epi32 emu256_dpbusd_epi32
 #undef _mm512_add_ps
 #define _mm512_add_ps emu_add_ps
 #undef _mm512_sub_ps
