@@ -1655,6 +1655,99 @@ FS_VD_INLINE FS_AVX512_FN void gemm16_q4_k(const uint8_t *buf, int64_t nb, const
 
 /* The Q4_K gemm tiles with AVX-512: groups of 16 rows through gemm16_q4_k, the rest through the AVX2
  * tiles (8-row groups, then single rows). Same bits everywhere. */
+/* ---- Q5_K prefill with AVX-512: tile_q5_k with two activation rows per 512-bit vector -------------
+ * tile_q5_k's integers and float operations, with activation rows 2p and 2p + 1 side by side in the
+ * two 256-bit halves of one vector (an odd last row paired with itself, its copy's results dropped):
+ * each weight pair of groups (q5_k_pair_unpack, 256-bit) is broadcast to both halves once and meets
+ * both rows in one maddubs, and the scale's madd and the add into the int32 lanes are one VNNI dpwssd
+ * (the same exact sums: no int16 step saturates, |lanes| < 2^24). Each half's 8 lanes are AVX2's lanes
+ * for its row, so the FMAs per lane and the final hsum are tile_q5_k's: the same bits. The activation
+ * pairs' bytes are interleaved once per group of 8 rows (per super-block, pair p, group g: row 2p's 32
+ * bytes of group g, then row 2p + 1's), one load per use. */
+#define Q5K512_PAIRS (FS_TILE_RN8 / 2)
+#define Q5K512_SB_BYTES (Q5K512_PAIRS * 8 * 64) /* one super-block of the interleaved activations */
+
+static inline FS_AVX512_FN void q5_k_act_pairs(const uint8_t *a, size_t ab, int64_t nb, int rn, uint8_t *yp) {
+    for (int64_t ib = 0; ib < nb; ib++)
+        for (int p = 0; p < (rn + 1) / 2; p++) {
+            const uint8_t *y0 = a + (size_t)(2 * p) * ab + (size_t)ib * B_Q8_K + Q8K_QS;
+            const uint8_t *y1 = a + (size_t)(2 * p + 1 < rn ? 2 * p + 1 : 2 * p) * ab + (size_t)ib * B_Q8_K + Q8K_QS;
+            uint8_t *d = yp + (size_t)ib * Q5K512_SB_BYTES + (size_t)p * 8 * 64;
+            for (int g = 0; g < 8; g++)
+                _mm512_storeu_si512((void *)(d + 64 * g),
+                                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(y0 + 32 * g))),
+                                                       _mm256_loadu_si256((const __m256i *)(y1 + 32 * g)), 1));
+        }
+}
+
+FS_VD_INLINE FS_AVX512_FN void tile_q5_k_avx512(const uint8_t *x, const uint8_t *yp, int64_t nb, float *out, int64_t os,
+                                                const kq_act8 *ka, const int RN) {
+    const int RP = (RN + 1) / 2;
+    __m512 acc[Q5K512_PAIRS];
+    for (int p = 0; p < RP; p++) acc[p] = _mm512_setzero_ps();
+    __m256 summs = _mm256_setzero_ps(); /* lanes in kq_act8.yd's order */
+    for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, yp += Q5K512_SB_BYTES) {
+        const kq_act8 *k = &ka[ib];
+        const float dx = h2f(x);
+        const __m256i scm = q4_k_scales_mins16(x + 4);
+        const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00), mnb = _mm256_permute2x128_si256(scm, scm, 0x11);
+        const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
+        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
+        __m512i sumi[Q5K512_PAIRS];
+        for (int p = 0; p < RP; p++) sumi[p] = _mm512_setzero_si512();
+        __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16)), sci = _mm256_set1_epi16(0x0100);
+        FS_NO_UNROLL
+        for (int c = 0; c < 4; c++) {
+            __m256i q5l, q5h, scl, sch;
+            q5_k_pair_unpack(x, c, scb, &hb, &sci, &q5l, &q5h, &scl, &sch);
+            const __m512i zl = _mm512_broadcast_i64x4(q5l), zh = _mm512_broadcast_i64x4(q5h);
+            const __m512i sl = _mm512_broadcast_i64x4(scl), sh = _mm512_broadcast_i64x4(sch);
+            for (int p = 0; p < RP; p++) {
+                const uint8_t *yb = yp + (size_t)p * 8 * 64 + (size_t)(2 * c) * 64;
+                sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(zl, _mm512_loadu_si512((const void *)yb)), sl);
+                sumi[p] = _mm512_dpwssd_epi32(sumi[p], _mm512_maddubs_epi16(zh, _mm512_loadu_si512((const void *)(yb + 64))), sh);
+            }
+        }
+        /* y.d * fp16(x.d) for all rows in one product; pair p's rows 2p and 2p + 1 sit in lanes p and p + 4 */
+        const __m512 d = _mm512_castps256_ps512(_mm256_mul_ps(k->yd, _mm256_set1_ps(dx)));
+        for (int p = 0; p < RP; p++) {
+            const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(p)), _mm256_set1_epi32(p + 4), 1);
+            acc[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, d), _mm512_cvtepi32_ps(sumi[p]), acc[p]);
+        }
+    }
+    float sm[8];
+    _mm256_storeu_ps(sm, summs);
+    for (int j = 0; j < RN; j++) {
+        const __m512 v = acc[j >> 1];
+        const float r = hsum_f32x8(j % 2 == 0 ? _mm512_castps512_ps256(v) : _mm512_extractf32x8_ps(v, 1));
+        out[(size_t)j * os] = r + sm[(j >> 1) + 4 * (j & 1)];
+    }
+}
+
+/* fs_tiles_q5_k_avx2's results (its bits) with tile_q5_k_avx512; rows longer than Q5K_TILE_MAX_NB
+ * super-blocks, or no memory for the interleaved activations, go to fs_tiles_q5_k_avx2. */
+FS_AVX512_FN void fs_tiles_q5_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
+                                       int64_t n_act, int64_t n, float *out, int64_t os) {
+    const int64_t nb = n / QK_K;
+    uint8_t *yp = nb <= Q5K_TILE_MAX_NB ? (uint8_t *)malloc((size_t)nb * Q5K512_SB_BYTES) : NULL;
+    if (yp == NULL) {
+        fs_tiles_q5_k_avx2(w, rb, n_rows, a, ab, n_act, n, out, os);
+        return;
+    }
+    kq_act8 ka[Q5K_TILE_MAX_NB];
+    for (int64_t j = 0; j < n_act; j += FS_TILE_RN8) {
+        const int rn = n_act - j < FS_TILE_RN8 ? (int)(n_act - j) : FS_TILE_RN8;
+        const uint8_t *aj = a + (size_t)j * ab;
+        for (int64_t ib = 0; ib < nb; ib++) kq_act8_fill(&ka[ib], aj + (size_t)ib * B_Q8_K, ab, rn);
+        q5_k_act_pairs(aj, ab, nb, rn, yp);
+        for (int64_t i = 0; i < n_rows; i++) {
+            float *o = out + j * os + i;
+            FS_SWITCH_RN8(rn, tile_q5_k_avx512, w + (size_t)i * rb, yp, nb, o, os, ka)
+        }
+    }
+    free(yp);
+}
+
 FS_AVX512_FN void fs_gemm_tiles_q4_k_avx512(const uint8_t *w, size_t rb, int64_t n_rows, const uint8_t *a, size_t ab,
                                             int64_t n_act, int64_t n, float *out, int64_t os) {
     q4_k_gemm_groups(w, rb, n_rows, a, ab, n_act, n, out, os, 16, Q4K16_BLOCK, q4_k_interleave16, gemm16_q4_k,

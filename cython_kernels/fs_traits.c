@@ -77,7 +77,7 @@ static const fs_type_traits TRAITS[] = {
       [FS_IMPL_NEON] = NEON(fs_gemm_q4_k_neon)},
      {[FS_IMPL_AVX2] = AVX2(fs_gemm_tiles_q4_k_avx2), [FS_IMPL_AVX512] = AVX512(fs_gemm_tiles_q4_k_avx512)},
      {[FS_IMPL_AVX2] = AVX2(fs_gemv_tiles_q4_k_avx2)}},
-    PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, TILES(q5_k)),
+    PLAIN(FS_Q5_K, q5_k, "Q5_K", QK_K, B_Q5_K, FS_Q8_K_ID, TILES512(q5_k)),
     {FS_Q6_K, "Q6_K", QK_K, B_Q6_K, FS_Q8_K_ID, fs_dequant_q6_k,
      {fs_rows_q6_k_c, AVX2(fs_rows_q6_k_avx2), AVX512(fs_rows_q6_k_avx512), NEON(fs_rows_q6_k_neon)},
      TILES512(q6_k), 0, NONE, NONE, NONE, NONE},

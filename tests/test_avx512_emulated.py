@@ -48,6 +48,7 @@ CASES = [
       for t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)],
     ("fs_q32", T.Q4_0, "fs_gemm_tiles_q4_0_avx512", "fs_gemm_tiles_q4_0_avx2", "tiles"),
     ("fs_kquants", T.Q6_K, "fs_tiles_q6_k_avx512", "fs_tiles_q6_k_avx2", "tiles"),
+    ("fs_kquants", T.Q5_K, "fs_tiles_q5_k_avx512", "fs_tiles_q5_k_avx2", "tiles"),
     ("fs_q32", T.Q8_0, "fs_rows_q8_0_avx512", "fs_rows_q8_0_avx2", "rows"),
     ("fs_kquants", T.Q6_K, "fs_rows_q6_k_avx512", "fs_rows_q6_k_avx2", "rows"),
     ("fs_kquants", T.Q4_K, "fs_gemm_tiles_q4_k_avx512", "fs_gemm_tiles_q4_k_avx2", "tiles"),

@@ -172,6 +172,7 @@ EMU_FN __m256i emu_castsi512_si256(emu_v512 a) { __m256i r; memcpy(&r, &a, 32); 
 EMU_FN __m128i emu_castsi512_si128(emu_v512 a) { __m128i r; memcpy(&r, &a, 16); return r; }
 EMU_FN __m256 emu_castps512_ps256(emu_v512 a) { __m256 r; memcpy(&r, &a, 32); return r; }
 EMU_FN emu_v512 emu_castps128_ps512(__m128 a) { return emu_from_bytes(&a, 16); }
+EMU_FN emu_v512 emu_castps256_ps512(__m256 a) { return emu_from_bytes(&a, 32); }
 EMU_FN __m256i emu_extracti64x4_epi64(emu_v512 a, int k) { __m256i r; memcpy(&r, &a.b[32 * (k & 1)], 32); return r; }
 EMU_FN __m256 emu_extractf32x8_ps(emu_v512 a, int k) { __m256 r; memcpy(&r, &a.b[32 * (k & 1)], 32); return r; }
 EMU_FN emu_v512 emu_inserti64x4(emu_v512 a, __m256i b, int k) { memcpy(&a.b[32 * (k & 1)], &b, 32); return a; }
@@ -207,6 +208,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_maskz_loadu_ps emu_maskz_loadu_ps
 #undef _mm512_storeu_ps
 #define _mm512_storeu_ps emu_storeu_ps
+#undef _mm512_storeu_si512
+#define _mm512_storeu_si512 emu_storeu_ps
 #undef _mm512_mask_storeu_ps
 #define _mm512_mask_storeu_ps emu_mask_storeu_ps
 #undef _mm512_add_epi16
@@ -277,6 +280,8 @@ EMU_FN emu_v512 emu_broadcastss_ps(__m128 a) { return emu_set1_ps(_mm_cvtss_f32(
 #define _mm512_castps512_ps256 emu_castps512_ps256
 #undef _mm512_castps128_ps512
 #define _mm512_castps128_ps512 emu_castps128_ps512
+#undef _mm512_castps256_ps512
+#define _mm512_castps256_ps512 emu_castps256_ps512
 #undef _mm512_extracti64x4_epi64
 #define _mm512_extracti64x4_epi64 emu_extracti64x4_epi64
 #undef _mm512_extractf32x8_ps
