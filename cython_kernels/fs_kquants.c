@@ -678,6 +678,19 @@ static inline FS_AVX2_FN __m256i kq_min_sums8(const kq_act8 *k, __m256i mins) {
     return _mm256_hadd_epi32(h01, h23);
 }
 
+/* One Q5_K super-block x of a tile (tile_q5_k, tile_q5_k_avx512) against the activation rows of k:
+ * returns its 8 scales as int16 in both 128-bit halves (q5_k_pair_unpack's scb; scale_min_k4's scales
+ * and mins unpacked in vector registers, each scale then broadcast by a byte shuffle, ggml's
+ * get_scale_shuffle_k4, instead of from a scalar) and adds its mins term, (-y.d * fp16(x.dmin)) *
+ * (float)msum lane by lane in kq_act8.yd's order, into *summs. */
+static inline FS_AVX2_FN __m256i q5_k_scales_and_mins(const uint8_t *x, const kq_act8 *k, __m256 *summs) {
+    const __m256i scm = q4_k_scales_mins16(x + 4);
+    const __m256i mnb = _mm256_permute2x128_si256(scm, scm, 0x11);
+    const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
+    *summs = _mm256_add_ps(*summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
+    return _mm256_permute2x128_si256(scm, scm, 0x00);
+}
+
 /* Super-blocks of an activation group whose kq_act8 the Q5_K tiles prepare once on the stack (16 KB +):
  * rows up to 32,768 elements; longer rows prepare them per weight row. */
 #define Q5K_TILE_MAX_NB 128
@@ -696,16 +709,10 @@ FS_VD_INLINE FS_AVX2_FN void tile_q5_k(const uint8_t *x, const uint8_t *a, size_
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K) {
         const uint8_t *y = a + (size_t)ib * B_Q8_K;
         const float dx = h2f(x);
-        /* scale_min_k4's 8 scales and 8 mins as int16, unpacked in vector registers: each scale is then
-         * broadcast by a byte shuffle (ggml's get_scale_shuffle_k4) instead of from a scalar */
-        const __m256i scm = q4_k_scales_mins16(x + 4);
-        const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00), mnb = _mm256_permute2x128_si256(scm, scm, 0x11);
         kq_act8 kl;
         const kq_act8 *k = ka != NULL ? &ka[ib] : &kl;
         if (ka == NULL) kq_act8_fill(&kl, y, ab, RN);
-        /* summs += (-y.d * fp16(x.dmin)) * (float)msum, lane by lane */
-        const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
-        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
+        const __m256i scb = q5_k_scales_and_mins(x, k, &summs);
         /* two 32-value groups (q5_k_pair_unpack) at a time, their values and scales in four registers,
          * against every activation row: an activation load feeds two multiplies and nothing spills (the
          * int32 sums are exact, so their order is free) */
@@ -946,20 +953,16 @@ static inline FS_AVX2_FN void q4_k_fma8_lanes(const __m256i *iv, const __m128i *
 /* Where row k (0..7) of a group keeps its M lanes in q4_k_fma8_lanes' order (rows 0, 4, 1, 5, 2, 6, 3, 7). */
 static inline int q4k_m_slot(int k) { return 2 * (k & 3) + (k >> 2); }
 
-/* The integer phase of the Q4_K gemv for row k of a group (q4_k_gemv): for its nc super-blocks at x
+/* The integer phase of the Q4_K gemv for row k of a group (fs_gemv_q4_k_avx2): for its nc super-blocks at x
  * (their activation blocks at y; q8s[j]: block j's 8 sub-block sums as int16), iv[j][k] = lanes whose
  * sum is I, mv[j][q4k_m_slot(k)] = lanes whose sum is M, and dd[j][k] = the block's first 4 bytes
- * (fp16 d, dmin). */
-typedef void (*q4k_row_ints_fn)(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s, __m256i (*iv)[8],
-                                __m128i (*mv)[8], int32_t (*dd)[8], int k);
-
-/* AVX2: each block's lanes stored as q4_k_row_ints leaves them; the float phase reduces them 8 rows at
- * a time (with a chain of horizontal adds at the end of every block instead, which the next block's
- * products waited on, the gemv from cache took 1.1-1.25x as long). */
+ * (fp16 d, dmin). Each block's lanes are stored as q4_k_row_ints leaves them; the float phase reduces
+ * them 8 rows at a time (with a chain of horizontal adds at the end of every block instead, which the
+ * next block's products waited on, the gemv from cache took 1.1-1.25x as long). */
 static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t *y, int nc, const __m128i *q8s,
                                                  __m256i (*iv)[8], __m128i (*mv)[8], int32_t (*dd)[8], int k) {
     for (int j = 0; j < nc; j++, x += B_Q4_K, y += B_Q8_K) {
-        for (int q = 0; q < B_Q4_K; q += 64) _mm_prefetch((const char *)(x + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
+        FS_ROW_PREFETCH(x, B_Q4_K, Q4K_GEMV_PREFETCH);
         iv[j][k] = q4_k_row_ints(x, (const int8_t *)(y + Q8K_QS), q8s[j], &mv[j][q4k_m_slot(k)]);
         memcpy(&dd[j][k], x, 4);
     }
@@ -971,15 +974,13 @@ static inline FS_AVX2_FN void q4_k_row_ints_avx2(const uint8_t *x, const uint8_t
  *
  * llama.cpp interleaves 8 rows in memory so that its gemv reads one sequential stream. Here the
  * file's layout stays as it is (memory-mapped, no copy) and the work is split in two phases per
- * group of 8 rows: the integer phase (row_ints: the CPU variant's; a constant at each call, so it is
- * inlined) runs through each row in turn (a sequential read of the group, which the hardware
- * prefetcher follows; walking 8 rows block by block instead is 8 streams 1-4 KB apart and stalls on
- * memory) and keeps each block's I and M (as integer lanes, q4k_row_ints_fn) and fp16 (d, dmin); the
- * float phase then reduces the lanes and takes the FMAs 8 rows at a time, in super-block order, as
- * llama.cpp does. The integers are exact, so every variant gives
- * the same bits. */
-FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                       int64_t n, float *out, q4k_row_ints_fn row_ints) {
+ * group of 8 rows: the integer phase (q4_k_row_ints_avx2) runs through each row in turn (a sequential
+ * read of the group, which the hardware prefetcher follows; walking 8 rows block by block instead is 8
+ * streams 1-4 KB apart and stalls on memory) and keeps each block's I and M (as integer lanes) and fp16
+ * (d, dmin); the float phase then reduces the lanes and takes the FMAs 8 rows at a time, in super-block
+ * order, as llama.cpp does. The integers are exact, so every variant gives the same bits. */
+FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
+                                  int64_t n, float *out) {
     const int64_t nb = n / QK_K;
     __m256i iv[Q4K_GEMV_CHUNK][8]; /* per super-block: the I lanes of rows 0..7 */
     __m128i mv[Q4K_GEMV_CHUNK][8]; /* per super-block: the M lanes of rows 0, 4, 1, 5, 2, 6, 3, 7 */
@@ -997,8 +998,8 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64
             }
             for (int j = 0; j < nc; j++) q8s[j] = q8_k_sub_sums(act + (size_t)(ib0 + j) * B_Q8_K);
             for (int k = 0; k < g; k++)
-                row_ints(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K, nc, q8s,
-                         iv, mv, dd, k);
+                q4_k_row_ints_avx2(w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K, act + (size_t)ib0 * B_Q8_K,
+                                   nc, q8s, iv, mv, dd, k);
             const uint8_t *y = act + (size_t)ib0 * B_Q8_K;
             for (int j = 0; j < nc; j++, y += B_Q8_K) q4_k_fma8_lanes(iv[j], mv[j], dd[j], y, &acc, &accm);
         }
@@ -1008,14 +1009,10 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv(const uint8_t *w, size_t row_bytes, int64
     }
 }
 
-FS_AVX2_FN void fs_gemv_q4_k_avx2(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *act,
-                                  int64_t n, float *out) {
-    q4_k_gemv(w, row_bytes, n_rows, act, n, out, q4_k_row_ints_avx2);
-}
 
-/* q4_k_gemv for nt <= Q4K_GEMV_ACTS activation rows (a + t * ab; out + t * os): each weight row is read
- * once for all of them (the integer phase), then each activation's float phase is q4_k_gemv's, so
- * every output has the bits of q4_k_gemv on its own. For the rows a batch leaves after its groups of 4
+/* fs_gemv_q4_k_avx2 for nt <= Q4K_GEMV_ACTS activation rows (a + t * ab; out + t * os): each weight row is read
+ * once for all of them (the integer phase), then each activation's float phase is fs_gemv_q4_k_avx2's, so
+ * every output has the bits of fs_gemv_q4_k_avx2 on its own. For the rows a batch leaves after its groups of 4
  * (2 or 3 slots decoding together), which would otherwise each run the whole gemv. */
 FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, int64_t n_rows, const uint8_t *a,
                                             size_t ab, const int nt, int64_t n, float *out, int64_t os) {
@@ -1038,8 +1035,7 @@ FS_VD_INLINE FS_AVX2_FN void q4_k_gemv_acts(const uint8_t *w, size_t row_bytes, 
             for (int k = 0; k < g; k++) {
                 const uint8_t *x = w + (size_t)(r + k) * row_bytes + (size_t)ib0 * B_Q4_K;
                 for (int j = 0; j < nc; j++, x += B_Q4_K) {
-                    for (int q = 0; q < B_Q4_K; q += 64)
-                        _mm_prefetch((const char *)(x + Q4K_GEMV_PREFETCH + q), _MM_HINT_T0);
+                    FS_ROW_PREFETCH(x, B_Q4_K, Q4K_GEMV_PREFETCH);
                     const int8_t *q8[Q4K_GEMV_ACTS];
                     for (int t = 0; t < nt; t++)
                         q8[t] = (const int8_t *)(a + (size_t)t * ab + (size_t)(ib0 + j) * B_Q8_K + Q8K_QS);
@@ -1689,10 +1685,7 @@ FS_VD_INLINE FS_AVX512_FN void tile_q5_k_avx512(const uint8_t *x, const uint8_t 
     for (int64_t ib = 0; ib < nb; ib++, x += B_Q5_K, yp += Q5K512_SB_BYTES) {
         const kq_act8 *k = &ka[ib];
         const float dx = h2f(x);
-        const __m256i scm = q4_k_scales_mins16(x + 4);
-        const __m256i scb = _mm256_permute2x128_si256(scm, scm, 0x00), mnb = _mm256_permute2x128_si256(scm, scm, 0x11);
-        const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(k->yd, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(h2f(x + 2)));
-        summs = _mm256_add_ps(summs, _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(kq_min_sums8(k, mnb))));
+        const __m256i scb = q5_k_scales_and_mins(x, k, &summs);
         __m512i sumi[Q5K512_PAIRS];
         for (int p = 0; p < RP; p++) sumi[p] = _mm512_setzero_si512();
         __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16)), sci = _mm256_set1_epi16(0x0100);

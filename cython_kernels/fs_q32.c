@@ -721,10 +721,10 @@ FS_AVX512_FN void fs_rows_q8_0_avx512(const uint8_t *w, size_t rb, int64_t n_row
         const uint8_t *x0 = w + (size_t)r * rb, *x1 = x0 + rb, *x2 = x1 + rb, *x3 = x2 + rb, *y = act;
         __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
         for (int64_t ib = 0; ib < nb; ib++, x0 += B_Q8_0, x1 += B_Q8_0, x2 += B_Q8_0, x3 += B_Q8_0, y += B_Q8_0) {
-            _mm_prefetch((const char *)(x0 + FS_Q8_0_PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(x1 + FS_Q8_0_PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(x2 + FS_Q8_0_PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(x3 + FS_Q8_0_PF), _MM_HINT_T0);
+            FS_ROW_PREFETCH(x0, B_Q8_0, FS_Q8_0_PF);
+            FS_ROW_PREFETCH(x1, B_Q8_0, FS_Q8_0_PF);
+            FS_ROW_PREFETCH(x2, B_Q8_0, FS_Q8_0_PF);
+            FS_ROW_PREFETCH(x3, B_Q8_0, FS_Q8_0_PF);
             const __m512i qy = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(y + 2)));
             const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(),
                                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, qy));

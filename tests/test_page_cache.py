@@ -59,7 +59,7 @@ def test_bytes_unchanged_and_state_true(tmp_path):
 
 
 def test_off_by_environment_and_for_small_files(tmp_path, monkeypatch):
-    path, want = _file(tmp_path, MIN_FILE_BYTES + 20 * HUGE_PAGE)
+    path, _ = _file(tmp_path, MIN_FILE_BYTES + 20 * HUGE_PAGE)
     monkeypatch.setenv("FIRESIDE_HUGE_PAGES", "0")
     got = use_huge_pages(_map(path), path)
     assert got.state == "off" and "FIRESIDE_HUGE_PAGES" in got.reason
