@@ -22,15 +22,13 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gguf
 import numpy as np
 
 from .errors import FiresideError
-
-if TYPE_CHECKING:
-    from .page_cache import HugePages
+from .page_cache import HugePages, pmd_mapped_bytes, use_huge_pages
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -424,16 +422,12 @@ class GGUFFile:
         """Have the kernel cache and map the file in 2 MiB pages where it can (engine/page_cache.py:
         faster decode reads); call before reading tensor data. Returns and keeps (``self.huge_pages``)
         a :class:`engine.page_cache.HugePages`; never raises for the kernel's refusals."""
-        from .page_cache import use_huge_pages
-
         self.huge_pages = use_huge_pages(self._mmap, self.path, self.data_offset)
         return self.huge_pages
 
     def pmd_mapped_bytes(self) -> int | None:
         """Bytes of the file this process maps in 2 MiB pages now, or None where the kernel does not say
         (engine/page_cache.py)."""
-        from .page_cache import pmd_mapped_bytes
-
         return pmd_mapped_bytes(self._mmap)
 
     def file_bytes(self) -> np.ndarray:
